@@ -1,0 +1,123 @@
+/**
+ * A received message as plugins and transports see it: parsed header fields and a re-readable
+ * body, whether it lives in memory or was spilled to a temporary file.
+ */
+import { Chunk, Data, Effect, Stream } from "effect"
+
+export class MessageError extends Data.TaggedError("MessageError")<{
+  readonly reason: "Read" | "Write" | "Closed"
+  readonly message: string
+}> {}
+
+/** One header field. `raw` is the field exactly as received, folding and final CRLF included. */
+export interface Header {
+  readonly name: string
+  /** Unfolded value without the leading space. */
+  readonly value: string
+  readonly raw: string
+}
+
+export interface Content {
+  /** Bytes of the message as received (CRLF line endings, dot-unstuffed). */
+  readonly size: number
+  /** The header fields in order. */
+  readonly headers: ReadonlyArray<Header>
+  /** Where the header fields end: the offset of the blank line that separates the body (or `size`). */
+  readonly bodyOffset: number
+  /** The message bytes from `start` (default 0) to the end, re-readable any number of times. */
+  readonly stream: (start?: number) => Stream.Stream<Uint8Array, MessageError>
+}
+
+/** The first value of a header field, case-insensitively. */
+export const header = (content: Pick<Content, "headers">, name: string): string | undefined => {
+  const lower = name.toLowerCase()
+  return content.headers.find((h) => h.name.toLowerCase() === lower)?.value
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: false })
+
+/** Parses a header section (bytes up to, not including, the blank line). */
+export const parseHeaders = (block: Uint8Array): ReadonlyArray<Header> => {
+  const text = decoder.decode(block)
+  const out: Array<Header> = []
+  let current: string | undefined
+  const flush = () => {
+    if (current === undefined) return
+    const colon = current.indexOf(":")
+    if (colon > 0) {
+      const name = current.slice(0, colon).trim()
+      const value = current.slice(colon + 1).replace(/\r\n(?=[ \t])/g, "").trim()
+      out.push({ name, value, raw: current })
+    }
+    current = undefined
+  }
+  for (const line of text.split(/(?<=\r\n)/)) {
+    if (line === "" || line === "\r\n") continue
+    if ((line.startsWith(" ") || line.startsWith("\t")) && current !== undefined) current += line
+    else {
+      flush()
+      current = line.endsWith("\r\n") ? line : line + "\r\n"
+    }
+  }
+  flush()
+  return out
+}
+
+/** Header edits made by `data` hooks: added fields go on top, in the order hooks add them. */
+export interface Edits {
+  readonly added: ReadonlyArray<{ readonly name: string; readonly value: string }>
+  readonly removed: ReadonlyArray<(header: Header) => boolean>
+}
+
+export const emptyEdits: Edits = { added: [], removed: [] }
+
+/** Folds a header value at spaces so that no line exceeds 78 characters where possible. */
+export const formatHeader = (name: string, value: string): string => {
+  const clean = value.replace(/[\r\n]+/g, " ")
+  const words = clean.split(" ")
+  const lines: Array<string> = []
+  let line = `${name}:`
+  for (const word of words) {
+    if (line.length + 1 + word.length > 78 && line.trim().length > name.length + 1) {
+      lines.push(line)
+      line = `\t${word}`
+    } else line += ` ${word}`
+  }
+  lines.push(line)
+  return lines.join("\r\n") + "\r\n"
+}
+
+/** The message with edits applied: new headers, the kept original headers, then the body. */
+export const render = (content: Content, edits: Edits): Stream.Stream<Uint8Array, MessageError> => {
+  if (edits.added.length === 0 && edits.removed.length === 0) return content.stream()
+  let head = ""
+  for (let i = edits.added.length - 1; i >= 0; i--) head += formatHeader(edits.added[i]!.name, edits.added[i]!.value)
+  for (const h of content.headers) if (!edits.removed.some((remove) => remove(h))) head += h.raw
+  return Stream.concat(Stream.succeed(encoder.encode(head)), content.stream(content.bodyOffset))
+}
+
+/** Size in bytes of the rendered message. */
+export const renderedSize = (content: Content, edits: Edits): number => {
+  if (edits.added.length === 0 && edits.removed.length === 0) return content.size
+  let head = 0
+  for (const a of edits.added) head += encoder.encode(formatHeader(a.name, a.value)).byteLength
+  for (const h of content.headers) if (!edits.removed.some((remove) => remove(h))) head += encoder.encode(h.raw).byteLength
+  return head + content.size - content.bodyOffset
+}
+
+/** Collects a stream into one buffer (for small messages and for verifiers that need it whole). */
+export const collect = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<Uint8Array, E> =>
+  Effect.map(Stream.runCollect(stream), (chunks) => {
+    const parts = Chunk.toReadonlyArray(chunks)
+    if (parts.length === 1) return parts[0]!
+    let total = 0
+    for (const p of parts) total += p.byteLength
+    const out = new Uint8Array(total)
+    let offset = 0
+    for (const p of parts) {
+      out.set(p, offset)
+      offset += p.byteLength
+    }
+    return out
+  })

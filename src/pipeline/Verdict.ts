@@ -1,0 +1,43 @@
+/**
+ * What a plugin hook answers. Plugins run in order; the first verdict other than `Continue` wins.
+ *
+ * @example
+ * import { Verdict } from "smtp-bridge"
+ * Verdict.reject("No mail from this network", { code: 554, enhanced: "5.7.1" })
+ */
+import { Data } from "effect"
+
+export type Verdict = Data.TaggedEnum<{
+  /** No opinion: the next plugin, then the bridge's own policy, decides. */
+  Continue: {}
+  /** Accept this step. On `auth`, `identity` is the authenticated user. */
+  Accept: { readonly identity?: string | undefined; readonly text?: string | undefined }
+  /** Permanent refusal (5xx). */
+  Reject: { readonly code: number; readonly enhanced: string; readonly text: string }
+  /** Temporary refusal (4xx): the client should retry later. */
+  Defer: { readonly code: number; readonly enhanced: string; readonly text: string }
+  /** Reply, then close the connection. */
+  Disconnect: { readonly code: number; readonly enhanced: string; readonly text: string }
+}>
+
+const V = Data.taggedEnum<Verdict>()
+
+export const { Continue: ContinueOf, Accept, Reject, Defer, Disconnect, $is: is, $match: match } = V
+
+/** The singleton `Continue` verdict. */
+export const Continue: Verdict = V.Continue()
+
+export const accept = (options: { readonly identity?: string; readonly text?: string } = {}): Verdict =>
+  V.Accept({ identity: options.identity, text: options.text })
+
+/** A 5xx refusal; defaults to `550 5.7.1`. */
+export const reject = (text: string, options: { readonly code?: number; readonly enhanced?: string } = {}): Verdict =>
+  V.Reject({ code: options.code ?? 550, enhanced: options.enhanced ?? "5.7.1", text })
+
+/** A 4xx refusal; defaults to `451 4.7.1`. */
+export const defer = (text: string, options: { readonly code?: number; readonly enhanced?: string } = {}): Verdict =>
+  V.Defer({ code: options.code ?? 451, enhanced: options.enhanced ?? "4.7.1", text })
+
+/** Reply and close; defaults to `421 4.7.0`. */
+export const disconnect = (text: string, options: { readonly code?: number; readonly enhanced?: string } = {}): Verdict =>
+  V.Disconnect({ code: options.code ?? 421, enhanced: options.enhanced ?? "4.7.0", text })

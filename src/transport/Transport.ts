@@ -1,0 +1,41 @@
+/**
+ * The delivery port: every transport (Maildir, SMTP/LMTP relay, webhook) implements it.
+ */
+import { Context, Data, type Effect, type Stream } from "effect"
+import type { Envelope, Recipient } from "../protocol/Envelope.ts"
+import type { Reply } from "../protocol/Reply.ts"
+import type { MessageError } from "../pipeline/Message.ts"
+import type { SessionInfo } from "../pipeline/Session.ts"
+
+export interface OutgoingMessage {
+  /** The transaction id (`queued as`). */
+  readonly id: string
+  /** The envelope; `recipients` holds only those routed to this transport. */
+  readonly envelope: Envelope
+  readonly session: SessionInfo
+  /** Size in bytes of `content`. */
+  readonly size: number
+  /** The final message (CRLF line endings, not dot-stuffed), re-readable. */
+  readonly content: () => Stream.Stream<Uint8Array, MessageError>
+}
+
+/** The transport's answer for each recipient it was given. */
+export interface DeliveryReport {
+  readonly recipients: ReadonlyArray<{ readonly recipient: Recipient; readonly reply: Reply }>
+}
+
+export class TransportError extends Data.TaggedError("TransportError")<{
+  readonly transport: string
+  readonly reason: "Unreachable" | "Timeout" | "Protocol" | "Storage" | "Rejected"
+  readonly message: string
+  /** The upstream's reply, when there was one; its class decides 4xx or 5xx for the client. */
+  readonly reply?: Reply | undefined
+}> {}
+
+export interface Transport {
+  readonly name: string
+  readonly deliver: (message: OutgoingMessage) => Effect.Effect<DeliveryReport, TransportError>
+}
+
+/** The configured transports by name; `default` receives recipients no route claims. */
+export class Transports extends Context.Tag("smtp-bridge/Transports")<Transports, ReadonlyMap<string, Transport>>() {}
