@@ -1,0 +1,23 @@
+/**
+ * smtp-bridge's public API, for plugin authors and configuration files.
+ *
+ * @example
+ * // smtp-bridge.config.ts
+ * import { defineConfig } from "smtp-bridge"
+ * import myPlugin from "./my-plugin.ts"
+ * export default defineConfig({ hostname: "mx.example.com", plugins: [myPlugin()] })
+ */
+export * as Verdict from "./pipeline/Verdict.ts"
+export * as Notes from "./pipeline/Notes.ts"
+export * as Message from "./pipeline/Message.ts"
+export * as Reply from "./protocol/Reply.ts"
+export * as Relay from "./pipeline/Relay.ts"
+export { definePlugin, hookNames } from "./pipeline/Plugin.ts"
+export type {
+  AuthContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
+  MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
+} from "./pipeline/Plugin.ts"
+export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"
+export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./protocol/Envelope.ts"
+export type { DeliveryReport, OutgoingMessage, Transport } from "./transport/Transport.ts"
+export { TransportError } from "./transport/Transport.ts"
