@@ -27,7 +27,7 @@ export const format = (reply: Reply): string => {
   let out = ""
   for (let i = 0; i < lines.length; i++) {
     const sep = i === lines.length - 1 ? " " : "-"
-    out += `${reply.code}${sep}${prefix}${clean(lines[i]!)}`.trimEnd() + "\r\n"
+    out += `${reply.code}${sep}${prefix}${clean(lines[i]!)}\r\n`
   }
   return out
 }

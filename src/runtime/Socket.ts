@@ -1,0 +1,195 @@
+/**
+ * The one place that touches `node:net` and `node:tls`: a connection as an Effect-friendly
+ * object with backpressured reads, batched writes and an in-place STARTTLS upgrade.
+ * Bun, Deno and Node all run this same code; any runtime difference belongs here.
+ */
+import { Data, Effect } from "effect"
+import * as net from "node:net"
+import * as tls from "node:tls"
+
+export class SocketError extends Data.TaggedError("SocketError")<{
+  readonly reason: "Closed" | "Tls" | "Write" | "Listen"
+  readonly message: string
+}> {}
+
+/** Bytes buffered from the peer before the socket is paused. */
+const highWaterMark = 256 * 1024
+
+export interface TlsState {
+  readonly protocol: string
+  readonly cipher: string
+}
+
+export interface SmtpSocket {
+  /** The next chunk from the peer; `undefined` once the peer closed or the socket failed. */
+  readonly read: Effect.Effect<Uint8Array | undefined>
+  /** Writes and waits until the kernel took it (or the socket is gone). */
+  readonly write: (data: string | Uint8Array) => Effect.Effect<void>
+  /** Drops buffered input, then runs a server-side TLS handshake on the same connection. */
+  readonly upgradeTls: (context: tls.SecureContext) => Effect.Effect<void, SocketError>
+  readonly tls: () => TlsState | undefined
+  /** Half-closes after pending writes, then destroys. */
+  readonly close: Effect.Effect<void>
+  readonly remoteAddress: string
+  readonly remotePort: number
+  readonly localAddress: string
+  readonly localPort: number
+}
+
+export type SecureContext = tls.SecureContext
+
+export const secureContext = (options: { readonly cert: string; readonly key: string }): tls.SecureContext =>
+  tls.createSecureContext({ cert: options.cert, key: options.key, minVersion: "TLSv1.2" })
+
+const normaliseAddress = (address: string | undefined): string =>
+  address === undefined ? "" : address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address
+
+export const wrap = (raw: net.Socket): SmtpSocket => {
+  let socket: net.Socket = raw
+  const queue: Array<Uint8Array> = []
+  let queued = 0
+  let ended = false
+  let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
+  let secured: TlsState | undefined
+
+  const onData = (chunk: Buffer) => {
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w(chunk)
+      return
+    }
+    queue.push(chunk)
+    queued += chunk.byteLength
+    if (queued > highWaterMark) socket.pause()
+  }
+  const onEnd = () => {
+    ended = true
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w(undefined)
+    }
+  }
+  const attach = (s: net.Socket) => {
+    s.on("data", onData)
+    s.on("end", onEnd)
+    s.on("close", onEnd)
+    s.on("error", onEnd)
+  }
+  const detach = (s: net.Socket) => {
+    s.off("data", onData)
+    s.off("end", onEnd)
+    s.off("close", onEnd)
+    s.off("error", onEnd)
+  }
+  raw.setNoDelay(true)
+  attach(raw)
+
+  const read: Effect.Effect<Uint8Array | undefined> = Effect.suspend(() => {
+    const next = queue.shift()
+    if (next !== undefined) {
+      queued -= next.byteLength
+      if (queued <= highWaterMark && socket.isPaused()) socket.resume()
+      return Effect.succeed(next)
+    }
+    if (ended) return Effect.succeed(undefined)
+    return Effect.async<Uint8Array | undefined>((resume) => {
+      waiter = (chunk) => resume(Effect.succeed(chunk))
+      return Effect.sync(() => {
+        waiter = undefined
+      })
+    })
+  })
+
+  const write = (data: string | Uint8Array): Effect.Effect<void> =>
+    Effect.async<void>((resume) => {
+      if (socket.destroyed || !socket.writable) return resume(Effect.void)
+      socket.write(data, () => resume(Effect.void))
+    })
+
+  const upgradeTls = (context: tls.SecureContext): Effect.Effect<void, SocketError> =>
+    Effect.async<void, SocketError>((resume) => {
+      // Anything the client sent after STARTTLS was plaintext: it must never be read as a command.
+      queue.length = 0
+      queued = 0
+      detach(raw)
+      const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context })
+      const fail = (error: Error) => {
+        secure.off("secure", ok)
+        ended = true
+        secure.destroy()
+        resume(Effect.fail(new SocketError({ reason: "Tls", message: `TLS handshake failed: ${error.message}` })))
+      }
+      const ok = () => {
+        secure.off("error", fail)
+        const cipher = secure.getCipher()
+        secured = { protocol: secure.getProtocol() ?? "TLS", cipher: cipher?.standardName ?? cipher?.name ?? "unknown" }
+        socket = secure
+        attach(secure)
+        if (raw.isPaused()) raw.resume()
+        resume(Effect.void)
+      }
+      secure.once("secure", ok)
+      secure.once("error", fail)
+      return Effect.sync(() => {
+        secure.off("secure", ok)
+        secure.off("error", fail)
+        secure.destroy()
+      })
+    })
+
+  const close = Effect.async<void>((resume) => {
+    const s = socket
+    if (s.destroyed) return resume(Effect.void)
+    const timer = setTimeout(() => s.destroy(), 2000)
+    s.end(() => {
+      clearTimeout(timer)
+      s.destroy()
+      resume(Effect.void)
+    })
+  })
+
+  return {
+    read,
+    write,
+    upgradeTls,
+    tls: () => secured,
+    close,
+    remoteAddress: normaliseAddress(raw.remoteAddress),
+    remotePort: raw.remotePort ?? 0,
+    localAddress: normaliseAddress(raw.localAddress),
+    localPort: raw.localPort ?? 0
+  }
+}
+
+export interface Listening {
+  readonly host: string
+  readonly port: number
+  readonly close: Effect.Effect<void>
+}
+
+/** Binds a TCP listener; each accepted connection is handed to `onConnection` synchronously. */
+export const listen = (
+  host: string,
+  port: number,
+  onConnection: (socket: net.Socket) => void
+): Effect.Effect<Listening, SocketError> =>
+  Effect.async<Listening, SocketError>((resume) => {
+    const server = net.createServer({ noDelay: true, pauseOnConnect: false }, onConnection)
+    const onError = (error: Error) =>
+      resume(Effect.fail(new SocketError({ reason: "Listen", message: `cannot listen on ${host}:${port}: ${error.message}` })))
+    server.once("error", onError)
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off("error", onError)
+      server.on("error", () => {})
+      const address = server.address()
+      const bound = typeof address === "object" && address !== null ? address.port : port
+      resume(Effect.succeed({
+        host,
+        port: bound,
+        // Stops accepting only; connections already open are drained by their own fibers.
+        close: Effect.sync(() => void server.close())
+      }))
+    })
+  })

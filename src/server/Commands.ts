@@ -1,0 +1,147 @@
+/** One function per SMTP command outside the message transfer (DATA/BDAT) and AUTH. */
+import { Effect } from "effect"
+import * as Notes from "../pipeline/Notes.ts"
+import * as Relay from "../pipeline/Relay.ts"
+import type * as Verdict from "../pipeline/Verdict.ts"
+import type { Command } from "../protocol/Command.ts"
+import * as Reply from "../protocol/Reply.ts"
+import { type Conn, invalid, newId, reply, replyAndClose } from "./State.ts"
+
+/** The reply for a verdict that refused; `undefined` when it let the command through. */
+export const refusal = (verdict: Verdict.Verdict): Reply.Reply | undefined => {
+  switch (verdict._tag) {
+    case "Continue":
+    case "Accept":
+      return undefined
+    case "Reject":
+    case "Defer":
+    case "Disconnect":
+      return Reply.make(verdict.code, verdict.enhanced, verdict.text)
+  }
+}
+
+/** Applies a refusing verdict (closing on Disconnect); true when the command was refused. */
+export const refuse = (c: Conn, verdict: Verdict.Verdict): boolean => {
+  const r = refusal(verdict)
+  if (r === undefined) return false
+  if (verdict._tag === "Disconnect") replyAndClose(c, r)
+  else reply(c, r)
+  return true
+}
+
+export const resetTransaction = (c: Conn): Effect.Effect<void> => {
+  c.tx = undefined
+  const chunking = c.chunking
+  c.chunking = undefined
+  return chunking === undefined ? Effect.void : chunking.buffer.dispose
+}
+
+export const authOffered = (c: Conn): boolean =>
+  c.env.pipeline.has("auth") && (c.session.tls !== undefined || c.env.config.allowInsecureAuth)
+
+const ehloLines = (c: Conn, name: string): Array<string> => {
+  const { config } = c.env
+  const lines = [
+    `${config.hostname} greets ${name}`,
+    "PIPELINING",
+    `SIZE ${config.limits.maxMessageSize}`,
+    "8BITMIME",
+    "SMTPUTF8",
+    "ENHANCEDSTATUSCODES",
+    "CHUNKING",
+    "DSN"
+  ]
+  if (c.env.tls() !== undefined && c.session.tls === undefined) lines.push("STARTTLS")
+  if (authOffered(c) && c.session.user === undefined) lines.push("AUTH PLAIN LOGIN")
+  return lines
+}
+
+export const hello = (c: Conn, verb: "EHLO" | "HELO" | "LHLO", name: string) =>
+  Effect.gen(function*() {
+    if (verb === "LHLO") return invalid(c, Reply.make(500, "5.5.2", "LHLO is for LMTP; this is SMTP"))
+    const { verdict } = yield* c.env.pipeline.run("helo", { session: c.session, verb, name })
+    if (refuse(c, verdict)) return
+    yield* resetTransaction(c)
+    c.session.helo = { verb, name }
+    if (verb === "HELO") reply(c, Reply.make(250, undefined, c.env.config.hostname))
+    else reply(c, Reply.make(250, undefined, ehloLines(c, name)))
+  })
+
+export const mail = (c: Conn, command: Extract<Command, { verb: "MAIL" }>) =>
+  Effect.gen(function*() {
+    if (c.session.helo === undefined) return invalid(c, Reply.badSequence("Send EHLO or HELO first"))
+    if (c.tx !== undefined) return invalid(c, Reply.badSequence("Nested MAIL command"))
+    const { params } = command
+    if (params.requireTls === true) return invalid(c, Reply.make(555, "5.5.4", "REQUIRETLS not supported"))
+    if (params.size !== undefined && params.size > c.env.config.limits.maxMessageSize) {
+      return reply(c, Reply.tooBig)
+    }
+    const { verdict } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
+    if (refuse(c, verdict)) return
+    c.tx = { id: newId(), mailFrom: command.from, mailParams: params, recipients: [], notes: Notes.make() }
+    reply(c, Reply.make(250, "2.1.0", "Ok"))
+  })
+
+export const rcpt = (c: Conn, command: Extract<Command, { verb: "RCPT" }>) =>
+  Effect.gen(function*() {
+    const tx = c.tx
+    if (tx === undefined) return invalid(c, Reply.badSequence("Need MAIL before RCPT"))
+    if (c.chunking !== undefined) return invalid(c, Reply.badSequence("RCPT not allowed during BDAT transfer"))
+    if (tx.recipients.length >= c.env.config.limits.maxRecipients) return reply(c, Reply.tooManyRecipients)
+    const recipient = { mailbox: command.to, params: command.params }
+    const { verdict } = yield* c.env.pipeline.run("rcptTo", { session: c.session, transaction: tx, recipient })
+    if (refuse(c, verdict)) return
+    // When every plugin continued, the bridge's own policy: no relaying for strangers.
+    if (verdict._tag === "Continue" && c.session.user === undefined && c.session.notes.get(Relay.Trusted) !== true) {
+      return reply(c, Reply.relayDenied)
+    }
+    tx.recipients.push(recipient)
+    reply(c, Reply.make(250, "2.1.5", "Ok"))
+  })
+
+export const rset = (c: Conn) =>
+  Effect.gen(function*() {
+    yield* resetTransaction(c)
+    reply(c, Reply.make(250, "2.0.0", "Ok"))
+  })
+
+export const quit = (c: Conn) => replyAndClose(c, Reply.make(221, "2.0.0", `${c.env.config.hostname} closing connection`))
+
+export const noop = (c: Conn) => reply(c, Reply.make(250, "2.0.0", "Ok"))
+
+export const vrfy = (c: Conn) =>
+  reply(c, Reply.make(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"))
+
+export const expn = (c: Conn) => reply(c, Reply.make(502, "5.5.1", "EXPN not available"))
+
+export const help = (c: Conn) =>
+  reply(c, Reply.make(214, "2.0.0", ["smtp-bridge: see RFC 5321 for the commands", "End of HELP"]))
+
+/** STARTTLS (RFC 3207): input pipelined after it is discarded, then the session starts over. */
+export const startTls = (c: Conn) =>
+  Effect.gen(function*() {
+    const context = c.env.tls()
+    if (context === undefined) return invalid(c, Reply.make(502, "5.5.1", "STARTTLS not available"))
+    if (c.session.tls !== undefined) return invalid(c, Reply.badSequence("TLS already active"))
+    if (c.chunking !== undefined) return invalid(c, Reply.badSequence("STARTTLS not allowed during BDAT transfer"))
+    c.lines.takeRemaining()
+    reply(c, Reply.make(220, "2.0.0", "Ready to start TLS"))
+    const out = c.out.join("")
+    c.out.length = 0
+    yield* c.socket.write(out)
+    const ok = yield* c.socket.upgradeTls(context).pipe(
+      Effect.timeout(c.env.config.limits.greetingTimeout),
+      Effect.as(true),
+      Effect.catchAll((error) => Effect.logInfo(`STARTTLS failed: ${error.message}`).pipe(Effect.as(false)))
+    )
+    if (!ok) {
+      c.closing = true
+      return
+    }
+    const state = c.socket.tls()
+    c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "starttls" }
+    c.session.helo = undefined
+    c.session.user = undefined
+    c.session.authMechanism = undefined
+    yield* resetTransaction(c)
+  })

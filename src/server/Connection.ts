@@ -1,0 +1,170 @@
+/**
+ * One fiber per connection: greeting, then command lines until QUIT, a limit, a timeout or the
+ * server's drain. Replies to pipelined commands leave in one write, just before the next read.
+ */
+import { Deferred, Duration, Effect } from "effect"
+import * as Notes from "../pipeline/Notes.ts"
+import * as Command from "../protocol/Command.ts"
+import * as LineDecoder from "../protocol/LineDecoder.ts"
+import * as Reply from "../protocol/Reply.ts"
+import type { SmtpSocket } from "../runtime/Socket.ts"
+import { auth } from "./Auth.ts"
+import * as Commands from "./Commands.ts"
+import { type Conn, flush, invalid, newId, reply, replyAndClose, type ServerEnv } from "./State.ts"
+import * as Transfer from "./Transfer.ts"
+
+export type LineEvent = LineDecoder.LineEvent | { readonly _tag: "End"; readonly why: "eof" | "timeout" | "drain" }
+export type LineRead = (c: Conn) => Effect.Effect<LineEvent>
+export type ChunkRead = (c: Conn, timeout: Duration.Duration) => Effect.Effect<Uint8Array | "eof" | "timeout">
+
+const end = (why: "eof" | "timeout" | "drain"): LineEvent => ({ _tag: "End", why })
+
+export const readChunk: ChunkRead = (c, timeout) =>
+  Effect.flatMap(flush(c), () =>
+    c.socket.read.pipe(
+      Effect.timeoutTo({ duration: timeout, onTimeout: () => "timeout" as const, onSuccess: (chunk) => chunk ?? "eof" })
+    ))
+
+/** The next command line. An idle session (no transaction open) also wakes up when draining starts. */
+export const readLine: LineRead = (c) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const event = c.lines.next()
+      if (event !== undefined) return event
+      const timeout = c.commands === 0 ? c.env.config.limits.greetingTimeout : c.env.config.limits.idleTimeout
+      const idle = c.tx === undefined && c.chunking === undefined
+      if (idle && c.env.isDraining()) return end("drain")
+      const read = readChunk(c, timeout)
+      const chunk = idle
+        ? yield* Effect.raceFirst(read, Effect.as(Deferred.await(c.env.draining), "drain" as const))
+        : yield* read
+      if (typeof chunk === "string") return end(chunk)
+      c.lines.push(chunk)
+    }
+  })
+
+const dispatch = (c: Conn, line: string) =>
+  Effect.gen(function*() {
+    const parsed = Command.parse(line, { smtputf8: c.tx?.mailParams.smtputf8 === true })
+    if (parsed._tag === "Error") return invalid(c, parsed.reply)
+    const command = parsed.command
+    switch (command.verb) {
+      case "EHLO":
+      case "HELO":
+      case "LHLO":
+        return yield* Commands.hello(c, command.verb, command.domain)
+      case "MAIL":
+        return yield* Commands.mail(c, command)
+      case "RCPT":
+        return yield* Commands.rcpt(c, command)
+      case "DATA":
+        return yield* Transfer.data(c, readChunk)
+      case "BDAT":
+        return yield* Transfer.bdat(c, readChunk, command.size, command.last)
+      case "RSET":
+        return yield* Commands.rset(c)
+      case "NOOP":
+        return Commands.noop(c)
+      case "QUIT":
+        return Commands.quit(c)
+      case "VRFY":
+        return Commands.vrfy(c)
+      case "EXPN":
+        return Commands.expn(c)
+      case "HELP":
+        return Commands.help(c)
+      case "STARTTLS":
+        return yield* Commands.startTls(c)
+      case "AUTH":
+        return yield* auth(c, readLine, command.mechanism, command.initialResponse)
+    }
+  })
+
+const greet = (c: Conn) =>
+  Effect.gen(function*() {
+    const { verdict } = yield* c.env.pipeline.run("connect", { session: c.session })
+    const refusal = Commands.refusal(verdict)
+    if (refusal !== undefined) {
+      // RFC 5321 3.1 allows the 554 greeting; we close rather than wait for QUIT.
+      return replyAndClose(c, refusal)
+    }
+    reply(c, Reply.make(220, undefined, `${c.env.config.hostname} ESMTP smtp-bridge`))
+  })
+
+const loop = (c: Conn) =>
+  Effect.gen(function*() {
+    yield* greet(c)
+    while (!c.closing) {
+      const event = yield* readLine(c)
+      if (event._tag === "End") {
+        if (event.why === "timeout") replyAndClose(c, Reply.timeout)
+        else if (event.why === "drain") replyAndClose(c, Reply.shuttingDown)
+        break
+      }
+      c.commands++
+      if (event._tag === "TooLong") invalid(c, Reply.lineTooLong)
+      else yield* dispatch(c, event.line)
+    }
+  })
+
+export interface Accepted {
+  readonly socket: SmtpSocket
+  /** Set for implicit-TLS listeners: the handshake runs before the greeting. */
+  readonly implicitTls: boolean
+}
+
+export const handle = (env: ServerEnv, accepted: Accepted) =>
+  Effect.gen(function*() {
+    const { socket } = accepted
+    const c: Conn = {
+      socket,
+      env,
+      lines: LineDecoder.make(env.config.limits.maxLineLength),
+      session: {
+        id: newId(),
+        remoteAddress: socket.remoteAddress,
+        remotePort: socket.remotePort,
+        localAddress: socket.localAddress,
+        localPort: socket.localPort,
+        hostname: env.config.hostname,
+        tls: undefined,
+        helo: undefined,
+        user: undefined,
+        authMechanism: undefined,
+        notes: Notes.make()
+      },
+      out: [],
+      tx: undefined,
+      chunking: undefined,
+      invalid: 0,
+      authFailures: 0,
+      closing: false,
+      commands: 0
+    }
+    if (accepted.implicitTls) {
+      const context = env.tls()
+      const ok = context !== undefined && (yield* socket.upgradeTls(context).pipe(
+        Effect.timeout(env.config.limits.greetingTimeout),
+        Effect.as(true),
+        Effect.catchAll(() => Effect.succeed(false))
+      ))
+      if (!ok) return yield* socket.close
+      const state = socket.tls()
+      c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "implicit" }
+    }
+    yield* loop(c).pipe(
+      Effect.onInterrupt(() => {
+        // Forced shutdown: say so if the connection is still there.
+        c.out.length = 0
+        reply(c, Reply.shuttingDown)
+        return flush(c)
+      }),
+      Effect.ensuring(Effect.gen(function*() {
+        yield* flush(c)
+        yield* Commands.resetTransaction(c)
+        yield* socket.close
+        yield* env.pipeline.notify("disconnect", { session: c.session })
+      })),
+      Effect.annotateLogs({ session: c.session.id, client: c.session.remoteAddress })
+    )
+  })

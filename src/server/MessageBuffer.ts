@@ -1,0 +1,153 @@
+/**
+ * Holds one incoming message: in memory up to a threshold, then in a private temporary file, so
+ * a session's memory stays bounded whatever the client sends. Bytes past the size limit are
+ * counted, never stored.
+ */
+import { Effect, Option, Stream } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { type Content, MessageError, parseHeaders } from "../pipeline/Message.ts"
+
+/** Header sections larger than this are not parsed (the message is still kept whole). */
+const maxHeaderBytes = 256 * 1024
+const readChunk = 64 * 1024
+
+export interface MessageBuffer {
+  readonly append: (chunk: Uint8Array) => Effect.Effect<void, MessageError>
+  /** Bytes received, including any past the limit. */
+  readonly size: () => number
+  readonly tooBig: () => boolean
+  /** The stored message; call once, after the last append. */
+  readonly finish: () => Effect.Effect<Content, MessageError>
+  /** Deletes the temporary file, if any. Safe to call more than once. */
+  readonly dispose: Effect.Effect<void>
+}
+
+const ioError = (reason: "Read" | "Write", error: unknown) =>
+  new MessageError({ reason, message: error instanceof Error ? error.message : String(error) })
+
+export const make = (options: {
+  readonly threshold: number
+  readonly maxSize: number
+  readonly tempDir: string | undefined
+}): MessageBuffer => {
+  const memory: Array<Uint8Array> = []
+  let inMemory = 0
+  let size = 0
+  let stored = 0
+  let file: fs.FileHandle | undefined
+  let filePath: string | undefined
+  let disposed = false
+  // The first bytes, kept for header parsing even after a spill (shared with `memory` until then).
+  const headParts: Array<Uint8Array> = []
+  let headLength = 0
+
+  const spill = Effect.tryPromise({
+    try: async () => {
+      const dir = options.tempDir ?? os.tmpdir()
+      filePath = path.join(dir, `smtp-bridge-${process.pid}-${randomBytes(8).toString("hex")}.eml`)
+      file = await fs.open(filePath, "wx", 0o600)
+      for (const part of memory) await file.write(part)
+      memory.length = 0
+      inMemory = 0
+    },
+    catch: (e) => ioError("Write", e)
+  })
+
+  const append = (chunk: Uint8Array): Effect.Effect<void, MessageError> => {
+    if (chunk.byteLength === 0) return Effect.void
+    size += chunk.byteLength
+    if (size > options.maxSize) return Effect.void
+    stored += chunk.byteLength
+    // Input chunks may be views of a buffer the socket reuses: copy what we keep.
+    const copy = file === undefined ? chunk.slice() : undefined
+    if (headLength < maxHeaderBytes) {
+      const n = Math.min(chunk.byteLength, maxHeaderBytes - headLength)
+      headParts.push(copy !== undefined ? copy.subarray(0, n) : chunk.slice(0, n))
+      headLength += n
+    }
+    if (copy === undefined) {
+      const f = file!
+      return Effect.tryPromise({ try: () => f.write(chunk), catch: (e) => ioError("Write", e) })
+    }
+    memory.push(copy)
+    inMemory += copy.byteLength
+    return inMemory > options.threshold ? spill : Effect.void
+  }
+
+  const headerSection = (): { headers: Content["headers"]; bodyOffset: number } => {
+    const view = headParts.length === 1 ? headParts[0]! : Buffer.concat(headParts)
+    if (headLength >= 2 && view[0] === 13 && view[1] === 10) return { headers: [], bodyOffset: 0 }
+    for (let i = 0; i + 3 < headLength; i++) {
+      if (view[i] === 13 && view[i + 1] === 10 && view[i + 2] === 13 && view[i + 3] === 10) {
+        return { headers: parseHeaders(view.subarray(0, i + 2)), bodyOffset: i + 2 }
+      }
+    }
+    if (stored <= maxHeaderBytes) return { headers: parseHeaders(view), bodyOffset: stored }
+    return { headers: [], bodyOffset: 0 }
+  }
+
+  const memoryStream = (parts: ReadonlyArray<Uint8Array>, start: number): Stream.Stream<Uint8Array, MessageError> => {
+    const out: Array<Uint8Array> = []
+    let offset = 0
+    for (const part of parts) {
+      const end = offset + part.byteLength
+      if (end > start) out.push(start > offset ? part.subarray(start - offset) : part)
+      offset = end
+    }
+    return Stream.fromIterable(out)
+  }
+
+  const fileStream = (p: string, total: number, start: number): Stream.Stream<Uint8Array, MessageError> =>
+    Stream.unwrapScoped(Effect.gen(function*() {
+      const handle = yield* Effect.acquireRelease(
+        Effect.tryPromise({ try: () => fs.open(p, "r"), catch: (e) => ioError("Read", e) }),
+        (h) => Effect.promise(() => h.close())
+      )
+      let position = start
+      return Stream.repeatEffectOption(Effect.gen(function*() {
+        if (position >= total) return yield* Effect.fail(Option.none())
+        const buffer = new Uint8Array(Math.min(readChunk, total - position))
+        const { bytesRead } = yield* Effect.mapError(
+          Effect.tryPromise({ try: () => handle.read(buffer, 0, buffer.byteLength, position), catch: (e) => ioError("Read", e) }),
+          Option.some
+        )
+        if (bytesRead === 0) return yield* Effect.fail(Option.some(ioError("Read", new Error("temporary file truncated"))))
+        position += bytesRead
+        return buffer.subarray(0, bytesRead)
+      }))
+    }))
+
+  const finish = (): Effect.Effect<Content, MessageError> =>
+    Effect.gen(function*() {
+      if (file !== undefined) {
+        const f = file
+        yield* Effect.tryPromise({ try: () => f.close(), catch: (e) => ioError("Write", e) })
+        file = undefined
+      }
+      const { headers, bodyOffset } = headerSection()
+      const total = stored
+      const parts = memory.slice()
+      const p = filePath
+      return {
+        size: total,
+        headers,
+        bodyOffset,
+        stream: (start = 0) => p === undefined ? memoryStream(parts, start) : fileStream(p, total, start)
+      }
+    })
+
+  const dispose = Effect.promise(async () => {
+    if (disposed) return
+    disposed = true
+    memory.length = 0
+    const f = file
+    file = undefined
+    if (f !== undefined) await f.close().catch(() => undefined)
+    if (filePath !== undefined) await fs.unlink(filePath).catch(() => undefined)
+  })
+
+  return { append, size: () => size, tooBig: () => size > options.maxSize, finish, dispose }
+}

@@ -1,0 +1,87 @@
+/** The mutable state of one connection, shared by the command handlers. */
+import { type Deferred, Effect } from "effect"
+import type { BridgeConfig } from "../config/Config.ts"
+import type * as Notes from "../pipeline/Notes.ts"
+import type { Pipeline } from "../pipeline/Pipeline.ts"
+import type { SessionInfo, TlsInfo, TransactionInfo } from "../pipeline/Session.ts"
+import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
+import type * as LineDecoder from "../protocol/LineDecoder.ts"
+import type * as LineEndings from "../protocol/LineEndings.ts"
+import * as Reply from "../protocol/Reply.ts"
+import type { SecureContext, SmtpSocket } from "../runtime/Socket.ts"
+import type { Transport } from "../transport/Transport.ts"
+import type { MessageBuffer } from "./MessageBuffer.ts"
+import { randomBytes } from "node:crypto"
+
+/** What every connection of one server shares. */
+export interface ServerEnv {
+  readonly config: BridgeConfig
+  readonly pipeline: Pipeline
+  readonly transports: ReadonlyMap<string, Transport>
+  /** The current TLS context (reloadable), or undefined when TLS is not configured. */
+  readonly tls: () => SecureContext | undefined
+  /** Completed when the server starts draining. */
+  readonly draining: Deferred.Deferred<void>
+  readonly isDraining: () => boolean
+}
+
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+export interface Transaction extends Mutable<TransactionInfo> {
+  mailFrom: Mailbox | null
+  mailParams: MailParams
+  recipients: Array<Recipient>
+  notes: Notes.Notes
+}
+
+export interface Chunking {
+  readonly buffer: MessageBuffer
+  readonly normalizer: LineEndings.Normalizer
+  bare: boolean
+}
+
+export interface Conn {
+  readonly socket: SmtpSocket
+  readonly env: ServerEnv
+  readonly lines: LineDecoder.LineDecoder
+  readonly session: Mutable<SessionInfo> & { tls: TlsInfo | undefined }
+  /** Replies waiting for the next flush: pipelined replies leave in one write. */
+  readonly out: Array<string>
+  tx: Transaction | undefined
+  /** A BDAT transfer in progress. */
+  chunking: Chunking | undefined
+  invalid: number
+  authFailures: number
+  /** Set when the connection must close after the pending replies. */
+  closing: boolean
+  /** Commands received so far; the greeting timeout applies until the first. */
+  commands: number
+}
+
+export const reply = (c: Conn, r: Reply.Reply): void => {
+  c.out.push(Reply.format(r))
+}
+
+/** Queues a reply and marks the connection to close after it. */
+export const replyAndClose = (c: Conn, r: Reply.Reply): void => {
+  reply(c, r)
+  c.closing = true
+}
+
+export const flush = (c: Conn): Effect.Effect<void> => {
+  if (c.out.length === 0) return Effect.void
+  const data = c.out.length === 1 ? c.out[0]! : c.out.join("")
+  c.out.length = 0
+  return c.socket.write(data)
+}
+
+/** Short, unique, log-friendly ids (session and transaction). */
+export const newId = (): string => randomBytes(8).toString("hex").toUpperCase()
+
+/** Counts a syntax or sequence error; past the limit the connection is closed with 421. */
+export const invalid = (c: Conn, r: Reply.Reply): void => {
+  c.invalid++
+  if (c.invalid > c.env.config.limits.maxInvalidCommands) {
+    replyAndClose(c, Reply.make(421, "4.7.0", "Too many errors, closing connection"))
+  } else reply(c, r)
+}
