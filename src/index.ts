@@ -21,3 +21,6 @@ export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.t
 export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./protocol/Envelope.ts"
 export type { DeliveryReport, OutgoingMessage, Transport } from "./transport/Transport.ts"
 export { TransportError } from "./transport/Transport.ts"
+export * as Cidr from "./util/Cidr.ts"
+export { defineConfig } from "./config/Input.ts"
+export type { ConfigInput } from "./config/Input.ts"

@@ -1,0 +1,79 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { senderIdentity } from "../../../plugins/sender-identity/index.ts"
+import { Verdict } from "../../../src/index.ts"
+import type { SenderIdentityOptions } from "../../../plugins/sender-identity/index.ts"
+import { mailbox, session } from "./context.ts"
+
+const check = (options: SenderIdentityOptions, user: string | undefined, from: string | null) => {
+  const mailFrom = senderIdentity(options).mailFrom
+  if (mailFrom === undefined) throw new Error("sender-identity has no mailFrom hook")
+  return mailFrom({ session: session({ user }), from: from === null ? null : mailbox(from), params: { raw: {} } })
+}
+
+const rejected = (user: string) =>
+  Verdict.Reject({ code: 553, enhanced: "5.7.1", text: `Sender address rejected: not owned by user ${user}` })
+
+const senders = {
+  alice: ["alice@example.com", "@alice.example"],
+  robot: ["*"],
+  "carol@example.org": ["carol@example.org", "billing@example.org"]
+}
+
+describe("sender-identity", () => {
+  it.effect("continues MAIL FROM an exact address the user owns, ignoring case", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "alice", "alice@example.com")).toEqual(Verdict.Continue)
+      expect(yield* check({ senders }, "alice", "Alice@EXAMPLE.com")).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("continues MAIL FROM any local part at an @domain entry", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "alice", "anything+tag@Alice.Example")).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("continues MAIL FROM anything for a * entry", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "robot", "whoever@wherever.test")).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("rejects MAIL FROM another user's address with 553 5.7.1", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "alice", "carol@example.org")).toEqual(rejected("alice"))
+      expect(yield* check({ senders }, "alice", "alice@sub.alice.example")).toEqual(rejected("alice"))
+      expect(yield* check({ senders }, "alice", "alice@example.com.evil.test")).toEqual(rejected("alice"))
+    }))
+
+  it.effect("limits a listed user to the entries even when the user name is an address", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "carol@example.org", "billing@example.org")).toEqual(Verdict.Continue)
+      expect(yield* check({ senders }, "carol@example.org", "sales@example.org")).toEqual(rejected("carol@example.org"))
+    }))
+
+  it.effect("lets an unlisted user whose name is an address send as that address only", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "dave@example.net", "Dave@Example.NET")).toEqual(Verdict.Continue)
+      expect(yield* check({ senders }, "dave@example.net", "eve@example.net")).toEqual(rejected("dave@example.net"))
+    }))
+
+  it.effect("rejects every MAIL FROM of an unlisted user whose name is not an address with 553 5.7.1", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "frank", "frank@example.com")).toEqual(rejected("frank"))
+    }))
+
+  it.effect("continues the null sender <> for an authenticated user", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, "frank", null)).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("continues unauthenticated sessions (relay-policy decides those)", () =>
+    Effect.gen(function*() {
+      expect(yield* check({ senders }, undefined, "anyone@example.com")).toEqual(Verdict.Continue)
+    }))
+
+  it("throws at creation naming an invalid entry and its user", () => {
+    expect(() => senderIdentity({ senders: { alice: ["example.com"] } }))
+      .toThrow(/sender-identity: invalid sender "example.com" for user "alice"/)
+    expect(() => senderIdentity({ senders: { alice: ["@"] } })).toThrow(/invalid sender "@"/)
+  })
+})
