@@ -2,7 +2,7 @@
  * One fiber per connection: greeting, then command lines until QUIT, a limit, a timeout or the
  * server's drain. Replies to pipelined commands leave in one write, just before the next read.
  */
-import { Deferred, Duration, Effect } from "effect"
+import { Deferred, type Duration, Effect } from "effect"
 import * as Notes from "../pipeline/Notes.ts"
 import * as Command from "../protocol/Command.ts"
 import * as LineDecoder from "../protocol/LineDecoder.ts"
