@@ -1,0 +1,179 @@
+#!/usr/bin/env node
+/**
+ * The `smtp-bridge` command: `serve`, `check-config` and `hash-password`. Wiring only: the config
+ * comes from `config/Load.ts`, the server from `Bridge.ts`, exit codes from `runtime/Main.ts`.
+ */
+import { Command, Options, Prompt } from "@effect/cli"
+import { Console, Data, Duration, Effect, Either, Option, Redacted } from "effect"
+import { readFile } from "node:fs/promises"
+import { createInterface } from "node:readline"
+import { hashPassword, parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
+import packageJson from "../package.json" with { type: "json" }
+import * as Bridge from "./Bridge.ts"
+import type { BridgeConfig } from "./config/Config.ts"
+import * as Load from "./config/Load.ts"
+import { ConfigError } from "./config/Resolve.ts"
+import * as Main from "./runtime/Main.ts"
+
+/** A problem with the command's own input (not the config); printed as one line, exit 1. */
+class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
+
+const optionalText = (name: string, pseudo: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
+const repeatedText = (name: string, pseudo: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.repeated)
+
+const configOptions = {
+  config: optionalText("config", "FILE", "Config file (smtp-bridge.config.ts) whose default export is defineConfig({...})"),
+  listen: repeatedText("listen", "HOST:PORT", "Plain listener HOST:PORT (STARTTLS when TLS is set); repeatable, replaces the file's"),
+  listenTls: repeatedText("listen-tls", "HOST:PORT", "Implicit-TLS listener HOST:PORT; repeatable"),
+  hostname: optionalText("hostname", "NAME", "Name in the greeting and Received header"),
+  tlsCert: optionalText("tls-cert", "FILE", "PEM certificate chain file"),
+  tlsKey: optionalText("tls-key", "FILE", "PEM private key file"),
+  users: optionalText("users", "FILE", "htpasswd file (bcrypt) of users allowed to AUTH"),
+  allowInsecureAuth: Options.boolean("allow-insecure-auth").pipe(
+    Options.withDescription("Offer AUTH without TLS (tests and private links only)")
+  ),
+  trust: repeatedText("trust", "CIDR", "Network (CIDR) allowed to relay without AUTH; repeatable"),
+  maildir: optionalText("maildir", "DIR", "Maildir that receives the mail"),
+  maxSize: optionalText("max-size", "BYTES", "Largest message, in bytes or like 25MB"),
+  maxRecipients: optionalText("max-recipients", "N", "Recipients per message")
+}
+
+type ConfigOptions = Command.Command.ParseConfig<typeof configOptions>
+
+const given = <K extends string, A>(key: K, value: Option.Option<A>): { [P in K]?: A } =>
+  (Option.isSome(value) ? { [key]: value.value } : {}) as { [P in K]?: A }
+
+const nonEmpty = <K extends string, A>(key: K, values: ReadonlyArray<A>): { [P in K]?: ReadonlyArray<A> } =>
+  (values.length > 0 ? { [key]: values } : {}) as { [P in K]?: ReadonlyArray<A> }
+
+// Sizes may be written "25MB"; plain digits are bytes.
+const size = (text: string): number | string => (/^\s*-?\d+(\.\d+)?\s*$/.test(text) ? Number(text) : text)
+
+/** Only the flags actually given, so that the config file keeps everything else. */
+const flagsOf = (o: ConfigOptions): Load.Flags => {
+  const tls = { ...given("cert", o.tlsCert), ...given("key", o.tlsKey) }
+  const limits = {
+    ...given("maxMessageSize", Option.map(o.maxSize, size)),
+    // Not a number gives NaN, which the config check rejects naming the field.
+    ...given("maxRecipients", Option.map(o.maxRecipients, Number))
+  }
+  return {
+    ...nonEmpty("listen", o.listen),
+    ...nonEmpty("listenTls", o.listenTls),
+    ...given("hostname", o.hostname),
+    ...(Object.keys(tls).length > 0 ? { tls } : {}),
+    ...given("users", o.users),
+    ...(o.allowInsecureAuth ? { allowInsecureAuth: true } : {}),
+    ...nonEmpty("trust", o.trust),
+    ...given("maildir", o.maildir),
+    ...(Object.keys(limits).length > 0 ? { limits } : {})
+  }
+}
+
+const loadConfig = (o: ConfigOptions): Effect.Effect<BridgeConfig, ConfigError> =>
+  Load.load({ ...given("file", o.config), flags: flagsOf(o) })
+
+const serve = Command.make("serve", configOptions, (o) =>
+  Effect.gen(function*() {
+    const config = yield* loadConfig(o)
+    // Serves until SIGINT/SIGTERM interrupts us; closing the scope drains gracefully.
+    yield* Effect.scoped(Effect.zipRight(Bridge.run(config), Effect.never))
+  })).pipe(Command.withDescription("Start the bridge"))
+
+/** Reads and parses the users file, so that a bad line fails the check, not the first AUTH. */
+const checkUsers = (file: string): Effect.Effect<number, ConfigError> => {
+  const invalid = (detail: string) =>
+    new ConfigError({
+      reason: "Invalid",
+      field: "users",
+      expected: "a readable htpasswd file of bcrypt entries",
+      source: file,
+      message: `Invalid config: users: ${detail}`
+    })
+  return Effect.tryPromise({
+    try: () => readFile(file, "utf8"),
+    catch: (error) => invalid(`cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`)
+  }).pipe(
+    Effect.flatMap((text) => Either.match(parseHtpasswd(text, file), {
+      onLeft: (error) => Effect.fail(invalid(error.message)),
+      onRight: (users) => Effect.succeed(users.size)
+    }))
+  )
+}
+
+const summary = (config: BridgeConfig, users: number | undefined): string => {
+  const listeners = config.listeners
+    .map((l) => `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}${l.mode === "implicit" ? " (TLS)" : ""}`)
+    .join(", ")
+  return [
+    `hostname ${config.hostname}`,
+    `listen ${listeners}`,
+    `TLS ${config.tls === undefined ? "off" : "on"}`,
+    `AUTH ${users === undefined ? "off" : `${users} user${users === 1 ? "" : "s"}${config.allowInsecureAuth ? " (insecure allowed)" : ""}`}`,
+    `trust ${config.trust.length === 0 ? "none" : config.trust.join(" ")}`,
+    `maildir ${config.maildir}`,
+    `max size ${config.limits.maxMessageSize}`,
+    `max recipients ${config.limits.maxRecipients}`,
+    `idle timeout ${Duration.format(config.limits.idleTimeout)}`,
+    `plugins ${config.plugins.length === 0 ? "none" : config.plugins.map((p) => p.name).join(", ")}`
+  ].join("; ")
+}
+
+const checkConfig = Command.make("check-config", configOptions, (o) =>
+  Effect.gen(function*() {
+    const config = yield* loadConfig(o)
+    const users = config.users === undefined ? undefined : yield* checkUsers(config.users)
+    yield* Console.log(`config ok: ${summary(config, users)}`)
+  })).pipe(Command.withDescription("Validate the config file and flags, then exit (0 ok, 2 invalid)"))
+
+/** One line from a pipe (`echo secret | smtp-bridge hash-password`). */
+const readLine: Effect.Effect<string, CliError> = Effect.async((resume) => {
+  const lines = createInterface({ input: process.stdin, terminal: false })
+  let answered = false
+  lines.once("line", (line) => {
+    answered = true
+    lines.close()
+    resume(Effect.succeed(line))
+  })
+  lines.once("close", () => {
+    if (!answered) resume(Effect.fail(new CliError({ message: "no password on stdin" })))
+  })
+  return Effect.sync(() => lines.close())
+})
+
+const readPassword = Effect.suspend(() =>
+  process.stdin.isTTY
+    ? Prompt.password({ message: "Password" }).pipe(
+      Effect.map(Redacted.value),
+      Effect.mapError(() => new CliError({ message: "no password given" }))
+    )
+    : readLine
+)
+
+const hashPasswordCommand = Command.make("hash-password", {
+  user: optionalText("user", "NAME", "User name; prints a whole htpasswd line user:hash"),
+  password: optionalText("password", "PASSWORD", "Password (visible in the process list; omit it to read stdin)")
+}, (o) =>
+  Effect.gen(function*() {
+    const password = Option.isSome(o.password) ? o.password.value : yield* readPassword
+    if (password === "") return yield* new CliError({ message: "the password is empty" })
+    if (Option.isSome(o.user) && /[:\s]/.test(o.user.value)) {
+      return yield* new CliError({ message: "the user name may not contain ':' or spaces" })
+    }
+    const hash = yield* Effect.tryPromise({
+      try: () => hashPassword(password),
+      catch: (error) => new CliError({ message: `cannot hash: ${error instanceof Error ? error.message : String(error)}` })
+    })
+    yield* Console.log(Option.isSome(o.user) ? `${o.user.value}:${hash}` : hash)
+  })).pipe(Command.withDescription("Print a bcrypt htpasswd entry for the users file"))
+
+const command = Command.make("smtp-bridge").pipe(
+  Command.withDescription("SMTP submission bridge"),
+  Command.withSubcommands([serve, checkConfig, hashPasswordCommand])
+)
+
+const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.version })
+
+Main.runMain(cli(process.argv))

@@ -1,0 +1,87 @@
+/**
+ * The configuration as a user writes it in `smtp-bridge.config.ts`: every field is optional and
+ * sizes and durations may be written for humans ("25MB", "5 minutes"). `Resolve.resolve` turns
+ * it into the validated `BridgeConfig`.
+ *
+ * @example
+ * // smtp-bridge.config.ts
+ * import { defineConfig } from "smtp-bridge"
+ * export default defineConfig({
+ *   hostname: "mx.example.com",
+ *   listen: ["0.0.0.0:587"],
+ *   tls: { cert: "/etc/ssl/mx.pem", key: "/etc/ssl/mx.key" },
+ *   users: "./users.htpasswd",
+ *   limits: { maxMessageSize: "25MB", idleTimeout: "5 minutes" }
+ * })
+ */
+import type { Plugin } from "../pipeline/Plugin.ts"
+
+/** Bytes as a number, or a string such as `"512KB"`, `"25MB"`, `"1GB"` (K/M/G are powers of 1024). */
+export type SizeInput = number | string
+
+/** Milliseconds as a number, or an Effect duration string such as `"30 seconds"` or `"5 minutes"`. */
+export type DurationInput = number | string
+
+export interface TlsInput {
+  /** PEM certificate chain file. */
+  readonly cert: string
+  /** PEM private key file. */
+  readonly key: string
+}
+
+export interface LimitsInput {
+  /** Largest message accepted (SIZE); default `"25MB"`. */
+  readonly maxMessageSize?: SizeInput
+  /** Recipients per transaction; default 100. */
+  readonly maxRecipients?: number
+  /** Longest command line in bytes, CRLF included; default 4096, at least 512 (RFC 5321). */
+  readonly maxLineLength?: number
+  /** Open connections in total; default 1000. */
+  readonly maxConnections?: number
+  /** Open connections from one client address; default 50. */
+  readonly maxConnectionsPerIp?: number
+  /** Unknown or invalid commands before the connection is closed; default 10. */
+  readonly maxInvalidCommands?: number
+  /** Failed AUTH attempts before the connection is closed; default 3. */
+  readonly maxAuthFailures?: number
+  /** Until the greeting is sent; default `"30 seconds"`. */
+  readonly greetingTimeout?: DurationInput
+  /** Waiting for the next command; default `"5 minutes"` (the RFC 5321 minimum). */
+  readonly idleTimeout?: DurationInput
+  /** Waiting for the next DATA or BDAT chunk; default `"10 minutes"`. */
+  readonly dataTimeout?: DurationInput
+  /** Message bytes kept in memory before spilling to a temporary file; default `"256KB"`. */
+  readonly spillThreshold?: SizeInput
+}
+
+export interface ConfigInput {
+  /** The name in the greeting, EHLO reply and Received header; default the machine's host name. */
+  readonly hostname?: string
+  /** Plain listeners (STARTTLS when `tls` is set) as `"host:port"`, IPv6 as `"[::1]:2525"`; default `["127.0.0.1:2525"]` when neither `listen` nor `listenTls` is given. */
+  readonly listen?: ReadonlyArray<string>
+  /** Implicit-TLS listeners (RFC 8314, usually port 465); they need `tls`. */
+  readonly listenTls?: ReadonlyArray<string>
+  readonly tls?: TlsInput
+  /** Offer AUTH without TLS: only for tests or links that are already private. */
+  readonly allowInsecureAuth?: boolean
+  /** htpasswd file (bcrypt) of the users allowed to AUTH. */
+  readonly users?: string
+  /** Networks in CIDR notation (`"10.0.0.0/8"`, `"::1/128"`) that may relay without AUTH. */
+  readonly trust?: ReadonlyArray<string>
+  /** Per user, the MAIL FROM addresses (`"a@b"`) or domains (`"@b"`) allowed, or `"*"`. */
+  readonly senders?: Readonly<Record<string, ReadonlyArray<string>>>
+  /** Maildir that receives mail by default; default `"./mail"`. */
+  readonly maildir?: string
+  /** Bare CR or LF inside a message: `"normalize"` (default) rewrites them as CRLF, `"reject"` refuses the message. */
+  readonly bareLineEndings?: "normalize" | "reject"
+  readonly limits?: LimitsInput
+  /** How long a graceful shutdown waits for transactions in flight; default `"30 seconds"`. */
+  readonly shutdownTimeout?: DurationInput
+  /** Directory for spilled messages; default the OS temporary directory. */
+  readonly tempDir?: string
+  /** Plugins, run in order after the built-ins that the fields above enable. */
+  readonly plugins?: ReadonlyArray<Plugin>
+}
+
+/** Identity function that gives config files type checking and editor completion. */
+export const defineConfig = (input: ConfigInput): ConfigInput => input

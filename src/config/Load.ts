@@ -1,0 +1,88 @@
+/**
+ * Produces the one validated `BridgeConfig` from an optional config file and the CLI flags:
+ * the file's default export, the flags merged over it, then `Resolve.resolve`.
+ *
+ * @example
+ * const config = yield* Load.load({ file: "smtp-bridge.config.ts", flags: { listen: ["0.0.0.0:587"] } })
+ */
+import { Effect } from "effect"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import type { BridgeConfig } from "./Config.ts"
+import type { ConfigInput, LimitsInput, TlsInput } from "./Input.ts"
+import * as Resolve from "./Resolve.ts"
+
+/**
+ * Flags are a `Partial<ConfigInput>`, except that `tls` may be half given (`--tls-cert` alone
+ * completes the file's `tls`).
+ */
+export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits"> & {
+  readonly tls?: Partial<TlsInput>
+  readonly limits?: LimitsInput
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * Flags override the file key by key; nested objects (`limits`, `tls`) merge one level down, and
+ * arrays are replaced, not appended: `--listen` names every listener.
+ */
+export const merge = (file: unknown, flags: Flags): unknown => {
+  if (!isRecord(file)) return Object.keys(flags).length === 0 ? file : merge({}, flags)
+  const out: Record<string, unknown> = { ...file }
+  for (const [key, value] of Object.entries(flags)) {
+    if (value === undefined) continue
+    const base = out[key]
+    out[key] = isRecord(value) && isRecord(base) ? { ...base, ...withoutUndefined(value) } : value
+  }
+  return out
+}
+
+const withoutUndefined = (record: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined))
+
+const messageOf = (error: unknown): string =>
+  (error instanceof Error ? error.message : String(error)).split("\n")[0]!.trim()
+
+const unreadable = (file: string, expected: string, detail: string): Resolve.ConfigError =>
+  new Resolve.ConfigError({
+    reason: "Unreadable",
+    field: "config",
+    expected,
+    source: file,
+    message: `Invalid config: config: cannot load ${file}: ${detail}`
+  })
+
+/** Imports the config file's default export (`.ts` works on Bun, Deno and Node >= 22.19). */
+export const importFile = (file: string): Effect.Effect<unknown, Resolve.ConfigError> =>
+  Effect.gen(function*() {
+    const url = pathToFileURL(Path.resolve(file)).href
+    const module = yield* Effect.tryPromise({
+      try: (): Promise<unknown> => import(url),
+      catch: (error) => unreadable(file, "a config file that can be imported", messageOf(error))
+    })
+    if (!isRecord(module) || !("default" in module) || module.default === undefined) {
+      return yield* Effect.fail(
+        unreadable(file, "a default export", "it has no default export (export default defineConfig({ ... }))")
+      )
+    }
+    return module.default
+  })
+
+/** Whether the flags set the field at this path, so that an error can blame the right source. */
+const fromFlags = (flags: Flags, field: string): boolean => {
+  const [top, nested] = field.replace(/\[.*$/, "").split(".")
+  const value: unknown = (flags as Record<string, unknown>)[top!]
+  if (value === undefined) return false
+  return nested === undefined || !isRecord(value) || value[nested] !== undefined
+}
+
+export const load = (options: { readonly file?: string; readonly flags: Flags }): Effect.Effect<BridgeConfig, Resolve.ConfigError> =>
+  Effect.gen(function*() {
+    const { file, flags } = options
+    const fileInput = file === undefined ? {} : yield* importFile(file)
+    // An error names where the bad value came from: the flags when they set that field, else the file.
+    const source = (field: string): string => (file === undefined || fromFlags(flags, field) ? "flags" : file)
+    return yield* Resolve.resolve(merge(fileInput, flags), source)
+  })

@@ -1,0 +1,329 @@
+/**
+ * Validates a `ConfigInput` (from a config file, flags, or both merged) and fills in the safe
+ * defaults, giving the `BridgeConfig` the server runs with. The first problem found is reported as
+ * one line that names the field, what it expects and what it got.
+ *
+ * @example
+ * const config = yield* Resolve.resolve({ limits: { maxRecipients: 50 } }, "smtp-bridge.config.ts")
+ * // Resolve.resolve({ limits: { maxRecipients: -1 } }, "flags") fails with
+ * // "Invalid config: limits.maxRecipients: expected a positive integer, got -1 (flags)"
+ */
+import { type Array as Arr, Duration, Effect, Option, ParseResult, Schema, SchemaAST } from "effect"
+import * as Os from "node:os"
+import type { Plugin } from "../pipeline/Plugin.ts"
+import type { BridgeConfig, ListenerConfig } from "./Config.ts"
+import * as Syntax from "./Syntax.ts"
+
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  /** `Invalid`: a value is wrong; `Unreadable`: the config file could not be imported. */
+  reason: Schema.Literal("Invalid", "Unreadable"),
+  /** Dotted path of the offending field (`limits.maxRecipients`, `trust[1]`), or `config`. */
+  field: Schema.String,
+  expected: Schema.String,
+  /** Where the value came from: the config file's path, `flags`, or both. */
+  source: Schema.String,
+  /** One line, fit for stderr: `Invalid config: <field>: expected <what>, got <value> (<source>)`. */
+  message: Schema.String
+}) {}
+
+// ---------------------------------------------------------------------------------------------
+// Schema: each checked value carries the human phrase for what it expects, read back from the
+// parse issue so that messages stay in the config's vocabulary, not the schema's.
+
+const Expected = Symbol.for("smtp-bridge/config/Expected")
+const expecting = (text: string) => ({ [Expected]: text })
+
+const expectedOf = (ast: SchemaAST.Annotated): string | undefined =>
+  Option.getOrUndefined(SchemaAST.getAnnotation<string>(Expected)(ast))
+
+const NonEmptyString = Schema.String.pipe(Schema.filter((s) => s.trim().length > 0)).annotations(
+  expecting("a non-empty string")
+)
+const FilePath = NonEmptyString.annotations(expecting("a file path"))
+const Hostname = Schema.String.pipe(Schema.filter(Syntax.isHostname)).annotations(
+  expecting("a host name like mx.example.com")
+)
+const ListenAddress = Schema.String.pipe(Schema.filter((s) => Syntax.parseHostPort(s) !== undefined)).annotations(
+  expecting("HOST:PORT like 127.0.0.1:2525 or [::1]:2525, with a port from 0 to 65535")
+)
+const Cidr = Schema.String.pipe(Schema.filter(Syntax.isCidr)).annotations(expecting("a CIDR like 10.0.0.0/8"))
+const SenderPattern = Schema.String.pipe(Schema.filter(Syntax.isSenderPattern)).annotations(
+  expecting("an address (alice@example.com), a domain (@example.com) or *")
+)
+const Bool = Schema.Boolean.annotations(expecting("true or false"))
+
+const integer = (min: number, phrase: string) =>
+  Schema.Number.pipe(Schema.filter((n) => Number.isSafeInteger(n) && n >= min)).annotations(expecting(phrase))
+const PositiveInt = integer(1, "a positive integer")
+const LineLength = integer(512, "an integer of at least 512 (the RFC 5321 minimum)")
+
+const size = (min: number, phrase: string) =>
+  Schema.Union(Schema.Number, Schema.String).pipe(
+    Schema.filter((s) => (Syntax.parseSize(s) ?? -1) >= min)
+  ).annotations(expecting(phrase))
+const MessageSize = size(1, "a positive size in bytes, or a string like \"25MB\"")
+const SpillSize = size(0, "a size in bytes, or a string like \"256KB\"")
+
+const decodeDuration = (input: unknown): Duration.Duration | undefined =>
+  Option.getOrUndefined(Duration.decodeUnknown(input))
+
+const duration = (allowZero: boolean) =>
+  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((input) => {
+    const d = decodeDuration(input)
+    return d !== undefined && Duration.isFinite(d) && (allowZero || Duration.greaterThan(d, Duration.zero)) &&
+      (typeof input !== "number" || input >= 0)
+  })).annotations(expecting(`a duration like "30 seconds" or "5 minutes", or milliseconds${allowZero ? "" : " above 0"}`))
+const Timeout = duration(false)
+const ShutdownTimeout = duration(true)
+
+const hookNames = ["connect", "helo", "auth", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"]
+
+const isPlugin = (u: unknown): u is Plugin => {
+  if (typeof u !== "object" || u === null || Array.isArray(u)) return false
+  const record = u as Record<string, unknown>
+  return typeof record.name === "string" && record.name.length > 0 &&
+    hookNames.every((hook) => record[hook] === undefined || typeof record[hook] === "function")
+}
+const PluginSchema = Schema.declare(isPlugin).annotations(
+  expecting("a plugin: an object with a string name and function hooks, as definePlugin returns")
+)
+
+const list = <S extends Schema.Schema.AnyNoContext>(item: S, what: string) =>
+  Schema.Array(item).annotations(expecting(`an array of ${what}`))
+
+const optional = <S extends Schema.Schema.AnyNoContext>(schema: S) => Schema.optionalWith(schema, { exact: true })
+
+const LimitsSchema = Schema.Struct({
+  maxMessageSize: optional(MessageSize),
+  maxRecipients: optional(PositiveInt),
+  maxLineLength: optional(LineLength),
+  maxConnections: optional(PositiveInt),
+  maxConnectionsPerIp: optional(PositiveInt),
+  maxInvalidCommands: optional(PositiveInt),
+  maxAuthFailures: optional(PositiveInt),
+  greetingTimeout: optional(Timeout),
+  idleTimeout: optional(Timeout),
+  dataTimeout: optional(Timeout),
+  spillThreshold: optional(SpillSize)
+}).annotations(expecting("an object of limits"))
+
+const TlsSchema = Schema.Struct({ cert: FilePath, key: FilePath }).annotations(
+  expecting("{ cert, key } with the paths of PEM files")
+)
+
+const InputSchema = Schema.Struct({
+  hostname: optional(Hostname),
+  listen: optional(list(ListenAddress, "HOST:PORT strings")),
+  listenTls: optional(list(ListenAddress, "HOST:PORT strings")),
+  tls: optional(TlsSchema),
+  allowInsecureAuth: optional(Bool),
+  users: optional(FilePath),
+  trust: optional(list(Cidr, "CIDR strings like 10.0.0.0/8")),
+  senders: optional(
+    Schema.Record({ key: Schema.String, value: list(SenderPattern, "addresses or @domains") }).annotations(
+      expecting("an object mapping user names to arrays of addresses")
+    )
+  ),
+  maildir: optional(FilePath.annotations(expecting("a directory path"))),
+  bareLineEndings: optional(Schema.Literal("normalize", "reject").annotations(expecting("\"normalize\" or \"reject\""))),
+  limits: optional(LimitsSchema),
+  shutdownTimeout: optional(ShutdownTimeout),
+  tempDir: optional(FilePath.annotations(expecting("a directory path"))),
+  plugins: optional(list(PluginSchema, "plugins"))
+}).annotations(expecting("an object (the config file's default export)"))
+
+type Decoded = typeof InputSchema.Type
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+const describe = (value: unknown): string => {
+  if (value === undefined) return "nothing"
+  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value)
+  if (value === null) return "null"
+  if (Array.isArray(value)) return value.length === 0 ? "an empty list" : "an array"
+  if (typeof value === "function") return "a function"
+  return "an object"
+}
+
+const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
+  let out = ""
+  for (const key of path) {
+    if (typeof key === "number") out += `[${key}]`
+    else if (typeof key === "string" && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === "" ? key : `.${key}`
+    else out += `[${JSON.stringify(String(key))}]`
+  }
+  return out === "" ? "config" : out
+}
+
+/** Where the value of a field came from (a file path or `flags`), for the message. */
+type SourceOf = (field: string) => string
+
+/** A ConfigError for one field, with the message every caller prints. */
+const invalid = (field: string, expected: string, got: unknown, sourceOf: SourceOf): ConfigError => {
+  const source = sourceOf(field)
+  return new ConfigError({
+    reason: "Invalid",
+    field,
+    expected,
+    source,
+    message: `Invalid config: ${field}: expected ${expected}, got ${describe(got)}${source === "" ? "" : ` (${source})`}`
+  })
+}
+
+const isNonEmptyArray = <A>(u: A | Arr.NonEmptyReadonlyArray<A>): u is Arr.NonEmptyReadonlyArray<A> => Array.isArray(u)
+
+/** Follows the first parse issue down to its leaf, collecting the path and the innermost field's phrase. */
+const fromIssue = (issue: ParseResult.ParseIssue, sourceOf: SourceOf): ConfigError => {
+  const path: Array<PropertyKey> = []
+  let expected: string | undefined
+  let known: ReadonlyArray<string> = []
+  let current: ParseResult.ParseIssue = issue
+  for (;;) {
+    if ("ast" in current) {
+      expected ??= expectedOf(current.ast)
+      const ast: SchemaAST.Annotated = current.ast
+      if (ast instanceof SchemaAST.TypeLiteral) known = ast.propertySignatures.map((p) => String(p.name))
+    }
+    switch (current._tag) {
+      case "Pointer": {
+        const keys: ReadonlyArray<PropertyKey> = typeof current.path === "object" ? current.path : [current.path]
+        path.push(...keys)
+        expected = undefined
+        current = current.issue
+        break
+      }
+      case "Composite":
+        current = isNonEmptyArray(current.issues) ? current.issues[0] : current.issues
+        break
+      case "Refinement":
+      case "Transformation":
+        current = current.issue
+        break
+      case "Unexpected": {
+        const field = formatPath(path)
+        const source = sourceOf(field)
+        const options = `one of ${known.join(", ")}`
+        return new ConfigError({
+          reason: "Invalid",
+          field,
+          expected: options,
+          source,
+          message: `Invalid config: ${field}: unknown option, expected ${options}${source === "" ? "" : ` (${source})`}`
+        })
+      }
+      case "Missing":
+        // Its ast is the property signature; the phrase sits on the property's type.
+        return invalid(formatPath(path), expected ?? expectedOf(current.ast.type) ?? "a value", undefined, sourceOf)
+      default:
+        return invalid(formatPath(path), expected ?? "a valid value", current.actual, sourceOf)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks across fields, then defaults
+
+const listeners = (input: Decoded, source: SourceOf): Effect.Effect<ReadonlyArray<ListenerConfig>, ConfigError> => {
+  // The default listener only applies when the user named none: someone who lists a TLS port
+  // alone does not expect an extra plain one.
+  const plain = input.listen ?? (input.listenTls === undefined ? ["127.0.0.1:2525"] : [])
+  const implicit = input.listenTls ?? []
+  const out: Array<ListenerConfig> = []
+  const seen = new Set<string>()
+  const entries = [
+    ...plain.map((address, i) => ({ address, field: `listen[${i}]`, mode: "plain" as const })),
+    ...implicit.map((address, i) => ({ address, field: `listenTls[${i}]`, mode: "implicit" as const }))
+  ]
+  for (const { address, field, mode } of entries) {
+    const { host, port } = Syntax.parseHostPort(address)!
+    const key = `${host.toLowerCase()}:${port}`
+    if (port !== 0 && seen.has(key)) {
+      return Effect.fail(invalid(field, "an address no other listener uses", address, source))
+    }
+    seen.add(key)
+    out.push({ host, port, mode })
+  }
+  if (out.length === 0) return Effect.fail(invalid("listen", "at least one HOST:PORT", [], source))
+  return Effect.succeed(out)
+}
+
+const checkTls = (input: Decoded, source: SourceOf): Effect.Effect<void, ConfigError> => {
+  if (input.tls !== undefined) return Effect.void
+  if ((input.listenTls ?? []).length > 0) {
+    return Effect.fail(invalid("tls", "{ cert, key } because listenTls is set", undefined, source))
+  }
+  // AUTH is only offered over TLS unless insecure AUTH is allowed: a users file would go unused.
+  if (input.users !== undefined && input.allowInsecureAuth !== true) {
+    return Effect.fail(
+      invalid("tls", "{ cert, key } so that AUTH can be offered to users (or allowInsecureAuth: true)", undefined, source)
+    )
+  }
+  return Effect.void
+}
+
+const bytes = (input: string | number | undefined, fallback: number): number =>
+  input === undefined ? fallback : Syntax.parseSize(input) ?? fallback
+
+const time = (input: string | number | undefined, fallback: Duration.DurationInput): Duration.Duration =>
+  (input === undefined ? undefined : decodeDuration(input)) ?? Duration.decode(fallback)
+
+export const defaults = {
+  listen: ["127.0.0.1:2525"],
+  maildir: "./mail",
+  maxMessageSize: 25 * 1024 * 1024,
+  maxRecipients: 100,
+  // RFC 5321 allows 512, but an AUTH PLAIN line with a long password or a SASL initial response
+  // (RFC 4954 section 4) easily exceeds it; 4096 stays cheap per session.
+  maxLineLength: 4096,
+  maxConnections: 1000,
+  maxConnectionsPerIp: 50,
+  maxInvalidCommands: 10,
+  maxAuthFailures: 3,
+  greetingTimeout: "30 seconds",
+  idleTimeout: "5 minutes",
+  dataTimeout: "10 minutes",
+  spillThreshold: 256 * 1024,
+  shutdownTimeout: "30 seconds"
+} as const
+
+/** Validates `input` (a `ConfigInput` or anything a config file exported) and fills in defaults. */
+export const resolve = (
+  input: unknown,
+  source: string | ((field: string) => string)
+): Effect.Effect<BridgeConfig, ConfigError> =>
+  Effect.gen(function*() {
+    const sourceOf = typeof source === "string" ? () => source : source
+    const decoded = yield* Schema.decodeUnknown(InputSchema, { errors: "first", onExcessProperty: "error" })(input)
+      .pipe(Effect.mapError((error) => fromIssue(error.issue, sourceOf)))
+    yield* checkTls(decoded, sourceOf)
+    const limits = decoded.limits ?? {}
+    return {
+      hostname: decoded.hostname ?? Os.hostname(),
+      listeners: yield* listeners(decoded, sourceOf),
+      tls: decoded.tls === undefined ? undefined : { cert: decoded.tls.cert, key: decoded.tls.key },
+      allowInsecureAuth: decoded.allowInsecureAuth ?? false,
+      users: decoded.users,
+      trust: decoded.trust ?? [],
+      senders: decoded.senders ?? {},
+      maildir: decoded.maildir ?? defaults.maildir,
+      bareLineEndings: decoded.bareLineEndings ?? "normalize",
+      limits: {
+        maxMessageSize: bytes(limits.maxMessageSize, defaults.maxMessageSize),
+        maxRecipients: limits.maxRecipients ?? defaults.maxRecipients,
+        maxLineLength: limits.maxLineLength ?? defaults.maxLineLength,
+        maxConnections: limits.maxConnections ?? defaults.maxConnections,
+        maxConnectionsPerIp: limits.maxConnectionsPerIp ?? defaults.maxConnectionsPerIp,
+        maxInvalidCommands: limits.maxInvalidCommands ?? defaults.maxInvalidCommands,
+        maxAuthFailures: limits.maxAuthFailures ?? defaults.maxAuthFailures,
+        greetingTimeout: time(limits.greetingTimeout, defaults.greetingTimeout),
+        idleTimeout: time(limits.idleTimeout, defaults.idleTimeout),
+        dataTimeout: time(limits.dataTimeout, defaults.dataTimeout),
+        spillThreshold: bytes(limits.spillThreshold, defaults.spillThreshold)
+      },
+      shutdownTimeout: time(decoded.shutdownTimeout, defaults.shutdownTimeout),
+      tempDir: decoded.tempDir,
+      plugins: decoded.plugins ?? []
+    }
+  })

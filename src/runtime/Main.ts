@@ -1,0 +1,79 @@
+/**
+ * The process entry for every runtime: Bun gets `@effect/platform-bun`, Node and Deno get
+ * `@effect/platform-node` (Deno runs it through its Node compatibility). SIGINT and SIGTERM
+ * interrupt the main fiber, so every scope closes and its finalizers (the graceful drain) run
+ * before the process exits 0.
+ *
+ * Exit codes: 0 success or signal, 2 invalid configuration or command line, 1 anything else.
+ *
+ * @example
+ * import * as Main from "./runtime/Main.ts"
+ * Main.runMain(program)
+ */
+import type * as NodeContext from "@effect/platform-node/NodeContext"
+import type { Teardown } from "@effect/platform/Runtime"
+import * as ValidationError from "@effect/cli/ValidationError"
+import { Cause, Effect, Exit, type Layer, Option } from "effect"
+import { ConfigError } from "../config/Resolve.ts"
+
+/** What the platform layer provides: file system, path, terminal, command executor, workers. */
+export type PlatformServices = NodeContext.NodeContext
+
+interface Platform {
+  readonly layer: Layer.Layer<PlatformServices>
+  readonly runMain: (effect: Effect.Effect<unknown, unknown>, options: { readonly disableErrorReporting: boolean; readonly teardown: Teardown }) => void
+}
+
+const isBun = (): boolean => typeof (globalThis as { readonly Bun?: unknown }).Bun !== "undefined"
+
+// Loaded lazily: importing the Bun platform elsewhere (or the Node one under Bun) would pull in
+// code written for the other runtime.
+const platform = async (): Promise<Platform> => {
+  if (isBun()) {
+    const [runtime, context] = await Promise.all([
+      import("@effect/platform-bun/BunRuntime"),
+      import("@effect/platform-bun/BunContext")
+    ])
+    return { layer: context.layer, runMain: runtime.runMain }
+  }
+  const [runtime, context] = await Promise.all([
+    import("@effect/platform-node/NodeRuntime"),
+    import("@effect/platform-node/NodeContext")
+  ])
+  return { layer: context.layer, runMain: runtime.runMain }
+}
+
+const stderr = (line: string): void => void process.stderr.write(line.endsWith("\n") ? line : `${line}\n`)
+
+const isTaggedError = (u: unknown): u is { readonly _tag: string; readonly message: string } =>
+  typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" &&
+  "message" in u && typeof u.message === "string" && u.message !== ""
+
+/** Maps how the program ended to an exit code, printing one line for failures a user can fix. */
+export const teardown: Teardown = (exit, onExit) => {
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
+  const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+  if (failure instanceof ConfigError) {
+    stderr(failure.message)
+    return onExit(2)
+  }
+  // @effect/cli has already printed what was wrong with the command line.
+  if (ValidationError.isValidationError(failure)) return onExit(2)
+  if (isTaggedError(failure)) {
+    stderr(`smtp-bridge: ${failure.message}`)
+    return onExit(1)
+  }
+  stderr(Cause.pretty(exit.cause))
+  onExit(1)
+}
+
+/** Runs the program with the current runtime's platform services until it ends or a signal stops it. */
+export const runMain = <E, A>(effect: Effect.Effect<A, E, PlatformServices>): void => {
+  platform().then(
+    ({ layer, runMain }) => runMain(Effect.provide(effect, layer), { disableErrorReporting: true, teardown }),
+    (error: unknown) => {
+      stderr(`smtp-bridge: cannot load the platform runtime: ${error instanceof Error ? error.message : String(error)}`)
+      process.exit(1)
+    }
+  )
+}

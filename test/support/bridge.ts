@@ -1,0 +1,57 @@
+/**
+ * Starts a real bridge in-process on loopback port 0 for end-to-end tests, with its own
+ * temporary Maildir, and reads back what was delivered.
+ */
+import { Effect, Exit, Logger, LogLevel, Scope } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Bridge from "../../src/Bridge.ts"
+import type { ConfigInput } from "../../src/config/Input.ts"
+import * as Resolve from "../../src/config/Resolve.ts"
+
+export interface TestBridge {
+  /** Port of the first plain listener. */
+  readonly port: number
+  /** Port of the first implicit-TLS listener, if any. */
+  readonly tlsPort: number | undefined
+  readonly maildir: string
+  readonly running: Bridge.Running
+  /** The files in maildir/new, oldest first, as raw bytes. */
+  readonly delivered: () => ReadonlyArray<Buffer>
+  /** Closes the server scope: graceful drain, as on SIGTERM. */
+  readonly stop: () => Promise<void>
+}
+
+export const startBridge = async (input: ConfigInput = {}): Promise<TestBridge> => {
+  const maildir = input.maildir ?? fs.mkdtempSync(path.join(os.tmpdir(), "sb-maildir-"))
+  const config = await Effect.runPromise(Resolve.resolve({
+    listen: ["127.0.0.1:0"],
+    hostname: "bridge.test",
+    ...input,
+    maildir
+  }, "test"))
+  const scope = await Effect.runPromise(Scope.make())
+  const logLevel = process.env.SMTP_BRIDGE_TEST_LOG === "1" ? LogLevel.Debug : LogLevel.Warning
+  const running = await Effect.runPromise(
+    Bridge.start(config).pipe(Scope.extend(scope), Logger.withMinimumLogLevel(logLevel))
+  )
+  const plain = running.addresses.find((a) => a.mode === "plain")
+  const implicit = running.addresses.find((a) => a.mode === "implicit")
+  return {
+    port: plain?.port ?? 0,
+    tlsPort: implicit?.port,
+    maildir,
+    running,
+    delivered: () => {
+      const dir = path.join(maildir, "new")
+      if (!fs.existsSync(dir)) return []
+      return fs.readdirSync(dir).sort().map((f) => fs.readFileSync(path.join(dir, f)))
+    },
+    stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+/** The message as the client sent it: the delivered file without the headers the bridge added on top. */
+export const stripTrace = (file: Buffer): string =>
+  file.toString("utf8").replace(/^(?:Return-Path:.*\r\n|Delivered-To:.*\r\n|Received:.*\r\n(?:[ \t].*\r\n)*)+/, "")

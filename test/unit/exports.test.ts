@@ -1,0 +1,41 @@
+import { describe, expect, it } from "@effect/vitest"
+import { existsSync, readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+
+// npm and Bun read package.json, Deno reads deno.json: the public entry points must be the same in both.
+const root = fileURLToPath(new URL("../../", import.meta.url))
+const readJson = (file: string): Record<string, unknown> => JSON.parse(readFileSync(`${root}${file}`, "utf8"))
+const packageJson = readJson("package.json")
+const denoJson = readJson("deno.json")
+
+const normalize = (path: unknown): string => String(path).replace(/^\.\//, "")
+const exportsOf = (manifest: Record<string, unknown>): Record<string, string> => {
+  const raw = manifest.exports
+  if (typeof raw === "string") return { ".": normalize(raw) }
+  return Object.fromEntries(Object.entries(raw as Record<string, unknown>).map(([k, v]) => [k, normalize(v)]))
+}
+
+describe("package manifests", () => {
+  it("package.json and deno.json export the same subpaths to the same files", () => {
+    expect(exportsOf(denoJson)).toEqual(exportsOf(packageJson))
+  })
+
+  it("every exported file exists", () => {
+    for (const file of Object.values(exportsOf(packageJson))) expect(existsSync(`${root}${file}`), file).toBe(true)
+  })
+
+  it("deno.json maps the bare specifier smtp-bridge to the main export, as Node and Bun self-resolve it", () => {
+    const imports = denoJson.imports as Record<string, string>
+    expect(packageJson.name).toBe("smtp-bridge")
+    expect(normalize(imports["smtp-bridge"])).toBe(exportsOf(packageJson)["."])
+  })
+
+  it("package.json bin smtp-bridge points at src/cli.ts", () => {
+    expect(packageJson.bin).toEqual({ "smtp-bridge": "src/cli.ts" })
+  })
+
+  it("deno.json has a task for every package.json script", () => {
+    const scripts = Object.keys(packageJson.scripts as Record<string, string>).sort()
+    expect(Object.keys(denoJson.tasks as Record<string, string>).sort()).toEqual(scripts)
+  })
+})
