@@ -8,7 +8,7 @@
  * // Resolve.resolve({ limits: { maxRecipients: -1 } }, "flags") fails with
  * // "Invalid config: limits.maxRecipients: expected a positive integer, got -1 (flags)"
  */
-import { type Array as Arr, Duration, Effect, Option, ParseResult, Schema, SchemaAST } from "effect"
+import { type Array as Arr, Duration, Effect, Option, type ParseResult, Schema, SchemaAST } from "effect"
 import * as Os from "node:os"
 import type { Plugin } from "../pipeline/Plugin.ts"
 import type { BridgeConfig, ListenerConfig } from "./Config.ts"
