@@ -1,0 +1,120 @@
+/**
+ * routing: picks the transport for each recipient from ordered rules, by recipient domain or
+ * address pattern, sender, authenticated user and client network. The first matching rule wins;
+ * recipients no rule matches go to `defaultTransport` (or the transport named `default`).
+ *
+ * @example
+ * routing({
+ *   rules: [
+ *     { recipientDomain: ["corp.example"], transport: "exchange" },
+ *     { recipient: "*@tickets.example", transport: "helpdesk-webhook" },
+ *     { user: ["billing@example.com"], transport: "mail-api" },
+ *     { network: ["10.0.0.0/8"], transport: "internal" }
+ *   ],
+ *   defaultTransport: "postfix"
+ * })
+ */
+import { Effect } from "effect"
+import { Cidr, definePlugin } from "../../src/index.ts"
+import type { Mailbox, Plugin, Recipient, Route, SessionInfo, TransactionInfo } from "../../src/index.ts"
+
+/** One rule: every condition given must hold; lists match when any entry matches. */
+export interface Rule {
+  readonly transport: string
+  /** Recipient domains; `.example.com` also matches subdomains. */
+  readonly recipientDomain?: ReadonlyArray<string>
+  /** Recipient address patterns with `*` wildcards (`*@example.com`, `billing+*@example.com`). */
+  readonly recipient?: string | ReadonlyArray<string>
+  /** Envelope sender patterns with `*` wildcards; `<>` matches the null sender. */
+  readonly sender?: string | ReadonlyArray<string>
+  /** Authenticated user names; `*` any authenticated user. */
+  readonly user?: ReadonlyArray<string>
+  /** Client networks (CIDR). */
+  readonly network?: ReadonlyArray<string>
+}
+
+export interface RoutingOptions {
+  readonly rules: ReadonlyArray<Rule>
+  readonly defaultTransport?: string
+}
+
+const list = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> | undefined =>
+  value === undefined ? undefined : typeof value === "string" ? [value] : value
+
+const glob = (pattern: string): RegExp =>
+  new RegExp(`^${pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`, "i")
+
+const domainMatches = (domains: ReadonlyArray<string>, domain: string): boolean => {
+  const d = domain.toLowerCase()
+  return domains.some((entry) => {
+    const e = entry.toLowerCase()
+    return e.startsWith(".") ? d.endsWith(e) || d === e.slice(1) : d === e
+  })
+}
+
+interface Compiled {
+  readonly transport: string
+  readonly perMessage: (session: SessionInfo, from: Mailbox | null) => boolean
+  readonly perRecipient: (recipient: Recipient) => boolean
+}
+
+const compile = (rule: Rule, index: number): Compiled => {
+  const recipients = list(rule.recipient)?.map(glob)
+  const senders = list(rule.sender)
+  const senderGlobs = senders?.filter((s) => s !== "<>").map(glob)
+  const networks = rule.network === undefined ? undefined : Cidr.parseList(rule.network)
+  if (networks !== undefined && "error" in networks) throw new Error(`routing: rules[${index}].network: ${networks.error}`)
+  const nets = networks?.ok
+  return {
+    transport: rule.transport,
+    perMessage: (session, from) =>
+      (senders === undefined ||
+        (from === null ? senders.includes("<>") : senderGlobs!.some((g) => g.test(from.address)))) &&
+      (rule.user === undefined ||
+        (session.user !== undefined && (rule.user.includes("*") || rule.user.includes(session.user)))) &&
+      (nets === undefined || Cidr.matchAny(nets, session.remoteAddress)),
+    perRecipient: (r) =>
+      (rule.recipientDomain === undefined || domainMatches(rule.recipientDomain, r.mailbox.domain)) &&
+      (recipients === undefined || recipients.some((g) => g.test(r.mailbox.address)))
+  }
+}
+
+/** Groups recipients by transport: one upstream transaction per transport. */
+export const plan = (
+  rules: ReadonlyArray<Compiled>,
+  fallback: string,
+  session: SessionInfo,
+  transaction: TransactionInfo
+): ReadonlyArray<Route> => {
+  const applicable = rules.filter((r) => r.perMessage(session, transaction.mailFrom))
+  const groups = new Map<string, Array<Recipient>>()
+  for (const recipient of transaction.recipients) {
+    const transport = applicable.find((r) => r.perRecipient(recipient))?.transport ?? fallback
+    const group = groups.get(transport)
+    if (group === undefined) groups.set(transport, [recipient])
+    else group.push(recipient)
+  }
+  return [...groups].map(([transport, recipients]) => ({ transport, recipients }))
+}
+
+/**
+ * Creates the plugin. Throws naming the rule when a network is invalid. Transports are checked
+ * against the configuration at start-up by `validate`.
+ */
+export const routing = (options: RoutingOptions): Plugin => {
+  const rules = options.rules.map(compile)
+  const fallback = options.defaultTransport ?? "default"
+  return definePlugin({
+    name: "routing",
+    route: Effect.fn("routing.route")(function*({ session, transaction }) {
+      return plan(rules, fallback, session, transaction)
+    })
+  })
+}
+
+/** The transport names the options refer to that are not among `known`. */
+export const unknownTransports = (options: RoutingOptions, known: ReadonlyArray<string>): ReadonlyArray<string> =>
+  [...new Set([...options.rules.map((r) => r.transport), options.defaultTransport ?? "default"])]
+    .filter((t) => !known.includes(t))
+
+export default routing

@@ -1,0 +1,129 @@
+/**
+ * HTTP webhook transport: POSTs each message with its envelope, signed with HMAC-SHA256 over
+ * the timestamp and the body, with an idempotency key that stays the same when a delivery is
+ * retried, so the receiver can drop duplicates.
+ *
+ * Replies: 2xx → delivered; 408, 429, 5xx, network errors and timeouts → transient (4xx to the
+ * client); any other status → permanent (5xx).
+ *
+ * @example
+ * const hook = yield* Webhook.make({ name: "api", url: "https://api.example.com/inbound", secret: "s3cret" })
+ */
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { FetchHttpClient } from "@effect/platform"
+import { Duration, Effect } from "effect"
+import { createHash, createHmac } from "node:crypto"
+import { collect } from "../pipeline/Message.ts"
+import { formatPath } from "../protocol/Address.ts"
+import * as Reply from "../protocol/Reply.ts"
+import { type OutgoingMessage, type Transport, TransportError } from "./Transport.ts"
+
+export interface WebhookOptions {
+  readonly name?: string
+  readonly url: string
+  /** HMAC-SHA256 key; without it requests are unsigned. */
+  readonly secret?: string | undefined
+  /** `raw`: the message as `message/rfc822` with the envelope in headers; `json`: one JSON document. */
+  readonly format?: "raw" | "json"
+  readonly timeout?: Duration.DurationInput
+  /** Extra request headers (e.g. an Authorization header). */
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+/** The signature the receiver recomputes: hex HMAC-SHA256 of `<timestamp>.<body>`. */
+export const sign = (secret: string, timestamp: string, body: Uint8Array): string =>
+  createHmac("sha256", secret).update(`${timestamp}.`).update(body).digest("hex")
+
+/** Stable across retries of the same message to the same recipients of this transport. */
+export const idempotencyKey = (name: string, message: OutgoingMessage): string =>
+  createHash("sha256")
+    .update(`${name}\n${message.id}\n${message.envelope.recipients.map((r) => r.mailbox.address).join(",")}`)
+    .digest("hex")
+    .slice(0, 32)
+
+const encoder = new TextEncoder()
+
+const jsonBody = (message: OutgoingMessage, raw: Uint8Array): Uint8Array =>
+  encoder.encode(JSON.stringify({
+    id: message.id,
+    envelope: {
+      mailFrom: message.envelope.mailFrom?.address ?? "",
+      recipients: message.envelope.recipients.map((r) => ({
+        address: r.mailbox.address,
+        ...(r.params.notify !== undefined ? { notify: r.params.notify } : {}),
+        ...(r.params.orcpt !== undefined ? { orcpt: r.params.orcpt } : {})
+      })),
+      params: message.envelope.mailParams.raw
+    },
+    session: {
+      id: message.session.id,
+      remoteAddress: message.session.remoteAddress,
+      helo: message.session.helo?.name ?? null,
+      user: message.session.user ?? null,
+      tls: message.session.tls?.protocol ?? null
+    },
+    size: raw.byteLength,
+    message: Buffer.from(raw).toString("base64")
+  }))
+
+/** Header values must be one line of visible ASCII. */
+const headerSafe = (s: string): string => s.replace(/[^\x20-\x7e]/g, (c) => encodeURIComponent(c))
+
+export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
+  Effect.gen(function*() {
+    const name = options.name ?? "webhook"
+    const format = options.format ?? "raw"
+    const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))
+    const client = yield* Effect.provide(HttpClient.HttpClient, FetchHttpClient.layer)
+    const fail = (reason: TransportError["reason"], message: string, reply?: Reply.Reply) =>
+      new TransportError({ transport: name, reason, message, reply })
+
+    const deliver = (message: OutgoingMessage) =>
+      Effect.gen(function*() {
+        const raw = yield* Effect.mapError(collect(message.content()), (e) => fail("Storage", e.message))
+        const body = format === "json" ? jsonBody(message, raw) : raw
+        const timestamp = String(Math.floor(Date.now() / 1000))
+        const headers: Record<string, string> = {
+          ...options.headers,
+          "idempotency-key": idempotencyKey(name, message),
+          "x-smtp-bridge-id": message.id,
+          "x-smtp-bridge-timestamp": timestamp,
+          "x-smtp-bridge-mail-from": headerSafe(formatPath(message.envelope.mailFrom)),
+          "x-smtp-bridge-rcpt-to": headerSafe(message.envelope.recipients.map((r) => formatPath(r.mailbox)).join(", ")),
+          "x-smtp-bridge-client": headerSafe(message.session.remoteAddress)
+        }
+        if (options.secret !== undefined) headers["x-smtp-bridge-signature"] = `v1=${sign(options.secret, timestamp, body)}`
+        const request = HttpClientRequest.post(options.url).pipe(
+          HttpClientRequest.setHeaders(headers),
+          HttpClientRequest.bodyUint8Array(body, format === "json" ? "application/json" : "message/rfc822")
+        )
+        const response = yield* client.execute(request).pipe(
+          Effect.scoped,
+          // A fetch in flight may not stop at once: answer the client on time regardless. If the
+          // receiver still took it, the retry carries the same idempotency key.
+          Effect.disconnect,
+          Effect.timeoutFail({ duration: timeout, onTimeout: () => fail("Timeout", `no answer within ${Duration.format(timeout)}`) }),
+          Effect.catchTag("RequestError", (e) => Effect.fail(fail("Unreachable", e.message))),
+          Effect.catchTag("ResponseError", (e) => Effect.fail(fail("Protocol", e.message)))
+        )
+        const status = response.status
+        if (status >= 200 && status < 300) {
+          return {
+            recipients: message.envelope.recipients.map((recipient) => ({
+              recipient,
+              reply: Reply.make(250, "2.0.0", `${name}: accepted (HTTP ${status})`)
+            }))
+          }
+        }
+        const transient = status === 408 || status === 429 || status >= 500
+        return yield* Effect.fail(fail(
+          "Rejected",
+          `HTTP ${status}`,
+          transient
+            ? Reply.make(451, "4.4.0", `webhook answered HTTP ${status}, try again later`)
+            : Reply.make(554, "5.6.0", `webhook refused the message (HTTP ${status})`)
+        ))
+      })
+
+    return { name, deliver }
+  })

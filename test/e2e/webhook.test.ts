@@ -1,0 +1,112 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Stream } from "effect"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import * as Notes from "../../src/pipeline/Notes.ts"
+import { mailbox } from "../../src/protocol/Address.ts"
+import * as Webhook from "../../src/transport/Webhook.ts"
+import type { OutgoingMessage } from "../../src/transport/Transport.ts"
+
+interface Received {
+  readonly headers: http.IncomingHttpHeaders
+  readonly body: Buffer
+}
+
+/** A real HTTP server on loopback that answers with the given statuses in turn. */
+const server = (statuses: ReadonlyArray<number>, delayMs = 0) =>
+  Effect.acquireRelease(
+    Effect.async<{ url: string; received: Array<Received> }>((resume) => {
+      const received: Array<Received> = []
+      let n = 0
+      const s = http.createServer((req, res) => {
+        const parts: Array<Buffer> = []
+        req.on("data", (c: Buffer) => parts.push(c))
+        req.on("end", () => {
+          received.push({ headers: req.headers, body: Buffer.concat(parts) })
+          const status = statuses[Math.min(n++, statuses.length - 1)]!
+          setTimeout(() => res.writeHead(status).end("ok"), delayMs)
+        })
+      })
+      s.listen(0, "127.0.0.1", () => {
+        const port = (s.address() as AddressInfo).port
+        resume(Effect.succeed({ url: `http://127.0.0.1:${port}/inbound`, received, close: () => s.close() }))
+      })
+    }),
+    (h) => Effect.sync(() => (h as unknown as { close: () => void }).close())
+  )
+
+const message = (body: string): OutgoingMessage => ({
+  id: "TX1",
+  envelope: {
+    mailFrom: mailbox("alice", "example.com"),
+    mailParams: { raw: {} },
+    recipients: [{ mailbox: mailbox("bob", "example.net"), params: { raw: {} } }]
+  },
+  session: {
+    id: "S1", remoteAddress: "127.0.0.1", remotePort: 1, localAddress: "127.0.0.1", localPort: 2,
+    hostname: "bridge.test", tls: undefined, helo: { verb: "EHLO", name: "client" }, user: "alice@example.com",
+    authMechanism: "PLAIN", notes: Notes.make()
+  },
+  size: Buffer.byteLength(body),
+  content: () => Stream.succeed(new TextEncoder().encode(body))
+})
+
+describe("Webhook transport", () => {
+  it.scoped("POSTs the raw message signed with HMAC-SHA256 over timestamp and body, and reports 250", () =>
+    Effect.gen(function*() {
+      const upstream = yield* server([200])
+      const hook = yield* Webhook.make({ url: upstream.url, secret: "k3y" })
+      const report = yield* hook.deliver(message("Subject: hi\r\n\r\nbody\r\n"))
+      expect(report.recipients[0]!.reply.code).toBe(250)
+      const req = upstream.received[0]!
+      expect(req.headers["content-type"]).toBe("message/rfc822")
+      expect(req.body.toString()).toBe("Subject: hi\r\n\r\nbody\r\n")
+      const ts = String(req.headers["x-smtp-bridge-timestamp"])
+      expect(req.headers["x-smtp-bridge-signature"]).toBe(`v1=${Webhook.sign("k3y", ts, req.body)}`)
+      expect(req.headers["x-smtp-bridge-mail-from"]).toBe("<alice@example.com>")
+      expect(req.headers["x-smtp-bridge-rcpt-to"]).toBe("<bob@example.net>")
+    }))
+
+  it.scoped("keeps the idempotency key of a retried message so the receiver can drop the duplicate", () =>
+    Effect.gen(function*() {
+      const upstream = yield* server([503, 200])
+      const hook = yield* Webhook.make({ url: upstream.url })
+      const first = yield* Effect.either(hook.deliver(message("x\r\n")))
+      yield* hook.deliver(message("x\r\n"))
+      expect(Either.isLeft(first)).toBe(true)
+      const [a, b] = upstream.received
+      expect(a!.headers["idempotency-key"]).toBeTruthy()
+      expect(a!.headers["idempotency-key"]).toBe(b!.headers["idempotency-key"])
+    }))
+
+  it.scoped("sends the envelope and message as JSON when asked", () =>
+    Effect.gen(function*() {
+      const upstream = yield* server([202])
+      const hook = yield* Webhook.make({ url: upstream.url, format: "json" })
+      yield* hook.deliver(message("Subject: j\r\n\r\nbody\r\n"))
+      const doc = JSON.parse(upstream.received[0]!.body.toString())
+      expect(doc.envelope.mailFrom).toBe("alice@example.com")
+      expect(doc.envelope.recipients).toEqual([{ address: "bob@example.net" }])
+      expect(Buffer.from(doc.message, "base64").toString()).toBe("Subject: j\r\n\r\nbody\r\n")
+      expect(doc.session.user).toBe("alice@example.com")
+    }))
+
+  it.scoped("maps 429 and 5xx to a transient 451 and other 4xx to a permanent 554", () =>
+    Effect.gen(function*() {
+      for (const [status, code] of [[429, 451], [500, 451], [503, 451], [400, 554], [404, 554]] as const) {
+        const upstream = yield* server([status])
+        const hook = yield* Webhook.make({ url: upstream.url })
+        const result = yield* Effect.flip(hook.deliver(message("x\r\n")))
+        expect(result.reply?.code).toBe(code)
+      }
+    }))
+
+  it.scopedLive("treats an unreachable endpoint and a timeout as transient failures", () =>
+    Effect.gen(function*() {
+      const down = yield* Webhook.make({ url: "http://127.0.0.1:1/inbound" })
+      expect((yield* Effect.flip(down.deliver(message("x\r\n")))).reason).toBe("Unreachable")
+      const slow = yield* server([200], 2000)
+      const hook = yield* Webhook.make({ url: slow.url, timeout: 200 })
+      expect((yield* Effect.flip(hook.deliver(message("x\r\n")))).reason).toBe("Timeout")
+    }))
+})

@@ -1,0 +1,77 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { routing, unknownTransports } from "../../../plugins/routing/index.ts"
+import type { RouteContext } from "../../../src/index.ts"
+import { data, mailbox, recipient, session, transaction } from "./context.ts"
+
+const route = (plugin: ReturnType<typeof routing>, ctx: Omit<RouteContext, "message" | "transports">) =>
+  plugin.route!({ ...ctx, message: data(ctx.session, ctx.transaction).ctx.message, transports: [] })
+
+const summary = (routes: ReadonlyArray<{ transport: string; recipients: ReadonlyArray<{ mailbox: { address: string } }> }> | undefined) =>
+  routes?.map((r) => [r.transport, r.recipients.map((x) => x.mailbox.address)])
+
+describe("routing", () => {
+  it.effect("sends each recipient to the first rule matching its domain, the rest to the default", () =>
+    Effect.gen(function*() {
+      const plugin = routing({
+        rules: [
+          { recipientDomain: ["corp.example"], transport: "exchange" },
+          { recipientDomain: [".tickets.example"], transport: "helpdesk" }
+        ],
+        defaultTransport: "postfix"
+      })
+      const t = transaction({
+        recipients: [recipient("a@corp.example"), recipient("b@eu.tickets.example"), recipient("c@else.example"), recipient("d@CORP.example")]
+      })
+      expect(summary(yield* route(plugin, { session: session(), transaction: t }))).toEqual([
+        ["exchange", ["a@corp.example", "d@CORP.example"]],
+        ["helpdesk", ["b@eu.tickets.example"]],
+        ["postfix", ["c@else.example"]]
+      ])
+    }))
+
+  it.effect("matches recipient and sender patterns with wildcards, and <> for the null sender", () =>
+    Effect.gen(function*() {
+      const plugin = routing({
+        rules: [
+          { recipient: "billing+*@example.com", transport: "api" },
+          { sender: "<>", transport: "bounces" },
+          { sender: ["*@newsletter.example"], transport: "bulk" }
+        ]
+      })
+      const s = session()
+      const plain = transaction({ recipients: [recipient("billing+42@example.com"), recipient("x@example.com")] })
+      expect(summary(yield* route(plugin, { session: s, transaction: plain }))).toEqual([
+        ["api", ["billing+42@example.com"]],
+        ["default", ["x@example.com"]]
+      ])
+      const bounce = transaction({ mailFrom: null })
+      expect(summary(yield* route(plugin, { session: s, transaction: bounce }))).toEqual([["bounces", ["bob@example.net"]]])
+      const bulk = transaction({ mailFrom: mailbox("news@newsletter.example") })
+      expect(summary(yield* route(plugin, { session: s, transaction: bulk }))).toEqual([["bulk", ["bob@example.net"]]])
+    }))
+
+  it.effect("matches by authenticated user and by client network", () =>
+    Effect.gen(function*() {
+      const plugin = routing({
+        rules: [
+          { user: ["app@example.com"], transport: "mail-api" },
+          { network: ["10.0.0.0/8", "fd00::/8"], transport: "internal" }
+        ]
+      })
+      const t = transaction()
+      const app = session({ user: "app@example.com" })
+      expect(summary(yield* route(plugin, { session: app, transaction: t }))).toEqual([["mail-api", ["bob@example.net"]]])
+      const lan = session({ remoteAddress: "10.1.2.3" })
+      expect(summary(yield* route(plugin, { session: lan, transaction: t }))).toEqual([["internal", ["bob@example.net"]]])
+      const v6 = session({ remoteAddress: "fd00::1" })
+      expect(summary(yield* route(plugin, { session: v6, transaction: t }))).toEqual([["internal", ["bob@example.net"]]])
+      expect(summary(yield* route(plugin, { session: session(), transaction: t }))).toEqual([["default", ["bob@example.net"]]])
+    }))
+
+  it("refuses an invalid network naming the rule, and lists transports the config lacks", () => {
+    expect(() => routing({ rules: [{ network: ["10.0.0.0/99"], transport: "x" }] })).toThrow(/rules\[0\]\.network/)
+    expect(unknownTransports({ rules: [{ transport: "a" }, { transport: "b" }], defaultTransport: "c" }, ["a", "default"]))
+      .toEqual(["b", "c"])
+  })
+})
