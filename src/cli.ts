@@ -37,7 +37,11 @@ const configOptions = {
   trust: repeatedText("trust", "CIDR", "Network (CIDR) allowed to relay without AUTH; repeatable"),
   maildir: optionalText("maildir", "DIR", "Maildir that receives the mail"),
   maxSize: optionalText("max-size", "BYTES", "Largest message, in bytes or like 25MB"),
-  maxRecipients: optionalText("max-recipients", "N", "Recipients per message")
+  maxRecipients: optionalText("max-recipients", "N", "Recipients per message"),
+  relay: optionalText("relay", "URL", "Relay all mail to smtp://[user:pass@]host:port, smtps://host:port or lmtp://host:port"),
+  webhook: optionalText("webhook", "URL", "Deliver all mail to this HTTP endpoint"),
+  webhookSecret: optionalText("webhook-secret", "SECRET", "HMAC-SHA256 key that signs webhook requests"),
+  spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries")
 }
 
 type ConfigOptions = Command.Command.ParseConfig<typeof configOptions>
@@ -68,6 +72,10 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
     ...(o.allowInsecureAuth ? { allowInsecureAuth: true } : {}),
     ...nonEmpty("trust", o.trust),
     ...given("maildir", o.maildir),
+    ...given("relay", o.relay),
+    ...given("webhook", o.webhook),
+    ...given("webhookSecret", o.webhookSecret),
+    ...given("spool", o.spool),
     ...(Object.keys(limits).length > 0 ? { limits } : {})
   }
 }

@@ -40,7 +40,7 @@ export interface Limits {
   readonly spillThreshold: number
 }
 
-export interface BridgeConfig {
+export interface BridgeConfig extends DeliveryConfig {
   /** The name in the greeting, EHLO reply and Received header. */
   readonly hostname: string
   readonly listeners: ReadonlyArray<ListenerConfig>
@@ -64,4 +64,66 @@ export interface BridgeConfig {
   readonly tempDir: string | undefined
   /** Plugins from the config file, run after the built-ins that the fields above enable. */
   readonly plugins: ReadonlyArray<Plugin>
+}
+
+/** A relay to existing mail infrastructure (`smtp://`, `smtps://`, `lmtp://`). */
+export interface RelayTransportConfig {
+  readonly type: "smtp" | "lmtp"
+  /** Carries host, port, credentials and TLS mode (`?tls=required|opportunistic|none`). */
+  readonly url: string
+  /** PEM file of the CA that signs the upstream's certificate (default: the system's). */
+  readonly ca: string | undefined
+  /** Name to verify the certificate against and send as SNI (default: the URL's host). */
+  readonly servername: string | undefined
+  /** Verify the upstream's certificate; on by default. */
+  readonly rejectUnauthorized: boolean
+  readonly poolSize: number
+  readonly idleTimeout: Duration.Duration
+  readonly connectTimeout: Duration.Duration
+  readonly commandTimeout: Duration.Duration
+  readonly dataTimeout: Duration.Duration
+}
+
+export interface WebhookTransportConfig {
+  readonly type: "webhook"
+  readonly url: string
+  readonly secret: string | undefined
+  readonly format: "raw" | "json"
+  readonly timeout: Duration.Duration
+  readonly headers: Readonly<Record<string, string>>
+}
+
+export interface MaildirTransportConfig {
+  readonly type: "maildir"
+  readonly dir: string
+}
+
+export type TransportConfig = RelayTransportConfig | WebhookTransportConfig | MaildirTransportConfig
+
+/** One routing rule (see plugins/routing): every condition given must hold. */
+export interface RouteRule {
+  readonly transport: string
+  readonly recipientDomain?: ReadonlyArray<string>
+  readonly recipient?: string | ReadonlyArray<string>
+  readonly sender?: string | ReadonlyArray<string>
+  readonly user?: ReadonlyArray<string>
+  readonly network?: ReadonlyArray<string>
+}
+
+export interface SpoolConfig {
+  readonly dir: string
+  readonly initialDelay: Duration.Duration
+  readonly maxDelay: Duration.Duration
+  readonly maxAge: Duration.Duration
+  readonly concurrency: number
+}
+
+export interface DeliveryConfig {
+  /** Every transport by name; `default` always exists (Maildir unless `relay` or `webhook` says otherwise). */
+  readonly transports: Readonly<Record<string, TransportConfig>>
+  /** Routing rules; when present the routing plugin runs. */
+  readonly routes: ReadonlyArray<RouteRule> | undefined
+  readonly defaultTransport: string
+  /** When set, messages are written to disk before the 250 and delivered by a worker. */
+  readonly spool: SpoolConfig | undefined
 }

@@ -15,6 +15,7 @@
  * })
  */
 import type { Plugin } from "../pipeline/Plugin.ts"
+import type { RouteRule } from "./Config.ts"
 
 /** Bytes as a number, or a string such as `"512KB"`, `"25MB"`, `"1GB"` (K/M/G are powers of 1024). */
 export type SizeInput = number | string
@@ -54,6 +55,37 @@ export interface LimitsInput {
   readonly spillThreshold?: SizeInput
 }
 
+/** A named transport in `transports`. */
+export interface TransportInput {
+  readonly type: "smtp" | "lmtp" | "webhook" | "maildir"
+  /** `smtp://[user:pass@]host:port[?tls=required|opportunistic|none]`, `smtps://...`, `lmtp://host:port`, `lmtp:///path/to/socket`, or the webhook's `https://...`. */
+  readonly url?: string
+  /** Maildir directory (`type: "maildir"`). */
+  readonly dir?: string
+  /** Relays: TLS verification of the upstream. */
+  readonly tls?: { readonly ca?: string; readonly servername?: string; readonly rejectUnauthorized?: boolean }
+  /** Relays: upstream connections kept for reuse (default 4) and how long an idle one lives (default 30 seconds). */
+  readonly pool?: { readonly size?: number; readonly idleTimeout?: DurationInput }
+  /** Relays: defaults 30 seconds, 5 minutes, 10 minutes. */
+  readonly timeouts?: { readonly connect?: DurationInput; readonly command?: DurationInput; readonly data?: DurationInput }
+  /** Webhook: HMAC-SHA256 key for the signature header. */
+  readonly secret?: string
+  /** Webhook: `raw` (message/rfc822, envelope in headers; default) or `json`. */
+  readonly format?: "raw" | "json"
+  /** Webhook: default 30 seconds. */
+  readonly timeout?: DurationInput
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+/** The durable queue (`--spool DIR`); retries like Postfix: backoff from 5 minutes up to 1 hour, for 5 days. */
+export interface SpoolInput {
+  readonly dir: string
+  readonly initialDelay?: DurationInput
+  readonly maxDelay?: DurationInput
+  readonly maxAge?: DurationInput
+  readonly concurrency?: number
+}
+
 export interface ConfigInput {
   /** The name in the greeting, EHLO reply and Received header; default the machine's host name. */
   readonly hostname?: string
@@ -79,6 +111,20 @@ export interface ConfigInput {
   readonly shutdownTimeout?: DurationInput
   /** Directory for spilled messages; default the OS temporary directory. */
   readonly tempDir?: string
+  /** Relay everything (the `default` transport) to this upstream: `smtp://`, `smtps://` or `lmtp://`. */
+  readonly relay?: string
+  /** Deliver everything (the `default` transport) to this HTTP endpoint. */
+  readonly webhook?: string
+  /** HMAC key for `webhook`. */
+  readonly webhookSecret?: string
+  /** Named transports that `routes` can pick; one named `default` replaces the Maildir default. */
+  readonly transports?: Readonly<Record<string, TransportInput>>
+  /** Routing rules, first match wins (see plugins/routing/README.md). */
+  readonly routes?: ReadonlyArray<RouteRule>
+  /** The transport for recipients no route claims; default `"default"`. */
+  readonly defaultTransport?: string
+  /** Write each message to disk before answering 250 and deliver it with retries. */
+  readonly spool?: string | SpoolInput
   /** Plugins, run in order after the built-ins that the fields above enable. */
   readonly plugins?: ReadonlyArray<Plugin>
 }

@@ -8,11 +8,13 @@
  * // Resolve.resolve({ limits: { maxRecipients: -1 } }, "flags") fails with
  * // "Invalid config: limits.maxRecipients: expected a positive integer, got -1 (flags)"
  */
-import { type Array as Arr, Duration, Effect, Option, type ParseResult, Schema, SchemaAST } from "effect"
+import { type Array as Arr, Duration, Effect, type ParseResult, Schema, SchemaAST } from "effect"
 import * as Os from "node:os"
 import type { Plugin } from "../pipeline/Plugin.ts"
 import type { BridgeConfig, ListenerConfig } from "./Config.ts"
+import * as Delivery from "./Delivery.ts"
 import * as Syntax from "./Syntax.ts"
+import { Bool, Cidr, FilePath, Hostname, LineLength, ListenAddress, MessageSize, PositiveInt, SenderPattern, ShutdownTimeout, SpillSize, Timeout, decodeDuration, expectedOf, expecting, list, optional } from "./Fields.ts"
 
 export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
   /** `Invalid`: a value is wrong; `Unreadable`: the config file could not be imported. */
@@ -30,51 +32,6 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
 // Schema: each checked value carries the human phrase for what it expects, read back from the
 // parse issue so that messages stay in the config's vocabulary, not the schema's.
 
-const Expected = Symbol.for("smtp-bridge/config/Expected")
-const expecting = (text: string) => ({ [Expected]: text })
-
-const expectedOf = (ast: SchemaAST.Annotated): string | undefined =>
-  Option.getOrUndefined(SchemaAST.getAnnotation<string>(Expected)(ast))
-
-const NonEmptyString = Schema.String.pipe(Schema.filter((s) => s.trim().length > 0)).annotations(
-  expecting("a non-empty string")
-)
-const FilePath = NonEmptyString.annotations(expecting("a file path"))
-const Hostname = Schema.String.pipe(Schema.filter(Syntax.isHostname)).annotations(
-  expecting("a host name like mx.example.com")
-)
-const ListenAddress = Schema.String.pipe(Schema.filter((s) => Syntax.parseHostPort(s) !== undefined)).annotations(
-  expecting("HOST:PORT like 127.0.0.1:2525 or [::1]:2525, with a port from 0 to 65535")
-)
-const Cidr = Schema.String.pipe(Schema.filter(Syntax.isCidr)).annotations(expecting("a CIDR like 10.0.0.0/8"))
-const SenderPattern = Schema.String.pipe(Schema.filter(Syntax.isSenderPattern)).annotations(
-  expecting("an address (alice@example.com), a domain (@example.com) or *")
-)
-const Bool = Schema.Boolean.annotations(expecting("true or false"))
-
-const integer = (min: number, phrase: string) =>
-  Schema.Number.pipe(Schema.filter((n) => Number.isSafeInteger(n) && n >= min)).annotations(expecting(phrase))
-const PositiveInt = integer(1, "a positive integer")
-const LineLength = integer(512, "an integer of at least 512 (the RFC 5321 minimum)")
-
-const size = (min: number, phrase: string) =>
-  Schema.Union(Schema.Number, Schema.String).pipe(
-    Schema.filter((s) => (Syntax.parseSize(s) ?? -1) >= min)
-  ).annotations(expecting(phrase))
-const MessageSize = size(1, "a positive size in bytes, or a string like \"25MB\"")
-const SpillSize = size(0, "a size in bytes, or a string like \"256KB\"")
-
-const decodeDuration = (input: unknown): Duration.Duration | undefined =>
-  Option.getOrUndefined(Duration.decodeUnknown(input))
-
-const duration = (allowZero: boolean) =>
-  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((input) => {
-    const d = decodeDuration(input)
-    return d !== undefined && Duration.isFinite(d) && (allowZero || Duration.greaterThan(d, Duration.zero)) &&
-      (typeof input !== "number" || input >= 0)
-  })).annotations(expecting(`a duration like "30 seconds" or "5 minutes", or milliseconds${allowZero ? "" : " above 0"}`))
-const Timeout = duration(false)
-const ShutdownTimeout = duration(true)
 
 const hookNames = ["connect", "helo", "auth", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"]
 
@@ -87,11 +44,6 @@ const isPlugin = (u: unknown): u is Plugin => {
 const PluginSchema = Schema.declare(isPlugin).annotations(
   expecting("a plugin: an object with a string name and function hooks, as definePlugin returns")
 )
-
-const list = <S extends Schema.Schema.AnyNoContext>(item: S, what: string) =>
-  Schema.Array(item).annotations(expecting(`an array of ${what}`))
-
-const optional = <S extends Schema.Schema.AnyNoContext>(schema: S) => Schema.optionalWith(schema, { exact: true })
 
 const LimitsSchema = Schema.Struct({
   maxMessageSize: optional(MessageSize),
@@ -129,7 +81,8 @@ const InputSchema = Schema.Struct({
   limits: optional(LimitsSchema),
   shutdownTimeout: optional(ShutdownTimeout),
   tempDir: optional(FilePath.annotations(expecting("a directory path"))),
-  plugins: optional(list(PluginSchema, "plugins"))
+  plugins: optional(list(PluginSchema, "plugins")),
+  ...Delivery.fields
 }).annotations(expecting("an object (the config file's default export)"))
 
 type Decoded = typeof InputSchema.Type
@@ -299,6 +252,8 @@ export const resolve = (
       .pipe(Effect.mapError((error) => fromIssue(error.issue, sourceOf)))
     yield* checkTls(decoded, sourceOf)
     const limits = decoded.limits ?? {}
+    const maildir = decoded.maildir ?? defaults.maildir
+    const delivery = yield* Delivery.resolve(decoded, maildir, (field, expected, got) => invalid(field, expected, got, sourceOf))
     return {
       hostname: decoded.hostname ?? Os.hostname(),
       listeners: yield* listeners(decoded, sourceOf),
@@ -307,7 +262,7 @@ export const resolve = (
       users: decoded.users,
       trust: decoded.trust ?? [],
       senders: decoded.senders ?? {},
-      maildir: decoded.maildir ?? defaults.maildir,
+      maildir,
       bareLineEndings: decoded.bareLineEndings ?? "normalize",
       limits: {
         maxMessageSize: bytes(limits.maxMessageSize, defaults.maxMessageSize),
@@ -324,6 +279,7 @@ export const resolve = (
       },
       shutdownTimeout: time(decoded.shutdownTimeout, defaults.shutdownTimeout),
       tempDir: decoded.tempDir,
-      plugins: decoded.plugins ?? []
+      plugins: decoded.plugins ?? [],
+      ...delivery
     }
   })

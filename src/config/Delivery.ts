@@ -1,0 +1,161 @@
+/**
+ * The delivery part of the config: transports, routes and the spool, validated with the same
+ * one-line errors as the rest.
+ */
+import { Duration, Effect, Schema } from "effect"
+import type { DeliveryConfig, RouteRule, SpoolConfig, TransportConfig } from "./Config.ts"
+import { Bool, Cidr, decodeDuration, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, Timeout } from "./Fields.ts"
+
+const RelayUrl = Schema.String.pipe(Schema.filter((s) => /^(smtps?|lmtp):\/\/[^\s]*$/i.test(s) && !/^lmtp:\/\/$/i.test(s)))
+  .annotations(expecting("a URL like smtp://[user:pass@]host:port, smtps://host:465, lmtp://host:24 or lmtp:///path/to/socket"))
+const HttpUrl = Schema.String.pipe(Schema.filter((s) => /^https?:\/\/\S+$/i.test(s)))
+  .annotations(expecting("an http:// or https:// URL"))
+
+const TransportSchema = Schema.Struct({
+  type: Schema.Literal("smtp", "lmtp", "webhook", "maildir").annotations(expecting("\"smtp\", \"lmtp\", \"webhook\" or \"maildir\"")),
+  url: optional(NonEmptyString.annotations(expecting("a URL"))),
+  dir: optional(FilePath.annotations(expecting("a directory path"))),
+  tls: optional(Schema.Struct({
+    ca: optional(FilePath),
+    servername: optional(NonEmptyString),
+    rejectUnauthorized: optional(Bool)
+  }).annotations(expecting("{ ca?, servername?, rejectUnauthorized? }"))),
+  pool: optional(Schema.Struct({ size: optional(PositiveInt), idleTimeout: optional(Timeout) })
+    .annotations(expecting("{ size?, idleTimeout? }"))),
+  timeouts: optional(Schema.Struct({ connect: optional(Timeout), command: optional(Timeout), data: optional(Timeout) })
+    .annotations(expecting("{ connect?, command?, data? }"))),
+  secret: optional(NonEmptyString),
+  format: optional(Schema.Literal("raw", "json").annotations(expecting("\"raw\" or \"json\""))),
+  timeout: optional(Timeout),
+  headers: optional(Schema.Record({ key: Schema.String, value: Schema.String }).annotations(expecting("an object of header names to values")))
+}).annotations(expecting("a transport: { type, url | dir, ... }"))
+
+const patterns = Schema.Union(Schema.String, Schema.Array(Schema.String)).annotations(expecting("a pattern or an array of patterns"))
+
+const RouteSchema = Schema.Struct({
+  transport: NonEmptyString.annotations(expecting("a transport name")),
+  recipientDomain: optional(list(NonEmptyString, "domains")),
+  recipient: optional(patterns),
+  sender: optional(patterns),
+  user: optional(list(NonEmptyString, "user names")),
+  network: optional(list(Cidr, "CIDR strings like 10.0.0.0/8"))
+}).annotations(expecting("a route: { transport, recipientDomain?, recipient?, sender?, user?, network? }"))
+
+const SpoolSchema = Schema.Union(
+  FilePath.annotations(expecting("a directory path")),
+  Schema.Struct({
+    dir: FilePath.annotations(expecting("a directory path")),
+    initialDelay: optional(Timeout),
+    maxDelay: optional(Timeout),
+    maxAge: optional(Timeout),
+    concurrency: optional(PositiveInt)
+  })
+).annotations(expecting("a directory path or { dir, initialDelay?, maxDelay?, maxAge?, concurrency? }"))
+
+/** The fields this module adds to the config file's schema. */
+export const fields = {
+  relay: optional(RelayUrl),
+  webhook: optional(HttpUrl),
+  webhookSecret: optional(NonEmptyString),
+  transports: optional(Schema.Record({ key: Schema.String, value: TransportSchema }).annotations(
+    expecting("an object mapping transport names to transports")
+  )),
+  routes: optional(list(RouteSchema, "routes")),
+  defaultTransport: optional(NonEmptyString.annotations(expecting("a transport name"))),
+  spool: optional(SpoolSchema)
+}
+
+type Decoded = Schema.Struct.Type<typeof fields> & { readonly maildir?: string }
+type Invalid<E> = (field: string, expected: string, got: unknown) => E
+
+const time = (input: string | number | undefined, fallback: Duration.DurationInput): Duration.Duration =>
+  (input === undefined ? undefined : decodeDuration(input)) ?? Duration.decode(fallback)
+
+const transport = <E>(
+  name: string,
+  t: Schema.Schema.Type<typeof TransportSchema>,
+  invalid: Invalid<E>
+): Effect.Effect<TransportConfig, E> => {
+  const field = `transports.${name}`
+  switch (t.type) {
+    case "maildir":
+      return t.dir === undefined
+        ? Effect.fail(invalid(`${field}.dir`, "a directory path", undefined))
+        : Effect.succeed({ type: "maildir", dir: t.dir })
+    case "webhook":
+      if (t.url === undefined || !Schema.is(HttpUrl)(t.url)) return Effect.fail(invalid(`${field}.url`, "an http:// or https:// URL", t.url))
+      return Effect.succeed({
+        type: "webhook",
+        url: t.url,
+        secret: t.secret,
+        format: t.format ?? "raw",
+        timeout: time(t.timeout, "30 seconds"),
+        headers: t.headers ?? {}
+      })
+    case "smtp":
+    case "lmtp": {
+      const scheme = t.type === "lmtp" ? /^lmtp:/i : /^smtps?:/i
+      if (t.url === undefined || !Schema.is(RelayUrl)(t.url) || !scheme.test(t.url)) {
+        return Effect.fail(invalid(`${field}.url`, t.type === "lmtp" ? "an lmtp:// URL" : "an smtp:// or smtps:// URL", t.url))
+      }
+      return Effect.succeed(relay(t.url, t))
+    }
+  }
+}
+
+const relay = (url: string, t: Partial<Schema.Schema.Type<typeof TransportSchema>> = {}): TransportConfig => ({
+  type: /^lmtp:/i.test(url) ? "lmtp" : "smtp",
+  url,
+  ca: t.tls?.ca,
+  servername: t.tls?.servername,
+  rejectUnauthorized: t.tls?.rejectUnauthorized ?? true,
+  poolSize: t.pool?.size ?? 4,
+  idleTimeout: time(t.pool?.idleTimeout, "30 seconds"),
+  connectTimeout: time(t.timeouts?.connect, "30 seconds"),
+  commandTimeout: time(t.timeouts?.command, "5 minutes"),
+  dataTimeout: time(t.timeouts?.data, "10 minutes")
+})
+
+const spool = (input: Decoded["spool"]): SpoolConfig | undefined => {
+  if (input === undefined) return undefined
+  const s = typeof input === "string" ? { dir: input } : input
+  return {
+    dir: s.dir,
+    initialDelay: time("initialDelay" in s ? s.initialDelay : undefined, "5 minutes"),
+    maxDelay: time("maxDelay" in s ? s.maxDelay : undefined, "1 hour"),
+    maxAge: time("maxAge" in s ? s.maxAge : undefined, "5 days"),
+    concurrency: ("concurrency" in s ? s.concurrency : undefined) ?? 4
+  }
+}
+
+/** Builds the transports, checks that routes name defined transports, and the spool. */
+export const resolve = <E>(input: Decoded, maildir: string, invalid: Invalid<E>): Effect.Effect<DeliveryConfig, E> =>
+  Effect.gen(function*() {
+    if (input.relay !== undefined && input.webhook !== undefined) {
+      return yield* Effect.fail(invalid("webhook", "either relay or webhook as the default transport, not both", input.webhook))
+    }
+    const transports: Record<string, TransportConfig> = { default: { type: "maildir", dir: maildir } }
+    for (const [name, t] of Object.entries(input.transports ?? {})) transports[name] = yield* transport(name, t, invalid)
+    if (input.relay !== undefined) transports.default = relay(input.relay)
+    if (input.webhook !== undefined) {
+      transports.default = {
+        type: "webhook",
+        url: input.webhook,
+        secret: input.webhookSecret,
+        format: "raw",
+        timeout: Duration.seconds(30),
+        headers: {}
+      }
+    }
+    const defaultTransport = input.defaultTransport ?? "default"
+    if (transports[defaultTransport] === undefined) {
+      return yield* Effect.fail(invalid("defaultTransport", `one of ${Object.keys(transports).join(", ")}`, defaultTransport))
+    }
+    const routes: ReadonlyArray<RouteRule> | undefined = input.routes
+    for (const [i, r] of (routes ?? []).entries()) {
+      if (transports[r.transport] === undefined) {
+        return yield* Effect.fail(invalid(`routes[${i}].transport`, `one of ${Object.keys(transports).join(", ")}`, r.transport))
+      }
+    }
+    return { transports, routes, defaultTransport, spool: spool(input.spool) }
+  })
