@@ -10,9 +10,8 @@
  * //   (authenticated); Tue, 01 Jul 2025 12:00:00 +0000
  */
 import { Clock, Effect } from "effect"
-import { definePlugin, Verdict } from "../../src/index.ts"
+import { Cidr, definePlugin, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo, TransactionInfo } from "../../src/index.ts"
-import * as Cidr from "../../src/util/Cidr.ts"
 
 export interface ReceivedOptions {
   /**

@@ -8,9 +8,8 @@
  * relayPolicy({ trust: ["127.0.0.1", "::1", "10.0.0.0/8"] })
  */
 import { Effect } from "effect"
-import { definePlugin, Relay, Verdict } from "../../src/index.ts"
+import { Cidr, definePlugin, Relay, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo } from "../../src/index.ts"
-import * as Cidr from "../../src/util/Cidr.ts"
 
 export interface RelayPolicyOptions {
   /** Networks (CIDR or bare addresses) whose clients may send without AUTH. */

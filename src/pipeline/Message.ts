@@ -22,7 +22,10 @@ export interface Content {
   readonly size: number
   /** The header fields in order. */
   readonly headers: ReadonlyArray<Header>
-  /** Where the header fields end: the offset of the blank line that separates the body (or `size`). */
+  /**
+   * Where the header fields end: the offset of the blank line that separates the body, of the first
+   * line that is not a header field (it belongs to the body), or `size`.
+   */
   readonly bodyOffset: number
   /** The message bytes from `start` (default 0) to the end, re-readable any number of times. */
   readonly stream: (start?: number) => Stream.Stream<Uint8Array, MessageError>

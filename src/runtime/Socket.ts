@@ -117,12 +117,19 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
       const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context })
       const fail = (error: Error) => {
         secure.off("secure", ok)
+        secure.off("error", fail)
+        secure.off("close", closed)
+        // A late error from the dying socket must not become an uncaught exception.
+        secure.on("error", () => {})
         ended = true
         secure.destroy()
         resume(Effect.fail(new SocketError({ reason: "Tls", message: `TLS handshake failed: ${error.message}` })))
       }
+      // Deno ends and closes the TLS socket without an "error" when the peer leaves mid-handshake.
+      const closed = () => fail(new Error("connection closed during the handshake"))
       const ok = () => {
         secure.off("error", fail)
+        secure.off("close", closed)
         const cipher = secure.getCipher()
         secured = { protocol: secure.getProtocol() ?? "TLS", cipher: cipher?.standardName ?? cipher?.name ?? "unknown" }
         socket = secure
@@ -132,9 +139,11 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
       }
       secure.once("secure", ok)
       secure.once("error", fail)
+      secure.once("close", closed)
       return Effect.sync(() => {
         secure.off("secure", ok)
         secure.off("error", fail)
+        secure.off("close", closed)
         secure.destroy()
       })
     })

@@ -45,7 +45,6 @@ const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Rep
   return failures.find((f) => f.reply.code < 500)?.reply ?? failures[0]!.reply
 }
 
-const defaultRoute = (recipients: ReadonlyArray<Recipient>): ReadonlyArray<Route> => [{ transport: "default", recipients }]
 
 export const finish = (
   c: Conn,
@@ -80,6 +79,8 @@ export const finish = (
     if (refuse(c, verdict)) return
     const edits: Message.Edits = { added, removed }
     const transports = [...c.env.transports.keys()]
+    const defaultRoute = (recipients: ReadonlyArray<Recipient>): ReadonlyArray<Route> =>
+      [{ transport: c.env.config.defaultTransport, recipients }]
     const routes = (yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })) ??
       defaultRoute(tx.recipients)
     // A recipient no route names still gets delivered, by the default transport.

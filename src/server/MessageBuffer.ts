@@ -28,6 +28,15 @@ export interface MessageBuffer {
 const ioError = (reason: "Read" | "Write", error: unknown) =>
   new MessageError({ reason, message: error instanceof Error ? error.message : String(error) })
 
+/** Whether bytes [from, end) start with a field name (printable ASCII but ":") and a colon. */
+const isFieldStart = (view: Uint8Array, from: number, end: number): boolean => {
+  let i = from
+  while (i < end && view[i]! > 32 && view[i]! < 127 && view[i] !== 58) i++
+  if (i === from) return false
+  while (i < end && (view[i] === 32 || view[i] === 9)) i++
+  return i < end && view[i] === 58
+}
+
 export const make = (options: {
   readonly threshold: number
   readonly maxSize: number
@@ -77,15 +86,24 @@ export const make = (options: {
     return inMemory > options.threshold ? spill : Effect.void
   }
 
+  // The header section ends at the blank line, or before the first line that is not a header
+  // field (RFC 5322 2.2): that line is body. Taking it for a header would let `render` drop it.
   const headerSection = (): { headers: Content["headers"]; bodyOffset: number } => {
     const view = headParts.length === 1 ? headParts[0]! : Buffer.concat(headParts)
-    if (headLength >= 2 && view[0] === 13 && view[1] === 10) return { headers: [], bodyOffset: 0 }
-    for (let i = 0; i + 3 < headLength; i++) {
-      if (view[i] === 13 && view[i + 1] === 10 && view[i + 2] === 13 && view[i + 3] === 10) {
-        return { headers: parseHeaders(view.subarray(0, i + 2)), bodyOffset: i + 2 }
-      }
+    const upTo = (end: number) => ({ headers: end === 0 ? [] : parseHeaders(view.subarray(0, end)), bodyOffset: end })
+    let i = 0
+    while (i < headLength) {
+      let cr = view.indexOf(13, i)
+      while (cr !== -1 && cr + 1 < headLength && view[cr + 1] !== 10) cr = view.indexOf(13, cr + 1)
+      const complete = cr !== -1 && cr + 1 < headLength
+      const end = complete ? cr : headLength
+      if (complete && end === i) return upTo(i)
+      const folded = view[i] === 32 || view[i] === 9
+      if (folded ? i === 0 : !isFieldStart(view, i, end)) return upTo(i)
+      if (!complete) break
+      i = end + 2
     }
-    if (stored <= maxHeaderBytes) return { headers: parseHeaders(view), bodyOffset: stored }
+    if (stored <= maxHeaderBytes) return upTo(stored)
     return { headers: [], bodyOffset: 0 }
   }
 

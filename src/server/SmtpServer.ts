@@ -104,7 +104,8 @@ export const make = (options: {
         const size = yield* FiberSet.size(fibers)
         if (size > 0) {
           yield* Effect.logInfo(`draining ${size} connection(s), up to ${Duration.format(config.shutdownTimeout)}`)
-          yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeout(config.shutdownTimeout), Effect.ignore)
+          // Finalizers run uninterruptibly: without `interruptible` the timeout could not stop the wait.
+          yield* FiberSet.awaitEmpty(fibers).pipe(Effect.interruptible, Effect.timeout(config.shutdownTimeout), Effect.ignore)
         }
         // FiberSet's own finalizer interrupts the rest; each says 421 4.3.2 on its way out.
       })

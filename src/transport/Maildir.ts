@@ -44,7 +44,7 @@ const uniqueName = (): string => {
   // timeOrigin + now() is wall-clock time with sub-millisecond precision where the runtime has it.
   const now = performance.timeOrigin + performance.now()
   const seconds = Math.floor(now / 1000)
-  const micros = Math.floor((now % 1000) * 1000)
+  const micros = String(Math.floor((now % 1000) * 1000)).padStart(6, "0")
   counter = (counter + 1) % Number.MAX_SAFE_INTEGER
   return `${seconds}.M${micros}P${process.pid}Q${counter}R${randomBytes(8).toString("hex")}.${safeHostname()}`
 }

@@ -110,9 +110,17 @@ export const connect = (port: number, options: ConnectOptions = {}): Promise<Cli
     s.on("close", onClose)
   }
 
-  const withTimeout = <A>(what: string, timeoutMs: number, start: (resolve: (a: A) => void, reject: (e: Error) => void) => void) =>
+  const withTimeout = <A>(
+    what: string,
+    timeoutMs: number,
+    start: (resolve: (a: A) => void, reject: (e: Error) => void) => void,
+    onTimeout: () => void = () => {}
+  ) =>
     new Promise<A>((resolve, reject) => {
-      const timer = setTimeout(() => reject(fail(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)
+      const timer = setTimeout(() => {
+        onTimeout()
+        reject(fail(`timed out after ${timeoutMs} ms waiting for ${what}`))
+      }, timeoutMs)
       start(
         (a) => {
           clearTimeout(timer)
@@ -125,11 +133,19 @@ export const connect = (port: number, options: ConnectOptions = {}): Promise<Cli
       )
     })
 
-  const read = (timeoutMs = defaultTimeout) =>
-    withTimeout<string>("a reply", timeoutMs, (resolve, reject) => {
-      waiters.push({ resolve, reject })
+  const read = (timeoutMs = defaultTimeout) => {
+    let waiter: Waiter | undefined
+    // A read that timed out must not swallow the reply that comes later: the next read gets it.
+    const forget = () => {
+      const i = waiter === undefined ? -1 : waiters.indexOf(waiter)
+      if (i !== -1) waiters.splice(i, 1)
+    }
+    return withTimeout<string>("a reply", timeoutMs, (resolve, reject) => {
+      waiter = { resolve, reject }
+      waiters.push(waiter)
       flush()
-    })
+    }, forget)
+  }
 
   const send = (data: string | Uint8Array) => {
     const text = typeof data === "string" ? data : Buffer.from(data).toString("utf8")
