@@ -1,0 +1,103 @@
+// Graceful shutdown (SIGTERM, or closing the bridge's scope): stop accepting, tell idle sessions
+// 421 4.3.2 at once, let a transaction in flight finish until `shutdownTimeout`, then cut it off.
+//
+//   A: C: DATA / S: 354 / C: part of the message ...      B: (idle after EHLO)
+//   (stop)
+//                                                          B: S: 421 4.3.2 Service shutting down
+//   A: C: ... the rest, CRLF.CRLF / S: 250 2.0.0 Ok
+//   new connections: refused
+import { describe, expect, it } from "@effect/vitest"
+import * as net from "node:net"
+import { startBridge, stripTrace } from "../support/bridge.ts"
+import type { Client } from "../support/SmtpClient.ts"
+import { connect } from "../support/SmtpClient.ts"
+
+const openData = async (port: number): Promise<Client> => {
+  const c = await connect(port)
+  expect(await c.read()).toMatch(/^220 /)
+  expect(await c.command("EHLO client.test")).toMatch(/^250-/)
+  expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
+  expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
+  expect(await c.command("DATA")).toMatch(/^354 /)
+  return c
+}
+
+/** Whether a TCP connection to the port is refused (or closed without a byte), within 3 s. */
+const refused = (port: number): Promise<boolean> =>
+  new Promise((resolve, reject) => {
+    const s = net.connect({ host: "127.0.0.1", port })
+    const timer = setTimeout(() => {
+      s.destroy()
+      reject(new Error("no answer within 3 s"))
+    }, 3_000)
+    const done = (value: boolean) => {
+      clearTimeout(timer)
+      s.destroy()
+      resolve(value)
+    }
+    s.once("error", () => done(true))
+    s.once("data", (chunk: Buffer) => done(!chunk.toString().startsWith("220")))
+    s.once("close", () => done(true))
+  })
+
+/** `promise`, or a rejection after `ms`: every wait in these specifications is bounded. */
+const within = <A>(ms: number, what: string, promise: Promise<A>): Promise<A> =>
+  Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))
+  ])
+
+describe("graceful shutdown", () => {
+  it("lets the transaction in flight finish with 250, says 421 4.3.2 to idle sessions and refuses new ones", async () => {
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], shutdownTimeout: "10 seconds" })
+    let stopped: Promise<void> | undefined
+    try {
+      const busy = await openData(bridge.port)
+      busy.send("Subject: in flight\r\n\r\nfirst half\r\n")
+      const idle = await connect(bridge.port)
+      await idle.read()
+      expect(await idle.command("EHLO idle.test")).toMatch(/^250-/)
+
+      let resolved = false
+      stopped = bridge.stop().then(() => {
+        resolved = true
+      })
+
+      expect(await idle.read(2_000)).toBe("421 4.3.2 Service shutting down, closing connection")
+      await idle.closed(2_000)
+      expect(await refused(bridge.port)).toBe(true)
+      expect(resolved).toBe(false)
+
+      busy.send("second half\r\n.\r\n")
+      expect(await busy.read(5_000)).toMatch(/^250 2\.0\.0 Ok: queued as /)
+      await busy.closed(5_000)
+      await within(5_000, "stop()", stopped)
+      expect(bridge.delivered()).toHaveLength(1)
+      expect(stripTrace(bridge.delivered()[0]!)).toBe("Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n")
+    } finally {
+      await (stopped ?? bridge.stop())
+    }
+  })
+
+  it("cuts off a transaction still open at shutdownTimeout with 421 4.3.2 and delivers nothing", async () => {
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], shutdownTimeout: 500 })
+    let stopped: Promise<void> | undefined
+    try {
+      const slow = await openData(bridge.port)
+      slow.send("Subject: never finished\r\n\r\nsome of it\r\n")
+      stopped = bridge.stop()
+      expect(await slow.read(5_000)).toBe("421 4.3.2 Service shutting down, closing connection")
+      await slow.closed(5_000)
+      await within(5_000, "stop()", stopped)
+      expect(bridge.delivered()).toHaveLength(0)
+    } finally {
+      await (stopped ?? bridge.stop())
+    }
+  })
+
+  it("resolves stop() at once when no session is open", async () => {
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"] })
+    await within(5_000, "stop()", bridge.stop())
+    expect(await refused(bridge.port)).toBe(true)
+  })
+})
