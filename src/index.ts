@@ -14,7 +14,7 @@ export * as Reply from "./protocol/Reply.ts"
 export * as Relay from "./pipeline/Relay.ts"
 export { definePlugin, hookNames } from "./pipeline/Plugin.ts"
 export type {
-  AuthContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
+  AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
   MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"

@@ -10,7 +10,7 @@
  */
 import { type Array as Arr, Duration, Effect, type ParseResult, Schema, SchemaAST } from "effect"
 import * as Os from "node:os"
-import type { Plugin } from "../pipeline/Plugin.ts"
+import { hookNames, type Plugin } from "../pipeline/Plugin.ts"
 import type { BridgeConfig, ListenerConfig } from "./Config.ts"
 import * as Delivery from "./Delivery.ts"
 import * as Syntax from "./Syntax.ts"
@@ -33,7 +33,6 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
 // parse issue so that messages stay in the config's vocabulary, not the schema's.
 
 
-const hookNames = ["connect", "helo", "auth", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"]
 
 const isPlugin = (u: unknown): u is Plugin => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) return false

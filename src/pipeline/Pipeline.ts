@@ -3,10 +3,10 @@
  * that fails, dies or times out counts as `Defer 451 4.3.0`, is logged with the plugin's name,
  * and never takes the connection or the process down.
  */
-import { Cause, Data, Duration, Effect, type Scope } from "effect"
+import { Cause, type Context, Data, Duration, Effect, type Scope } from "effect"
 import type {
-  AuthContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
-  MailFromContext, Plugin, RcptToContext, Route, RouteContext, VerdictHook
+  AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
+  MailFromContext, Plugin, RcptToContext, Route, RouteContext, Services, VerdictHook
 } from "./Plugin.ts"
 import * as Verdict from "./Verdict.ts"
 
@@ -37,6 +37,7 @@ export interface Pipeline {
   readonly run: <H extends VerdictHook>(hook: H, ctx: VerdictContexts[H]) => Effect.Effect<Outcome>
   readonly route: (ctx: RouteContext) => Effect.Effect<ReadonlyArray<Route> | undefined>
   readonly notify: {
+    (hook: "authResult", ctx: AuthResultContext): Effect.Effect<void>
     (hook: "delivered", ctx: DeliveredContext): Effect.Effect<void>
     (hook: "disconnect", ctx: DisconnectContext): Effect.Effect<void>
   }
@@ -45,8 +46,11 @@ export interface Pipeline {
 const failed = Verdict.Defer({ code: 451, enhanced: "4.3.0", text: "Temporary failure, please try again later" })
 const defaultTimeout = Duration.seconds(30)
 
-const guard = <A>(plugin: Loaded, hook: string, effect: Effect.Effect<A, unknown>, fallback: A): Effect.Effect<A> =>
+type Guard = <A>(plugin: Loaded, hook: string, effect: Effect.Effect<A, unknown, Services>, fallback: A) => Effect.Effect<A>
+
+const guardWith = (services: Context.Context<Services>): Guard => (plugin, hook, effect, fallback) =>
   effect.pipe(
+    Effect.provide(services),
     Effect.timeoutFail({ duration: plugin.timeout, onTimeout: () => `timed out after ${Duration.format(plugin.timeout)}` }),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
@@ -60,8 +64,9 @@ const guard = <A>(plugin: Loaded, hook: string, effect: Effect.Effect<A, unknown
   )
 
 /** Loads the plugins (running each `setup` in the server's scope) and returns the runner. */
-export const make = (plugins: ReadonlyArray<Plugin>): Effect.Effect<Pipeline, PluginSetupError, Scope.Scope> =>
+export const make = (plugins: ReadonlyArray<Plugin>): Effect.Effect<Pipeline, PluginSetupError, Scope.Scope | Services> =>
   Effect.gen(function*() {
+    const services = yield* Effect.context<Services>()
     const loaded: Array<Loaded> = []
     for (const plugin of plugins) {
       const extra = plugin.setup === undefined
@@ -74,13 +79,13 @@ export const make = (plugins: ReadonlyArray<Plugin>): Effect.Effect<Pipeline, Pl
         hooks: { ...own, ...extra }
       })
     }
-    return fromLoaded(loaded)
+    return fromLoaded(loaded, guardWith(services))
   })
 
-const fromLoaded = (loaded: ReadonlyArray<Loaded>): Pipeline => {
+const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   const with_ = (hook: keyof Hooks) => loaded.filter((p) => p.hooks[hook] !== undefined)
   const byHook = new Map<keyof Hooks, ReadonlyArray<Loaded>>()
-  for (const hook of ["connect", "helo", "auth", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"] as const) {
+  for (const hook of ["connect", "helo", "auth", "authResult", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"] as const) {
     byHook.set(hook, with_(hook))
   }
   const run = <H extends VerdictHook>(hook: H, ctx: VerdictContexts[H]): Effect.Effect<Outcome> => {
@@ -88,7 +93,7 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>): Pipeline => {
     if (list.length === 0) return Effect.succeed({ verdict: Verdict.Continue, plugin: undefined })
     return Effect.gen(function*() {
       for (const plugin of list) {
-        const fn = plugin.hooks[hook] as (c: VerdictContexts[H]) => Effect.Effect<Verdict.Verdict, unknown>
+        const fn = plugin.hooks[hook] as (c: VerdictContexts[H]) => Effect.Effect<Verdict.Verdict, unknown, Services>
         const verdict = yield* guard(plugin, hook, Effect.suspend(() => fn(ctx)), failed)
         if (verdict._tag !== "Continue") return { verdict, plugin: plugin.name }
       }
@@ -103,9 +108,10 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>): Pipeline => {
       }
       return undefined
     })
-  const notify = (hook: "delivered" | "disconnect", ctx: DeliveredContext | DisconnectContext): Effect.Effect<void> =>
+  type NotifyContext = AuthResultContext | DeliveredContext | DisconnectContext
+  const notify = (hook: "authResult" | "delivered" | "disconnect", ctx: NotifyContext): Effect.Effect<void> =>
     Effect.forEach(byHook.get(hook) ?? [], (plugin) => {
-      const fn = plugin.hooks[hook] as (c: DeliveredContext | DisconnectContext) => Effect.Effect<void, unknown>
+      const fn = plugin.hooks[hook] as (c: NotifyContext) => Effect.Effect<void, unknown, Services>
       return guard(plugin, hook, Effect.suspend(() => fn(ctx)), undefined)
     }, { discard: true })
   return {

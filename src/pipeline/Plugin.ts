@@ -16,6 +16,7 @@
  * })
  */
 import type { Duration, Effect, Scope } from "effect"
+import type { Dns } from "../dns/Dns.ts"
 import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
 import type { Content } from "./Message.ts"
@@ -39,6 +40,14 @@ export interface AuthContext {
   readonly password: string
   /** The authorization identity of SASL PLAIN, when the client sent one. */
   readonly authzid: string | undefined
+}
+
+export interface AuthResultContext {
+  readonly session: SessionInfo
+  readonly mechanism: "PLAIN" | "LOGIN"
+  readonly username: string
+  /** Whether the exchange authenticated the session; never carries the password. */
+  readonly success: boolean
 }
 
 export interface MailFromContext {
@@ -94,8 +103,8 @@ export interface DisconnectContext {
   readonly session: SessionInfo
 }
 
-/** Services the bridge provides to every hook. */
-export type Services = never
+/** Services the bridge provides to every hook (and to `setup`). */
+export type Services = Dns
 
 type Hook<Ctx, A> = (ctx: Ctx) => Effect.Effect<A, unknown, Services>
 
@@ -109,6 +118,8 @@ export interface Hooks {
   readonly data?: Hook<DataContext, Verdict>
   /** The first plugin that returns routes decides; `undefined` passes. */
   readonly route?: Hook<RouteContext, ReadonlyArray<Route> | undefined>
+  /** After each AUTH exchange that reached the `auth` hooks (brute-force counters, audit logs). */
+  readonly authResult?: Hook<AuthResultContext, void>
   readonly delivered?: Hook<DeliveredContext, void>
   readonly disconnect?: Hook<DisconnectContext, void>
 }
@@ -117,7 +128,7 @@ export type HookName = keyof Hooks
 export type VerdictHook = "connect" | "helo" | "auth" | "mailFrom" | "rcptTo" | "data"
 
 export const hookNames: ReadonlyArray<HookName> = [
-  "connect", "helo", "auth", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"
+  "connect", "helo", "auth", "authResult", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"
 ]
 
 export interface Plugin extends Hooks {

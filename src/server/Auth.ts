@@ -62,6 +62,12 @@ export const auth = (c: Conn, readLine: LineRead, mechanism: string, initial: st
     const credentials = mechanism === "PLAIN" ? yield* plain(c, readLine, initial) : yield* login(c, readLine, initial)
     if (credentials === undefined) return
     const { verdict } = yield* c.env.pipeline.run("auth", { session: c.session, mechanism, ...credentials })
+    yield* c.env.pipeline.notify("authResult", {
+      session: c.session,
+      mechanism,
+      username: credentials.username,
+      success: verdict._tag === "Accept"
+    })
     if (verdict._tag === "Accept") {
       c.session.user = verdict.identity ?? credentials.username
       c.session.authMechanism = mechanism

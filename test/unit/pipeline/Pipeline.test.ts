@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Logger, Option, Scope, TestClock } from "effect"
 import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import type { Hooks, Plugin, RcptToContext, Route, RouteContext } from "../../../src/pipeline/Plugin.ts"
 import * as Verdict from "../../../src/pipeline/Verdict.ts"
 import { data, recipient, session, transaction } from "../plugins/context.ts"
@@ -25,12 +26,15 @@ const capture = () => {
   return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
 }
 
+/** The pipeline with the system resolver as the `Dns` service hooks may use. */
+const make = (plugins: Parameters<typeof Pipeline.make>[0]) => Pipeline.make(plugins).pipe(Effect.provide(Resolver.layer()))
+
 describe("Pipeline", () => {
   describe("verdict hooks", () => {
     it.scoped("runs the plugins in configured order and continues when all continue", () =>
       Effect.gen(function*() {
         const calls: Array<string> = []
-        const p = yield* Pipeline.make([voter("a", calls, Verdict.Continue), voter("b", calls, Verdict.Continue), voter("c", calls, Verdict.Continue)])
+        const p = yield* make([voter("a", calls, Verdict.Continue), voter("b", calls, Verdict.Continue), voter("c", calls, Verdict.Continue)])
         expect(yield* p.run("rcptTo", rcptCtx)).toEqual({ verdict: Verdict.Continue, plugin: undefined })
         expect(calls).toEqual(["a", "b", "c"])
       }))
@@ -39,7 +43,7 @@ describe("Pipeline", () => {
       Effect.gen(function*() {
         const calls: Array<string> = []
         const reject = Verdict.reject("No such user", { code: 550, enhanced: "5.1.1" })
-        const p = yield* Pipeline.make([
+        const p = yield* make([
           voter("a", calls, Verdict.Continue),
           voter("b", calls, reject),
           voter("c", calls, Verdict.accept())
@@ -51,7 +55,7 @@ describe("Pipeline", () => {
     it.scoped("lets Accept win over later Reject", () =>
       Effect.gen(function*() {
         const calls: Array<string> = []
-        const p = yield* Pipeline.make([voter("a", calls, Verdict.accept()), voter("b", calls, Verdict.reject("no"))])
+        const p = yield* make([voter("a", calls, Verdict.accept()), voter("b", calls, Verdict.reject("no"))])
         const outcome = yield* p.run("rcptTo", rcptCtx)
         expect(outcome.verdict._tag).toBe("Accept")
         expect(outcome.plugin).toBe("a")
@@ -61,7 +65,7 @@ describe("Pipeline", () => {
     it.scoped("skips plugins without the hook and continues when none has it", () =>
       Effect.gen(function*() {
         const calls: Array<string> = []
-        const p = yield* Pipeline.make([{ name: "quiet" }, voter("a", calls, Verdict.Continue)])
+        const p = yield* make([{ name: "quiet" }, voter("a", calls, Verdict.Continue)])
         expect(p.has("rcptTo")).toBe(true)
         expect(p.has("helo")).toBe(false)
         expect(yield* p.run("helo", { session: session(), verb: "EHLO", name: "x" })).toEqual({ verdict: Verdict.Continue, plugin: undefined })
@@ -72,7 +76,7 @@ describe("Pipeline", () => {
       Effect.gen(function*() {
         const calls: Array<string> = []
         const log = capture()
-        const p = yield* Pipeline.make([
+        const p = yield* make([
           { name: "broken", rcptTo: () => Effect.fail(new Error("lookup failed")) },
           voter("after", calls, Verdict.Continue)
         ])
@@ -85,8 +89,8 @@ describe("Pipeline", () => {
     it.scoped("turns a hook that dies or throws into Defer 451 4.3.0", () =>
       Effect.gen(function*() {
         const log = capture()
-        const dies = yield* Pipeline.make([{ name: "dies", rcptTo: () => Effect.die("bug") }])
-        const throws = yield* Pipeline.make([{
+        const dies = yield* make([{ name: "dies", rcptTo: () => Effect.die("bug") }])
+        const throws = yield* make([{
           name: "throws",
           rcptTo: () => {
             throw new Error("thrown before returning an Effect")
@@ -99,7 +103,7 @@ describe("Pipeline", () => {
     it.scoped("turns a hook past the plugin's timeout into Defer 451 4.3.0, not a moment earlier", () =>
       Effect.gen(function*() {
         const log = capture()
-        const p = yield* Pipeline.make([{ name: "slow", timeout: "1 second", rcptTo: () => Effect.never }])
+        const p = yield* make([{ name: "slow", timeout: "1 second", rcptTo: () => Effect.never }])
         const fiber = yield* Effect.fork(p.run("rcptTo", rcptCtx).pipe(Effect.provide(log.layer)))
         yield* TestClock.adjust("999 millis")
         expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
@@ -111,11 +115,11 @@ describe("Pipeline", () => {
     it.scoped("gives a hook 30 seconds by default", () =>
       Effect.gen(function*() {
         const log = capture()
-        const p = yield* Pipeline.make([{ name: "slow", rcptTo: () => Effect.as(Effect.sleep("29 seconds"), Verdict.accept()) }])
+        const p = yield* make([{ name: "slow", rcptTo: () => Effect.as(Effect.sleep("29 seconds"), Verdict.accept()) }])
         const fiber = yield* Effect.fork(p.run("rcptTo", rcptCtx).pipe(Effect.provide(log.layer)))
         yield* TestClock.adjust("29 seconds")
         expect((yield* Fiber.join(fiber)).verdict._tag).toBe("Accept")
-        const never = yield* Pipeline.make([{ name: "never", rcptTo: () => Effect.never }])
+        const never = yield* make([{ name: "never", rcptTo: () => Effect.never }])
         const late = yield* Effect.fork(never.run("rcptTo", rcptCtx).pipe(Effect.provide(log.layer)))
         yield* TestClock.adjust("30 seconds")
         expect(yield* Fiber.join(late)).toEqual({ verdict: failed, plugin: "never" })
@@ -123,7 +127,7 @@ describe("Pipeline", () => {
 
     it.scoped("lets an interruption through instead of turning it into a verdict", () =>
       Effect.gen(function*() {
-        const p = yield* Pipeline.make([{ name: "waits", rcptTo: () => Effect.never }])
+        const p = yield* make([{ name: "waits", rcptTo: () => Effect.never }])
         const fiber = yield* Effect.fork(p.run("rcptTo", rcptCtx))
         yield* TestClock.adjust("1 second")
         const exit = yield* Fiber.interrupt(fiber)
@@ -146,7 +150,7 @@ describe("Pipeline", () => {
             return hooks
           })
         }
-        const p = yield* Pipeline.make([plugin]).pipe(Scope.extend(scope))
+        const p = yield* make([plugin]).pipe(Scope.extend(scope))
         expect(p.plugins).toEqual([{ name: "dynamic", hooks: ["rcptTo", "helo"] }])
         yield* p.run("rcptTo", rcptCtx)
         expect((yield* p.run("helo", { session: session(), verb: "EHLO", name: "x" })).verdict._tag).toBe("Reject")
@@ -157,7 +161,7 @@ describe("Pipeline", () => {
 
     it.effect("fails with PluginSetupError naming the plugin when setup fails", () =>
       Effect.gen(function*() {
-        const error = yield* Effect.flip(Effect.scoped(Pipeline.make([
+        const error = yield* Effect.flip(Effect.scoped(make([
           { name: "fine" },
           { name: "redis", setup: Effect.fail(new Error("connection refused")) }
         ])))
@@ -173,20 +177,20 @@ describe("Pipeline", () => {
 
     it.scoped("takes the routes of the first plugin that defines some", () =>
       Effect.gen(function*() {
-        const p = yield* Pipeline.make([router("passes", undefined), router("first", one), router("second", two)])
+        const p = yield* make([router("passes", undefined), router("first", one), router("second", two)])
         expect(yield* p.route(routeCtx)).toBe(one)
       }))
 
     it.scoped("is undefined when every plugin passes, or there is none", () =>
       Effect.gen(function*() {
-        expect(yield* (yield* Pipeline.make([router("passes", undefined)])).route(routeCtx)).toBeUndefined()
-        expect(yield* (yield* Pipeline.make([])).route(routeCtx)).toBeUndefined()
+        expect(yield* (yield* make([router("passes", undefined)])).route(routeCtx)).toBeUndefined()
+        expect(yield* (yield* make([])).route(routeCtx)).toBeUndefined()
       }))
 
     it.scoped("passes over a route hook that fails, to the next plugin", () =>
       Effect.gen(function*() {
         const log = capture()
-        const p = yield* Pipeline.make([{ name: "broken", route: () => Effect.fail("no map") }, router("second", two)])
+        const p = yield* make([{ name: "broken", route: () => Effect.fail("no map") }, router("second", two)])
         expect(yield* p.route(routeCtx).pipe(Effect.provide(log.layer))).toBe(two)
       }))
   })
@@ -197,7 +201,7 @@ describe("Pipeline", () => {
         const log = capture()
         const calls: Array<string> = []
         const seen = (name: string) => () => Effect.sync(() => void calls.push(name))
-        const p = yield* Pipeline.make([
+        const p = yield* make([
           { name: "a", delivered: seen("a") },
           { name: "fails", delivered: () => Effect.fail("metrics down") },
           { name: "dies", delivered: () => Effect.die("bug") },

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it, layer } from "@effect/vitest"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect, Either } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
@@ -42,7 +43,7 @@ const setupError = (file: string) =>
   Effect.flatMap(Effect.flip(hooksFor(file)), (error) =>
     error instanceof HtpasswdError ? Effect.succeed(error) : Effect.die(`expected an HtpasswdError, got ${String(error)}`))
 
-describe("auth-htpasswd", () => {
+layer(Resolver.layer())("auth-htpasswd", (it) => {
   const apacheLine = htpasswdLine("alice", "correct horse")
 
   it("reads a line written by htpasswd -nbB", () => {
@@ -101,7 +102,7 @@ describe("auth-htpasswd", () => {
     }))
 })
 
-describe("parseHtpasswd", () => {
+layer(Resolver.layer())("parseHtpasswd", (it) => {
   const hash = "$2y$04$" + "a".repeat(53)
 
   it("ignores blank lines and comments and accepts $2a$, $2b$ and $2y$", () => {
@@ -124,7 +125,7 @@ describe("parseHtpasswd", () => {
   })
 })
 
-describe("hashPassword", () => {
+layer(Resolver.layer())("hashPassword", (it) => {
   it("writes a $2y$ hash with the requested cost", async () => {
     expect(await hashPassword("secret", 5)).toMatch(/^\$2y\$05\$[./A-Za-z0-9]{53}$/)
   })

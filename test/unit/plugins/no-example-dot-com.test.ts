@@ -1,4 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it, layer } from "@effect/vitest"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect } from "effect"
 import { noExampleDotCom } from "../../../docs/examples/no-example-dot-com.ts"
 import { Verdict } from "../../../src/index.ts"
@@ -11,7 +12,7 @@ const rcpt = (address: string, domains?: Array<string>) => {
   return rcptTo({ session: session({ user: "alice" }), transaction: transaction(), recipient: recipient(address) })
 }
 
-describe("no-example-dot-com (docs example)", () => {
+layer(Resolver.layer())("no-example-dot-com (docs example)", (it) => {
   it.effect("rejects RCPT TO a reserved example domain with 550 5.1.2", () =>
     Effect.gen(function*() {
       expect(yield* rcpt("bob@Example.COM")).toEqual(

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it, layer } from "@effect/vitest"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect, TestClock } from "effect"
 import { received } from "../../../plugins/received/index.ts"
 import type { ReceivedOptions } from "../../../plugins/received/index.ts"
@@ -22,7 +23,7 @@ const stamp = (s: SessionInfo, t: TransactionInfo, options?: ReceivedOptions) =>
     return added[0]!.value
   })
 
-describe("received", () => {
+layer(Resolver.layer())("received", (it) => {
   it.effect("adds Received with ESMTP, the one recipient and an RFC 5322 date, and continues", () =>
     Effect.gen(function*() {
       expect(yield* stamp(session(), transaction())).toBe(

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it, layer } from "@effect/vitest"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect } from "effect"
 import { relayPolicy } from "../../../plugins/relay-policy/index.ts"
 import { Relay, Verdict } from "../../../src/index.ts"
@@ -23,7 +24,7 @@ const connected = (remoteAddress: string, user?: string) =>
     return s
   })
 
-describe("relay-policy", () => {
+layer(Resolver.layer())("relay-policy", (it) => {
   it("throws at creation naming an invalid network", () => {
     expect(() => relayPolicy({ trust: ["10.0.0.0/8", "10.0.0.0/64"] })).toThrow(/relay-policy: invalid CIDR "10.0.0.0\/64"/)
   })

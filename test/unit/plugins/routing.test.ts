@@ -1,4 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it, layer } from "@effect/vitest"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect } from "effect"
 import { routing, unknownTransports } from "../../../plugins/routing/index.ts"
 import type { RouteContext } from "../../../src/index.ts"
@@ -10,7 +11,7 @@ const route = (plugin: ReturnType<typeof routing>, ctx: Omit<RouteContext, "mess
 const summary = (routes: ReadonlyArray<{ transport: string; recipients: ReadonlyArray<{ mailbox: { address: string } }> }> | undefined) =>
   routes?.map((r) => [r.transport, r.recipients.map((x) => x.mailbox.address)])
 
-describe("routing", () => {
+layer(Resolver.layer())("routing", (it) => {
   it.effect("sends each recipient to the first rule matching its domain, the rest to the default", () =>
     Effect.gen(function*() {
       const plugin = routing({

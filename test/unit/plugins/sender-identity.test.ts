@@ -1,4 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it, layer } from "@effect/vitest"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect } from "effect"
 import { senderIdentity } from "../../../plugins/sender-identity/index.ts"
 import { Verdict } from "../../../src/index.ts"
@@ -20,7 +21,7 @@ const senders = {
   "carol@example.org": ["carol@example.org", "billing@example.org"]
 }
 
-describe("sender-identity", () => {
+layer(Resolver.layer())("sender-identity", (it) => {
   it.effect("continues MAIL FROM an exact address the user owns, ignoring case", () =>
     Effect.gen(function*() {
       expect(yield* check({ senders }, "alice", "alice@example.com")).toEqual(Verdict.Continue)

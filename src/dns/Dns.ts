@@ -1,0 +1,36 @@
+/**
+ * The DNS service every plugin and mailauth share: one resolver configuration, one cache.
+ *
+ * @example
+ * const dns = yield* Dns
+ * const txt = yield* dns.txt("example.com")
+ */
+import { Context, Data, type Effect } from "effect"
+
+export class DnsError extends Data.TaggedError("DnsError")<{
+  /** `NotFound` (NXDOMAIN or no data) is an answer; `Temporary` (timeout, SERVFAIL) is not. */
+  readonly reason: "NotFound" | "Temporary" | "Invalid"
+  readonly name: string
+  readonly rrtype: string
+  readonly message: string
+}> {}
+
+export interface MxRecord {
+  readonly exchange: string
+  readonly priority: number
+}
+
+export interface Resolver {
+  readonly txt: (name: string) => Effect.Effect<ReadonlyArray<ReadonlyArray<string>>, DnsError>
+  readonly mx: (name: string) => Effect.Effect<ReadonlyArray<MxRecord>, DnsError>
+  readonly a: (name: string) => Effect.Effect<ReadonlyArray<string>, DnsError>
+  readonly aaaa: (name: string) => Effect.Effect<ReadonlyArray<string>, DnsError>
+  readonly ptr: (address: string) => Effect.Effect<ReadonlyArray<string>, DnsError>
+  /**
+   * The callback form mailauth takes as its `resolver` option: `(name, rrtype) => Promise`,
+   * rejecting with an error whose `code` is a `node:dns` code (ENOTFOUND, ENODATA, ETIMEOUT...).
+   */
+  readonly mailauth: (name: string, rrtype: string) => Promise<unknown>
+}
+
+export class Dns extends Context.Tag("smtp-bridge/Dns")<Dns, Resolver>() {}
