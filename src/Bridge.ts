@@ -6,12 +6,14 @@ import { Data, Duration, Effect, type Scope } from "effect"
 import { authHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import { received } from "../plugins/received/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
+import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
 import type { BridgeConfig } from "./config/Config.ts"
+import * as Resolver from "./dns/Resolver.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
 import type { Plugin } from "./pipeline/Plugin.ts"
 import * as SmtpServer from "./server/SmtpServer.ts"
-import * as Maildir from "./transport/Maildir.ts"
+import * as Build from "./transport/Build.ts"
 import type { Transport } from "./transport/Transport.ts"
 
 export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly message: string }> {}
@@ -22,6 +24,7 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
   senderIdentity({ senders: config.senders }),
   ...config.plugins,
+  ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
   received()
 ]
 
@@ -36,16 +39,15 @@ const describeListener = (l: SmtpServer.Bound, tls: boolean): string =>
 /** Starts the bridge; it serves until the scope closes (which drains gracefully). */
 export const start = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.Scope> =>
   Effect.gen(function*() {
-    const pipeline = yield* Pipeline.make(plugins(config))
-    const maildir = yield* Maildir.make({ dir: config.maildir })
-    const transports = new Map<string, Transport>([["default", maildir]])
+    const pipeline = yield* Pipeline.make(plugins(config)).pipe(Effect.provide(Resolver.layer()))
+    const transports = yield* Build.make(config.transports, config.hostname)
     const server = yield* SmtpServer.make({ config, pipeline, transports })
     const listening = server.addresses.map((l) => describeListener(l, config.tls !== undefined)).join(", ")
     const order = pipeline.plugins.map((p) => `${p.name}[${p.hooks.join(",")}]`).join(" -> ")
     yield* Effect.logInfo(
       `smtp-bridge listening on ${listening}; hostname ${config.hostname}; ` +
         `TLS ${config.tls === undefined ? "off" : "on"}; AUTH ${pipeline.has("auth") ? (config.allowInsecureAuth ? "on (insecure allowed)" : "on (TLS only)") : "off"}; ` +
-        `plugins ${order}; transport maildir ${config.maildir}; max size ${config.limits.maxMessageSize}; ` +
+        `plugins ${order}; transports ${Build.describe(config.transports)}; max size ${config.limits.maxMessageSize}; ` +
         `shutdown timeout ${Duration.format(config.shutdownTimeout)}`
     )
     return { ...server, pipeline, transports }

@@ -14,6 +14,7 @@ import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
 import { ConfigError } from "./config/Resolve.ts"
 import * as Main from "./runtime/Main.ts"
+import * as Build from "./transport/Build.ts"
 
 /** A problem with the command's own input (not the config); printed as one line, exit 1. */
 class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
@@ -121,7 +122,9 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
     `TLS ${config.tls === undefined ? "off" : "on"}`,
     `AUTH ${users === undefined ? "off" : `${users} user${users === 1 ? "" : "s"}${config.allowInsecureAuth ? " (insecure allowed)" : ""}`}`,
     `trust ${config.trust.length === 0 ? "none" : config.trust.join(" ")}`,
-    `maildir ${config.maildir}`,
+    `transports ${Build.describe(config.transports)}`,
+    `routes ${config.routes === undefined ? "none" : config.routes.length}`,
+    `spool ${config.spool === undefined ? "off" : config.spool.dir}`,
     `max size ${config.limits.maxMessageSize}`,
     `max recipients ${config.limits.maxRecipients}`,
     `idle timeout ${Duration.format(config.limits.idleTimeout)}`,

@@ -2,12 +2,13 @@
  * The delivery part of the config: transports, routes and the spool, validated with the same
  * one-line errors as the rest.
  */
-import { Duration, Effect, Schema } from "effect"
+import { Duration, Effect, Either, Schema } from "effect"
+import * as Url from "../transport/smtp/Url.ts"
 import type { DeliveryConfig, RouteRule, SpoolConfig, TransportConfig } from "./Config.ts"
 import { Bool, Cidr, decodeDuration, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, Timeout } from "./Fields.ts"
 
-const RelayUrl = Schema.String.pipe(Schema.filter((s) => /^(smtps?|lmtp):\/\/[^\s]*$/i.test(s) && !/^lmtp:\/\/$/i.test(s)))
-  .annotations(expecting("a URL like smtp://[user:pass@]host:port, smtps://host:465, lmtp://host:24 or lmtp:///path/to/socket"))
+const RelayUrl = Schema.String.pipe(Schema.filter((s) => Either.isRight(Url.parse(s))))
+  .annotations(expecting("a URL like smtp://[user:pass@]host:port[?tls=required], smtps://host:465, lmtp://host:24 or lmtp:///path/to/socket"))
 const HttpUrl = Schema.String.pipe(Schema.filter((s) => /^https?:\/\/\S+$/i.test(s)))
   .annotations(expecting("an http:// or https:// URL"))
 

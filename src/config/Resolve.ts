@@ -113,8 +113,17 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
 type SourceOf = (field: string) => string
 
 /** A ConfigError for one field, with the message every caller prints. */
-const invalid = (field: string, expected: string, got: unknown, sourceOf: SourceOf): ConfigError => {
+/** Error lines end up in logs: never print a secret or a URL's password. */
+const redact = (field: string, got: unknown): unknown =>
+  /secret/i.test(field) && got !== undefined
+    ? "(hidden)"
+    : typeof got === "string"
+    ? got.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, "$1****@")
+    : got
+
+const invalid = (field: string, expected: string, value: unknown, sourceOf: SourceOf): ConfigError => {
   const source = sourceOf(field)
+  const got = redact(field, value)
   return new ConfigError({
     reason: "Invalid",
     field,

@@ -1,0 +1,259 @@
+/**
+ * Client-side connections (TCP, implicit TLS, unix sockets) for the relay transports, with a
+ * client STARTTLS upgrade that verifies the upstream's certificate. Like `Socket.ts`, this is
+ * one of the few files that touch `node:net` and `node:tls`; Bun, Deno and Node share it.
+ *
+ * @example
+ * const socket = yield* Connect.connect({ host: "127.0.0.1", port: 25 }, { timeout: "30 seconds" })
+ * yield* socket.write("EHLO me\r\n")
+ * const chunk = yield* socket.read
+ */
+import { Data, Duration, Effect, type Scope } from "effect"
+import * as net from "node:net"
+import * as tls from "node:tls"
+
+export class ConnectError extends Data.TaggedError("ConnectError")<{
+  readonly reason: "Refused" | "Timeout" | "Tls" | "Closed"
+  readonly message: string
+}> {}
+
+export type Endpoint =
+  | { readonly host: string; readonly port: number }
+  | { readonly path: string }
+
+export interface TlsOptions {
+  /** SNI and the name the certificate must carry; default the endpoint's host. */
+  readonly servername?: string | undefined
+  /** PEM CA certificate(s) trusted instead of the system roots. */
+  readonly ca?: string | undefined
+  readonly rejectUnauthorized: boolean
+}
+
+export interface ConnectOptions {
+  /** Implicit TLS from the first byte (smtps). */
+  readonly tls?: TlsOptions | undefined
+  /** Bound on TCP connect plus the TLS handshake. */
+  readonly timeout: Duration.DurationInput
+}
+
+export interface TlsInfo {
+  /** The certificate chain verified against the trusted CAs and the expected name. */
+  readonly authorized: boolean
+  readonly protocol: string
+  readonly cipher: string
+}
+
+export interface ClientSocket {
+  /** The next chunk from the peer; `undefined` once it closed or the socket failed. */
+  readonly read: Effect.Effect<Uint8Array | undefined>
+  /** Writes and waits until the kernel took the bytes; fails when the connection is gone. */
+  readonly write: (data: string | Uint8Array) => Effect.Effect<void, ConnectError>
+  /** Client-side TLS handshake on the same connection (STARTTLS). */
+  readonly upgradeTls: (options: TlsOptions) => Effect.Effect<TlsInfo, ConnectError>
+  readonly tls: () => TlsInfo | undefined
+  /** True while the peer has neither closed nor sent anything unasked (a pooled session is then stale). */
+  readonly idle: () => boolean
+  /** Half-closes after pending writes, then destroys; bounded. */
+  readonly close: Effect.Effect<void>
+  readonly description: string
+}
+
+/** Bytes buffered from the peer before the socket is paused. */
+const highWaterMark = 256 * 1024
+
+const describe = (endpoint: Endpoint): string =>
+  "path" in endpoint ? endpoint.path : `${endpoint.host.includes(":") ? `[${endpoint.host}]` : endpoint.host}:${endpoint.port}`
+
+/** SNI must be a host name: an IP literal is only checked against the certificate, never sent. */
+const tlsConnectOptions = (options: TlsOptions, host: string | undefined, socket?: net.Socket): tls.ConnectionOptions => {
+  const name = options.servername ?? host ?? "localhost"
+  return {
+    ...(socket !== undefined ? { socket } : {}),
+    ...(net.isIP(name) === 0 ? { servername: name } : {}),
+    host: name,
+    rejectUnauthorized: options.rejectUnauthorized,
+    minVersion: "TLSv1.2",
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    // Node checks the name against `host` here; the explicit check keeps IP literals working.
+    checkServerIdentity: (_: string, cert) => tls.checkServerIdentity(name, cert)
+  }
+}
+
+const tlsInfo = (secure: tls.TLSSocket): TlsInfo => {
+  const cipher = secure.getCipher()
+  return {
+    authorized: secure.authorized,
+    protocol: secure.getProtocol() ?? "TLS",
+    cipher: cipher?.standardName ?? cipher?.name ?? "unknown"
+  }
+}
+
+const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefined): ClientSocket => {
+  let socket: net.Socket = raw
+  const queue: Array<Uint8Array> = []
+  let queued = 0
+  let ended = false
+  let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
+  let secured = initialTls
+
+  const onData = (chunk: Buffer) => {
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w(chunk)
+      return
+    }
+    queue.push(chunk)
+    queued += chunk.byteLength
+    if (queued > highWaterMark) socket.pause()
+  }
+  const onEnd = () => {
+    ended = true
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w(undefined)
+    }
+  }
+  const attach = (s: net.Socket) => {
+    s.on("data", onData)
+    s.on("end", onEnd)
+    s.on("close", onEnd)
+    s.on("error", onEnd)
+  }
+  const detach = (s: net.Socket) => {
+    s.off("data", onData)
+    s.off("end", onEnd)
+    s.off("close", onEnd)
+    s.off("error", onEnd)
+  }
+  attach(raw)
+
+  const read: Effect.Effect<Uint8Array | undefined> = Effect.suspend(() => {
+    const next = queue.shift()
+    if (next !== undefined) {
+      queued -= next.byteLength
+      if (queued <= highWaterMark && socket.isPaused()) socket.resume()
+      return Effect.succeed(next)
+    }
+    if (ended) return Effect.succeed(undefined)
+    return Effect.async<Uint8Array | undefined>((resume) => {
+      waiter = (chunk) => resume(Effect.succeed(chunk))
+      return Effect.sync(() => {
+        waiter = undefined
+      })
+    })
+  })
+
+  const write = (data: string | Uint8Array): Effect.Effect<void, ConnectError> =>
+    Effect.async<void, ConnectError>((resume) => {
+      const s = socket
+      const closed = () => new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })
+      if (ended || s.destroyed || !s.writable) return resume(Effect.fail(closed()))
+      s.write(data, (error) => resume(error ? Effect.fail(closed()) : Effect.void))
+    })
+
+  const upgradeTls = (options: TlsOptions): Effect.Effect<TlsInfo, ConnectError> =>
+    Effect.async<TlsInfo, ConnectError>((resume) => {
+      // Whatever the server sent before the handshake was plaintext and must not be read as a reply.
+      queue.length = 0
+      queued = 0
+      detach(raw)
+      const host = "host" in endpoint ? endpoint.host : undefined
+      const secure = tls.connect(tlsConnectOptions(options, host, raw))
+      const fail = (error: Error) => {
+        secure.off("secureConnect", ok)
+        ended = true
+        secure.destroy()
+        raw.destroy()
+        resume(Effect.fail(new ConnectError({ reason: "Tls", message: `TLS with ${describe(endpoint)} failed: ${error.message}` })))
+      }
+      const ok = () => {
+        secure.off("error", fail)
+        secured = tlsInfo(secure)
+        socket = secure
+        attach(secure)
+        secure.on("error", () => {})
+        resume(Effect.succeed(secured))
+      }
+      secure.once("secureConnect", ok)
+      secure.once("error", fail)
+      return Effect.sync(() => {
+        secure.off("secureConnect", ok)
+        secure.off("error", fail)
+        secure.destroy()
+        raw.destroy()
+      })
+    })
+
+  const close = Effect.async<void>((resume) => {
+    const s = socket
+    if (s.destroyed) return resume(Effect.void)
+    const timer = setTimeout(() => {
+      s.destroy()
+      resume(Effect.void)
+    }, 2000)
+    s.end(() => {
+      clearTimeout(timer)
+      s.destroy()
+      resume(Effect.void)
+    })
+  })
+
+  return {
+    read,
+    write,
+    upgradeTls,
+    tls: () => secured,
+    idle: () => !ended && queue.length === 0 && !socket.destroyed,
+    close,
+    description: describe(endpoint)
+  }
+}
+
+/** Opens the connection (and the implicit TLS handshake); bounded by `options.timeout`. */
+const open = (endpoint: Endpoint, options: ConnectOptions): Effect.Effect<ClientSocket, ConnectError> =>
+  Effect.async<ClientSocket, ConnectError>((resume) => {
+    const where = describe(endpoint)
+    const tlsOptions = options.tls
+    const host = "host" in endpoint ? endpoint.host : undefined
+    const socket: net.Socket = tlsOptions === undefined
+      ? net.connect("path" in endpoint ? { path: endpoint.path } : { host: endpoint.host, port: endpoint.port })
+      : tls.connect({
+        ...tlsConnectOptions(tlsOptions, host),
+        ...("path" in endpoint ? { path: endpoint.path } : { port: endpoint.port }),
+        ...(host !== undefined ? { host } : {})
+      })
+    const onError = (error: Error) => {
+      socket.destroy()
+      // System call failures (refused, unreachable, no such socket) carry `syscall`; TLS failures do not.
+      const reason = tlsOptions !== undefined && !("syscall" in error) ? "Tls" : "Refused"
+      resume(Effect.fail(new ConnectError({ reason, message: `cannot connect to ${where}: ${error.message}` })))
+    }
+    const onConnect = () => {
+      socket.off("error", onError)
+      // Swallowed here: read sees the close, write fails.
+      socket.on("error", () => {})
+      if ("setNoDelay" in socket && "host" in endpoint) socket.setNoDelay(true)
+      resume(Effect.succeed(wrap(socket, endpoint, socket instanceof tls.TLSSocket ? tlsInfo(socket) : undefined)))
+    }
+    socket.once("error", onError)
+    socket.once(tlsOptions === undefined ? "connect" : "secureConnect", onConnect)
+    return Effect.sync(() => {
+      socket.off("error", onError)
+      socket.destroy()
+    })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: options.timeout,
+      onTimeout: () =>
+        new ConnectError({
+          reason: "Timeout",
+          message: `cannot connect to ${describe(endpoint)}: no answer within ${Duration.format(Duration.decode(options.timeout))}`
+        })
+    })
+  )
+
+/** A connection closed when the scope closes. */
+export const connect = (endpoint: Endpoint, options: ConnectOptions): Effect.Effect<ClientSocket, ConnectError, Scope.Scope> =>
+  Effect.acquireRelease(open(endpoint, options), (socket) => socket.close)

@@ -1,0 +1,83 @@
+/**
+ * Commands and replies over one upstream connection, each bounded by a timeout. Any I/O error,
+ * timeout or garbled reply marks the connection broken: the pool then discards it rather than
+ * risk reading a late reply as the answer to the next command.
+ */
+import { Duration, Effect, Either } from "effect"
+import type { ClientSocket } from "../../runtime/Connect.ts"
+import type * as Reply from "../../protocol/Reply.ts"
+import { TransportError } from "../Transport.ts"
+import * as Replies from "./Replies.ts"
+
+export interface Wire {
+  readonly socket: ClientSocket
+  /** Writes without waiting for a reply (pipelining, message content). */
+  readonly send: (data: string | Uint8Array, timeout: Duration.DurationInput, stage: string) => Effect.Effect<void, TransportError>
+  /** The next reply. */
+  readonly reply: (timeout: Duration.DurationInput, stage: string) => Effect.Effect<Reply.Reply, TransportError>
+  /** Sends one command line (CRLF added) and reads its reply. */
+  readonly command: (line: string, timeout: Duration.DurationInput, stage: string) => Effect.Effect<Reply.Reply, TransportError>
+  /** Set after an I/O error, a timeout, an interruption or a reply that is not SMTP. */
+  readonly broken: () => boolean
+  readonly markBroken: () => void
+  /** Forgets buffered replies: after STARTTLS, anything sent before the handshake is void. */
+  readonly clear: () => void
+}
+
+export const make = (transport: string, socket: ClientSocket): Wire => {
+  let reader = Replies.makeReader()
+  const ready: Array<Reply.Reply> = []
+  let broken = false
+
+  const failure = (reason: TransportError["reason"], message: string) => {
+    broken = true
+    return new TransportError({ transport, reason, message: `${transport}: upstream ${socket.description} ${message}` })
+  }
+
+  const bounded = <A>(effect: Effect.Effect<A, TransportError>, timeout: Duration.DurationInput, stage: string) =>
+    effect.pipe(
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () => failure("Timeout", `did not answer ${stage} within ${Duration.format(Duration.decode(timeout))}`)
+      }),
+      // An interrupted exchange leaves the conversation at an unknown point.
+      Effect.onInterrupt(() => Effect.sync(() => void (broken = true)))
+    )
+
+  const readReply = (stage: string): Effect.Effect<Reply.Reply, TransportError> =>
+    Effect.suspend(() => {
+      const next = ready.shift()
+      if (next !== undefined) return Effect.succeed(next)
+      return Effect.flatMap(socket.read, (chunk) => {
+        if (chunk === undefined) return Effect.fail(failure("Unreachable", `closed the connection at ${stage}`))
+        const parsed = reader.feed(chunk)
+        if (Either.isLeft(parsed)) return Effect.fail(failure("Protocol", `sent garbage at ${stage}: ${parsed.left}`))
+        ready.push(...parsed.right)
+        return readReply(stage)
+      })
+    })
+
+  const send = (data: string | Uint8Array, timeout: Duration.DurationInput, stage: string) =>
+    bounded(
+      Effect.mapError(socket.write(data), () => failure("Unreachable", `closed the connection at ${stage}`)),
+      timeout,
+      stage
+    )
+
+  const reply = (timeout: Duration.DurationInput, stage: string) => bounded(readReply(stage), timeout, stage)
+
+  return {
+    socket,
+    send,
+    reply,
+    command: (line, timeout, stage) => Effect.zipRight(send(`${line}\r\n`, timeout, stage), reply(timeout, stage)),
+    broken: () => broken,
+    markBroken: () => {
+      broken = true
+    },
+    clear: () => {
+      ready.length = 0
+      reader = Replies.makeReader()
+    }
+  }
+}
