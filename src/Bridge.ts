@@ -14,6 +14,7 @@ import * as Pipeline from "./pipeline/Pipeline.ts"
 import type { Plugin } from "./pipeline/Plugin.ts"
 import * as SmtpServer from "./server/SmtpServer.ts"
 import * as Build from "./transport/Build.ts"
+import * as Spool from "./transport/Spool.ts"
 import type { Transport } from "./transport/Transport.ts"
 
 export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly message: string }> {}
@@ -41,13 +42,23 @@ export const start = (config: BridgeConfig): Effect.Effect<Running, BridgeError,
   Effect.gen(function*() {
     const pipeline = yield* Pipeline.make(plugins(config)).pipe(Effect.provide(Resolver.layer()))
     const transports = yield* Build.make(config.transports, config.hostname)
-    const server = yield* SmtpServer.make({ config, pipeline, transports })
+    // Made after the transports and before the server: on close the server drains first, then
+    // the worker stops (a delivery in flight is retried after restart), then the transports close.
+    const spool = config.spool === undefined ? undefined : yield* Spool.make({
+      dir: config.spool.dir,
+      transports,
+      hostname: config.hostname,
+      retry: { initialDelay: config.spool.initialDelay, maxDelay: config.spool.maxDelay, maxAge: config.spool.maxAge },
+      concurrency: config.spool.concurrency,
+      bounceTransport: config.defaultTransport
+    })
+    const server = yield* SmtpServer.make({ config, pipeline, transports, spool })
     const listening = server.addresses.map((l) => describeListener(l, config.tls !== undefined)).join(", ")
     const order = pipeline.plugins.map((p) => `${p.name}[${p.hooks.join(",")}]`).join(" -> ")
     yield* Effect.logInfo(
       `smtp-bridge listening on ${listening}; hostname ${config.hostname}; ` +
         `TLS ${config.tls === undefined ? "off" : "on"}; AUTH ${pipeline.has("auth") ? (config.allowInsecureAuth ? "on (insecure allowed)" : "on (TLS only)") : "off"}; ` +
-        `plugins ${order}; transports ${Build.describe(config.transports)}; max size ${config.limits.maxMessageSize}; ` +
+        `plugins ${order}; transports ${Build.describe(config.transports)}; spool ${config.spool === undefined ? "off" : config.spool.dir}; max size ${config.limits.maxMessageSize}; ` +
         `shutdown timeout ${Duration.format(config.shutdownTimeout)}`
     )
     return { ...server, pipeline, transports }

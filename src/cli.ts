@@ -10,6 +10,7 @@ import { createInterface } from "node:readline"
 import { hashPassword, parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import packageJson from "../package.json" with { type: "json" }
 import * as Bridge from "./Bridge.ts"
+import { queue } from "./commands/Queue.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
 import { ConfigError } from "./config/Resolve.ts"
@@ -42,6 +43,7 @@ const configOptions = {
   relay: optionalText("relay", "URL", "Relay all mail to smtp://[user:pass@]host:port, smtps://host:port or lmtp://host:port"),
   webhook: optionalText("webhook", "URL", "Deliver all mail to this HTTP endpoint"),
   webhookSecret: optionalText("webhook-secret", "SECRET", "HMAC-SHA256 key that signs webhook requests"),
+  proxyProtocol: repeatedText("proxy-protocol", "CIDR", "Accept PROXY v1/v2 headers from these load balancers; repeatable"),
   spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries")
 }
 
@@ -77,6 +79,7 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
     ...given("webhook", o.webhook),
     ...given("webhookSecret", o.webhookSecret),
     ...given("spool", o.spool),
+    ...nonEmpty("proxyProtocol", o.proxyProtocol),
     ...(Object.keys(limits).length > 0 ? { limits } : {})
   }
 }
@@ -182,7 +185,7 @@ const hashPasswordCommand = Command.make("hash-password", {
 
 const command = Command.make("smtp-bridge").pipe(
   Command.withDescription("SMTP submission bridge"),
-  Command.withSubcommands([serve, checkConfig, hashPasswordCommand])
+  Command.withSubcommands([serve, checkConfig, hashPasswordCommand, queue])
 )
 
 const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.version })

@@ -51,6 +51,8 @@ export interface BridgeConfig extends DeliveryConfig {
   readonly users: string | undefined
   /** Networks (CIDR) that may relay without AUTH. */
   readonly trust: ReadonlyArray<string>
+  /** Load balancers (CIDR) whose connections start with a PROXY v1/v2 header carrying the real client address. */
+  readonly proxyProtocol: ReadonlyArray<string>
   /** Per user, the MAIL FROM addresses (`a@b`) or domains (`@b`) allowed; `*` for any. Users absent may use their own name if it is an address. */
   readonly senders: Readonly<Record<string, ReadonlyArray<string>>>
   /** Maildir that receives mail by default. */

@@ -100,6 +100,8 @@ export interface ConfigInput {
   readonly users?: string
   /** Networks in CIDR notation (`"10.0.0.0/8"`, `"::1/128"`) that may relay without AUTH. */
   readonly trust?: ReadonlyArray<string>
+  /** Load balancers (CIDR) that send a PROXY protocol v1/v2 header (HAProxy `send-proxy-v2`); their connections must start with one. */
+  readonly proxyProtocol?: ReadonlyArray<string>
   /** Per user, the MAIL FROM addresses (`"a@b"`) or domains (`"@b"`) allowed, or `"*"`. */
   readonly senders?: Readonly<Record<string, ReadonlyArray<string>>>
   /** Maildir that receives mail by default; default `"./mail"`. */

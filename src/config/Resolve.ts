@@ -70,6 +70,7 @@ const InputSchema = Schema.Struct({
   allowInsecureAuth: optional(Bool),
   users: optional(FilePath),
   trust: optional(list(Cidr, "CIDR strings like 10.0.0.0/8")),
+  proxyProtocol: optional(list(Cidr, "CIDR strings like 10.0.0.0/8")),
   senders: optional(
     Schema.Record({ key: Schema.String, value: list(SenderPattern, "addresses or @domains") }).annotations(
       expecting("an object mapping user names to arrays of addresses")
@@ -269,6 +270,7 @@ export const resolve = (
       allowInsecureAuth: decoded.allowInsecureAuth ?? false,
       users: decoded.users,
       trust: decoded.trust ?? [],
+      proxyProtocol: decoded.proxyProtocol ?? [],
       senders: decoded.senders ?? {},
       maildir,
       bareLineEndings: decoded.bareLineEndings ?? "normalize",

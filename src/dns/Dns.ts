@@ -10,6 +10,11 @@ import { Context, Data, type Effect } from "effect"
 export class DnsError extends Data.TaggedError("DnsError")<{
   /** `NotFound` (NXDOMAIN or no data) is an answer; `Temporary` (timeout, SERVFAIL) is not. */
   readonly reason: "NotFound" | "Temporary" | "Invalid"
+  /**
+   * The `node:dns` code mailauth and other callers understand: ENOTFOUND (NXDOMAIN), ENODATA (no
+   * record of this type), ETIMEOUT, ESERVFAIL, EREFUSED, EBADRESP, EBADNAME.
+   */
+  readonly code: string
   readonly name: string
   readonly rrtype: string
   readonly message: string

@@ -124,3 +124,6 @@ export const collect = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<
     }
     return out
   })
+
+/** A whole message already in memory, as a content stream. */
+export const bytesStream = (bytes: Uint8Array): Stream.Stream<Uint8Array, MessageError> => Stream.succeed(bytes)

@@ -25,8 +25,14 @@ export interface SmtpSocket {
   readonly read: Effect.Effect<Uint8Array | undefined>
   /** Writes and waits until the kernel took it (or the socket is gone). */
   readonly write: (data: string | Uint8Array) => Effect.Effect<void>
-  /** Drops buffered input, then runs a server-side TLS handshake on the same connection. */
-  readonly upgradeTls: (context: tls.SecureContext) => Effect.Effect<void, SocketError>
+  /** Gives bytes back: the next `read` returns them first (what a PROXY header parser did not use). */
+  readonly unread: (bytes: Uint8Array) => void
+  /**
+   * Runs a server-side TLS handshake on the same connection. Buffered input is dropped (after
+   * STARTTLS it was plaintext that must never be read as a command) unless `keepBuffered` says it
+   * is the start of the handshake (implicit TLS behind a PROXY header).
+   */
+  readonly upgradeTls: (context: tls.SecureContext, options?: { readonly keepBuffered?: boolean }) => Effect.Effect<void, SocketError>
   readonly tls: () => TlsState | undefined
   /** Half-closes after pending writes, then destroys. */
   readonly close: Effect.Effect<void>
@@ -108,12 +114,20 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
       socket.write(data, () => resume(Effect.void))
     })
 
-  const upgradeTls = (context: tls.SecureContext): Effect.Effect<void, SocketError> =>
+  const unread = (bytes: Uint8Array) => {
+    if (bytes.byteLength === 0) return
+    queue.unshift(bytes)
+    queued += bytes.byteLength
+  }
+
+  const upgradeTls = (context: tls.SecureContext, options: { readonly keepBuffered?: boolean } = {}): Effect.Effect<void, SocketError> =>
     Effect.async<void, SocketError>((resume) => {
+      const buffered = options.keepBuffered === true && queue.length > 0 ? Buffer.concat(queue) : undefined
       // Anything the client sent after STARTTLS was plaintext: it must never be read as a command.
       queue.length = 0
       queued = 0
       detach(raw)
+      if (buffered !== undefined) raw.unshift(buffered)
       const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context })
       const fail = (error: Error) => {
         secure.off("secure", ok)
@@ -162,6 +176,7 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
   return {
     read,
     write,
+    unread,
     upgradeTls,
     tls: () => secured,
     close,

@@ -6,8 +6,10 @@ import { Deferred, type Duration, Effect } from "effect"
 import * as Notes from "../pipeline/Notes.ts"
 import * as Command from "../protocol/Command.ts"
 import * as LineDecoder from "../protocol/LineDecoder.ts"
+import * as ProxyProtocol from "../protocol/ProxyProtocol.ts"
 import * as Reply from "../protocol/Reply.ts"
 import type { SmtpSocket } from "../runtime/Socket.ts"
+import * as Cidr from "../util/Cidr.ts"
 import { auth } from "./Auth.ts"
 import * as Commands from "./Commands.ts"
 import { type Conn, flush, invalid, newId, reply, replyAndClose, type ServerEnv } from "./State.ts"
@@ -113,7 +115,58 @@ export interface Accepted {
   readonly implicitTls: boolean
 }
 
+/** Reads a PROXY header from a trusted balancer; what follows it is given back to the socket. */
+const readProxyHeader = (socket: SmtpSocket, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    let buffer: Uint8Array = new Uint8Array(0)
+    for (;;) {
+      const chunk = yield* Effect.timeoutTo(socket.read, { duration: timeout, onTimeout: () => undefined, onSuccess: (c) => c })
+      if (chunk === undefined) return undefined
+      buffer = buffer.byteLength === 0 ? chunk : Buffer.concat([buffer, chunk])
+      const parsed = ProxyProtocol.parse(buffer)
+      if (parsed._tag === "Incomplete") continue
+      if (parsed._tag === "Invalid") {
+        yield* Effect.logWarning(`PROXY header refused from ${socket.remoteAddress}: ${parsed.reason}`)
+        return undefined
+      }
+      socket.unread(buffer.subarray(parsed.consumed))
+      return parsed
+    }
+  })
+
+/** The client's real address: the socket's, or the PROXY header's when a trusted balancer sent one. */
+const clientOf = (env: ServerEnv, socket: SmtpSocket) =>
+  Effect.gen(function*() {
+    const direct = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort }
+    if (!Cidr.matchAny(env.proxies, socket.remoteAddress)) return direct
+    const header = yield* readProxyHeader(socket, env.config.limits.greetingTimeout)
+    if (header === undefined) return undefined
+    if (header.source === undefined) return direct
+    return {
+      remoteAddress: header.source.address,
+      remotePort: header.source.port,
+      localAddress: header.destination?.address ?? socket.localAddress,
+      localPort: header.destination?.port ?? socket.localPort
+    }
+  })
+
 export const handle = (env: ServerEnv, accepted: Accepted) =>
+  Effect.gen(function*() {
+    const { socket } = accepted
+    const client = yield* clientOf(env, socket)
+    if (client === undefined) return yield* socket.close
+    if (!env.admit(client.remoteAddress)) {
+      yield* socket.write(Reply.format(Reply.make(421, "4.7.0", "Too many connections from your address, try again later")))
+      return yield* socket.close
+    }
+    yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
+  })
+
+const session = (
+  env: ServerEnv,
+  accepted: Accepted,
+  client: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number }
+) =>
   Effect.gen(function*() {
     const { socket } = accepted
     const c: Conn = {
@@ -122,10 +175,7 @@ export const handle = (env: ServerEnv, accepted: Accepted) =>
       lines: LineDecoder.make(env.config.limits.maxLineLength),
       session: {
         id: newId(),
-        remoteAddress: socket.remoteAddress,
-        remotePort: socket.remotePort,
-        localAddress: socket.localAddress,
-        localPort: socket.localPort,
+        ...client,
         hostname: env.config.hostname,
         tls: undefined,
         helo: undefined,
@@ -143,7 +193,7 @@ export const handle = (env: ServerEnv, accepted: Accepted) =>
     }
     if (accepted.implicitTls) {
       const context = env.tls()
-      const ok = context !== undefined && (yield* socket.upgradeTls(context).pipe(
+      const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
         Effect.timeout(env.config.limits.greetingTimeout),
         Effect.as(true),
         Effect.catchAll(() => Effect.succeed(false))

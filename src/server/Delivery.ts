@@ -1,12 +1,21 @@
 /**
- * The end of a message: `data` hooks, routing, then the transports. The client's final reply is
- * sent only after every transport answered (pass-through), so a 250 always means delivered.
+ * The end of a message: `data` hooks, routing, then either the spool or the transports.
+ *
+ * Pass-through (no spool): the client's final reply waits for every transport. All recipients
+ * delivered → 250. None delivered → the failure's class (4xx when any failure was temporary,
+ * so the client retries). Some delivered, some not → 250, because a 4xx or 5xx would make the
+ * client send again to recipients that already have the message; the failed recipients are
+ * handed to the spool when there is one (retried, or bounced), and otherwise reported to the
+ * sender at once in an RFC 3464 DSN. Nothing is duplicated and nothing is dropped silently.
+ *
+ * Spool: the message is fsynced to disk before the 250 and a worker delivers it.
  */
-import { Effect, Either } from "effect"
+import { Duration, Effect, Either } from "effect"
 import * as Message from "../pipeline/Message.ts"
 import type { RecipientResult, Route } from "../pipeline/Plugin.ts"
 import type { Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as Dsn from "../transport/Dsn.ts"
 import type { TransportError } from "../transport/Transport.ts"
 import { refuse } from "./Commands.ts"
 import type { MessageBuffer } from "./MessageBuffer.ts"
@@ -37,14 +46,145 @@ export const transportReply = (error: TransportError): Reply.Reply => {
   }
 }
 
-/** One reply for the whole message: 250 only when every recipient was delivered. */
-const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Reply => {
+const accepted = (id: string) => Reply.make(250, "2.0.0", `Ok: queued as ${id}`)
+
+/** RFC 3461: no NOTIFY means FAILURE; NEVER, or a list without FAILURE, means no DSN. */
+const wantsFailureDsn = (recipient: Recipient): boolean =>
+  recipient.params.notify === undefined || recipient.params.notify.includes("FAILURE")
+
+interface Prepared {
+  readonly message: Message.Content
+  readonly edits: Message.Edits
+  readonly plan: ReadonlyArray<Route>
+  readonly size: number
+}
+
+const deliverAll = (c: Conn, tx: Transaction, prepared: Prepared) =>
+  Effect.forEach(prepared.plan, (route) =>
+    Effect.gen(function*() {
+      const transport = c.env.transports.get(route.transport)
+      if (transport === undefined) {
+        yield* Effect.logError(`route names unknown transport ${route.transport}`)
+        return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: Reply.pluginFailure }))
+      }
+      const outcome = yield* Effect.either(transport.deliver({
+        id: tx.id,
+        envelope: { mailFrom: tx.mailFrom, mailParams: tx.mailParams, recipients: route.recipients },
+        session: c.session,
+        size: prepared.size,
+        content: () => Message.render(prepared.message, prepared.edits)
+      }))
+      if (Either.isLeft(outcome)) {
+        yield* Effect.logWarning(`delivery via ${route.transport} failed: ${outcome.left.message}`)
+        const r = transportReply(outcome.left)
+        return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: r }))
+      }
+      return outcome.right.recipients.map(({ recipient, reply: r }) => ({ recipient, transport: route.transport, reply: r }))
+    }), { concurrency: "unbounded" }).pipe(Effect.map((groups) => groups.flat()))
+
+/** Some recipients delivered, some not: hand the failures on without touching the delivered ones. */
+const handOff = (c: Conn, tx: Transaction, prepared: Prepared, failures: ReadonlyArray<RecipientResult>) =>
+  Effect.gen(function*() {
+    const spool = c.env.spool
+    if (spool !== undefined) {
+      const byTransport = new Map<string, Array<Recipient>>()
+      for (const f of failures) byTransport.set(f.transport, [...(byTransport.get(f.transport) ?? []), f.recipient])
+      const queued = yield* Effect.either(spool.enqueue({
+        id: `${tx.id}.R`,
+        mailFrom: tx.mailFrom,
+        mailParams: tx.mailParams,
+        routes: [...byTransport].map(([transport, recipients]) => ({ transport, recipients })),
+        size: prepared.size,
+        content: () => Message.render(prepared.message, prepared.edits),
+        session: c.session,
+        // Permanent failures come back at once as a DSN from the spool; temporary ones wait.
+        delay: failures.every((f) => f.reply.code >= 500) ? Duration.zero : c.env.config.spool?.initialDelay ?? Duration.minutes(5)
+      }))
+      if (Either.isRight(queued)) return true
+      yield* Effect.logError(`message ${tx.id}: cannot spool the failed recipients: ${queued.left.message}`)
+    }
+    // No spool (or it failed): tell the sender now which recipients did not get the message.
+    const notify = failures.filter((f) => wantsFailureDsn(f.recipient))
+    if (tx.mailFrom === null || notify.length === 0) return true
+    const headers = prepared.message.headers.map((h) => h.raw).join("")
+    const dsn = Dsn.build({
+      reportingMta: c.env.config.hostname,
+      arrivalDate: new Date(),
+      envelopeId: tx.mailParams.envid,
+      originalSender: tx.mailFrom,
+      recipients: notify.map((f) => ({ recipient: f.recipient, action: "failed" as const, reply: f.reply })),
+      originalHeaders: headers
+    })
+    const bounce = c.env.transports.get(c.env.config.defaultTransport)
+    const recipient: Recipient = { mailbox: tx.mailFrom, params: { raw: {} } }
+    const sent = bounce === undefined ? Either.left(undefined) : yield* Effect.either(bounce.deliver({
+      id: `${tx.id}.dsn`,
+      envelope: { mailFrom: null, mailParams: { raw: {} }, recipients: [recipient] },
+      session: c.session,
+      size: dsn.byteLength,
+      content: () => Message.bytesStream(dsn)
+    }))
+    if (Either.isLeft(sent)) {
+      yield* Effect.logError(`message ${tx.id}: the DSN for ${notify.length} failed recipient(s) could not be delivered`)
+      return false
+    }
+    return true
+  })
+
+const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Reply | "partial" => {
   const failures = results.filter((r) => r.reply.code >= 400)
-  if (failures.length === 0) return Reply.make(250, "2.0.0", `Ok: queued as ${id}`)
-  // A transient failure anywhere asks the client to retry rather than bounce.
+  if (failures.length === 0) return accepted(id)
+  if (failures.length < results.length) return "partial"
+  // A temporary failure anywhere asks the client to retry rather than bounce.
   return failures.find((f) => f.reply.code < 500)?.reply ?? failures[0]!.reply
 }
 
+const passThrough = (c: Conn, tx: Transaction, prepared: Prepared) =>
+  Effect.gen(function*() {
+    const results = yield* deliverAll(c, tx, prepared)
+    const combined = combine(tx.id, results)
+    let final: Reply.Reply
+    if (combined === "partial") {
+      const failures = results.filter((r) => r.reply.code >= 400)
+      const handed = yield* handOff(c, tx, prepared, failures)
+      final = Reply.make(250, "2.0.0", `Ok: queued as ${tx.id} (${results.length - failures.length} of ${results.length} recipients delivered${handed ? "; the others will be reported to the sender" : ""})`)
+    } else final = combined
+    yield* Effect.logInfo(`message ${tx.id}: ${final.code} ${final.lines.join(" ")}`).pipe(
+      Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
+    )
+    reply(c, final)
+    yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
+  })
+
+const spooled = (c: Conn, tx: Transaction, prepared: Prepared) =>
+  Effect.gen(function*() {
+    const spool = c.env.spool!
+    // A route to a transport that does not exist would sit in the queue until it expires.
+    const unknown = prepared.plan.find((route) => !c.env.transports.has(route.transport))
+    if (unknown !== undefined) {
+      yield* Effect.logError(`route names unknown transport ${unknown.transport}`)
+      return reply(c, Reply.pluginFailure)
+    }
+    const queued = yield* Effect.either(spool.enqueue({
+      id: tx.id,
+      mailFrom: tx.mailFrom,
+      mailParams: tx.mailParams,
+      routes: prepared.plan,
+      size: prepared.size,
+      content: () => Message.render(prepared.message, prepared.edits),
+      session: c.session
+    }))
+    if (Either.isLeft(queued)) {
+      yield* Effect.logError(`message ${tx.id}: cannot spool: ${queued.left.message}`)
+      return reply(c, storageFailure)
+    }
+    yield* Effect.logInfo(`message ${tx.id}: spooled`).pipe(
+      Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
+    )
+    reply(c, accepted(tx.id))
+    const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: accepted(tx.id) }))
+    yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
+  })
 
 export const finish = (
   c: Conn,
@@ -79,43 +219,16 @@ export const finish = (
     if (refuse(c, verdict)) return
     const edits: Message.Edits = { added, removed }
     const transports = [...c.env.transports.keys()]
-    const defaultRoute = (recipients: ReadonlyArray<Recipient>): ReadonlyArray<Route> =>
-      [{ transport: c.env.config.defaultTransport, recipients }]
-    const routes = (yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })) ??
-      defaultRoute(tx.recipients)
+    const routes = yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })
     // A recipient no route names still gets delivered, by the default transport.
-    const routed = new Set(routes.flatMap((r) => r.recipients.map((x) => x.mailbox.address)))
+    const routed = new Set((routes ?? []).flatMap((r) => r.recipients.map((x) => x.mailbox.address)))
     const unrouted = tx.recipients.filter((r) => !routed.has(r.mailbox.address))
-    const plan = unrouted.length > 0 ? [...routes, ...defaultRoute(unrouted)] : routes
-    const size = Message.renderedSize(message, edits)
-    const results = yield* Effect.forEach(plan, (route) =>
-      Effect.gen(function*() {
-        const transport = c.env.transports.get(route.transport)
-        if (transport === undefined) {
-          yield* Effect.logError(`route names unknown transport ${route.transport}`)
-          return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: Reply.pluginFailure }))
-        }
-        const outcome = yield* Effect.either(transport.deliver({
-          id: tx.id,
-          envelope: { mailFrom: tx.mailFrom, mailParams: tx.mailParams, recipients: route.recipients },
-          session: c.session,
-          size,
-          content: () => Message.render(message, edits)
-        }))
-        if (Either.isLeft(outcome)) {
-          yield* Effect.logWarning(`delivery via ${route.transport} failed: ${outcome.left.message}`)
-          const r = transportReply(outcome.left)
-          return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: r }))
-        }
-        return outcome.right.recipients.map(({ recipient, reply: r }) => ({ recipient, transport: route.transport, reply: r }))
-      }), { concurrency: "unbounded" })
-    const flat = results.flat()
-    const final = combine(tx.id, flat)
-    yield* Effect.logInfo(`message ${tx.id}: ${final.code} ${final.lines.join(" ")}`).pipe(
-      Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size, recipients: tx.recipients.length })
-    )
-    reply(c, final)
-    yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results: flat })
+    const plan = [
+      ...(routes ?? []),
+      ...(unrouted.length > 0 ? [{ transport: c.env.config.defaultTransport, recipients: unrouted }] : [])
+    ]
+    const prepared = { message, edits, plan, size: Message.renderedSize(message, edits) }
+    yield* c.env.spool !== undefined ? spooled(c, tx, prepared) : passThrough(c, tx, prepared)
   }).pipe(Effect.ensuring(Effect.suspend(() => {
     c.tx = undefined
     c.chunking = undefined

@@ -9,6 +9,8 @@ import type { BridgeConfig } from "../config/Config.ts"
 import type { Pipeline } from "../pipeline/Pipeline.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Socket from "../runtime/Socket.ts"
+import * as Cidr from "../util/Cidr.ts"
+import type * as Spool from "../transport/Spool.ts"
 import type { Transport } from "../transport/Transport.ts"
 import * as Connection from "./Connection.ts"
 import type { ServerEnv } from "./State.ts"
@@ -38,49 +40,61 @@ const loadTls = (config: BridgeConfig): Effect.Effect<Socket.SecureContext | und
       new Socket.SocketError({ reason: "Tls", message: `cannot load TLS certificate or key: ${e instanceof Error ? e.message : String(e)}` })
   })
 
-const tooMany = Reply.format(Reply.make(421, "4.7.0", "Too many connections, try again later"))
+export const tooMany = Reply.format(Reply.make(421, "4.7.0", "Too many connections, try again later"))
 
 export const make = (options: {
   readonly config: BridgeConfig
   readonly pipeline: Pipeline
   readonly transports: ReadonlyMap<string, Transport>
+  readonly spool?: Spool.Spool | undefined
 }): Effect.Effect<RunningServer, Socket.SocketError, Scope.Scope> =>
   Effect.gen(function*() {
     const { config } = options
     let tlsContext = yield* loadTls(config)
+    const parsedProxies = Cidr.parseList(config.proxyProtocol)
+    if ("error" in parsedProxies) return yield* new Socket.SocketError({ reason: "Listen", message: `proxyProtocol: ${parsedProxies.error}` })
+    const proxies = parsedProxies.ok
     const draining = yield* Deferred.make<void>()
     let isDraining = false
     const env: ServerEnv = {
       config,
       pipeline: options.pipeline,
       transports: options.transports,
+      spool: options.spool,
       tls: () => tlsContext,
       draining,
-      isDraining: () => isDraining
+      isDraining: () => isDraining,
+      proxies,
+      admit: (ip) => {
+        const n = perIp.get(ip) ?? 0
+        if (n >= config.limits.maxConnectionsPerIp) return false
+        perIp.set(ip, n + 1)
+        return true
+      },
+      release: (ip) => {
+        const n = (perIp.get(ip) ?? 1) - 1
+        if (n <= 0) perIp.delete(ip)
+        else perIp.set(ip, n)
+      }
     }
-    const perIp = new Map<string, number>()
     let open = 0
+    const perIp = new Map<string, number>()
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
 
     const accept = (raw: Parameters<typeof Socket.wrap>[0], mode: "plain" | "implicit") => {
       const socket = Socket.wrap(raw)
-      const ip = socket.remoteAddress
-      const fromIp = perIp.get(ip) ?? 0
-      if (isDraining || open >= config.limits.maxConnections || fromIp >= config.limits.maxConnectionsPerIp) {
+      if (isDraining || open >= config.limits.maxConnections) {
         // Refused before any session exists: one reply, then close.
         Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.close))
         return
       }
       open++
-      perIp.set(ip, fromIp + 1)
+      // The per-address limit applies to the real client, known after a PROXY header: see Connection.
       run(Connection.handle(env, { socket, implicitTls: mode === "implicit" }).pipe(
         Effect.catchAllCause((cause) => Effect.logError("connection failed", cause)),
         Effect.ensuring(Effect.sync(() => {
           open--
-          const n = (perIp.get(ip) ?? 1) - 1
-          if (n <= 0) perIp.delete(ip)
-          else perIp.set(ip, n)
         }))
       ))
     }

@@ -9,20 +9,29 @@ import type * as LineDecoder from "../protocol/LineDecoder.ts"
 import type * as LineEndings from "../protocol/LineEndings.ts"
 import * as Reply from "../protocol/Reply.ts"
 import type { SecureContext, SmtpSocket } from "../runtime/Socket.ts"
+import type * as Spool from "../transport/Spool.ts"
 import type { Transport } from "../transport/Transport.ts"
 import type { MessageBuffer } from "./MessageBuffer.ts"
 import { randomBytes } from "node:crypto"
+import type * as Cidr from "../util/Cidr.ts"
 
 /** What every connection of one server shares. */
 export interface ServerEnv {
   readonly config: BridgeConfig
   readonly pipeline: Pipeline
   readonly transports: ReadonlyMap<string, Transport>
+  /** The durable queue, when configured: messages are enqueued before the 250. */
+  readonly spool: Spool.Spool | undefined
   /** The current TLS context (reloadable), or undefined when TLS is not configured. */
   readonly tls: () => SecureContext | undefined
   /** Completed when the server starts draining. */
   readonly draining: Deferred.Deferred<void>
   readonly isDraining: () => boolean
+  /** Load balancers whose connections start with a PROXY header. */
+  readonly proxies: ReadonlyArray<Cidr.Cidr>
+  /** Counts a connection from this client address; false past `maxConnectionsPerIp`. */
+  readonly admit: (ip: string) => boolean
+  readonly release: (ip: string) => void
 }
 
 export type Mutable<T> = { -readonly [K in keyof T]: T[K] }

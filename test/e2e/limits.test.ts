@@ -93,7 +93,7 @@ describe("connection limits", () => {
       }
       const extra = await firstLine(bridge.port, "127.0.0.1")
       open.push(extra.socket)
-      expect(extra.line).toBe("421 4.7.0 Too many connections, try again later")
+      expect(extra.line).toBe("421 4.7.0 Too many connections from your address, try again later")
       await closedBy(extra.socket)
 
       const other = await firstLine(bridge.port, "127.0.0.2")

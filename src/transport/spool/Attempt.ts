@@ -1,0 +1,265 @@
+/**
+ * One delivery attempt of one queued message: the pending recipients, grouped by transport, are
+ * offered to their transports; the outcomes are written back to the state file; permanent
+ * failures and expiries become a DSN to the sender; a message with nothing pending is removed.
+ *
+ * Duplicates (at-least-once): a transport's 2xx is only remembered once the state file has been
+ * rewritten. A crash (or `kill -9`) after an upstream accepted the message and before that
+ * rewrite makes the next attempt deliver the same recipients again, under the same message id
+ * (the webhook transport derives its idempotency key from that id and the recipients, so a
+ * receiver can drop the repeat). Only that message's still-pending recipients are retried:
+ * recipients recorded as delivered or failed are never offered again. The window is kept small:
+ * successes of one transport are recorded as soon as it answers when other transports of the same
+ * message are still busy, and the recording itself cannot be interrupted by a shutdown.
+ */
+import { Clock, Effect, Option, Random, Stream } from "effect"
+import * as Message from "../../pipeline/Message.ts"
+import type { Mailbox, MailParams, Recipient } from "../../protocol/Envelope.ts"
+import * as Reply from "../../protocol/Reply.ts"
+import * as Dsn from "../Dsn.ts"
+import type { Transport, TransportError } from "../Transport.ts"
+import * as Entry from "./Entry.ts"
+import type * as Record from "./Record.ts"
+import type { SpoolError } from "./SpoolError.ts"
+import * as Store from "./Store.ts"
+
+export interface Settings {
+  readonly dir: string
+  readonly transports: ReadonlyMap<string, Transport>
+  readonly hostname: string
+  /** Milliseconds. */
+  readonly initialDelay: number
+  readonly maxDelay: number
+  readonly maxAge: number
+  readonly bounceTransport: string
+  /** Queues a DSN; the spool's own `enqueue`. */
+  readonly enqueue: (entry: Entry.Entry) => Effect.Effect<void, SpoolError>
+}
+
+/** Bigger originals are returned as headers only, whatever RET says (RFC 3461 allows it). */
+const maxReturnedBytes = 10 * 1024 * 1024
+
+/** The reply a transport failure stands for, per recipient: the upstream's when it gave one. */
+export const replyOfError = (error: TransportError): Reply.Reply => {
+  if (error.reply !== undefined && error.reply.code >= 400) return error.reply
+  switch (error.reason) {
+    case "Unreachable":
+      return Reply.make(451, "4.4.1", `${error.transport}: ${error.message}`)
+    case "Timeout":
+      return Reply.make(451, "4.4.2", `${error.transport}: ${error.message}`)
+    case "Storage":
+      return Reply.make(451, "4.3.0", `${error.transport}: ${error.message}`)
+    case "Protocol":
+    case "Rejected":
+      return Reply.make(451, "4.4.0", `${error.transport}: ${error.message}`)
+  }
+}
+
+/** Exponential backoff from `initialDelay`, doubled per attempt, at most `maxDelay`, with ±20% jitter. */
+export const backoff = (settings: Pick<Settings, "initialDelay" | "maxDelay">, attempts: number) =>
+  Effect.map(Random.nextRange(0.8, 1.2), (jitter) => {
+    const base = settings.initialDelay * 2 ** Math.min(Math.max(attempts - 1, 0), 40)
+    return Math.round(Math.min(settings.maxDelay, base) * jitter)
+  })
+
+/** RFC 3461: no DSN for NOTIFY=NEVER, nor when an explicit NOTIFY list leaves out FAILURE. */
+const wantsFailureNotice = (recipient: Recipient): boolean => {
+  const notify = recipient.params.notify
+  return notify === undefined || (!notify.includes("NEVER") && notify.includes("FAILURE"))
+}
+
+const isAscii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s)
+
+interface Failure {
+  readonly recipient: Recipient
+  readonly reply: Reply.Reply
+  readonly expired: boolean
+}
+
+const decoder = new TextDecoder()
+
+/** Builds the DSN for this attempt's failures and queues it to the sender via the bounce transport. */
+const notify = (settings: Settings, record: Record.Record, sender: Mailbox, failures: ReadonlyArray<Failure>) =>
+  Effect.gen(function*() {
+    // Deterministic, so that an attempt repeated after a crash does not queue a second DSN.
+    const id = `${record.id}.dsn${record.attempts + 1}`
+    if (yield* Store.exists(Store.recordPath(settings.dir, id))) return
+    const full = record.mailParams.ret === "FULL" && record.size <= maxReturnedBytes
+    const original = full ? yield* Message.collect(Store.messageStream(settings.dir, record.id)) : undefined
+    const headers = full ? new Uint8Array(0) : yield* Store.readHeaders(settings.dir, record.id)
+    const bytes = Dsn.build({
+      reportingMta: settings.hostname,
+      arrivalDate: new Date(record.created),
+      envelopeId: record.mailParams.envid,
+      originalSender: sender,
+      recipients: failures.map((f) => ({
+        recipient: f.recipient,
+        action: "failed" as const,
+        reply: f.reply,
+        ...(f.expired ? { status: "4.4.7" } : {})
+      })),
+      originalHeaders: decoder.decode(headers),
+      originalMessage: original
+    })
+    const mailParams: MailParams = {
+      raw: {},
+      ...(bytes.some((b) => b >= 0x80) ? { body: "8BITMIME" as const } : {}),
+      ...(isAscii(sender.address) ? {} : { smtputf8: true })
+    }
+    yield* settings.enqueue({
+      id,
+      mailFrom: null,
+      mailParams,
+      routes: [{ transport: settings.bounceTransport, recipients: [{ mailbox: sender, params: { raw: {} } }] }],
+      size: bytes.byteLength,
+      content: () => Stream.succeed(bytes),
+      session: { id: `spool-${record.id}`, remoteAddress: "127.0.0.1", hostname: settings.hostname }
+    })
+    yield* Effect.logInfo(`spool: DSN ${id} queued to <${sender.address}> for ${failures.length} recipient(s) of ${record.id}`)
+  })
+
+type Outcome = { readonly index: number; readonly reply: Reply.Reply }
+
+/** Offers one transport its recipients; never fails: a transport error is a reply per recipient. */
+const deliverGroup = (
+  settings: Settings,
+  record: Record.Record,
+  name: string,
+  indexes: ReadonlyArray<number>
+): Effect.Effect<ReadonlyArray<Outcome>> => {
+  const transport = settings.transports.get(name)
+  if (transport === undefined) {
+    // A configuration change, most likely: keep the message until it is fixed or expires.
+    const reply = Reply.make(451, "4.3.5", `spool: transport ${name} is not configured`)
+    return Effect.succeed(indexes.map((index) => ({ index, reply })))
+  }
+  const recipients = indexes.map((i) => record.recipients[i]!.recipient)
+  return transport.deliver({
+    id: record.id,
+    envelope: { mailFrom: record.mailFrom, mailParams: record.mailParams, recipients },
+    session: Entry.sessionOf(record.session, settings.hostname),
+    size: record.size,
+    content: () => Store.messageStream(settings.dir, record.id)
+  }).pipe(
+    Effect.map((report) => {
+      // Matched by address, in order, so that a transport may answer in any order.
+      const answers = [...report.recipients]
+      return indexes.map((index) => {
+        const address = record.recipients[index]!.recipient.mailbox.address
+        const at = answers.findIndex((a) => a.recipient.mailbox.address === address)
+        if (at === -1) return { index, reply: Reply.make(451, "4.4.0", `${name}: no reply for this recipient`) }
+        return { index, reply: answers.splice(at, 1)[0]!.reply }
+      })
+    }),
+    Effect.catchAll((error) =>
+      Effect.as(
+        Effect.logWarning(`spool: ${record.id} via ${name} failed: ${error.message}`),
+        indexes.map((index) => ({ index, reply: replyOfError(error) }))
+      )
+    )
+  )
+}
+
+const withOutcomes = (
+  record: Record.Record,
+  outcomes: ReadonlyArray<Outcome>,
+  state: (reply: Reply.Reply) => Record.RecipientState
+): Record.Record => {
+  const byIndex = new Map(outcomes.map((o) => [o.index, o.reply]))
+  return {
+    ...record,
+    recipients: record.recipients.map((r, i) => {
+      const reply = byIndex.get(i)
+      return reply === undefined ? r : { ...r, state: state(reply), attempts: r.attempts + 1, lastReply: reply }
+    })
+  }
+}
+
+/** Writes the state unless the message was removed meanwhile (`queue remove`), which wins. */
+const save = (dir: string, record: Record.Record) =>
+  Effect.gen(function*() {
+    if (!(yield* Store.exists(Store.recordPath(dir, record.id)))) return false
+    if (record.recipients.every((r) => r.state !== "pending")) yield* Store.removeMessage(dir, record.id)
+    else yield* Store.writeRecord(dir, record)
+    return true
+  })
+
+/** Runs one attempt of message `id`, if it is still queued. */
+export const run = (settings: Settings, id: string): Effect.Effect<void, SpoolError> =>
+  Effect.gen(function*() {
+    const found = yield* Store.readRecord(settings.dir, id)
+    if (Option.isNone(found)) return
+    let record = found.value
+    if (!(yield* Store.exists(Store.messagePath(settings.dir, id)))) {
+      yield* Effect.logError(`spool: message file of ${id} is missing; its state file is moved to corrupt/`)
+      return yield* Store.quarantine(settings.dir, id)
+    }
+    const groups = new Map<string, Array<number>>()
+    record.recipients.forEach((r, i) => {
+      if (r.state === "pending") groups.set(r.transport, [...(groups.get(r.transport) ?? []), i])
+    })
+    if (groups.size === 0) return void (yield* Store.removeMessage(settings.dir, id))
+
+    const lock = yield* Effect.makeSemaphore(1)
+    let busy = groups.size
+    const outcomes: Array<Outcome> = []
+    yield* Effect.forEach([...groups], ([name, indexes]) =>
+      Effect.uninterruptibleMask((restore) =>
+        restore(deliverGroup(settings, record, name, indexes)).pipe(
+          Effect.flatMap((result) =>
+            lock.withPermits(1)(Effect.gen(function*() {
+              outcomes.push(...result)
+              busy--
+              const delivered = result.filter((o) => Reply.isPositive(o.reply))
+              // Successes are recorded at once while other transports still work; failures wait
+              // for the final write, which also queues their DSN, so that no DSN can be lost.
+              if (busy > 0 && delivered.length > 0) {
+                record = withOutcomes(record, delivered, () => "delivered")
+                yield* save(settings.dir, record)
+              }
+            }))
+          )
+        )
+      ), { concurrency: "unbounded", discard: true })
+
+    yield* Effect.uninterruptible(finish(settings, record, outcomes.filter((o) => record.recipients[o.index]!.state === "pending")))
+  }).pipe(Effect.withSpan("spool.attempt", { attributes: { "message.id": id } }))
+
+const finish = (settings: Settings, start: Record.Record, outcomes: ReadonlyArray<Outcome>) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const expired = now >= start.created + settings.maxAge
+    const failures: Array<Failure> = []
+    for (const { index, reply } of outcomes) {
+      if (Reply.isPositive(reply)) continue
+      if (Reply.isPermanent(reply) || expired) {
+        failures.push({ recipient: start.recipients[index]!.recipient, reply, expired: !Reply.isPermanent(reply) })
+      }
+    }
+    const noticed = start.mailFrom === null ? [] : failures.filter((f) => wantsFailureNotice(f.recipient))
+    let dsnFailed = false
+    if (start.mailFrom !== null && noticed.length > 0) {
+      const queued = yield* Effect.either(notify(settings, start, start.mailFrom, noticed))
+      if (queued._tag === "Left") {
+        dsnFailed = true
+        yield* Effect.logError(`spool: cannot queue the DSN for ${start.id}, will retry: ${queued.left.message}`)
+      }
+    }
+    const record = withOutcomes(start, outcomes, (reply) => {
+      if (Reply.isPositive(reply)) return "delivered"
+      // Without its DSN a failure stays pending, so the next attempt produces the notice again.
+      if (dsnFailed) return "pending"
+      return Reply.isPermanent(reply) || expired ? "failed" : "pending"
+    })
+    const attempts = start.attempts + 1
+    const delay = yield* backoff(settings, attempts)
+    // The last retry happens at the deadline, where a transient failure turns into an expiry.
+    const deadline = start.created + settings.maxAge
+    const nextAttempt = now >= deadline ? now + delay : Math.min(now + delay, deadline)
+    yield* save(settings.dir, { ...record, attempts, nextAttempt })
+    for (const f of failures) {
+      yield* Effect.logWarning(
+        `spool: ${start.id} to <${f.recipient.mailbox.address}> ${f.expired ? "expired" : "failed"}: ${Reply.format(f.reply).trim()}`
+      )
+    }
+  })
