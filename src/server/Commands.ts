@@ -52,6 +52,8 @@ const ehloLines = (c: Conn, name: string): Array<string> => {
     "DSN"
   ]
   if (c.env.tls() !== undefined && c.session.tls === undefined) lines.push("STARTTLS")
+  // RFC 8689: offered only once the session itself is encrypted.
+  if (c.session.tls !== undefined) lines.push("REQUIRETLS")
   if (authOffered(c) && c.session.user === undefined) lines.push("AUTH PLAIN LOGIN")
   return lines
 }
@@ -72,7 +74,9 @@ export const mail = (c: Conn, command: Extract<Command, { verb: "MAIL" }>) =>
     if (c.session.helo === undefined) return invalid(c, Reply.badSequence("Send EHLO or HELO first"))
     if (c.tx !== undefined) return invalid(c, Reply.badSequence("Nested MAIL command"))
     const { params } = command
-    if (params.requireTls === true) return invalid(c, Reply.make(555, "5.5.4", "REQUIRETLS not supported"))
+    if (params.requireTls === true && c.session.tls === undefined) {
+      return reply(c, Reply.make(530, "5.7.10", "REQUIRETLS needs a TLS session"))
+    }
     if (params.size !== undefined && params.size > c.env.config.limits.maxMessageSize) {
       return reply(c, Reply.tooBig)
     }

@@ -80,6 +80,10 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
 
     const deliver = (message: OutgoingMessage) =>
       Effect.gen(function*() {
+        // RFC 8689: a REQUIRETLS message may only leave over TLS.
+        if (message.envelope.mailParams.requireTls === true && !/^https:/i.test(options.url)) {
+          return yield* Effect.fail(fail("Rejected", "REQUIRETLS message and a plain-HTTP webhook", Reply.make(550, "5.7.30", "REQUIRETLS support required: the webhook is not HTTPS")))
+        }
         const raw = yield* Effect.mapError(collect(message.content()), (e) => fail("Storage", e.message))
         const body = format === "json" ? jsonBody(message, raw) : raw
         const timestamp = String(Math.floor(Date.now() / 1000))
