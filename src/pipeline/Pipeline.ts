@@ -3,7 +3,7 @@
  * that fails, dies or times out counts as `Defer 451 4.3.0`, is logged with the plugin's name,
  * and never takes the connection or the process down.
  */
-import { Cause, type Context, Data, Duration, Effect, type Scope } from "effect"
+import { Cause, type Context, Data, Duration, Effect, Fiber, type Scope } from "effect"
 import type {
   AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
   MailFromContext, Plugin, RcptToContext, Route, RouteContext, Services, VerdictHook
@@ -48,10 +48,30 @@ const defaultTimeout = Duration.seconds(30)
 
 type Guard = <A>(plugin: Loaded, hook: string, effect: Effect.Effect<A, unknown, Services>, fallback: A) => Effect.Effect<A>
 
+/**
+ * Runs a hook in a child fiber with a plain timer as its deadline: cheaper on the hot path than
+ * `Effect.timeout`, which races the hook against a second, sleeping fiber.
+ */
+const deadline = <A>(effect: Effect.Effect<A, unknown>, timeout: Duration.Duration): Effect.Effect<A, unknown> =>
+  Effect.flatMap(Effect.fork(effect), (fiber) =>
+    Effect.async<A, unknown>((resume) => {
+      const timer = setTimeout(() => {
+        resume(Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(`timed out after ${Duration.format(timeout)}`)))
+      }, Duration.toMillis(timeout))
+      fiber.addObserver((exit) => {
+        clearTimeout(timer)
+        resume(exit)
+      })
+      return Effect.suspend(() => {
+        clearTimeout(timer)
+        return Fiber.interrupt(fiber)
+      })
+    }))
+
 const guardWith = (services: Context.Context<Services>): Guard => (plugin, hook, effect, fallback) =>
   effect.pipe(
     Effect.provide(services),
-    Effect.timeoutFail({ duration: plugin.timeout, onTimeout: () => `timed out after ${Duration.format(plugin.timeout)}` }),
+    (e) => deadline(e, plugin.timeout),
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.interrupt

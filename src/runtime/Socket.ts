@@ -23,6 +23,13 @@ export interface TlsState {
 export interface SmtpSocket {
   /** The next chunk from the peer; `undefined` once the peer closed or the socket failed. */
   readonly read: Effect.Effect<Uint8Array | undefined>
+  /**
+   * The next chunk, or why there is none: the peer closed (`eof`), nothing came within
+   * `timeoutMs` (`timeout`), or `wake` was called while waiting with `wakeable` (`woken`).
+   */
+  readonly next: (timeoutMs: number, wakeable: boolean) => Effect.Effect<Uint8Array | "eof" | "timeout" | "woken">
+  /** Ends a `wakeable` wait in progress. */
+  readonly wake: () => void
   /** Writes and waits until the kernel took it (or the socket is gone). */
   readonly write: (data: string | Uint8Array) => Effect.Effect<void>
   /** Gives bytes back: the next `read` returns them first (what a PROXY header parser did not use). */
@@ -108,6 +115,44 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
     })
   })
 
+  // The hot path: one plain timer per wait instead of a forked timeout fiber, and a wake-up the
+  // server can send to idle sessions when it starts draining.
+  let wakeWaiter: (() => void) | undefined
+  const next = (timeoutMs: number, wakeable: boolean): Effect.Effect<Uint8Array | "eof" | "timeout" | "woken"> =>
+    Effect.suspend(() => {
+      const chunk = queue.shift()
+      if (chunk !== undefined) {
+        queued -= chunk.byteLength
+        if (queued <= highWaterMark && socket.isPaused()) socket.resume()
+        return Effect.succeed(chunk)
+      }
+      if (ended) return Effect.succeed("eof" as const)
+      return Effect.async<Uint8Array | "eof" | "timeout" | "woken">((resume) => {
+        const done = () => {
+          clearTimeout(timer)
+          waiter = undefined
+          wakeWaiter = undefined
+        }
+        const timer = setTimeout(() => {
+          done()
+          resume(Effect.succeed("timeout"))
+        }, timeoutMs)
+        waiter = (c) => {
+          done()
+          resume(Effect.succeed(c ?? "eof"))
+        }
+        if (wakeable) {
+          wakeWaiter = () => {
+            done()
+            resume(Effect.succeed("woken"))
+          }
+        }
+        return Effect.sync(done)
+      })
+    })
+
+  const wake = () => wakeWaiter?.()
+
   const write = (data: string | Uint8Array): Effect.Effect<void> =>
     Effect.async<void>((resume) => {
       if (socket.destroyed || !socket.writable) return resume(Effect.void)
@@ -175,6 +220,8 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
 
   return {
     read,
+    next,
+    wake,
     write,
     unread,
     upgradeTls,

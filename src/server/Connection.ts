@@ -2,7 +2,7 @@
  * One fiber per connection: greeting, then command lines until QUIT, a limit, a timeout or the
  * server's drain. Replies to pipelined commands leave in one write, just before the next read.
  */
-import { Deferred, type Duration, Effect } from "effect"
+import { Duration, Effect } from "effect"
 import * as Notes from "../pipeline/Notes.ts"
 import * as Command from "../protocol/Command.ts"
 import * as LineDecoder from "../protocol/LineDecoder.ts"
@@ -23,9 +23,7 @@ const end = (why: "eof" | "timeout" | "drain"): LineEvent => ({ _tag: "End", why
 
 export const readChunk: ChunkRead = (c, timeout) =>
   Effect.flatMap(flush(c), () =>
-    c.socket.read.pipe(
-      Effect.timeoutTo({ duration: timeout, onTimeout: () => "timeout" as const, onSuccess: (chunk) => chunk ?? "eof" })
-    ))
+    Effect.map(c.socket.next(Duration.toMillis(timeout), false), (chunk) => (chunk === "woken" ? "timeout" : chunk)))
 
 /** The next command line. An idle session (no transaction open) also wakes up when draining starts. */
 export const readLine: LineRead = (c) =>
@@ -36,10 +34,10 @@ export const readLine: LineRead = (c) =>
       const timeout = c.commands === 0 ? c.env.config.limits.greetingTimeout : c.env.config.limits.idleTimeout
       const idle = c.tx === undefined && c.chunking === undefined
       if (idle && c.env.isDraining()) return end("drain")
-      const read = readChunk(c, timeout)
-      const chunk = idle
-        ? yield* Effect.raceFirst(read, Effect.as(Deferred.await(c.env.draining), "drain" as const))
-        : yield* read
+      yield* flush(c)
+      // An idle session is woken when draining starts (SmtpServer calls `wake` on every socket).
+      const chunk = yield* c.socket.next(Duration.toMillis(timeout), idle)
+      if (chunk === "woken") return end("drain")
       if (typeof chunk === "string") return end(chunk)
       c.lines.push(chunk)
     }

@@ -78,6 +78,7 @@ export const make = (options: {
       }
     }
     let open = 0
+    const sockets = new Set<Socket.SmtpSocket>()
     const perIp = new Map<string, number>()
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
@@ -90,11 +91,13 @@ export const make = (options: {
         return
       }
       open++
+      sockets.add(socket)
       // The per-address limit applies to the real client, known after a PROXY header: see Connection.
       run(Connection.handle(env, { socket, implicitTls: mode === "implicit" }).pipe(
         Effect.catchAllCause((cause) => Effect.logError("connection failed", cause)),
         Effect.ensuring(Effect.sync(() => {
           open--
+          sockets.delete(socket)
         }))
       ))
     }
@@ -115,6 +118,7 @@ export const make = (options: {
         isDraining = true
         yield* Effect.forEach(listeners, (l) => l.close, { discard: true })
         yield* Deferred.succeed(draining, undefined)
+        for (const socket of sockets) socket.wake()
         const size = yield* FiberSet.size(fibers)
         if (size > 0) {
           yield* Effect.logInfo(`draining ${size} connection(s), up to ${Duration.format(config.shutdownTimeout)}`)
