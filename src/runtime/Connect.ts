@@ -46,6 +46,10 @@ export interface TlsInfo {
 export interface ClientSocket {
   /** The next chunk from the peer; `undefined` once it closed or the socket failed. */
   readonly read: Effect.Effect<Uint8Array | undefined>
+  /** Like `read`, or `"timeout"` when nothing came within `timeoutMs`. */
+  readonly readWithin: (timeoutMs: number) => Effect.Effect<Uint8Array | undefined | "timeout">
+  /** Like `write`, failing with `"timeout"` when the kernel did not take the bytes within `timeoutMs`. */
+  readonly writeWithin: (data: string | Uint8Array, timeoutMs: number) => Effect.Effect<void, ConnectError | "timeout">
   /** Writes and waits until the kernel took the bytes; fails when the connection is gone. */
   readonly write: (data: string | Uint8Array) => Effect.Effect<void, ConnectError>
   /** Client-side TLS handshake on the same connection (STARTTLS). */
@@ -145,6 +149,51 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
     })
   })
 
+  // Timed variants with one plain timer each: the relay's per-command deadlines sit on the hot path.
+  const readWithin = (timeoutMs: number): Effect.Effect<Uint8Array | undefined | "timeout"> =>
+    Effect.suspend(() => {
+      const next = queue.shift()
+      if (next !== undefined) {
+        queued -= next.byteLength
+        if (queued <= highWaterMark && socket.isPaused()) socket.resume()
+        return Effect.succeed(next)
+      }
+      if (ended) return Effect.succeed(undefined)
+      return Effect.async<Uint8Array | undefined | "timeout">((resume) => {
+        const timer = setTimeout(() => {
+          waiter = undefined
+          resume(Effect.succeed("timeout"))
+        }, Math.max(0, timeoutMs))
+        waiter = (chunk) => {
+          clearTimeout(timer)
+          resume(Effect.succeed(chunk))
+        }
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          waiter = undefined
+        })
+      })
+    })
+
+  const writeWithin = (data: string | Uint8Array, timeoutMs: number): Effect.Effect<void, ConnectError | "timeout"> =>
+    Effect.async<void, ConnectError | "timeout">((resume) => {
+      const s = socket
+      if (ended || s.destroyed || !s.writable) {
+        return resume(Effect.fail(new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })))
+      }
+      let settled = false
+      const timer = setTimeout(() => {
+        settled = true
+        resume(Effect.fail("timeout" as const))
+      }, Math.max(0, timeoutMs))
+      s.write(data, (error) => {
+        if (settled) return
+        clearTimeout(timer)
+        resume(error ? Effect.fail(new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })) : Effect.void)
+      })
+      return Effect.sync(() => clearTimeout(timer))
+    })
+
   const write = (data: string | Uint8Array): Effect.Effect<void, ConnectError> =>
     Effect.async<void, ConnectError>((resume) => {
       const s = socket
@@ -202,7 +251,9 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
 
   return {
     read,
+    readWithin,
     write,
+    writeWithin,
     upgradeTls,
     tls: () => secured,
     idle: () => !ended && queue.length === 0 && !socket.destroyed,

@@ -34,37 +34,35 @@ export const make = (transport: string, socket: ClientSocket): Wire => {
     return new TransportError({ transport, reason, message: `${transport}: upstream ${socket.description} ${message}` })
   }
 
-  const bounded = <A>(effect: Effect.Effect<A, TransportError>, timeout: Duration.DurationInput, stage: string) =>
-    effect.pipe(
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () => failure("Timeout", `did not answer ${stage} within ${Duration.format(Duration.decode(timeout))}`)
-      }),
-      // An interrupted exchange leaves the conversation at an unknown point.
-      Effect.onInterrupt(() => Effect.sync(() => void (broken = true)))
-    )
+  const timedOut = (timeout: Duration.DurationInput, stage: string) =>
+    failure("Timeout", `did not answer ${stage} within ${Duration.format(Duration.decode(timeout))}`)
+  // An interrupted exchange leaves the conversation at an unknown point.
+  const markOnInterrupt = <A>(effect: Effect.Effect<A, TransportError>) =>
+    Effect.onInterrupt(effect, () => Effect.sync(() => void (broken = true)))
 
-  const readReply = (stage: string): Effect.Effect<Reply.Reply, TransportError> =>
+  /** Reads until a whole reply is there or the deadline (epoch millis) passes. */
+  const readReply = (stage: string, timeout: Duration.DurationInput, deadline: number): Effect.Effect<Reply.Reply, TransportError> =>
     Effect.suspend(() => {
       const next = ready.shift()
       if (next !== undefined) return Effect.succeed(next)
-      return Effect.flatMap(socket.read, (chunk) => {
+      return Effect.flatMap(socket.readWithin(deadline - Date.now()), (chunk) => {
+        if (chunk === "timeout") return Effect.fail(timedOut(timeout, stage))
         if (chunk === undefined) return Effect.fail(failure("Unreachable", `closed the connection at ${stage}`))
         const parsed = reader.feed(chunk)
         if (Either.isLeft(parsed)) return Effect.fail(failure("Protocol", `sent garbage at ${stage}: ${parsed.left}`))
         ready.push(...parsed.right)
-        return readReply(stage)
+        return readReply(stage, timeout, deadline)
       })
     })
 
   const send = (data: string | Uint8Array, timeout: Duration.DurationInput, stage: string) =>
-    bounded(
-      Effect.mapError(socket.write(data), () => failure("Unreachable", `closed the connection at ${stage}`)),
-      timeout,
-      stage
-    )
+    markOnInterrupt(Effect.mapError(
+      socket.writeWithin(data, Duration.toMillis(Duration.decode(timeout))),
+      (e) => e === "timeout" ? timedOut(timeout, stage) : failure("Unreachable", `closed the connection at ${stage}`)
+    ))
 
-  const reply = (timeout: Duration.DurationInput, stage: string) => bounded(readReply(stage), timeout, stage)
+  const reply = (timeout: Duration.DurationInput, stage: string) =>
+    markOnInterrupt(readReply(stage, timeout, Date.now() + Duration.toMillis(Duration.decode(timeout))))
 
   return {
     socket,
