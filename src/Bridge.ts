@@ -2,14 +2,22 @@
  * Wiring: the validated config becomes the ordered plugin list, the transports and a running
  * server. Used by the CLI and by tests that start a bridge in-process.
  */
-import { Data, Duration, Effect, type Scope } from "effect"
+import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Scope } from "effect"
+import { arcSeal } from "../plugins/arc-seal/index.ts"
 import { authHtpasswd } from "../plugins/auth-htpasswd/index.ts"
+import { dkimSign } from "../plugins/dkim-sign/index.ts"
+import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
 import { received } from "../plugins/received/index.ts"
+import { rateLimit } from "../plugins/rate-limit/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
 import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
+import * as Admin from "./admin/Admin.ts"
+import * as Readiness from "./admin/Readiness.ts"
+import * as Reload from "./admin/Reload.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Resolver from "./dns/Resolver.ts"
+import * as Metrics from "./observability/Metrics.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
 import type { Plugin } from "./pipeline/Plugin.ts"
 import * as SmtpServer from "./server/SmtpServer.ts"
@@ -22,26 +30,58 @@ export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly mess
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   relayPolicy({ trust: config.trust }),
+  // Before AUTH: its auth hook delays and refuses brute-force attempts before credentials are checked.
+  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : []),
   ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
   senderIdentity({ senders: config.senders }),
+  ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
   ...config.plugins,
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
+  // Signing sees the headers as received (edits by earlier hooks are rendered on top later).
+  ...(config.dkimSign !== undefined ? [dkimSign(config.dkimSign)] : []),
+  ...(config.arcSeal !== undefined ? [arcSeal(config.arcSeal)] : []),
   received()
 ]
 
-export interface Running extends SmtpServer.RunningServer {
+export interface Running extends Omit<SmtpServer.RunningServer, "reload"> {
   readonly pipeline: Pipeline.Pipeline
   readonly transports: ReadonlyMap<string, Transport>
+  /** The admin HTTP listener, when `admin` is configured. */
+  readonly admin: Admin.Admin | undefined
+  /**
+   * Applies a new config without dropping sessions (SIGHUP): plugins are set up again (the users
+   * file is re-read), the TLS files re-read, transports rebuilt when they changed. Fails, leaving
+   * the running config in place, when any of that fails. See `Reload.plan` for what needs a restart.
+   */
+  readonly reload: (config: BridgeConfig) => Effect.Effect<void, BridgeError>
 }
 
 const describeListener = (l: SmtpServer.Bound, tls: boolean): string =>
   `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port} (${l.mode === "implicit" ? "implicit TLS" : tls ? "plain+STARTTLS" : "plain"})`
 
+const message = (e: { readonly message: string }) => new BridgeError({ message: e.message })
+
+/** The plugins, set up in `scope`, wrapped so that their verdicts are counted. */
+const pipelineIn = (config: BridgeConfig, scope: Scope.Scope) =>
+  Effect.try({
+    try: () => plugins(config),
+    catch: (e) => new BridgeError({ message: e instanceof Error ? e.message : String(e) })
+  }).pipe(Effect.flatMap(Pipeline.make), Effect.provide(Resolver.layer(config.dns)), Scope.extend(scope), Effect.map(Metrics.instrumentPipeline))
+
+const transportsIn = (config: BridgeConfig, scope: Scope.Scope) =>
+  Build.make(config.transports, config.hostname).pipe(Scope.extend(scope), Effect.map(Metrics.instrumentTransports))
+
 /** Starts the bridge; it serves until the scope closes (which drains gracefully). */
 export const start = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.Scope> =>
   Effect.gen(function*() {
-    const pipeline = yield* Pipeline.make(plugins(config)).pipe(Effect.provide(Resolver.layer()))
-    const transports = yield* Build.make(config.transports, config.hostname)
+    // Every generation's plugins and transports live in scopes under this one, made before the
+    // server so that on shutdown the server drains first and they close after.
+    const generations = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const child = Scope.fork(generations, ExecutionStrategy.sequential)
+    const pipelineScope = yield* child
+    const transportsScope = yield* child
+    const pipeline = yield* pipelineIn(config, pipelineScope)
+    const transports = yield* transportsIn(config, transportsScope)
     // Made after the transports and before the server: on close the server drains first, then
     // the worker stops (a delivery in flight is retried after restart), then the transports close.
     const spool = config.spool === undefined ? undefined : yield* Spool.make({
@@ -52,7 +92,19 @@ export const start = (config: BridgeConfig): Effect.Effect<Running, BridgeError,
       concurrency: config.spool.concurrency,
       bounceTransport: config.defaultTransport
     })
+    let state = { config, pipeline, transports, pipelineScope, transportsScope }
+    const bound: { server: SmtpServer.RunningServer | undefined } = { server: undefined }
+    // The admin listener comes before the server: it answers 503 while the listeners bind and
+    // while they drain, rather than refusing connections.
+    const admin = config.admin === undefined ? undefined : yield* Admin.make({
+      host: config.admin.host,
+      port: config.admin.port,
+      // Read at each request: a reload may change the transports to probe.
+      ready: Effect.suspend(() => Readiness.run([{ name: "listeners", check: listenersReady(bound.server) }, ...Readiness.forConfig(state.config)])),
+      beforeScrape: config.spool === undefined ? Effect.void : spoolGauges(config.spool.dir)
+    })
     const server = yield* SmtpServer.make({ config, pipeline, transports, spool })
+    bound.server = server
     const listening = server.addresses.map((l) => describeListener(l, config.tls !== undefined)).join(", ")
     const order = pipeline.plugins.map((p) => `${p.name}[${p.hooks.join(",")}]`).join(" -> ")
     yield* Effect.logInfo(
@@ -61,8 +113,63 @@ export const start = (config: BridgeConfig): Effect.Effect<Running, BridgeError,
         `plugins ${order}; transports ${Build.describe(config.transports)}; spool ${config.spool === undefined ? "off" : config.spool.dir}; max size ${config.limits.maxMessageSize}; ` +
         `shutdown timeout ${Duration.format(config.shutdownTimeout)}`
     )
-    return { ...server, pipeline, transports }
+    if (admin !== undefined) yield* Effect.logInfo(`admin listening on http://${admin.host.includes(":") ? `[${admin.host}]` : admin.host}:${admin.port} (/metrics, /healthz, /readyz)`)
+
+    // One reload at a time: each builds on the state the previous one left.
+    const reloading = yield* Effect.makeSemaphore(1)
+    const reload = (next: BridgeConfig) =>
+      Effect.gen(function*() {
+        const plan = Reload.plan(state.config, next, { spool: spool !== undefined })
+        for (const note of plan.notes) yield* Effect.logWarning(`reload: ${note}`)
+        const newPipelineScope = yield* child
+        const newTransportsScope = plan.rebuildTransports ? yield* child : state.transportsScope
+        const discard = Effect.zipRight(
+          Scope.close(newPipelineScope, Exit.void),
+          plan.rebuildTransports ? Scope.close(newTransportsScope, Exit.void) : Effect.void
+        )
+        const built = yield* Effect.all({
+          pipeline: pipelineIn(plan.config, newPipelineScope),
+          transports: plan.rebuildTransports ? transportsIn(plan.config, newTransportsScope) : Effect.succeed(state.transports)
+        }).pipe(Effect.mapError(message), Effect.tapError(() => discard))
+        const old = state
+        yield* server.reload({
+          config: plan.config,
+          ...built,
+          release: Effect.zipRight(
+            Scope.close(old.pipelineScope, Exit.void),
+            plan.rebuildTransports ? Scope.close(old.transportsScope, Exit.void) : Effect.void
+          )
+        }).pipe(Effect.mapError(message), Effect.tapError(() => discard))
+        state = { config: plan.config, ...built, pipelineScope: newPipelineScope, transportsScope: newTransportsScope }
+      }).pipe(reloading.withPermits(1))
+
+    return {
+      ...server,
+      get pipeline() {
+        return state.pipeline
+      },
+      get transports() {
+        return state.transports
+      },
+      admin,
+      reload
+    }
   }).pipe(Effect.mapError((e) => new BridgeError({ message: e.message })))
 
+const listenersReady = (server: SmtpServer.RunningServer | undefined): Effect.Effect<void, string> =>
+  server === undefined ? Effect.fail("not bound yet") : server.draining() ? Effect.fail("draining") : Effect.void
+
+/** Spool depth and age are read from the directory at scrape time rather than tracked. */
+const spoolGauges = (dir: string): Effect.Effect<void> =>
+  Spool.list(dir).pipe(
+    Effect.flatMap((entries) =>
+      Effect.zipRight(
+        Metric.set(Metrics.spoolDepth, entries.length),
+        Metric.set(Metrics.spoolOldest, entries.length === 0 ? 0 : Math.max(0, (Date.now() - entries[0]!.created.getTime()) / 1000))
+      )
+    ),
+    Effect.catchAll((error) => Effect.logWarning(`metrics: cannot read the spool: ${error.message}`))
+  )
+
 /** For the CLI: start and return once listening. */
-export const run = (config: BridgeConfig): Effect.Effect<void, BridgeError, Scope.Scope> => Effect.asVoid(start(config))
+export const run = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.Scope> => start(config)

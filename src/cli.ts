@@ -4,15 +4,19 @@
  * comes from `config/Load.ts`, the server from `Bridge.ts`, exit codes from `runtime/Main.ts`.
  */
 import { Command, Options, Prompt } from "@effect/cli"
-import { Console, Data, Duration, Effect, Either, Option, Redacted } from "effect"
+import { Console, Data, Duration, Effect, Either, Option, Queue, Redacted } from "effect"
 import { readFile } from "node:fs/promises"
 import { createInterface } from "node:readline"
 import { hashPassword, parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import packageJson from "../package.json" with { type: "json" }
+import * as Reload from "./admin/Reload.ts"
 import * as Bridge from "./Bridge.ts"
+import * as Plugins from "./commands/Plugins.ts"
+import { dkim } from "./commands/Dkim.ts"
 import { queue } from "./commands/Queue.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
+import * as Log from "./observability/Log.ts"
 import { ConfigError } from "./config/Resolve.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"
@@ -43,8 +47,20 @@ const configOptions = {
   relay: optionalText("relay", "URL", "Relay all mail to smtp://[user:pass@]host:port, smtps://host:port or lmtp://host:port"),
   webhook: optionalText("webhook", "URL", "Deliver all mail to this HTTP endpoint"),
   webhookSecret: optionalText("webhook-secret", "SECRET", "HMAC-SHA256 key that signs webhook requests"),
+  verify: Options.boolean("verify").pipe(
+    Options.withDescription("Check SPF, DKIM, DMARC and ARC on every message and add Authentication-Results (rejects nothing)")
+  ),
+  dkimSignKeys: repeatedText("dkim-sign", "DOMAIN:SELECTOR:KEYFILE", "DKIM-sign mail from DOMAIN with this key; repeatable (RSA and Ed25519 may both sign)"),
+  dns: repeatedText("dns", "HOST:PORT", "DNS server for mail authentication; repeatable (default: the system's)"),
+  rateLimit: repeatedText("rate-limit", "SCOPE=COUNT/PERIOD", "Rate limit (scopes ip, user, sender-domain, recipients; periods second, minute, hour, day); repeatable"),
+  redis: optionalText("redis", "URL", "Keep rate-limit state in Redis (redis://[:password@]host:port[/db]) so instances share it"),
   proxyProtocol: repeatedText("proxy-protocol", "CIDR", "Accept PROXY v1/v2 headers from these load balancers; repeatable"),
-  spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries")
+  spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries"),
+  admin: optionalText("admin", "HOST:PORT", "Admin HTTP listener with /metrics, /healthz and /readyz (off by default; keep it private)"),
+  logFormat: Options.choice("log-format", ["json", "pretty"]).pipe(
+    Options.withDescription("Log lines as JSON objects or readable text (default: text on a terminal, JSON otherwise)"),
+    Options.optional
+  )
 }
 
 type ConfigOptions = Command.Command.ParseConfig<typeof configOptions>
@@ -57,6 +73,12 @@ const nonEmpty = <K extends string, A>(key: K, values: ReadonlyArray<A>): { [P i
 
 // Sizes may be written "25MB"; plain digits are bytes.
 const size = (text: string): number | string => (/^\s*-?\d+(\.\d+)?\s*$/.test(text) ? Number(text) : text)
+
+/** `DOMAIN:SELECTOR:KEYFILE`, split at the first two colons (the path may hold more). */
+const dkimKey = (text: string) => {
+  const [domain = "", selector = "", ...rest] = text.split(":")
+  return { domain, selector, keyFile: rest.join(":") }
+}
 
 /** Only the flags actually given, so that the config file keeps everything else. */
 const flagsOf = (o: ConfigOptions): Load.Flags => {
@@ -80,19 +102,50 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
     ...given("webhookSecret", o.webhookSecret),
     ...given("spool", o.spool),
     ...nonEmpty("proxyProtocol", o.proxyProtocol),
+    ...(o.verify ? { verify: true } : {}),
+    ...(o.dkimSignKeys.length > 0 ? { dkimSign: { keys: o.dkimSignKeys.map(dkimKey) } } : {}),
+    ...(o.dns.length > 0 ? { dns: { servers: o.dns } } : {}),
+    ...(o.rateLimit.length > 0 || Option.isSome(o.redis)
+      ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }
+      : {}),
+    ...given("admin", o.admin),
+    ...given("logFormat", o.logFormat),
     ...(Object.keys(limits).length > 0 ? { limits } : {})
   }
 }
 
-const loadConfig = (o: ConfigOptions): Effect.Effect<BridgeConfig, ConfigError> =>
-  Load.load({ ...given("file", o.config), flags: flagsOf(o) })
+const loadConfig = (o: ConfigOptions, fresh = false): Effect.Effect<BridgeConfig, ConfigError> =>
+  Load.load({ ...given("file", o.config), flags: flagsOf(o), fresh })
+
+/** SIGHUP: the config file and flags again, then the users and TLS files; a bad one changes nothing. */
+const reload = (o: ConfigOptions, running: Bridge.Running) =>
+  Effect.gen(function*() {
+    yield* Effect.logInfo("SIGHUP: reloading the config, users and TLS files")
+    const next = yield* Effect.either(loadConfig(o, true))
+    if (Either.isLeft(next)) {
+      return yield* Effect.logError(`reload refused, the running config stays active: ${next.left.message}`)
+    }
+    yield* running.reload(next.right).pipe(
+      Effect.zipRight(Effect.logInfo("reload done: new sessions use the new config; open sessions continue unchanged")),
+      Effect.catchAll((e) => Effect.logError(`reload refused, the running config stays active: ${e.message}`))
+    )
+  })
 
 const serve = Command.make("serve", configOptions, (o) =>
   Effect.gen(function*() {
     const config = yield* loadConfig(o)
     // Serves until SIGINT/SIGTERM interrupts us; closing the scope drains gracefully.
-    yield* Effect.scoped(Effect.zipRight(Bridge.run(config), Effect.never))
+    yield* Effect.scoped(Effect.gen(function*() {
+      // Before the server starts: SIGHUP's default action would end the process.
+      const hangups = yield* Reload.signals("SIGHUP")
+      const running = yield* Bridge.run(config)
+      yield* Effect.forever(Effect.zipRight(Queue.take(hangups), reload(o, running)))
+    })).pipe(Log.withFormat(Log.formatFor(config.logFormat)))
   })).pipe(Command.withDescription("Start the bridge"))
+
+const pluginsCommand = Command.make("plugins", configOptions, (o) => Effect.flatMap(loadConfig(o), Plugins.print)).pipe(
+  Command.withDescription(Plugins.description)
+)
 
 /** Reads and parses the users file, so that a bad line fails the check, not the first AUTH. */
 const checkUsers = (file: string): Effect.Effect<number, ConfigError> => {
@@ -185,7 +238,7 @@ const hashPasswordCommand = Command.make("hash-password", {
 
 const command = Command.make("smtp-bridge").pipe(
   Command.withDescription("SMTP submission bridge"),
-  Command.withSubcommands([serve, checkConfig, hashPasswordCommand, queue])
+  Command.withSubcommands([serve, checkConfig, hashPasswordCommand, queue, dkim, pluginsCommand])
 )
 
 const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.version })

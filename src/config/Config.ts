@@ -3,6 +3,11 @@
  * flags produce together. Every field has a safe default.
  */
 import type { Duration } from "effect"
+import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
+import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
+import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
+import type { RateLimitOptions } from "../../plugins/rate-limit/index.ts"
+import type { ResolverOptions } from "../dns/Resolver.ts"
 import type { Plugin } from "../pipeline/Plugin.ts"
 
 export interface ListenerConfig {
@@ -40,6 +45,9 @@ export interface Limits {
   readonly spillThreshold: number
 }
 
+/** How log lines are written: one JSON object per line, or one readable line for a terminal. */
+export type LogFormat = "json" | "pretty"
+
 export interface BridgeConfig extends DeliveryConfig {
   /** The name in the greeting, EHLO reply and Received header. */
   readonly hostname: string
@@ -66,6 +74,16 @@ export interface BridgeConfig extends DeliveryConfig {
   readonly tempDir: string | undefined
   /** Plugins from the config file, run after the built-ins that the fields above enable. */
   readonly plugins: ReadonlyArray<Plugin>
+  readonly dns: ResolverOptions
+  readonly verify: MailauthVerifyOptions | undefined
+  readonly dkimSign: DkimSignOptions | undefined
+  readonly arcSeal: ArcSealOptions | undefined
+  /** Rate limiting, validated; the plugin runs when set. */
+  readonly rateLimit: RateLimitOptions | undefined
+  /** The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when undefined. */
+  readonly admin: { readonly host: string; readonly port: number } | undefined
+  /** Log format; undefined picks `pretty` when stdout is a terminal and `json` otherwise. */
+  readonly logFormat: LogFormat | undefined
 }
 
 /** A relay to existing mail infrastructure (`smtp://`, `smtps://`, `lmtp://`). */

@@ -15,6 +15,11 @@
  * })
  */
 import type { Plugin } from "../pipeline/Plugin.ts"
+import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
+import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
+import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
+import type { RateLimitOptions } from "../../plugins/rate-limit/index.ts"
+import type { ResolverOptions } from "../dns/Resolver.ts"
 import type { RouteRule } from "./Config.ts"
 
 /** Bytes as a number, or a string such as `"512KB"`, `"25MB"`, `"1GB"` (K/M/G are powers of 1024). */
@@ -127,8 +132,22 @@ export interface ConfigInput {
   readonly defaultTransport?: string
   /** Write each message to disk before answering 250 and deliver it with retries. */
   readonly spool?: string | SpoolInput
+  /** DNS for mail authentication and plugins: `servers` as `host[:port]`, per-attempt `timeoutMs`, `attempts`, TTL `cache` bounds; the system's resolvers by default. */
+  readonly dns?: ResolverOptions
+  /** SPF, DKIM, DMARC and ARC checks (plugins/mailauth-verify): `true` for the defaults (tag, reject nothing, check every message). */
+  readonly verify?: boolean | MailauthVerifyOptions
+  /** DKIM signing per From domain (plugins/dkim-sign). */
+  readonly dkimSign?: DkimSignOptions
+  /** ARC sealing (plugins/arc-seal). */
+  readonly arcSeal?: ArcSealOptions
+  /** Rate limits and AUTH brute-force control (plugins/rate-limit); off unless given. */
+  readonly rateLimit?: RateLimitOptions
   /** Plugins, run in order after the built-ins that the fields above enable. */
   readonly plugins?: ReadonlyArray<Plugin>
+  /** Admin HTTP listener `"HOST:PORT"` serving `/metrics`, `/healthz` and `/readyz`; off by default. Keep it on a private address. */
+  readonly admin?: string
+  /** `"json"` (one object per line) or `"pretty"`; default `"pretty"` on a terminal, `"json"` otherwise. */
+  readonly logFormat?: "json" | "pretty"
 }
 
 /** Identity function that gives config files type checking and editor completion. */

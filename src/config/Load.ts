@@ -54,10 +54,20 @@ const unreadable = (file: string, expected: string, detail: string): Resolve.Con
     message: `Invalid config: config: cannot load ${file}: ${detail}`
   })
 
-/** Imports the config file's default export (`.ts` works on Bun, Deno and Node >= 22.19). */
-export const importFile = (file: string): Effect.Effect<unknown, Resolve.ConfigError> =>
+let generation = 0
+
+/**
+ * Imports the config file's default export (`.ts` works on Bun, Deno and Node >= 22.19).
+ * `fresh` evaluates the file again (a reload): modules are cached by URL, so a new query string
+ * is the portable way to see the file's new content. Modules it imports stay cached.
+ */
+export const importFile = (file: string, options: { readonly fresh?: boolean } = {}): Effect.Effect<unknown, Resolve.ConfigError> =>
   Effect.gen(function*() {
-    const url = pathToFileURL(Path.resolve(file)).href
+    const absolute = Path.resolve(file)
+    // Bun ignores the query of a file: URL when caching, but not of a plain path; Node wants a
+    // URL for a Windows path. A plain absolute path is a valid specifier elsewhere.
+    const base = process.platform === "win32" ? pathToFileURL(absolute).href : absolute
+    const url = options.fresh === true ? `${base}?reload=${++generation}` : pathToFileURL(absolute).href
     const module = yield* Effect.tryPromise({
       try: (): Promise<unknown> => import(url),
       catch: (error) => unreadable(file, "a config file that can be imported", messageOf(error))
@@ -78,10 +88,12 @@ const fromFlags = (flags: Flags, field: string): boolean => {
   return nested === undefined || !isRecord(value) || value[nested] !== undefined
 }
 
-export const load = (options: { readonly file?: string; readonly flags: Flags }): Effect.Effect<BridgeConfig, Resolve.ConfigError> =>
+export const load = (
+  options: { readonly file?: string; readonly flags: Flags; readonly fresh?: boolean }
+): Effect.Effect<BridgeConfig, Resolve.ConfigError> =>
   Effect.gen(function*() {
     const { file, flags } = options
-    const fileInput = file === undefined ? {} : yield* importFile(file)
+    const fileInput = file === undefined ? {} : yield* importFile(file, { fresh: options.fresh === true })
     // An error names where the bad value came from: the flags when they set that field, else the file.
     const source = (field: string): string => (file === undefined || fromFlags(flags, field) ? "flags" : file)
     return yield* Resolve.resolve(merge(fileInput, flags), source)

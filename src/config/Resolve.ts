@@ -12,6 +12,11 @@ import { type Array as Arr, Duration, Effect, type ParseResult, Schema, SchemaAS
 import * as Os from "node:os"
 import { hookNames, type Plugin } from "../pipeline/Plugin.ts"
 import type { BridgeConfig, ListenerConfig } from "./Config.ts"
+import { type RateLimitOptions, validate as validateRateLimit } from "../../plugins/rate-limit/index.ts"
+import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
+import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
+import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
+import * as Udp from "../dns/Udp.ts"
 import * as Delivery from "./Delivery.ts"
 import * as Syntax from "./Syntax.ts"
 import { Bool, Cidr, FilePath, Hostname, LineLength, ListenAddress, MessageSize, PositiveInt, SenderPattern, ShutdownTimeout, SpillSize, Timeout, decodeDuration, expectedOf, expecting, list, optional } from "./Fields.ts"
@@ -62,6 +67,11 @@ const TlsSchema = Schema.Struct({ cert: FilePath, key: FilePath }).annotations(
   expecting("{ cert, key } with the paths of PEM files")
 )
 
+/** Plugin options are checked by the plugin itself when the bridge starts; here only their shape. */
+const pluginOptions = (phrase: string) =>
+  Schema.declare((u: unknown): u is Record<string, never> => typeof u === "object" && u !== null && !Array.isArray(u))
+    .annotations(expecting(phrase))
+
 const InputSchema = Schema.Struct({
   hostname: optional(Hostname),
   listen: optional(list(ListenAddress, "HOST:PORT strings")),
@@ -82,6 +92,25 @@ const InputSchema = Schema.Struct({
   shutdownTimeout: optional(ShutdownTimeout),
   tempDir: optional(FilePath.annotations(expecting("a directory path"))),
   plugins: optional(list(PluginSchema, "plugins")),
+  dns: optional(Schema.Struct({
+    servers: optional(list(Schema.String.pipe(Schema.filter((s) => Udp.parseServer(s) !== undefined))
+      .annotations(expecting("a DNS server as host, host:port or [v6]:port")), "DNS servers")),
+    timeoutMs: optional(PositiveInt),
+    attempts: optional(PositiveInt),
+    cache: optional(Schema.Struct({
+      maxEntries: optional(PositiveInt),
+      minTtl: optional(Schema.Number),
+      maxTtl: optional(Schema.Number),
+      maxNegativeTtl: optional(Schema.Number)
+    }))
+  }).annotations(expecting("{ servers?, timeoutMs?, attempts?, cache? }"))),
+  verify: optional(Schema.Union(Bool, pluginOptions("mailauth-verify options: { policy?, skipAuthenticated?, ... }"))),
+  dkimSign: optional(pluginOptions("dkim-sign options: { keys: [{ domain, selector, keyFile }] }")),
+  arcSeal: optional(pluginOptions("arc-seal options: { domain, selector, keyFile }")),
+  rateLimit: optional(Schema.declare((u: unknown): u is RateLimitOptions => typeof u === "object" && u !== null && !Array.isArray(u))
+    .annotations(expecting("rate-limit options: { perIp?, perUser?, limits?, redis?, ... }"))),
+  admin: optional(ListenAddress),
+  logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),
   ...Delivery.fields
 }).annotations(expecting("an object (the config file's default export)"))
 
@@ -225,6 +254,35 @@ const checkTls = (input: Decoded, source: SourceOf): Effect.Effect<void, ConfigE
   return Effect.void
 }
 
+const dkimSignOf = (options: DkimSignOptions | undefined, source: SourceOf): Effect.Effect<DkimSignOptions | undefined, ConfigError> => {
+  if (options === undefined) return Effect.succeed(undefined)
+  if (!Array.isArray(options.keys) || options.keys.length === 0) {
+    return Effect.fail(invalid("dkimSign.keys", "at least one { domain, selector, keyFile }", options.keys, source))
+  }
+  for (const [i, key] of options.keys.entries()) {
+    const ok = typeof key === "object" && key !== null && Syntax.isHostname(key.domain) && typeof key.selector === "string" &&
+      /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(key.selector) && (Boolean(key.keyFile) || Boolean(key.privateKey))
+    if (!ok) {
+      return Effect.fail(invalid(`dkimSign.keys[${i}]`, "{ domain, selector, keyFile or privateKey } (flag: DOMAIN:SELECTOR:KEYFILE)", key, source))
+    }
+  }
+  return Effect.succeed(options)
+}
+
+const rateLimitOf = (options: RateLimitOptions | undefined, source: SourceOf): Effect.Effect<RateLimitOptions | undefined, ConfigError> => {
+  if (options === undefined) return Effect.succeed(undefined)
+  const problem = validateRateLimit(options)
+  if (problem === undefined) return Effect.succeed(options)
+  const from = source("rateLimit")
+  return Effect.fail(new ConfigError({
+    reason: "Invalid",
+    field: "rateLimit",
+    expected: "valid rate-limit options",
+    source: from,
+    message: `Invalid config: rateLimit: ${problem.replace(/^rate-limit: /, "")}${from === "" ? "" : ` (${from})`}`
+  }))
+}
+
 const bytes = (input: string | number | undefined, fallback: number): number =>
   input === undefined ? fallback : Syntax.parseSize(input) ?? fallback
 
@@ -290,6 +348,18 @@ export const resolve = (
       shutdownTimeout: time(decoded.shutdownTimeout, defaults.shutdownTimeout),
       tempDir: decoded.tempDir,
       plugins: decoded.plugins ?? [],
+      rateLimit: yield* rateLimitOf(decoded.rateLimit, sourceOf),
+      dns: decoded.dns ?? {},
+      // `--verify` checks every message; a config object keeps its own skip settings.
+      verify: decoded.verify === true
+        ? { skipAuthenticated: false, skipTrusted: false }
+        : decoded.verify === false || decoded.verify === undefined
+        ? undefined
+        : decoded.verify as MailauthVerifyOptions,
+      dkimSign: yield* dkimSignOf(decoded.dkimSign as DkimSignOptions | undefined, sourceOf),
+      arcSeal: decoded.arcSeal as ArcSealOptions | undefined,
+      admin: decoded.admin === undefined ? undefined : Syntax.parseHostPort(decoded.admin),
+      logFormat: decoded.logFormat,
       ...delivery
     }
   })

@@ -56,13 +56,18 @@ const parseV1 = (bytes: Uint8Array): Parsed => {
   if (parts[1] === "UNKNOWN") return { _tag: "Ok", source: undefined, destination: undefined, consumed: end + 2 }
   if (parts.length !== 6 || (parts[1] !== "TCP4" && parts[1] !== "TCP6")) return { _tag: "Invalid", reason: "malformed PROXY v1 line" }
   const [, family, src, dst, sport, dport] = parts as [string, string, string, string, string, string]
-  const validAddress = (a: string) => (family === "TCP4" ? ipv4.test(a) : a.includes(":") && /^[0-9a-fA-F:.]+$/.test(a))
+  // TCP6 addresses come out in canonical form (IPv4-mapped as IPv4), as from a v2 header: one
+  // spelling per client for the per-address limit, trust and logs.
+  const address = (a: string) =>
+    family === "TCP4" ? (ipv4.test(a) ? a : undefined) : a.includes(":") && /^[0-9a-fA-F:.]+$/.test(a) ? Cidr.canonical(a) : undefined
+  const sa = address(src)
+  const da = address(dst)
   const sp = port(sport)
   const dp = port(dport)
-  if (!validAddress(src) || !validAddress(dst) || sp === undefined || dp === undefined) {
+  if (sa === undefined || da === undefined || sp === undefined || dp === undefined) {
     return { _tag: "Invalid", reason: "malformed PROXY v1 addresses" }
   }
-  return { _tag: "Ok", source: { address: src, port: sp }, destination: { address: dst, port: dp }, consumed: end + 2 }
+  return { _tag: "Ok", source: { address: sa, port: sp }, destination: { address: da, port: dp }, consumed: end + 2 }
 }
 
 const v6 = (bytes: Uint8Array, at: number): string => {

@@ -175,23 +175,36 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
       })
     })
 
+  // Commands and small messages are taken by the kernel during `write` (nothing left in
+  // `writableLength`): no timer and no wait then. Only a backlog waits, bounded by the timer.
   const writeWithin = (data: string | Uint8Array, timeoutMs: number): Effect.Effect<void, ConnectError | "timeout"> =>
-    Effect.async<void, ConnectError | "timeout">((resume) => {
+    Effect.suspend(() => {
       const s = socket
-      if (ended || s.destroyed || !s.writable) {
-        return resume(Effect.fail(new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })))
-      }
-      let settled = false
-      const timer = setTimeout(() => {
-        settled = true
-        resume(Effect.fail("timeout" as const))
-      }, Math.max(0, timeoutMs))
+      const closed = () => new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })
+      if (ended || s.destroyed || !s.writable) return Effect.fail(closed())
+      let result: Effect.Effect<void, ConnectError> | undefined
+      let wake: ((r: Effect.Effect<void, ConnectError>) => void) | undefined
       s.write(data, (error) => {
-        if (settled) return
-        clearTimeout(timer)
-        resume(error ? Effect.fail(new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })) : Effect.void)
+        result = error ? Effect.fail(closed()) : Effect.void
+        wake?.(result)
       })
-      return Effect.sync(() => clearTimeout(timer))
+      if (result !== undefined) return result
+      if (s.writableLength === 0) return Effect.void
+      return Effect.async<void, ConnectError | "timeout">((resume) => {
+        if (result !== undefined) return resume(result)
+        const timer = setTimeout(() => {
+          wake = undefined
+          resume(Effect.fail("timeout" as const))
+        }, Math.max(0, timeoutMs))
+        wake = (r) => {
+          clearTimeout(timer)
+          resume(r)
+        }
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          wake = undefined
+        })
+      })
     })
 
   const write = (data: string | Uint8Array): Effect.Effect<void, ConnectError> =>

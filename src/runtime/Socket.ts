@@ -30,7 +30,7 @@ export interface SmtpSocket {
   readonly next: (timeoutMs: number, wakeable: boolean) => Effect.Effect<Uint8Array | "eof" | "timeout" | "woken">
   /** Ends a `wakeable` wait in progress. */
   readonly wake: () => void
-  /** Writes and waits until the kernel took it (or the socket is gone). */
+  /** Writes and waits until the kernel took it (or the socket is gone); no wait when it took it at once. */
   readonly write: (data: string | Uint8Array) => Effect.Effect<void>
   /** Gives bytes back: the next `read` returns them first (what a PROXY header parser did not use). */
   readonly unread: (bytes: Uint8Array) => void
@@ -153,10 +153,23 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
 
   const wake = () => wakeWaiter?.()
 
+  // A reply is small: the kernel takes it during `write` on every runtime (nothing is left in
+  // `writableLength`), and then there is nothing to wait for. Only a backlog waits for the callback.
   const write = (data: string | Uint8Array): Effect.Effect<void> =>
-    Effect.async<void>((resume) => {
-      if (socket.destroyed || !socket.writable) return resume(Effect.void)
-      socket.write(data, () => resume(Effect.void))
+    Effect.suspend(() => {
+      const s = socket
+      if (s.destroyed || !s.writable) return Effect.void
+      let written = false
+      let wake: (() => void) | undefined
+      s.write(data, () => {
+        written = true
+        wake?.()
+      })
+      if (written || s.writableLength === 0) return Effect.void
+      return Effect.async<void>((resume) => {
+        if (written) return resume(Effect.void)
+        wake = () => resume(Effect.void)
+      })
     })
 
   const unread = (bytes: Uint8Array) => {
@@ -172,7 +185,12 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
       queue.length = 0
       queued = 0
       detach(raw)
-      if (buffered !== undefined) raw.unshift(buffered)
+      // Paused first: unshifted onto a flowing socket with no "data" listener left, the bytes
+      // (a ClientHello that came in the same packet as a PROXY header) are emitted to nobody.
+      if (buffered !== undefined) {
+        raw.pause()
+        raw.unshift(buffered)
+      }
       const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context })
       const fail = (error: Error) => {
         secure.off("secure", ok)

@@ -8,6 +8,7 @@ import * as Command from "../protocol/Command.ts"
 import * as LineDecoder from "../protocol/LineDecoder.ts"
 import * as ProxyProtocol from "../protocol/ProxyProtocol.ts"
 import * as Reply from "../protocol/Reply.ts"
+import type { SessionOutcome } from "../observability/Metrics.ts"
 import type { SmtpSocket } from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"
 import { auth } from "./Auth.ts"
@@ -43,11 +44,20 @@ export const readLine: LineRead = (c) =>
     }
   })
 
-const dispatch = (c: Conn, line: string) =>
+/** Runs one command line; gives back its verb (undefined when it did not parse). */
+const dispatch = (c: Conn, line: string): Effect.Effect<Command.Command["verb"] | undefined> => {
+  const parsed = Command.parse(line, { smtputf8: c.tx?.mailParams.smtputf8 === true })
+  if (parsed._tag === "Error") {
+    invalid(c, parsed.reply)
+    return Effect.succeed(undefined)
+  }
+  const run = Effect.as(execute(c, parsed.command), parsed.command.verb)
+  // Inside a transaction every log line carries its id, as the Received header and the 250 do.
+  return c.tx === undefined ? run : Effect.annotateLogs(run, "transaction", c.tx.id)
+}
+
+const execute = (c: Conn, command: Command.Command) =>
   Effect.gen(function*() {
-    const parsed = Command.parse(line, { smtputf8: c.tx?.mailParams.smtputf8 === true })
-    if (parsed._tag === "Error") return invalid(c, parsed.reply)
-    const command = parsed.command
     switch (command.verb) {
       case "EHLO":
       case "HELO":
@@ -80,31 +90,38 @@ const dispatch = (c: Conn, line: string) =>
     }
   })
 
+/** Sends the greeting; false when a `connect` verdict refused the session. */
 const greet = (c: Conn) =>
   Effect.gen(function*() {
     const { verdict } = yield* c.env.pipeline.run("connect", { session: c.session })
     const refusal = Commands.refusal(verdict)
     if (refusal !== undefined) {
       // RFC 5321 3.1 allows the 554 greeting; we close rather than wait for QUIT.
-      return replyAndClose(c, refusal)
+      replyAndClose(c, refusal)
+      return false
     }
     reply(c, Reply.make(220, undefined, `${c.env.config.hostname} ESMTP smtp-bridge`))
+    return true
   })
 
+const endedBy = { eof: "disconnected", timeout: "timeout", drain: "shutdown" } as const
+
+/** The session until it ends; says how it ended (for the sessions metric). */
 const loop = (c: Conn) =>
   Effect.gen(function*() {
-    yield* greet(c)
+    if (!(yield* greet(c))) return "refused" as const
     while (!c.closing) {
       const event = yield* readLine(c)
       if (event._tag === "End") {
         if (event.why === "timeout") replyAndClose(c, Reply.timeout)
         else if (event.why === "drain") replyAndClose(c, Reply.shuttingDown)
-        break
+        return endedBy[event.why]
       }
       c.commands++
       if (event._tag === "TooLong") invalid(c, Reply.lineTooLong)
-      else yield* dispatch(c, event.line)
+      else if ((yield* dispatch(c, event.line)) === "QUIT") return "quit" as const
     }
+    return "closed" as const
   })
 
 export interface Accepted {
@@ -148,16 +165,16 @@ const clientOf = (env: ServerEnv, socket: SmtpSocket) =>
     }
   })
 
-export const handle = (env: ServerEnv, accepted: Accepted) =>
+export const handle = (env: ServerEnv, accepted: Accepted): Effect.Effect<SessionOutcome> =>
   Effect.gen(function*() {
     const { socket } = accepted
     const client = yield* clientOf(env, socket)
-    if (client === undefined) return yield* socket.close
+    if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
     if (!env.admit(client.remoteAddress)) {
       yield* socket.write(Reply.format(Reply.make(421, "4.7.0", "Too many connections from your address, try again later")))
-      return yield* socket.close
+      return yield* Effect.as(socket.close, "refused" as const)
     }
-    yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
+    return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
   })
 
 const session = (
@@ -196,11 +213,11 @@ const session = (
         Effect.as(true),
         Effect.catchAll(() => Effect.succeed(false))
       ))
-      if (!ok) return yield* socket.close
+      if (!ok) return yield* Effect.as(socket.close, "closed" as const)
       const state = socket.tls()
       c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "implicit" }
     }
-    yield* loop(c).pipe(
+    return yield* loop(c).pipe(
       Effect.onInterrupt(() => {
         // Forced shutdown: say so if the connection is still there.
         c.out.length = 0

@@ -11,6 +11,7 @@
  * Spool: the message is fsynced to disk before the 250 and a worker delivers it.
  */
 import { Duration, Effect, Either } from "effect"
+import * as Metrics from "../observability/Metrics.ts"
 import * as Message from "../pipeline/Message.ts"
 import type { RecipientResult, Route } from "../pipeline/Plugin.ts"
 import type { Recipient } from "../protocol/Envelope.ts"
@@ -153,6 +154,7 @@ const passThrough = (c: Conn, tx: Transaction, prepared: Prepared) =>
       Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
     )
     reply(c, final)
+    if (final.code < 300) yield* Metrics.messageAccepted(prepared.size)
     yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
   })
 
@@ -182,6 +184,7 @@ const spooled = (c: Conn, tx: Transaction, prepared: Prepared) =>
       Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
     )
     reply(c, accepted(tx.id))
+    yield* Metrics.messageAccepted(prepared.size)
     const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: accepted(tx.id) }))
     yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
   })

@@ -157,7 +157,13 @@ export const make = (options: {
       }
     })
 
-  const dispose = Effect.promise(async () => {
+  // Every message ends here: one kept in memory has no file to close, so no promise to wait for.
+  const inMemoryOnly = Effect.sync(() => {
+    disposed = true
+    memory.length = 0
+  })
+  const dispose = Effect.suspend(() => (disposed ? Effect.void : file === undefined && filePath === undefined ? inMemoryOnly : disposeFile))
+  const disposeFile = Effect.promise(async () => {
     if (disposed) return
     disposed = true
     memory.length = 0

@@ -3,9 +3,10 @@
  * sends 421 4.3.2 to idle sessions, lets transactions in flight finish until the shutdown
  * deadline, then interrupts whatever is left.
  */
-import { Deferred, Duration, Effect, FiberSet, type Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, FiberSet, type Scope } from "effect"
 import * as fs from "node:fs"
 import type { BridgeConfig } from "../config/Config.ts"
+import * as Metrics from "../observability/Metrics.ts"
 import type { Pipeline } from "../pipeline/Pipeline.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Socket from "../runtime/Socket.ts"
@@ -27,6 +28,32 @@ export interface RunningServer {
   readonly connections: () => number
   /** Re-reads the TLS certificate and key; new handshakes use them. */
   readonly reloadTls: Effect.Effect<void, Socket.SocketError>
+  /**
+   * New connections use this config, pipeline and transports from now on; open sessions finish
+   * with the ones they started with, and the old generation's `release` runs after the last of
+   * them. Listeners are not rebound. Fails, changing nothing, when the new TLS files cannot be read.
+   */
+  readonly reload: (next: Generation) => Effect.Effect<void, Socket.SocketError>
+  /** True once the server has started to drain (shutdown). */
+  readonly draining: () => boolean
+}
+
+/** What one configuration generation of the server runs with. */
+export interface Generation {
+  readonly config: BridgeConfig
+  readonly pipeline: Pipeline
+  readonly transports: ReadonlyMap<string, Transport>
+  /** Frees what only this generation uses (its plugins' and transports' scope). */
+  readonly release?: Effect.Effect<void> | undefined
+}
+
+/** A generation in service: its sessions are counted so that it is released after the last one. */
+interface Live {
+  readonly env: ServerEnv
+  readonly release: Effect.Effect<void>
+  tls: Socket.SecureContext | undefined
+  active: number
+  retired: boolean
 }
 
 const loadTls = (config: BridgeConfig): Effect.Effect<Socket.SecureContext | undefined, Socket.SocketError> =>
@@ -50,54 +77,73 @@ export const make = (options: {
 }): Effect.Effect<RunningServer, Socket.SocketError, Scope.Scope> =>
   Effect.gen(function*() {
     const { config } = options
-    let tlsContext = yield* loadTls(config)
-    const parsedProxies = Cidr.parseList(config.proxyProtocol)
-    if ("error" in parsedProxies) return yield* new Socket.SocketError({ reason: "Listen", message: `proxyProtocol: ${parsedProxies.error}` })
-    const proxies = parsedProxies.ok
     const draining = yield* Deferred.make<void>()
     let isDraining = false
-    const env: ServerEnv = {
-      config,
-      pipeline: options.pipeline,
-      transports: options.transports,
-      spool: options.spool,
-      tls: () => tlsContext,
-      draining,
-      isDraining: () => isDraining,
-      proxies,
-      admit: (ip) => {
-        const n = perIp.get(ip) ?? 0
-        if (n >= config.limits.maxConnectionsPerIp) return false
-        perIp.set(ip, n + 1)
-        return true
-      },
-      release: (ip) => {
-        const n = (perIp.get(ip) ?? 1) - 1
-        if (n <= 0) perIp.delete(ip)
-        else perIp.set(ip, n)
-      }
-    }
+    const perIp = new Map<string, number>()
+    const goLive = (gen: Generation) =>
+      Effect.gen(function*() {
+        const tls = yield* loadTls(gen.config)
+        const parsedProxies = Cidr.parseList(gen.config.proxyProtocol)
+        if ("error" in parsedProxies) return yield* new Socket.SocketError({ reason: "Listen", message: `proxyProtocol: ${parsedProxies.error}` })
+        const live: Live = {
+          tls,
+          active: 0,
+          retired: false,
+          release: gen.release ?? Effect.void,
+          env: {
+            config: gen.config,
+            pipeline: gen.pipeline,
+            transports: gen.transports,
+            spool: options.spool,
+            tls: () => live.tls,
+            draining,
+            isDraining: () => isDraining,
+            proxies: parsedProxies.ok,
+            admit: (ip) => {
+              const n = perIp.get(ip) ?? 0
+              if (n >= gen.config.limits.maxConnectionsPerIp) return false
+              perIp.set(ip, n + 1)
+              return true
+            },
+            release: (ip) => {
+              const n = (perIp.get(ip) ?? 1) - 1
+              if (n <= 0) perIp.delete(ip)
+              else perIp.set(ip, n)
+            }
+          }
+        }
+        return live
+      })
+    let current = yield* goLive(options)
     let open = 0
     const sockets = new Set<Socket.SmtpSocket>()
-    const perIp = new Map<string, number>()
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
 
     const accept = (raw: Parameters<typeof Socket.wrap>[0], mode: "plain" | "implicit") => {
       const socket = Socket.wrap(raw)
-      if (isDraining || open >= config.limits.maxConnections) {
+      const live = current
+      if (isDraining || open >= live.env.config.limits.maxConnections) {
         // Refused before any session exists: one reply, then close.
-        Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.close))
+        Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.close).pipe(
+          Effect.zipRight(Metrics.connectionRefused)
+        ))
         return
       }
       open++
+      live.active++
       sockets.add(socket)
       // The per-address limit applies to the real client, known after a PROXY header: see Connection.
-      run(Connection.handle(env, { socket, implicitTls: mode === "implicit" }).pipe(
+      run(Effect.zipRight(Metrics.connectionOpened, Connection.handle(live.env, { socket, implicitTls: mode === "implicit" })).pipe(
+        Effect.onExit((exit) =>
+          Metrics.sessionEnded(Exit.isSuccess(exit) ? exit.value : Cause.isInterruptedOnly(exit.cause) ? "shutdown" : "error")
+        ),
         Effect.catchAllCause((cause) => Effect.logError("connection failed", cause)),
-        Effect.ensuring(Effect.sync(() => {
+        Effect.ensuring(Effect.suspend(() => {
           open--
+          live.active--
           sockets.delete(socket)
+          return Effect.zipRight(Metrics.connectionClosed, live.retired && live.active === 0 ? live.release : Effect.void)
         }))
       ))
     }
@@ -105,7 +151,7 @@ export const make = (options: {
     const addresses: Array<Bound> = []
     const listeners: Array<Socket.Listening> = []
     for (const listener of config.listeners) {
-      if (listener.mode === "implicit" && tlsContext === undefined) {
+      if (listener.mode === "implicit" && current.tls === undefined) {
         return yield* new Socket.SocketError({ reason: "Listen", message: `implicit TLS on ${listener.host}:${listener.port} needs a certificate (tls)` })
       }
       const bound = yield* Socket.listen(listener.host, listener.port, (raw) => accept(raw, listener.mode))
@@ -132,8 +178,19 @@ export const make = (options: {
     return {
       addresses,
       connections: () => open,
-      reloadTls: Effect.map(loadTls(config), (context) => {
-        tlsContext = context
-      })
+      reloadTls: Effect.suspend(() => {
+        const live = current
+        return Effect.map(loadTls(live.env.config), (context) => {
+          live.tls = context
+        })
+      }),
+      reload: (next) =>
+        Effect.gen(function*() {
+          const old = current
+          current = yield* goLive(next)
+          old.retired = true
+          if (old.active === 0) yield* old.release
+        }),
+      draining: () => isDraining
     }
   })

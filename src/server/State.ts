@@ -1,6 +1,7 @@
 /** The mutable state of one connection, shared by the command handlers. */
 import { type Deferred, Effect } from "effect"
 import type { BridgeConfig } from "../config/Config.ts"
+import * as Metrics from "../observability/Metrics.ts"
 import type * as Notes from "../pipeline/Notes.ts"
 import type { Pipeline } from "../pipeline/Pipeline.ts"
 import type { SessionInfo, TlsInfo, TransactionInfo } from "../pipeline/Session.ts"
@@ -68,6 +69,7 @@ export interface Conn {
 }
 
 export const reply = (c: Conn, r: Reply.Reply): void => {
+  Metrics.replied(r)
   c.out.push(Reply.format(r))
 }
 

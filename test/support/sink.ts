@@ -24,6 +24,8 @@ import type { OutgoingMessage } from "../../src/transport/Transport.ts"
 import { freePort } from "./runtimes.ts"
 
 export interface SinkOptions {
+  /** Listen on this loopback port (e.g. one a transport already names while the sink was down); a free one by default. */
+  readonly port?: number
   /** Commands answered 4xx (`-r`) or 5xx (`-f`): "MAIL", "RCPT", "DATA", "." ... (both imply no PIPELINING). */
   readonly reject?: { readonly soft?: ReadonlyArray<string>; readonly hard?: ReadonlyArray<string> }
   /** Commands after which the sink drops the connection without a reply (`-q`). */
@@ -75,7 +77,7 @@ export const startSink = async (options: SinkOptions = {}): Promise<Sink> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-sink-"))
   // smtp-sink drops privileges to `nobody` when started as root, and must still write here.
   fs.chmodSync(dir, 0o777)
-  const port = await freePort()
+  const port = options.port ?? (await freePort())
   const args: Array<string> = []
   if (process.getuid?.() === 0) args.push("-u", "nobody")
   args.push("-c", "-d", path.join(dir, "%Y%m%d%H%M%S."))

@@ -111,20 +111,26 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, ne
       Effect.timeoutFail({ duration: options.acquireTimeout, onTimeout: options.onExhausted })
     )
 
-    // Waiting for a slot, connecting and using stay interruptible; the bookkeeping does not.
-    const use = <B, E2>(f: (item: A, reused: boolean) => Effect.Effect<B, E2>, useOptions?: UseOptions): Effect.Effect<B, E | E2> =>
+    // Connecting and using stay interruptible; the bookkeeping does not. The caller holds a slot.
+    const withItem = <B, E2>(f: (item: A, reused: boolean) => Effect.Effect<B, E2>, useOptions?: UseOptions): Effect.Effect<B, E | E2> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          yield* restore(slot)
-          const taken = yield* restore(take(useOptions?.fresh === true)).pipe(
-            Effect.onError(() => slots.release(1))
-          )
+          const taken = yield* restore(take(useOptions?.fresh === true))
           const exit = yield* Effect.exit(restore(f(taken.entry.item, taken.reused)))
           yield* giveBack(taken.entry, exit)
-          yield* slots.release(1)
           return yield* exit
         })
       )
+
+    // A free slot is taken at once; only when all are busy is there a wait with a deadline
+    // (`timeoutFail` forks a timer fiber, which the common case does without).
+    const use = <B, E2>(f: (item: A, reused: boolean) => Effect.Effect<B, E2>, useOptions?: UseOptions): Effect.Effect<B, E | E2> => {
+      const body = withItem(f, useOptions)
+      return Effect.flatMap(slots.withPermitsIfAvailable(1)(body), (done) =>
+        done._tag === "Some"
+          ? Effect.succeed(done.value)
+          : Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(slot), Effect.ensuring(restore(body), slots.release(1)))))
+    }
 
     return { use, size: () => open, idle: () => idle.length }
   })

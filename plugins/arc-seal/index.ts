@@ -1,0 +1,87 @@
+/**
+ * arc-seal: adds an ARC set (RFC 8617: ARC-Authentication-Results, ARC-Message-Signature,
+ * ARC-Seal) so that mail this bridge forwards keeps its authentication results past changes
+ * that break DKIM or SPF. The chain found on the message is validated first; its result is the
+ * seal's `cv=`. A chain that already failed is not sealed again.
+ *
+ * @example
+ * import { arcSeal } from "./plugins/arc-seal/index.ts"
+ * arcSeal({ domain: "forwarder.example", selector: "arc2025", keyFile: "/etc/smtp-bridge/arc.pem" })
+ */
+import { Effect, Schema } from "effect"
+import { readFile } from "node:fs/promises"
+import { definePlugin, Dkim, Dns, Mailauth, Verdict } from "../../src/index.ts"
+import type { Plugin } from "../../src/index.ts"
+
+export interface ArcSealOptions {
+  /** The sealing domain (d=) and selector (s=); the key is published like a DKIM key. */
+  readonly domain: string
+  readonly selector: string
+  readonly keyFile?: string
+  readonly privateKey?: string
+  /** The authserv-id of the ARC-Authentication-Results (default: the session's hostname). */
+  readonly authservId?: string
+  /** Header fields the ARC-Message-Signature covers (default: mailauth's list). */
+  readonly headers?: ReadonlyArray<string>
+}
+
+export class ArcSealError extends Schema.TaggedError<ArcSealError>()("ArcSealError", {
+  reason: Schema.Literal("Read", "Key", "Config"),
+  message: Schema.String
+}) {}
+
+const loadPem = (options: ArcSealOptions): Effect.Effect<string, ArcSealError> =>
+  Effect.gen(function*() {
+    const label = `${options.selector}._domainkey.${options.domain}`
+    const pem = options.privateKey ?? (options.keyFile !== undefined
+      ? yield* Effect.tryPromise({
+        try: () => readFile(options.keyFile!, "utf8"),
+        catch: (e) => new ArcSealError({ reason: "Read", message: `arc-seal: cannot read key file ${options.keyFile} for ${label}: ${String(e)}` })
+      })
+      : undefined)
+    if (pem === undefined) return yield* new ArcSealError({ reason: "Config", message: `arc-seal: ${label} needs keyFile or privateKey` })
+    yield* Effect.try({
+      try: () => Dkim.Keys.privateKeyOf(pem),
+      catch: (e) => new ArcSealError({ reason: "Key", message: `arc-seal: key for ${label}: ${e instanceof Error ? e.message : String(e)}` })
+    })
+    return pem
+  })
+
+/**
+ * Creates the plugin. Run it last among the plugins that change the message: the seal covers
+ * the header fields as received. Sealing problems are logged and the message passes unsealed.
+ */
+export const arcSeal = (options: ArcSealOptions): Plugin =>
+  definePlugin({
+    name: "arc-seal",
+    setup: Effect.gen(function*() {
+      const privateKey = yield* loadPem(options)
+      return {
+        data: Effect.fn("arc-seal.data")(function*({ session, transaction, message, addHeader }) {
+          const dns = yield* Dns
+          const auth = yield* Mailauth.authenticate(message.stream(), {
+            ip: session.remoteAddress,
+            helo: session.helo?.name,
+            sender: transaction.mailFrom?.address,
+            authservId: options.authservId ?? session.hostname,
+            dns,
+            seal: {
+              domain: options.domain,
+              selector: options.selector,
+              privateKey,
+              ...(options.headers !== undefined ? { headerList: options.headers } : {})
+            }
+          })
+          if (auth.arcSet.length === 0) {
+            yield* Effect.logWarning(`arc-seal: message not sealed: ${auth.sealError ?? "unknown reason"}`)
+            return Verdict.Continue
+          }
+          // ARC fields are relaxed-canonicalised, so the bridge's own folding keeps them valid.
+          for (let i = auth.arcSet.length - 1; i >= 0; i--) addHeader(auth.arcSet[i]!.name, auth.arcSet[i]!.value)
+          return Verdict.Continue
+        })
+      }
+    })
+  })
+
+export default arcSeal

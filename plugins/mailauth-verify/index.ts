@@ -1,0 +1,201 @@
+/**
+ * mailauth-verify: checks SPF, DKIM, DMARC and ARC (and BIMI, when asked) with mailauth for the
+ * client's address, HELO name and envelope sender; writes one RFC 8601 Authentication-Results
+ * field and drops forged ones that claim this bridge's authserv-id; applies a policy per result;
+ * and leaves the results in the transaction's notes (`MailauthVerify.Results`) for later plugins.
+ *
+ * @example
+ * import { mailauthVerify } from "./plugins/mailauth-verify/index.ts"
+ * mailauthVerify({ policy: { dmarcReject: "reject", spfFail: "tag" } })
+ */
+import { Effect } from "effect"
+import { definePlugin, Dns, Mailauth, Notes, Relay, Verdict } from "../../src/index.ts"
+import type { Plugin, SessionInfo } from "../../src/index.ts"
+
+/**
+ * What to do when a check ends a given way. `accept`: nothing more than Authentication-Results;
+ * `tag`: also add `X-Mailauth-Warning` naming the check, for filters downstream; `reject`: 550
+ * 5.7.x; `defer`: 451 4.7.x, so the sender retries.
+ */
+export type Action = "accept" | "tag" | "reject" | "defer"
+
+export interface Policy {
+  /** SPF `fail` (default `tag`). */
+  readonly spfFail?: Action
+  /** SPF `softfail` (default `accept`). */
+  readonly spfSoftfail?: Action
+  /** DMARC `fail` for a domain publishing `p=reject` (default `tag`). */
+  readonly dmarcReject?: Action
+  /** DMARC `fail` for a domain publishing `p=quarantine` (default `tag`). */
+  readonly dmarcQuarantine?: Action
+  /** No DKIM signature passed (default `accept`: most mail has one, but not all). */
+  readonly noValidDkim?: Action
+  /** A check could not finish for DNS trouble (default `accept`; `defer` makes the sender retry). */
+  readonly temperror?: Action
+}
+
+export interface MailauthVerifyOptions {
+  /** The authserv-id of Authentication-Results (default: the session's hostname). */
+  readonly authservId?: string
+  /** Skip the checks for authenticated sessions: their mail is this bridge's own (default true). */
+  readonly skipAuthenticated?: boolean
+  /** Skip the checks for trusted networks (`Relay.Trusted`, default true). */
+  readonly skipTrusted?: boolean
+  /** Check SPF at MAIL FROM too, to reject or defer there when `policy` says so (default false). */
+  readonly spfAtMailFrom?: boolean
+  readonly policy?: Policy
+  /** Look up BIMI records and report them in Authentication-Results (default false). */
+  readonly bimi?: boolean
+  /** Shortest RSA key accepted for DKIM and ARC (default 1024). */
+  readonly minBitLength?: number
+}
+
+/** The results of this transaction's checks, for later plugins (routing, rate limits, filters). */
+export const Results: Notes.Key<Mailauth.Authentication> = Notes.key<Mailauth.Authentication>("mailauth.results")
+
+export const defaultPolicy: Required<Policy> = {
+  spfFail: "tag",
+  spfSoftfail: "accept",
+  dmarcReject: "tag",
+  dmarcQuarantine: "tag",
+  noValidDkim: "accept",
+  temperror: "accept"
+}
+
+/** The authserv-id an Authentication-Results value claims (RFC 8601 §2.2), lower case. */
+export const authservIdOf = (value: string): string =>
+  value.replace(/^\s*(\([^)]*\)\s*)*/, "").split(/[\s;]/)[0]!.toLowerCase()
+
+interface Finding {
+  readonly action: Action
+  /** Why, in words a sender can act on. */
+  readonly text: string
+  /** For X-Mailauth-Warning. */
+  readonly tag: string
+  readonly enhanced: { readonly reject: string; readonly defer: string }
+}
+
+/** Each policy condition the results meet, most specific first. */
+export const findings = (auth: Mailauth.Authentication, policy: Required<Policy>): ReadonlyArray<Finding> => {
+  const out: Array<Finding> = []
+  const dmarc = auth.dmarc
+  if (dmarc !== undefined && dmarc.result === "fail" && dmarc.policy !== "none") {
+    out.push({
+      action: dmarc.policy === "reject" ? policy.dmarcReject : policy.dmarcQuarantine,
+      text: `DMARC policy of ${dmarc.domain ?? "the From domain"} (p=${dmarc.policy}) rejects this message`,
+      tag: `dmarc=fail policy=${dmarc.policy}`,
+      enhanced: { reject: "5.7.1", defer: "4.7.1" }
+    })
+  }
+  const spf = auth.spf
+  if (spf?.result === "fail" || spf?.result === "softfail") {
+    out.push({
+      action: spf.result === "fail" ? policy.spfFail : policy.spfSoftfail,
+      text: `SPF check failed: ${spf.domain} does not designate this client as a permitted sender`,
+      tag: `spf=${spf.result} smtp.mailfrom=${spf.domain}`,
+      enhanced: { reject: "5.7.23", defer: "4.7.23" }
+    })
+  }
+  if (!auth.dkim.some((d) => d.result === "pass")) {
+    out.push({
+      action: policy.noValidDkim,
+      text: "No valid DKIM signature found",
+      tag: "dkim=none-valid",
+      enhanced: { reject: "5.7.20", defer: "4.7.20" }
+    })
+  }
+  const temp = [spf?.result, dmarc?.result, ...auth.dkim.map((d) => d.result)].includes("temperror")
+  if (temp) {
+    out.push({
+      action: policy.temperror,
+      text: "Temporary DNS failure while authenticating this message, try again later",
+      tag: "temperror",
+      enhanced: { reject: "5.7.0", defer: "4.7.0" }
+    })
+  }
+  return out
+}
+
+/** The verdict for the findings: the first reject, else the first defer, else continue. */
+export const verdictOf = (found: ReadonlyArray<Finding>): Verdict.Verdict => {
+  const reject = found.find((f) => f.action === "reject")
+  if (reject !== undefined) return Verdict.reject(reject.text, { code: 550, enhanced: reject.enhanced.reject })
+  const defer = found.find((f) => f.action === "defer")
+  if (defer !== undefined) return Verdict.defer(defer.text, { code: 451, enhanced: defer.enhanced.defer })
+  return Verdict.Continue
+}
+
+const skip = (session: SessionInfo, options: MailauthVerifyOptions): boolean =>
+  (options.skipAuthenticated !== false && session.user !== undefined) ||
+  (options.skipTrusted !== false && session.notes.get(Relay.Trusted) === true)
+
+/**
+ * Creates the plugin. With the defaults it only reports: one Authentication-Results field, and
+ * `X-Mailauth-Warning` for DMARC and SPF failures; it rejects nothing.
+ *
+ * @example
+ * // Enforce DMARC: refuse p=reject failures, defer on DNS trouble.
+ * mailauthVerify({ skipTrusted: false, policy: { dmarcReject: "reject", dmarcQuarantine: "tag", temperror: "defer" } })
+ */
+export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
+  const policy: Required<Policy> = { ...defaultPolicy, ...options.policy }
+  return definePlugin({
+    name: "mailauth-verify",
+    mailFrom: Effect.fn("mailauth-verify.mailFrom")(function*({ session, from }) {
+      if (options.spfAtMailFrom !== true || skip(session, options)) return Verdict.Continue
+      const dns = yield* Dns
+      const spf = yield* Mailauth.spf({
+        ip: session.remoteAddress,
+        helo: session.helo?.name,
+        sender: from?.address,
+        authservId: options.authservId ?? session.hostname,
+        dns
+      })
+      const found: Array<Finding> = []
+      if (spf.result === "fail" || spf.result === "softfail") {
+        found.push({
+          action: spf.result === "fail" ? policy.spfFail : policy.spfSoftfail,
+          text: `SPF check failed: ${spf.domain} does not designate this client as a permitted sender`,
+          tag: "",
+          enhanced: { reject: "5.7.23", defer: "4.7.23" }
+        })
+      }
+      if (spf.result === "temperror") {
+        found.push({
+          action: policy.temperror,
+          text: `Temporary DNS failure checking SPF for ${spf.domain}, try again later`,
+          tag: "",
+          enhanced: { reject: "5.7.24", defer: "4.7.24" }
+        })
+      }
+      return verdictOf(found)
+    }),
+    data: Effect.fn("mailauth-verify.data")(function*({ session, transaction, message, addHeader, removeHeader }) {
+      if (skip(session, options)) return Verdict.Continue
+      const authservId = options.authservId ?? session.hostname
+      const dns = yield* Dns
+      const auth = yield* Mailauth.authenticate(message.stream(), {
+        ip: session.remoteAddress,
+        helo: session.helo?.name,
+        sender: transaction.mailFrom?.address,
+        authservId,
+        dns,
+        ...(options.bimi !== undefined ? { bimi: options.bimi } : {}),
+        ...(options.minBitLength !== undefined ? { minBitLength: options.minBitLength } : {})
+      })
+      transaction.notes.set(Results, auth)
+      const found = findings(auth, policy)
+      const verdict = verdictOf(found)
+      if (verdict._tag !== "Continue") return verdict
+      // Only a field claiming our own id is a forgery: others' results are theirs to report (RFC 8601 §5).
+      const ours = authservId.toLowerCase()
+      removeHeader("Authentication-Results", (value) => authservIdOf(value) === ours)
+      const tags = found.filter((f) => f.action === "tag").map((f) => f.tag)
+      if (tags.length > 0) addHeader("X-Mailauth-Warning", tags.join("; "))
+      addHeader("Authentication-Results", auth.authenticationResults)
+      return Verdict.Continue
+    })
+  })
+}
+
+export default mailauthVerify

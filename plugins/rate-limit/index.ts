@@ -1,0 +1,259 @@
+/**
+ * rate-limit: limits messages per client network, per authenticated user and per sender domain,
+ * and recipients per user, over rolling windows (GCRA); and slows down, then disconnects, AUTH
+ * brute force. Counts live in memory or in Redis, shared by every bridge instance.
+ *
+ * Checks peek (MAIL, RCPT, connect) and only delivered mail is counted (in `delivered`), so a
+ * refused RCPT or a failed delivery burns nothing. See README.md for the replies and the races.
+ *
+ * @example
+ * import { rateLimit } from "./plugins/rate-limit/index.ts"
+ * rateLimit({ perUser: "100/hour", recipients: "1000/day", redis: "redis://127.0.0.1:6379" })
+ */
+import { Context, Duration, Effect, Layer } from "effect"
+import { Cidr, definePlugin, Notes, RateLimit, Verdict } from "../../src/index.ts"
+import type {
+  AuthContext, AuthResultContext, ConnectContext, DeliveredContext, MailFromContext, Plugin, RcptToContext, SessionInfo
+} from "../../src/index.ts"
+import { plan as planOf, type Plan, type RateLimitOptions, type Rule } from "./Options.ts"
+
+export type { AuthFailureOptions, RateInput, RatesInput, RateLimitOptions, RedisInput, UserOverride } from "./Options.ts"
+
+/**
+ * Parses one `--rate-limit SCOPE=COUNT/PERIOD` value for the CLI; the left side is a message
+ * for the user.
+ *
+ * @example
+ * parseLimit("user=100/hour") // Either.right({ scope: "user", count: 100, periodMs: 3600000 })
+ */
+export const parseLimit = RateLimit.parseLimit
+
+interface Keyed {
+  readonly request: RateLimit.Request
+  /** Words for the reply: `for alice`, `for sender domain example.org`. */
+  readonly what: string
+}
+
+const keyed = (rule: Rule, value: string, what: string, cost = 1): Keyed => ({
+  request: { key: `${rule.scope}:${rule.id}:${value}`, rate: rule.rate, cost },
+  what
+})
+
+/** The most restrictive refusal among the results, or undefined when all allow. */
+const refusal = (keys: ReadonlyArray<Keyed>, results: ReadonlyArray<RateLimit.Result>) => {
+  let worst: { readonly what: string; readonly retryAfterMs: number } | undefined
+  results.forEach((r, i) => {
+    if (!r.allowed && (worst === undefined || r.retryAfterMs > worst.retryAfterMs)) {
+      worst = { what: keys[i]!.what, retryAfterMs: r.retryAfterMs }
+    }
+  })
+  return worst
+}
+
+// Set when this plugin itself refused the AUTH exchange: no credentials were checked, so the
+// `authResult` that follows is not a failure to count.
+const RefusedAuth = Notes.key<boolean>("rate-limit.refusedAuth")
+
+const unavailable = Verdict.defer("Rate limit service unavailable, try again later", { code: 451, enhanced: "4.3.0" })
+const authUnavailable = Verdict.defer("Temporary authentication failure", { code: 454, enhanced: "4.7.0" })
+
+const storeOf = (options: RateLimitOptions): Layer.Layer<RateLimit.RateLimitStore, unknown> => {
+  if (options.store !== undefined) return options.store
+  if (options.redis === undefined) return RateLimit.layerMemory(options.maxKeys === undefined ? {} : { maxKeys: options.maxKeys })
+  return RateLimit.layerRedis(typeof options.redis === "string" ? { url: options.redis } : options.redis)
+}
+
+/** The hooks over a store; exported for unit tests that bring their own store. */
+export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
+  const network = (session: SessionInfo) => Cidr.aggregate(session.remoteAddress, plan.ipv4Prefix, plan.ipv6Prefix)
+  // Replies name a single address without its /32 or /128.
+  const shown = (net: string) => net.replace(/\/(32|128)$/, "")
+  const exempt = (session: SessionInfo) => plan.exempt.length > 0 && Cidr.matchAny(plan.exempt, session.remoteAddress)
+  const rulesFor = (scope: RateLimit.Scope, user: string | undefined): ReadonlyArray<Rule> => {
+    const override = user === undefined ? undefined : plan.overrides.get(user)
+    if (scope === "user" && override?.user !== undefined) return override.user
+    if (scope === "recipients" && override?.recipients !== undefined) return override.recipients
+    return plan.rules.filter((r) => r.scope === scope)
+  }
+
+  /** The message-counting keys of a transaction (or, at connect, of the session alone). */
+  const messageKeys = (session: SessionInfo, from: string | null | undefined): Array<Keyed> => {
+    const net = network(session)
+    const keys = rulesFor("ip", undefined).map((r) => keyed(r, net, `for ${shown(net)}`))
+    if (session.user !== undefined) keys.push(...rulesFor("user", session.user).map((r) => keyed(r, session.user!, `for ${session.user}`)))
+    if (from !== undefined && from !== null) {
+      const domain = from.toLowerCase()
+      keys.push(...rulesFor("sender-domain", undefined).map((r) => keyed(r, domain, `for sender domain ${domain}`)))
+    }
+    return keys
+  }
+
+  const recipientKeys = (session: SessionInfo, cost: number): Array<Keyed> => {
+    const who = session.user !== undefined ? `user:${session.user}` : `ip:${network(session)}`
+    return rulesFor("recipients", session.user).map((r) => keyed(r, who, "for recipients", cost))
+  }
+
+  // User names compare case-insensitively here: a backend that ignores case must not give an
+  // attacker one fresh counter per spelling.
+  const authKeys = (session: SessionInfo, username: string): Array<Keyed> =>
+    plan.auth === undefined ? [] : [
+      { request: { key: `auth-ip:${network(session)}`, rate: plan.auth.perIp, cost: 1 }, what: `from ${shown(network(session))}` },
+      { request: { key: `auth-user:${username.trim().toLowerCase()}`, rate: plan.auth.perUser, cost: 1 }, what: "for this user" }
+    ]
+
+  const decide = (mode: RateLimit.Mode, keys: ReadonlyArray<Keyed>) =>
+    keys.length === 0 ? Effect.succeed([]) : store.update(mode, keys.map((k) => k.request))
+
+  const onError = (fallback: Verdict.Verdict) => (error: RateLimit.RateLimitStoreError) =>
+    Effect.as(
+      Effect.logDebug(`rate-limit: store ${store.description} failed (${error.reason}): ${error.message}`),
+      plan.onStoreError === "allow" ? Verdict.Continue : fallback
+    )
+
+  const retry = (ms: number) => `try again in ${RateLimit.formatRetry(ms)}`
+
+  return {
+    connect: Effect.fn("rate-limit.connect")(function*({ session }: ConnectContext) {
+      if (exempt(session)) return Verdict.Continue
+      const keys = messageKeys(session, undefined)
+      const auth = plan.auth === undefined ? [] : [authKeys(session, "")[0]!]
+      const verdict = yield* Effect.catchAll(
+        Effect.map(decide("peek", [...keys, ...auth]), (results) => {
+          const worst = refusal(keys, results.slice(0, keys.length))
+          if (worst !== undefined) return Verdict.disconnect(`Too many messages ${worst.what}, ${retry(worst.retryAfterMs)}`)
+          const locked = refusal(auth, results.slice(keys.length))
+          if (locked !== undefined) return Verdict.disconnect(`Too many authentication failures ${locked.what}, ${retry(locked.retryAfterMs)}`)
+          return Verdict.Continue
+        }),
+        // At connect a store failure never disconnects: "deny" refuses at MAIL and AUTH instead.
+        onError(Verdict.Continue)
+      )
+      if (verdict._tag !== "Continue" || plan.connections.length === 0) return verdict
+      // Counted only once the connection is otherwise welcome, so refused attempts add no debt.
+      const net = network(session)
+      const conn = plan.connections.map((r) => keyed(r, net, `from ${shown(net)}`))
+      return yield* Effect.catchAll(
+        Effect.map(decide("acquire", conn), (results) => {
+          const worst = refusal(conn, results)
+          return worst === undefined ? Verdict.Continue : Verdict.disconnect(`Too many connections ${worst.what}, ${retry(worst.retryAfterMs)}`)
+        }),
+        onError(Verdict.Continue)
+      )
+    }),
+
+    auth: Effect.fn("rate-limit.auth")(function*({ session, username }: AuthContext) {
+      if (plan.auth === undefined || exempt(session)) return Verdict.Continue
+      const keys = authKeys(session, username)
+      const results = yield* Effect.either(decide("peek", keys))
+      if (results._tag === "Left") {
+        const verdict = yield* onError(authUnavailable)(results.left)
+        if (verdict._tag !== "Continue") session.notes.set(RefusedAuth, true)
+        return verdict
+      }
+      const locked = refusal(keys, results.right)
+      if (locked !== undefined) {
+        session.notes.set(RefusedAuth, true)
+        return Verdict.disconnect(`Too many authentication failures ${locked.what}, ${retry(locked.retryAfterMs)}`)
+      }
+      const failures = Math.max(...results.right.map((r) => r.used))
+      if (failures > 0) {
+        // Doubling per failure makes guessing slow long before the lock-out, without punishing one typo much.
+        const ms = Math.min(Duration.toMillis(plan.auth.maxDelay), Duration.toMillis(plan.auth.delay) * 2 ** Math.min(failures - 1, 30))
+        yield* Effect.sleep(Duration.millis(ms))
+      }
+      return Verdict.Continue
+    }),
+
+    // A success resets nothing: an attacker with one valid account could otherwise clear the
+    // per-network counter between guesses, and the owner logging in from elsewhere would clear
+    // the per-user counter that protects the account.
+    authResult: Effect.fn("rate-limit.authResult")(function*({ session, success, username }: AuthResultContext) {
+      if (success || plan.auth === undefined || exempt(session)) return
+      if (session.notes.get(RefusedAuth) === true) return session.notes.set(RefusedAuth, false)
+      yield* Effect.catchAll(decide("consume", authKeys(session, username)), onError(Verdict.Continue))
+    }),
+
+    mailFrom: Effect.fn("rate-limit.mailFrom")(function*({ from, session }: MailFromContext) {
+      if (exempt(session)) return Verdict.Continue
+      const keys = messageKeys(session, from === null ? null : from.domain)
+      return yield* Effect.catchAll(
+        Effect.map(decide("peek", keys), (results) => {
+          const worst = refusal(keys, results)
+          return worst === undefined
+            ? Verdict.Continue
+            : Verdict.defer(`Message rate limit exceeded ${worst.what}, ${retry(worst.retryAfterMs)}`, { code: 451, enhanced: "4.7.1" })
+        }),
+        onError(unavailable)
+      )
+    }),
+
+    // The recipients of this transaction are not counted yet (that happens on delivery), so the
+    // check asks whether all of them plus this one would fit.
+    rcptTo: Effect.fn("rate-limit.rcptTo")(function*({ session, transaction }: RcptToContext) {
+      if (exempt(session)) return Verdict.Continue
+      const keys = recipientKeys(session, transaction.recipients.length + 1)
+      return yield* Effect.catchAll(
+        Effect.map(decide("peek", keys), (results) => {
+          const worst = refusal(keys, results)
+          return worst === undefined
+            ? Verdict.Continue
+            : Verdict.defer(`Recipient rate limit exceeded, ${retry(worst.retryAfterMs)}`, { code: 450, enhanced: "4.7.1" })
+        }),
+        onError(unavailable)
+      )
+    }),
+
+    delivered: Effect.fn("rate-limit.delivered")(function*({ results, session, transaction }: DeliveredContext) {
+      if (exempt(session)) return
+      const accepted = results.filter((r) => r.reply.code >= 200 && r.reply.code < 300).length
+      if (accepted === 0) return
+      const keys = [...messageKeys(session, transaction.mailFrom?.domain ?? null), ...recipientKeys(session, accepted)]
+      yield* Effect.catchAll(decide("consume", keys), onError(Verdict.Continue))
+    })
+  }
+}
+
+/**
+ * Checks options without creating the plugin: the reason (starting with `rate-limit:`) or
+ * `undefined`. For `check-config` and the config loader.
+ *
+ * @example
+ * validate({ limits: ["user=100/week"] }) // 'rate-limit: invalid rate "100/week"; ...'
+ */
+export const validate = (options: RateLimitOptions): string | undefined => {
+  try {
+    planOf(options)
+    return undefined
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error)
+  }
+}
+
+/**
+ * Creates the plugin. Throws an `Error` starting with `rate-limit:` when an option is invalid.
+ * Put it before the AUTH plugins (its `auth` hook delays and refuses before credentials are checked).
+ *
+ * @example
+ * rateLimit({ perIp: "200/hour", ipv4Prefix: 24, perUser: ["20/minute", "500/day"], users: { bulk: { perUser: "unlimited" } } })
+ */
+export const rateLimit = (options: RateLimitOptions = {}): Plugin => {
+  const plan = planOf(options)
+  const longest = plan.auth === undefined ? Duration.zero : plan.auth.maxDelay
+  return definePlugin({
+    name: "rate-limit",
+    // The AUTH delay must not count as a hung hook.
+    timeout: Duration.max(Duration.seconds(30), Duration.sum(longest, Duration.seconds(10))),
+    setup: Effect.gen(function*() {
+      const context = yield* Layer.build(storeOf(options))
+      const store = Context.get(context, RateLimit.RateLimitStore)
+      const described = plan.rules.map((r) => RateLimit.formatLimit({ scope: r.scope, ...r.rate }))
+      yield* Effect.logInfo(
+        `rate-limit: store ${store.description}, limits ${described.length === 0 ? "none" : described.join(" ")}, ` +
+          `auth failures ${plan.auth === undefined ? "off" : "on"}, on store error ${plan.onStoreError}`
+      )
+      return hooksFor(plan, store)
+    })
+  })
+}
+
+export default rateLimit

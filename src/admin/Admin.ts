@@ -1,0 +1,107 @@
+/**
+ * The admin HTTP listener (`serve --admin HOST:PORT`, off by default): `GET /metrics` in the
+ * Prometheus text format, `GET /healthz` (200 while the process serves HTTP at all) and
+ * `GET /readyz` (200 when every readiness probe passes, else 503 with the failing ones). It has
+ * no authentication: bind it to loopback or a private network.
+ *
+ * @example
+ * const admin = yield* Admin.make({ host: "127.0.0.1", port: 9100, ready: Readiness.run(probes), beforeScrape: Effect.void })
+ * admin.port // the bound port (useful with port 0)
+ */
+import { Data, Effect, Metric, Runtime, type Scope } from "effect"
+import * as Http from "node:http"
+import * as Metrics from "../observability/Metrics.ts"
+import * as Prometheus from "../observability/Prometheus.ts"
+import type * as Readiness from "./Readiness.ts"
+
+export class AdminError extends Data.TaggedError("AdminError")<{
+  readonly reason: "Listen"
+  readonly message: string
+}> {}
+
+export interface Options {
+  readonly host: string
+  readonly port: number
+  readonly ready: Effect.Effect<Readiness.Report>
+  /** Runs before each scrape: refreshes gauges that are read rather than counted (spool depth). */
+  readonly beforeScrape: Effect.Effect<void>
+}
+
+export interface Admin {
+  readonly host: string
+  readonly port: number
+}
+
+interface Response {
+  readonly status: number
+  readonly type: string
+  readonly body: string
+}
+
+const textType = "text/plain; charset=utf-8"
+
+const route = (options: Options, method: string, path: string): Effect.Effect<Response> => {
+  if (method !== "GET" && method !== "HEAD") return Effect.succeed({ status: 405, type: textType, body: "method not allowed\n" })
+  switch (path) {
+    case "/metrics":
+      return Effect.zipRight(
+        options.beforeScrape,
+        Effect.map(Metric.snapshot, (snapshot) => ({
+          status: 200,
+          type: Prometheus.contentType,
+          body: Prometheus.format(snapshot, { prefix: Metrics.prefix })
+        }))
+      )
+    case "/healthz":
+      return Effect.succeed({ status: 200, type: textType, body: "ok\n" })
+    case "/readyz":
+      return Effect.map(options.ready, (report) => ({
+        status: report.ready ? 200 : 503,
+        type: textType,
+        body: report.checks.map((c) => `${c.ok ? "ok" : "FAIL"} ${c.name}${c.detail === undefined ? "" : `: ${c.detail}`}\n`).join("") ||
+          "ok\n"
+      }))
+    default:
+      return Effect.succeed({ status: 404, type: textType, body: "not found: try /metrics, /healthz or /readyz\n" })
+  }
+}
+
+/** Listens until the scope closes. */
+export const make = (options: Options): Effect.Effect<Admin, AdminError, Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* Metrics.register
+    const runtime = yield* Effect.runtime<never>()
+    const server = Http.createServer((request, response) => {
+      const path = new URL(request.url ?? "/", "http://admin").pathname
+      Runtime.runPromise(runtime)(route(options, request.method ?? "GET", path)).then(
+        (r) => {
+          response.writeHead(r.status, { "content-type": r.type, "cache-control": "no-store" })
+          response.end(request.method === "HEAD" ? undefined : r.body)
+        },
+        (error: unknown) => {
+          response.writeHead(500, { "content-type": textType })
+          response.end(`internal error: ${error instanceof Error ? error.message : String(error)}\n`)
+        }
+      )
+    })
+    // Probes should not keep sockets open between scrapes for long.
+    server.keepAliveTimeout = 5_000
+    const port = yield* Effect.acquireRelease(
+      Effect.async<number, AdminError>((resume) => {
+        const onError = (error: Error) =>
+          resume(Effect.fail(new AdminError({ reason: "Listen", message: `admin listener ${options.host}:${options.port}: ${error.message}` })))
+        server.once("error", onError)
+        server.listen(options.port, options.host, () => {
+          server.off("error", onError)
+          const address = server.address()
+          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : options.port))
+        })
+      }),
+      () =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          server.closeAllConnections()
+        })
+    )
+    return { host: options.host, port }
+  })

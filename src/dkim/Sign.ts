@@ -1,0 +1,176 @@
+/**
+ * DKIM signing (RFC 6376) with relaxed/relaxed canonicalisation, RSA-SHA256 and Ed25519-SHA256
+ * (RFC 8463). mailauth verifies these signatures; it signs too, but cannot oversign (list a
+ * header name once more than it occurs, so that nobody can add one later, RFC 6376 §8.15), and
+ * needs the message whole: this signer hashes the body as it streams, so memory stays flat.
+ *
+ * The header is relaxed-canonicalised, so the bridge may fold the value it writes differently
+ * from how it was signed: only whitespace at folds differs, which relaxed canonicalisation drops.
+ *
+ * @example
+ * const [value] = yield* Sign.sign({ headers, body: message.stream(message.bodyOffset) }, [{ domain, selector, key }])
+ * addHeader("DKIM-Signature", value)
+ */
+import { Effect, Stream } from "effect"
+import * as Crypto from "node:crypto"
+
+/** Signed by default: what readers see and what threading uses (mailauth's list, minus Resent-*). */
+export const DEFAULT_HEADERS: ReadonlyArray<string> = [
+  "From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc", "MIME-Version", "Content-Type",
+  "Content-Transfer-Encoding", "Content-ID", "Content-Description", "In-Reply-To", "References", "List-Id",
+  "List-Help", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Subscribe", "List-Post", "List-Owner",
+  "List-Archive", "BIMI-Selector"
+]
+
+/** Oversigned by default: the fields whose later addition would change what a reader trusts. */
+export const DEFAULT_OVERSIGN: ReadonlyArray<string> = [
+  "From", "Sender", "Reply-To", "Subject", "Date", "To", "Cc", "MIME-Version", "Content-Type", "Message-ID"
+]
+
+export interface Key {
+  readonly domain: string
+  readonly selector: string
+  readonly key: Crypto.KeyObject
+}
+
+export interface SignOptions {
+  readonly headers?: ReadonlyArray<string>
+  readonly oversign?: ReadonlyArray<string>
+  /** Signature time in seconds since the epoch (t=). */
+  readonly time?: number
+  /** Lifetime in seconds (x = t + expires); none by default. */
+  readonly expires?: number
+}
+
+export interface HeaderLine {
+  readonly name: string
+  /** The field as received, folding and final CRLF included. */
+  readonly raw: string
+}
+
+/** RFC 6376 §3.4.2: lower-case name, unfolded value with runs of WSP as one space, trimmed. */
+export const relaxedHeader = (name: string, value: string): string =>
+  `${name.trim().toLowerCase()}:${value.replace(/\r\n(?=[ \t])/g, "").replace(/[ \t]+/g, " ").trim()}`
+
+const valueOfRaw = (raw: string): string => raw.slice(raw.indexOf(":") + 1).replace(/\r\n$/, "")
+
+/**
+ * A streaming RFC 6376 §3.4.4 relaxed body canonicaliser feeding a SHA-256: WSP runs become one
+ * space, WSP at line ends goes, empty lines at the end go. Bytes are handled as latin1 so that
+ * any octet passes through unchanged.
+ */
+export const bodyHash = <E>(
+  body: Stream.Stream<Uint8Array, E>,
+  options: { readonly startsAtSeparator?: boolean } = {}
+): Effect.Effect<string, E> =>
+  Effect.gen(function*() {
+    const hash = Crypto.createHash("sha256")
+    const decoder = new TextDecoder("latin1")
+    let carry = ""
+    let emptyLines = 0
+    // A stream taken at the header section's end starts with the blank separator line.
+    let skip = options.startsAtSeparator === true
+    const line = (text: string) => {
+      if (skip) {
+        skip = false
+        if (text === "") return
+      }
+      const canon = text.replace(/[ \t]+/g, " ").replace(/ $/, "")
+      if (canon === "") {
+        emptyLines++
+        return
+      }
+      if (emptyLines > 0) hash.update("\r\n".repeat(emptyLines), "latin1")
+      emptyLines = 0
+      hash.update(`${canon}\r\n`, "latin1")
+    }
+    yield* Stream.runForEach(body, (chunk) =>
+      Effect.sync(() => {
+        const parts = (carry + decoder.decode(chunk)).split("\r\n")
+        carry = parts.pop()!
+        for (const p of parts) line(p)
+      }))
+    if (carry !== "") line(carry)
+    return hash.digest("base64")
+  })
+
+/** The `h=` list: each configured name as often as it occurs, once more when oversigned. */
+export const signedNames = (
+  headers: ReadonlyArray<HeaderLine>,
+  list: ReadonlyArray<string>,
+  oversign: ReadonlyArray<string>
+): ReadonlyArray<string> => {
+  const over = new Set(oversign.map((n) => n.toLowerCase()))
+  const seen = new Set<string>()
+  const out: Array<string> = []
+  for (const name of list) {
+    const lower = name.toLowerCase()
+    if (seen.has(lower)) continue
+    seen.add(lower)
+    const count = headers.filter((h) => h.name.toLowerCase() === lower).length
+    for (let i = 0; i < count + (over.has(lower) && count > 0 ? 1 : 0); i++) out.push(name)
+  }
+  return out
+}
+
+/**
+ * The canonical header block hashed for `names` (RFC 6376 §5.4.2): each name takes the next
+ * unused instance from the bottom; a name with none left (an oversigned one) adds nothing.
+ */
+export const headerBlock = (headers: ReadonlyArray<HeaderLine>, names: ReadonlyArray<string>): string => {
+  const used = new Set<number>()
+  let out = ""
+  for (const name of names) {
+    const lower = name.toLowerCase()
+    for (let i = headers.length - 1; i >= 0; i--) {
+      if (used.has(i) || headers[i]!.name.toLowerCase() !== lower) continue
+      used.add(i)
+      out += relaxedHeader(headers[i]!.name, valueOfRaw(headers[i]!.raw)) + "\r\n"
+      break
+    }
+  }
+  return out
+}
+
+/** The DKIM-Signature value for one key, given the body hash: tags, then `b=`. */
+export const signatureValue = (
+  headers: ReadonlyArray<HeaderLine>,
+  bh: string,
+  key: Key,
+  options: SignOptions = {}
+): string => {
+  const ed25519 = key.key.asymmetricKeyType === "ed25519"
+  const names = signedNames(headers, options.headers ?? DEFAULT_HEADERS, options.oversign ?? DEFAULT_OVERSIGN)
+  const time = options.time ?? Math.floor(Date.now() / 1000)
+  const tags = [
+    "v=1",
+    `a=${ed25519 ? "ed25519-sha256" : "rsa-sha256"}`,
+    "c=relaxed/relaxed",
+    `d=${key.domain}`,
+    `s=${key.selector}`,
+    `t=${time}`,
+    ...(options.expires !== undefined ? [`x=${time + options.expires}`] : []),
+    `h=${names.join(":")}`,
+    `bh=${bh}`,
+    "b="
+  ]
+  const unsigned = tags.join("; ")
+  const data = Buffer.from(headerBlock(headers, names) + relaxedHeader("DKIM-Signature", unsigned), "utf8")
+  // RFC 8463 §3: Ed25519 signs the SHA-256 digest of the data, RSA signs the data with SHA-256.
+  const b = ed25519
+    ? Crypto.sign(null, Crypto.createHash("sha256").update(data).digest(), key.key)
+    : Crypto.sign("sha256", data, key.key)
+  return unsigned + b.toString("base64")
+}
+
+/** Signs with every key (dual signing: one DKIM-Signature each), hashing the body once. */
+export const sign = <E>(
+  message: {
+    readonly headers: ReadonlyArray<HeaderLine>
+    /** From the end of the header fields: the blank separator line, then the body. */
+    readonly body: Stream.Stream<Uint8Array, E>
+  },
+  keys: ReadonlyArray<Key>,
+  options: SignOptions = {}
+): Effect.Effect<ReadonlyArray<string>, E> =>
+  Effect.map(bodyHash(message.body, { startsAtSeparator: true }), (bh) => keys.map((key) => signatureValue(message.headers, bh, key, options)))

@@ -1,0 +1,226 @@
+/**
+ * The one place that calls mailauth: its Promise API becomes Effects, its loosely typed results
+ * (`Record<string, any>` in places, `temperr` spelled two ways) become the small typed values
+ * below, and every lookup goes through the `Dns` service, so DNS failures come back as
+ * `temperror` results instead of exceptions.
+ *
+ * @example
+ * const auth = yield* Mailauth.authenticate(message.stream(), { ip, helo, sender, authservId, dns })
+ * auth.dmarc?.result // "pass" | "fail" | ...
+ */
+import { Effect, Schema, Stream } from "effect"
+import * as Mailauth from "mailauth"
+import type { AuthStatus, DNSResolver } from "mailauth"
+import { Readable } from "node:stream"
+import type { Resolver } from "../dns/Dns.ts"
+
+/** RFC 8601 result keywords. */
+export type Result = "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror" | "policy"
+
+export class MailauthError extends Schema.TaggedError<MailauthError>()("MailauthError", {
+  /** `Read`: the message could not be read; `Check`: mailauth itself threw (a bug or an input it refuses). */
+  reason: Schema.Literal("Read", "Check"),
+  message: Schema.String
+}) {}
+
+export interface SpfOutcome {
+  readonly result: Result
+  readonly domain: string
+  /** The domain's `exp=` text for a fail: third-party text, never put into a reply unchecked. */
+  readonly explanation: string | undefined
+  /** The `spf=...` clause of Authentication-Results. */
+  readonly info: string
+}
+
+export interface DkimOutcome {
+  readonly result: Result
+  readonly domain: string | undefined
+  readonly selector: string | undefined
+  readonly algorithm: string | undefined
+  /** Whether the signing domain aligns with the From domain (DMARC). */
+  readonly aligned: boolean
+  readonly info: string
+}
+
+export interface DmarcOutcome {
+  readonly result: Result
+  /** The policy that applies to this message, `none` when no record was found. */
+  readonly policy: "none" | "quarantine" | "reject"
+  readonly domain: string | undefined
+  readonly info: string
+}
+
+export interface ArcOutcome {
+  readonly result: Result
+  /** The highest ARC instance on the message, 0 without a chain. */
+  readonly instance: number
+  readonly info: string
+}
+
+export interface BimiOutcome {
+  readonly result: Result | "skipped" | "declined"
+  readonly location: string | undefined
+  readonly info: string
+}
+
+export interface HeaderField {
+  readonly name: string
+  /** Unfolded value. */
+  readonly value: string
+}
+
+export interface Authentication {
+  readonly spf: SpfOutcome | undefined
+  /** One per DKIM-Signature, in message order; empty for an unsigned message. */
+  readonly dkim: ReadonlyArray<DkimOutcome>
+  readonly dmarc: DmarcOutcome | undefined
+  readonly arc: ArcOutcome | undefined
+  readonly bimi: BimiOutcome | undefined
+  /** The value of the Authentication-Results field mailauth wrote (authserv-id first). */
+  readonly authenticationResults: string
+  /** ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results when sealing was asked, in order, top first. */
+  readonly arcSet: ReadonlyArray<HeaderField>
+  /** Why sealing was asked but gave no set. */
+  readonly sealError: string | undefined
+}
+
+export interface Seal {
+  readonly domain: string
+  readonly selector: string
+  /** PEM (RSA or Ed25519). */
+  readonly privateKey: string
+  readonly headerList?: ReadonlyArray<string>
+}
+
+export interface AuthenticateOptions {
+  /** The client's address: SPF and ARC use it. */
+  readonly ip: string
+  /** The EHLO/HELO name. */
+  readonly helo: string | undefined
+  /** The MAIL FROM address; empty or undefined for the null sender (SPF then checks the HELO name). */
+  readonly sender: string | undefined
+  /** The authserv-id of Authentication-Results: this bridge's hostname. */
+  readonly authservId: string
+  readonly dns: Resolver
+  /** Shortest RSA key accepted (default 1024). */
+  readonly minBitLength?: number
+  readonly bimi?: boolean
+  readonly seal?: Seal
+}
+
+const results: ReadonlySet<string> = new Set(["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"])
+
+/** mailauth spells temperror `temperr` in older results; anything unknown counts as `neutral`. */
+export const resultOf = (status: AuthStatus | undefined): Result => {
+  const raw = status?.result === "temperr" ? "temperror" : status?.result
+  return raw !== undefined && results.has(raw) ? (raw as Result) : "neutral"
+}
+
+const stringOr = (v: unknown): string | undefined => (typeof v === "string" && v.length > 0 ? v : undefined)
+
+// mailauth's resolver type omits MX objects, which it does receive from `node:dns`-shaped resolvers.
+const resolverFor = (dns: Resolver): DNSResolver => (name, rrtype) => dns.mailauth(name, rrtype) as ReturnType<DNSResolver>
+
+/** Splits a block of header fields (CRLF, folded) into unfolded name/value pairs. */
+export const parseFields = (block: string): ReadonlyArray<HeaderField> =>
+  block.split(/\r?\n(?![ \t])/).flatMap((line) => {
+    const colon = line.indexOf(":")
+    if (colon <= 0) return []
+    return [{ name: line.slice(0, colon).trim(), value: line.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, "").trim() }]
+  })
+
+const readable = <E>(stream: Stream.Stream<Uint8Array, E>): Readable => Readable.from(Stream.toAsyncIterable(stream))
+
+const check = <A>(what: string, run: () => Promise<A>) =>
+  Effect.tryPromise({
+    try: run,
+    catch: (e) => new MailauthError({ reason: "Check", message: `${what}: ${e instanceof Error ? e.message : String(e)}` })
+  })
+
+/** SPF alone, for MAIL FROM (RFC 7208 §2.4: with the null sender, the HELO identity is checked). */
+export const spf = (options: Omit<AuthenticateOptions, "seal" | "bimi" | "minBitLength">): Effect.Effect<SpfOutcome, MailauthError> =>
+  Effect.map(
+    check("spf", () =>
+      Mailauth.spf({
+        ip: options.ip,
+        ...(options.helo !== undefined ? { helo: options.helo } : {}),
+        ...(options.sender !== undefined && options.sender !== "" ? { sender: options.sender } : {}),
+        mta: options.authservId,
+        resolver: resolverFor(options.dns)
+      })
+    ),
+    (r) => ({ result: resultOf(r.status), domain: r.domain, explanation: stringOr(r.explanation), info: r.info })
+  )
+
+/** SPF, DKIM, ARC, DMARC (and BIMI when asked) for a whole message; seals an ARC set when `seal` is given. */
+export const authenticate = <E>(
+  message: Stream.Stream<Uint8Array, E>,
+  options: AuthenticateOptions
+): Effect.Effect<Authentication, MailauthError> =>
+  Effect.gen(function*() {
+    const seal = options.seal
+    const r = yield* check("authenticate", () =>
+      Mailauth.authenticate(readable(message), {
+        ip: options.ip,
+        ...(options.helo !== undefined ? { helo: options.helo } : {}),
+        ...(options.sender !== undefined && options.sender !== "" ? { sender: options.sender } : {}),
+        mta: options.authservId,
+        resolver: resolverFor(options.dns),
+        minBitLength: options.minBitLength ?? 1024,
+        disableBimi: options.bimi !== true,
+        trustReceived: false,
+        ...(seal !== undefined
+          ? {
+            seal: {
+              signingDomain: seal.domain,
+              selector: seal.selector,
+              privateKey: seal.privateKey,
+              ...(seal.headerList !== undefined ? { headerList: [...seal.headerList] } : {})
+            }
+          }
+          : {})
+      }))
+    const fields = parseFields(r.headers)
+    const dmarc = r.dmarc
+    const arcSet = fields.filter((f) => /^arc-/i.test(f.name))
+    return {
+      spf: r.spf === false ? undefined : {
+        result: resultOf(r.spf.status),
+        domain: r.spf.domain,
+        explanation: stringOr(r.spf.explanation),
+        info: r.spf.info
+      },
+      dkim: r.dkim.results.map((d) => ({
+        result: resultOf(d.status),
+        domain: stringOr(d.signingDomain),
+        selector: stringOr(d.selector),
+        algorithm: stringOr(d.algo),
+        aligned: typeof d.status.aligned === "string",
+        info: d.info
+      })),
+      dmarc: dmarc === false ? undefined : {
+        result: resultOf(dmarc.status),
+        policy: dmarc.policy === "reject" || dmarc.policy === "quarantine" ? dmarc.policy : "none",
+        domain: stringOr(dmarc.domain),
+        info: dmarc.info
+      },
+      arc: r.arc === false ? undefined : {
+        result: resultOf(r.arc.status),
+        instance: typeof r.arc.i === "number" ? r.arc.i : 0,
+        info: r.arc.info ?? ""
+      },
+      bimi: r.bimi === false ? undefined : {
+        result: r.bimi.status.result === "skipped" || r.bimi.status.result === "declined"
+          ? r.bimi.status.result
+          : resultOf(r.bimi.status),
+        location: stringOr(r.bimi.location),
+        info: r.bimi.info
+      },
+      authenticationResults: fields.find((f) => f.name.toLowerCase() === "authentication-results")?.value ??
+        `${options.authservId}; none`,
+      arcSet,
+      sealError: seal !== undefined && arcSet.length === 0
+        ? (r.arc !== false ? r.arc.sealErrors?.map((e) => e.err.message).join("; ") : undefined) ?? "no ARC set was created"
+        : undefined
+    }
+  })

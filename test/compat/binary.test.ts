@@ -1,0 +1,92 @@
+/**
+ * Single executables: `bun build --compile` (the `build:bun` script) makes one file that serves
+ * and delivers without the sources or node_modules beside it. `deno compile` (`build:deno`) needs
+ * Deno's `denort` base binary, which it downloads unless `DENORT_BIN` names a local copy; where it
+ * can have neither, that test is skipped with the reason.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { run } from "../support/exec.ts"
+import { bunBinary, denoBinary, projectRoot } from "../support/runtimes.ts"
+import { connect } from "../support/SmtpClient.ts"
+
+/** Starts the binary from an empty directory, sends one message, stops it with SIGTERM. */
+const deliverThrough = async (binary: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-binary-run-"))
+  const maildir = path.join(dir, "mail")
+  const child = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--hostname", "binary.test", "--maildir", maildir, "--trust", "127.0.0.1/32"], {
+    cwd: dir,
+    env: { ...process.env, NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.setEncoding("utf8").on("data", (t: string) => (output += t))
+  child.stderr.setEncoding("utf8").on("data", (t: string) => (output += t))
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)))
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const match = /listening on 127\.0\.0\.1:(\d+)/.exec(output)
+        if (match !== null) {
+          clearInterval(timer)
+          resolve(Number(match[1]))
+        }
+      }, 50)
+      setTimeout(() => {
+        clearInterval(timer)
+        reject(new Error(`the binary did not start:\n${output}`))
+      }, 30_000)
+    })
+    const c = await connect(port)
+    expect(await c.read()).toMatch(/^220 binary\.test /)
+    await c.command("EHLO client.test")
+    expect(await c.command("MAIL FROM:<alice@example.com>")).toBe("250 2.1.0 Ok")
+    expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
+    expect(await c.command("DATA")).toMatch(/^354 /)
+    expect(await c.command("Subject: single binary\r\n\r\nDelivered by one file.\r\n.")).toMatch(/^250 2\.0\.0 Ok: queued as \w+$/)
+    await c.command("QUIT")
+    const files = fs.readdirSync(path.join(maildir, "new"))
+    expect(files).toHaveLength(1)
+    expect(fs.readFileSync(path.join(maildir, "new", files[0]!), "utf8")).toContain("Delivered by one file.")
+    child.kill("SIGTERM")
+    expect(await exited).toBe(0)
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL")
+  }
+}
+
+describe("single executables", () => {
+  it("bun build --compile makes a binary that delivers a message into the Maildir", async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sb-binary-")), "smtp-bridge")
+    const build = await run(await bunBinary(), ["build", "--compile", path.join(projectRoot, "src", "cli.ts"), "--outfile", out], {
+      cwd: projectRoot,
+      timeoutMs: 120_000
+    })
+    expect(build.code, build.stdout + build.stderr).toBe(0)
+    try {
+      await deliverThrough(out)
+    } finally {
+      fs.rmSync(path.dirname(out), { recursive: true, force: true })
+    }
+  }, 180_000)
+
+  it("deno compile makes a binary that delivers a message into the Maildir", async (ctx) => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sb-binary-deno-")), "smtp-bridge")
+    try {
+      const build = await run(await denoBinary(), [
+        "compile", "-A", "--config", path.join(projectRoot, "deno.json"), "--output", out, path.join(projectRoot, "src", "cli.ts")
+      ], { cwd: projectRoot, timeoutMs: 170_000, env: { NO_COLOR: "1" } })
+      if (build.code !== 0 && /denort|dl\.deno\.land/.test(build.stderr) && process.env.DENORT_BIN === undefined) {
+        const why = build.stderr.split("\n").find((l) => /dl\.deno\.land|denort/.test(l))?.trim()
+        ctx.skip(`deno compile cannot fetch its denort base binary here (set DENORT_BIN): ${why}`)
+      }
+      expect(build.code, build.stdout + build.stderr).toBe(0)
+      await deliverThrough(out)
+    } finally {
+      fs.rmSync(path.dirname(out), { recursive: true, force: true })
+    }
+  }, 240_000)
+})

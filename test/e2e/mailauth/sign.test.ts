@@ -1,0 +1,110 @@
+// dkim-sign and arc-seal on a real bridge: what it delivers verifies with dkimpy (an independent
+// implementation, RSA and Ed25519) and with mailauth over a real DNS server (dnsmasq).
+//
+//   C: MAIL FROM:<alice@example.test>   (From: alice@example.test)
+//   S: 250 2.0.0 Ok: queued as ...       -> DKIM-Signature: v=1; a=ed25519-sha256; ... d=example.test; s=ed1
+//   C: MAIL FROM:<eve@elsewhere.test>   (From: eve@elsewhere.test)
+//   S: 550 5.7.1 No DKIM key for elsewhere.test: this server does not send mail from that domain
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { arcSeal } from "../../../plugins/arc-seal/index.ts"
+import { dkimSign } from "../../../plugins/dkim-sign/index.ts"
+import * as Keys from "../../../src/dkim/Keys.ts"
+import * as Resolver from "../../../src/dns/Resolver.ts"
+import * as Mailauth from "../../../src/mailauth/Mailauth.ts"
+import { Stream } from "effect"
+import { startBridge, stripTrace, type TestBridge } from "../../support/bridge.ts"
+import { type Dnsmasq, startDnsmasq, txt, withDns } from "../../support/dnsmasq.ts"
+import { connect } from "../../support/SmtpClient.ts"
+import * as Dkimpy from "./dkimpy.ts"
+
+const rsa = Keys.keygen({ algorithm: "rsa", domain: "example.test", selector: "rsa1" })
+const ed = Keys.keygen({ algorithm: "ed25519", domain: "example.test", selector: "ed1" })
+const arc = Keys.keygen({ algorithm: "rsa", domain: "forwarder.test", selector: "arc1" })
+const records: Record<string, string> = {
+  [rsa.dnsRecordName]: rsa.txtValue,
+  [ed.dnsRecordName]: ed.txtValue,
+  [arc.dnsRecordName]: arc.txtValue
+}
+
+describe("dkim-sign and arc-seal, verified by dkimpy and mailauth", () => {
+  let dns: Dnsmasq
+  let bridge: TestBridge
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-dkim-"))
+  beforeAll(async () => {
+    fs.writeFileSync(path.join(dir, "rsa.pem"), rsa.privateKeyPem, { mode: 0o600 })
+    dns = await startDnsmasq({
+      zones: ["example.test", "forwarder.test"],
+      lines: [txt("example.test", "v=spf1 ip4:127.0.0.1 -all"), txt("_dmarc.example.test", "v=DMARC1; p=reject"),
+        ...Object.entries(records).map(([k, v]) => txt(k, v))]
+    })
+    const layer = Resolver.layer({ servers: [dns.server], timeoutMs: 500, attempts: 1 })
+    bridge = await startBridge({
+      trust: ["127.0.0.0/8"],
+      plugins: [
+        dkimSign({
+          keys: [
+            { domain: "example.test", selector: "rsa1", keyFile: path.join(dir, "rsa.pem") },
+            { domain: "example.test", selector: "ed1", privateKey: ed.privateKeyPem }
+          ],
+          unsigned: "reject"
+        }),
+        withDns(arcSeal({ domain: "forwarder.test", selector: "arc1", privateKey: arc.privateKeyPem }), layer)
+      ]
+    })
+  })
+  afterAll(async () => {
+    await bridge?.stop()
+    await dns?.stop()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  const send = async (from: string, data: string) => {
+    const c = await connect(bridge.port)
+    await c.read()
+    await c.command("EHLO client.example.test")
+    await c.command(`MAIL FROM:<${from}>`)
+    await c.command("RCPT TO:<bob@example.net>")
+    expect(await c.command("DATA")).toMatch(/^354 /)
+    c.send(data + ".\r\n")
+    const reply = await c.read(20_000)
+    c.close()
+    return reply
+  }
+
+  const MESSAGE = "From: Alice <alice@example.test>\r\nTo: bob@example.net\r\nSubject: a subject long enough that the\r\n" +
+    " bridge folds it  differently\r\nDate: Tue, 01 Jul 2025 12:00:00 +0000\r\nMessage-ID: <1@example.test>\r\n\r\n" +
+    "Hello  Bob, \r\n\r\n-- \r\nAlice\r\n\r\n"
+
+  it("delivers two signatures (RSA and Ed25519) that dkimpy and mailauth both verify, and an ARC set both accept", async () => {
+    expect(await send("alice@example.test", MESSAGE)).toMatch(/^250 2\.0\.0 /)
+    const file = stripTrace(bridge.delivered().at(-1)!)
+    expect(file).toMatch(/^ARC-Seal: /)
+    const signatures = [...file.matchAll(/^DKIM-Signature: (.*(?:\r\n[ \t].*)*)/gm)].map((m) => m[1]!)
+    expect(signatures.map((s) => /a=([\w-]+)/.exec(s)?.[1])).toEqual(["rsa-sha256", "ed25519-sha256"])
+    expect(await Dkimpy.verify(Buffer.from(file), records)).toEqual([true, true])
+    expect((await Dkimpy.arcVerify(Buffer.from(file), records)).cv).toBe("pass")
+    const auth = await Effect.runPromise(
+      Effect.flatMap(Resolver.make({ servers: [dns.server], timeoutMs: 500, attempts: 1 }), (resolver) =>
+        Mailauth.authenticate(Stream.succeed(new Uint8Array(Buffer.from(file))), {
+          ip: "127.0.0.1",
+          helo: "client.example.test",
+          sender: "alice@example.test",
+          authservId: "mx.test",
+          dns: resolver
+        }))
+    )
+    expect(auth.dkim.map((d) => [d.selector, d.result])).toEqual([["rsa1", "pass"], ["ed1", "pass"]])
+    expect(auth.dmarc?.result).toBe("pass")
+    expect(auth.arc).toMatchObject({ result: "pass", instance: 1 })
+  })
+
+  it("refuses mail from a domain without a key with 550 5.7.1", async () => {
+    expect(await send("eve@elsewhere.test", "From: eve@elsewhere.test\r\nSubject: x\r\n\r\nx\r\n")).toBe(
+      "550 5.7.1 No DKIM key for elsewhere.test: this server does not send mail from that domain"
+    )
+  })
+})

@@ -1,0 +1,89 @@
+// mailauth-verify against a real bridge and a real DNS server (dnsmasq) publishing SPF, DKIM and
+// DMARC records; messages signed by dkimpy, an independent implementation, with RSA and Ed25519.
+//
+//   C: MAIL FROM:<mallory@strict.test>
+//   C: RCPT TO:<bob@example.net>
+//   C: DATA ... From: mallory@strict.test ...
+//   S: 550 5.7.1 DMARC policy of strict.test (p=reject) rejects this message
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import * as Keys from "../../../src/dkim/Keys.ts"
+import * as Resolver from "../../../src/dns/Resolver.ts"
+import { mailauthVerify } from "../../../plugins/mailauth-verify/index.ts"
+import { startBridge, type TestBridge } from "../../support/bridge.ts"
+import { type Dnsmasq, startDnsmasq, txt, withDns } from "../../support/dnsmasq.ts"
+import { connect } from "../../support/SmtpClient.ts"
+import * as Dkimpy from "./dkimpy.ts"
+
+const rsa = Keys.keygen({ algorithm: "rsa", domain: "example.test", selector: "rsa1" })
+const ed = Keys.keygen({ algorithm: "ed25519", domain: "example.test", selector: "ed1" })
+
+const message = (from: string, extra = "") =>
+  `${extra}From: ${from}\r\nTo: bob@example.net\r\nSubject: hello\r\nDate: Tue, 01 Jul 2025 12:00:00 +0000\r\n\r\nHi Bob.\r\n`
+
+describe("mailauth-verify with dnsmasq and dkimpy-signed mail", () => {
+  let dns: Dnsmasq
+  let bridge: TestBridge
+  beforeAll(async () => {
+    dns = await startDnsmasq({
+      zones: ["example.test", "strict.test"],
+      lines: [
+        txt("example.test", "v=spf1 ip4:127.0.0.1 -all"),
+        txt("_dmarc.example.test", "v=DMARC1; p=reject"),
+        txt(rsa.dnsRecordName, rsa.txtValue),
+        txt(ed.dnsRecordName, ed.txtValue),
+        txt("strict.test", "v=spf1 ip4:192.0.2.1 -all"),
+        txt("_dmarc.strict.test", "v=DMARC1; p=reject")
+      ]
+    })
+    const layer = Resolver.layer({ servers: [dns.server], timeoutMs: 500, attempts: 1 })
+    bridge = await startBridge({
+      trust: ["127.0.0.0/8"],
+      plugins: [withDns(mailauthVerify({ skipTrusted: false, policy: { dmarcReject: "reject", temperror: "defer" } }), layer)]
+    })
+  })
+  afterAll(async () => {
+    await bridge?.stop()
+    await dns?.stop()
+  })
+
+  const send = async (from: string, data: string) => {
+    const c = await connect(bridge.port)
+    await c.read()
+    await c.command("EHLO client.example.test")
+    expect(await c.command(`MAIL FROM:<${from}>`)).toBe("250 2.1.0 Ok")
+    expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
+    expect(await c.command("DATA")).toMatch(/^354 /)
+    c.send(data.replace(/^\./gm, "..") + ".\r\n")
+    const reply = await c.read(20_000)
+    c.close()
+    return reply
+  }
+
+  it("passes SPF, both dkimpy signatures (RSA and Ed25519) and DMARC, and drops a forged Authentication-Results", async () => {
+    const body = message("Alice <alice@example.test>", "Authentication-Results: bridge.test; dkim=pass header.d=evil.test\r\n" +
+      "Authentication-Results: other.example; spf=fail\r\n")
+    const rsaSig = await Dkimpy.sign(body, { domain: "example.test", selector: "rsa1", privateKeyPem: rsa.privateKeyPem, algorithm: "rsa-sha256" })
+    const edSig = await Dkimpy.sign(body, { domain: "example.test", selector: "ed1", privateKeyPem: ed.privateKeyPem, algorithm: "ed25519-sha256" })
+    expect(await send("alice@example.test", edSig + rsaSig + body)).toMatch(/^250 2\.0\.0 /)
+    const delivered = bridge.delivered().at(-1)!.toString("utf8")
+    const ours = delivered.match(/^Authentication-Results: bridge\.test;[^]*?\r\n(?! |\t)/m)?.[0] ?? ""
+    expect(ours).toMatch(/spf=pass/)
+    expect(ours).toMatch(/dkim=pass[^;]*header\.s=ed1/)
+    expect(ours).toMatch(/dkim=pass[^;]*header\.s=rsa1/)
+    expect(ours).toMatch(/dmarc=pass/)
+    expect(delivered).not.toContain("header.d=evil.test")
+    expect(delivered).toContain("Authentication-Results: other.example; spf=fail")
+  })
+
+  it("rejects a DMARC failure of a p=reject domain with 550 5.7.1", async () => {
+    expect(await send("mallory@strict.test", message("mallory@strict.test"))).toBe(
+      "550 5.7.1 DMARC policy of strict.test (p=reject) rejects this message"
+    )
+  })
+
+  it("defers when DNS cannot answer (temperror) with 451 4.7.0", async () => {
+    expect(await send("someone@unserved.invalid", message("someone@unserved.invalid"))).toBe(
+      "451 4.7.0 Temporary DNS failure while authenticating this message, try again later"
+    )
+  })
+})

@@ -1,0 +1,132 @@
+// The Redis store against a real redis-server: the same GCRA answers as the memory store, keys
+// that expire, one script per decision, an outage that fails fast and is logged once, and the
+// recovery by itself when Redis returns.
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Exit, Logger, LogLevel, Scope } from "effect"
+import * as RedisStore from "../../../src/ratelimit/RedisStore.ts"
+import type { Request, Store } from "../../../src/ratelimit/Store.ts"
+import { startRedis, type TestRedis } from "../../support/redis.ts"
+
+const perMinute = (key: string, count: number, cost = 1): Request => ({ key, rate: { count, periodMs: 60_000 }, cost })
+
+describe("Redis store", () => {
+  let redis: TestRedis
+  let scope: Scope.CloseableScope
+  let store: Store
+  const logs: Array<string> = []
+  const logger = Logger.make(({ message }) => void logs.push(Array.isArray(message) ? message.join(" ") : String(message)))
+  const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.either(effect))
+
+  beforeAll(async () => {
+    redis = await startRedis()
+    scope = await Effect.runPromise(Scope.make())
+    store = await Effect.runPromise(
+      RedisStore.make({ url: redis.url, prefix: "t:", maxBackoff: "200 millis" }).pipe(
+        Scope.extend(scope),
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+        Effect.orDie
+      )
+    )
+  })
+  afterAll(async () => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await redis.stop()
+  })
+
+  const update = async (mode: "peek" | "consume" | "acquire" | "reset", requests: ReadonlyArray<Request>) => {
+    const result = await run(store.update(mode, requests))
+    if (result._tag === "Left") throw new Error(`store failed: ${result.left.message}`)
+    return result.right
+  }
+
+  it("answers like the memory store: a burst of COUNT, then a refusal with the time to the next slot", async () => {
+    for (let i = 0; i < 3; i++) expect((await update("consume", [perMinute("burst", 3)]))[0]!.allowed).toBe(true)
+    const [refused] = await update("peek", [perMinute("burst", 3)])
+    expect(refused!.allowed).toBe(false)
+    expect(refused!.used).toBe(3)
+    // Redis's clock moved on a few milliseconds since the consumes.
+    expect(refused!.retryAfterMs).toBeGreaterThan(19_000)
+    expect(refused!.retryAfterMs).toBeLessThanOrEqual(20_000)
+  })
+
+  it("stores each key with an expiry that ends when it holds nothing", async () => {
+    await update("consume", [perMinute("expiring", 2)])
+    const pttl = Number((await redis.command("PTTL t:expiring")).slice(1))
+    expect(pttl).toBeGreaterThan(29_000)
+    expect(pttl).toBeLessThanOrEqual(30_000)
+  })
+
+  it("decides several keys in one atomic step: acquire takes from all or from none", async () => {
+    await update("consume", [perMinute("full", 1)])
+    const results = await update("acquire", [perMinute("free", 5), perMinute("full", 1)])
+    expect(results.map((r) => r.allowed)).toEqual([false, false])
+    expect((await redis.command("EXISTS t:free")).trim()).toBe(":0")
+    expect((await update("acquire", [perMinute("free", 5)]))[0]).toMatchObject({ allowed: true, remaining: 4 })
+    await update("reset", [perMinute("free", 5)])
+    expect((await redis.command("EXISTS t:free")).trim()).toBe(":0")
+  })
+
+  it("is atomic under concurrency: 50 simultaneous acquires of a 10/minute key let exactly 10 through", async () => {
+    const results = await Promise.all(Array.from({ length: 50 }, () => update("acquire", [perMinute("race", 10)])))
+    expect(results.filter((r) => r[0]!.allowed)).toHaveLength(10)
+  })
+
+  it("keeps working after SCRIPT FLUSH (NOSCRIPT falls back to EVAL)", async () => {
+    expect((await redis.command("SCRIPT FLUSH")).trim()).toBe("+OK")
+    expect((await update("peek", [perMinute("flushed", 1)]))[0]!.allowed).toBe(true)
+  })
+
+  it("fails fast while Redis is down, logs the outage once, and recovers by itself", async () => {
+    logs.length = 0
+    await redis.stop()
+    // Until the client notices the close, a command may still fail with Timeout or Unavailable.
+    const started = Date.now()
+    for (let i = 0; i < 10; i++) {
+      const result = await run(store.update("peek", [perMinute("down", 1)]))
+      expect(result._tag).toBe("Left")
+    }
+    expect(Date.now() - started).toBeLessThan(3_000)
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    expect(logs.filter((l) => l.includes("is unreachable"))).toHaveLength(1)
+
+    await redis.start()
+    const deadline = Date.now() + 5_000
+    let recovered = false
+    while (!recovered && Date.now() < deadline) {
+      recovered = (await run(store.update("peek", [perMinute("down", 1)])))._tag === "Right"
+      if (!recovered) await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    expect(recovered).toBe(true)
+    expect(logs.filter((l) => l.includes("is reachable again"))).toHaveLength(1)
+    expect(logs.filter((l) => l.includes("is unreachable"))).toHaveLength(1)
+  })
+})
+
+describe("Redis store connection settings", () => {
+  let redis: TestRedis
+  beforeAll(async () => {
+    redis = await startRedis({ args: ["--requirepass", "s3cret"] })
+  })
+  afterAll(() => redis.stop())
+
+  const withStore = <A>(url: string, use: (store: Store) => Effect.Effect<A, unknown>) =>
+    Effect.runPromise(Effect.scoped(Effect.flatMap(
+      Effect.orDie(RedisStore.make({ url, connectTimeout: "1 second" })),
+      use
+    )).pipe(Logger.withMinimumLogLevel(LogLevel.None), Effect.either))
+
+  it("authenticates with the URL's password and uses the URL's database", async () => {
+    const url = `redis://:s3cret@127.0.0.1:${redis.port}`
+    expect((await withStore(`${url}/3`, (store) => store.update("consume", [perMinute("db", 5)])))._tag).toBe("Right")
+    const used = (db: number) =>
+      withStore(`${url}/${db}`, (store) => Effect.map(store.update("peek", [perMinute("db", 5)]), (r) => r[0]!.used))
+    expect(await used(3)).toEqual(Either.right(1))
+    expect(await used(0)).toEqual(Either.right(0))
+  })
+
+  it("reports a wrong password as unavailable, never echoing it", async () => {
+    const result = await withStore(`redis://:wrong@127.0.0.1:${redis.port}`, (store) => store.update("peek", [perMinute("x", 1)]))
+    expect(result._tag).toBe("Left")
+    expect(JSON.stringify(result)).not.toContain("wrong")
+  })
+})

@@ -1,0 +1,229 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, TestClock } from "effect"
+import { hooksFor, rateLimit, validate } from "../../../plugins/rate-limit/index.ts"
+import { plan, type RateLimitOptions } from "../../../plugins/rate-limit/Options.ts"
+import { RateLimit, Verdict } from "../../../src/index.ts"
+import type { RecipientResult, SessionInfo, TransactionInfo } from "../../../src/index.ts"
+import { recipient, session, transaction } from "./context.ts"
+
+const make = (options: RateLimitOptions, store?: RateLimit.Store) =>
+  Effect.map(store === undefined ? RateLimit.makeMemory() : Effect.succeed(store), (s) => hooksFor(plan(options), s))
+
+const ok = (address: string): RecipientResult => ({ recipient: recipient(address), transport: "default", reply: { code: 250, enhanced: "2.0.0", lines: ["Ok"] } })
+const failed = (address: string): RecipientResult => ({ recipient: recipient(address), transport: "default", reply: { code: 451, enhanced: "4.4.1", lines: ["later"] } })
+
+type Hooks = Effect.Effect.Success<ReturnType<typeof make>>
+
+/** MAIL, then delivery of one message with these results, as the bridge runs the hooks. */
+const send = (hooks: Hooks, s: SessionInfo, results: ReadonlyArray<RecipientResult> = [ok("bob@example.net")], from = "alice@example.org") =>
+  Effect.gen(function*() {
+    const t: TransactionInfo = transaction({ mailFrom: { local: "x", domain: from.split("@")[1]!, address: from } })
+    const verdict = yield* hooks.mailFrom({ session: s, from: t.mailFrom, params: t.mailParams })
+    if (verdict._tag === "Continue") yield* hooks.delivered({ session: s, transaction: t, results })
+    return verdict
+  })
+
+const storeDown: RateLimit.Store = {
+  description: "broken",
+  update: () => Effect.fail(new RateLimit.RateLimitStoreError({ reason: "Unavailable", message: "down" }))
+}
+
+describe("rate-limit options", () => {
+  it("throws at creation naming a bad rate, scope, network or choice", () => {
+    expect(() => rateLimit({ perUser: "100/week" })).toThrow(/^rate-limit: perUser: invalid rate "100\/week"/)
+    expect(() => rateLimit({ limits: ["users=1/hour"] })).toThrow(/rate-limit: unknown rate limit scope "users"/)
+    expect(() => rateLimit({ exempt: ["10.0.0.0/33"] })).toThrow(/rate-limit: exempt: invalid CIDR/)
+    expect(() => rateLimit({ ipv4Prefix: 40 })).toThrow(/ipv4Prefix must be a whole number from 0 to 32/)
+    expect(() => rateLimit({ onStoreError: "maybe" as "allow" })).toThrow(/onStoreError must be "allow" or "deny"/)
+    expect(() => rateLimit({ redis: "http://:pw@localhost" })).toThrow(/^rate-limit: redis: invalid Redis URL scheme "http:"/)
+  })
+
+  it("validate returns the reason instead of throwing, for check-config", () => {
+    expect(validate({ limits: ["user=100/week"] })).toMatch(/^rate-limit: invalid rate "100\/week"/)
+    expect(validate({ limits: ["user=100/hour", "recipients=1000/day"], redis: "redis://127.0.0.1:6379/1" })).toBeUndefined()
+  })
+})
+
+describe("rate-limit hooks", () => {
+  it.effect("defers MAIL with 451 4.7.1 and a retry hint once the user's messages are used up", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perUser: "2/hour" })
+      const alice = session({ user: "alice" })
+      expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
+      expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
+      expect(yield* send(hooks, alice)).toEqual(
+        Verdict.defer("Message rate limit exceeded for alice, try again in 30 minutes", { code: 451, enhanced: "4.7.1" })
+      )
+      // Other users are not affected.
+      expect(yield* send(hooks, session({ user: "bob" }))).toEqual(Verdict.Continue)
+      yield* TestClock.adjust("30 minutes")
+      expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("counts only delivered messages: a failed delivery burns nothing", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perUser: "1/hour" })
+      const alice = session({ user: "alice" })
+      for (let i = 0; i < 3; i++) expect(yield* send(hooks, alice, [failed("bob@example.net")])).toEqual(Verdict.Continue)
+      expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
+      expect((yield* send(hooks, alice))._tag).toBe("Defer")
+    }))
+
+  it.effect("applies per-user overrides, including unlimited", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perUser: "1/hour", users: { bulk: { perUser: "unlimited" }, vip: { perUser: "3/hour" } } })
+      for (let i = 0; i < 5; i++) expect(yield* send(hooks, session({ user: "bulk" }))).toEqual(Verdict.Continue)
+      for (let i = 0; i < 3; i++) expect(yield* send(hooks, session({ user: "vip" }))).toEqual(Verdict.Continue)
+      expect((yield* send(hooks, session({ user: "vip" })))._tag).toBe("Defer")
+    }))
+
+  it.effect("limits the envelope sender domain, case-insensitively", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perSenderDomain: "1/minute" })
+      const s = session()
+      expect(yield* send(hooks, s, undefined, "a@Example.org")).toEqual(Verdict.Continue)
+      expect(yield* send(hooks, s, undefined, "b@example.ORG")).toEqual(
+        Verdict.defer("Message rate limit exceeded for sender domain example.org, try again in 60 seconds", { code: 451, enhanced: "4.7.1" })
+      )
+      expect(yield* send(hooks, s, undefined, "c@example.net")).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("disconnects with 421 4.7.0 at connect when the client's /24 has used its messages", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perIp: "1/hour", ipv4Prefix: 24 })
+      expect(yield* send(hooks, session({ remoteAddress: "198.51.100.7" }))).toEqual(Verdict.Continue)
+      expect(yield* hooks.connect({ session: session({ remoteAddress: "198.51.100.200" }) })).toEqual(
+        Verdict.disconnect("Too many messages for 198.51.100.0/24, try again in 60 minutes")
+      )
+      expect(yield* hooks.connect({ session: session({ remoteAddress: "198.51.101.1" }) })).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("aggregates IPv6 clients per /64 by default", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perIp: "1/hour" })
+      yield* send(hooks, session({ remoteAddress: "2001:db8:1:2::10" }))
+      expect((yield* hooks.connect({ session: session({ remoteAddress: "2001:db8:1:2::99" }) }))._tag).toBe("Disconnect")
+      expect((yield* hooks.connect({ session: session({ remoteAddress: "2001:db8:1:3::10" }) }))._tag).toBe("Continue")
+    }))
+
+  it.effect("defers the RCPT that would exceed the recipient limit with 450 4.7.1, counting the transaction's recipients", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ recipients: "3/day" })
+      const s = session({ user: "alice" })
+      const rcpt = (already: number) =>
+        hooks.rcptTo({
+          session: s,
+          transaction: transaction({ recipients: Array.from({ length: already }, (_, i) => recipient(`r${i}@example.net`)) }),
+          recipient: recipient("next@example.net")
+        })
+      expect(yield* rcpt(2)).toEqual(Verdict.Continue)
+      expect(yield* rcpt(3)).toEqual(Verdict.defer("Recipient rate limit exceeded, try again in 8 hours", { code: 450, enhanced: "4.7.1" }))
+      // Two of three delivered: one recipient slot is left.
+      yield* send(hooks, s, [ok("a@example.net"), ok("b@example.net"), failed("c@example.net")])
+      expect(yield* rcpt(0)).toEqual(Verdict.Continue)
+      expect((yield* rcpt(1))._tag).toBe("Defer")
+    }))
+
+  it.effect("refuses the connection past the connection rate with 421 4.7.0, counting only accepted ones", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ connections: "2/minute" })
+      const s = session()
+      expect(yield* hooks.connect({ session: s })).toEqual(Verdict.Continue)
+      expect(yield* hooks.connect({ session: s })).toEqual(Verdict.Continue)
+      for (let i = 0; i < 3; i++) {
+        expect(yield* hooks.connect({ session: s })).toEqual(Verdict.disconnect("Too many connections from 203.0.113.5, try again in 30 seconds"))
+      }
+      yield* TestClock.adjust("30 seconds")
+      expect(yield* hooks.connect({ session: s })).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("exempt networks are never limited", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perIp: "1/hour", exempt: ["203.0.113.0/24"] })
+      for (let i = 0; i < 3; i++) expect(yield* send(hooks, session())).toEqual(Verdict.Continue)
+    }))
+})
+
+describe("rate-limit AUTH brute-force control", () => {
+  const options: RateLimitOptions = { authFailures: { perIp: "3/hour", perUser: "5/hour", delay: "1 second", maxDelay: "4 seconds" } }
+  const attempt = (hooks: Hooks, s: SessionInfo, username: string, success = false) =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(hooks.auth({ session: s, mechanism: "PLAIN", username, password: "x", authzid: undefined }))
+      yield* TestClock.adjust("10 seconds")
+      const verdict = yield* Fiber.join(fiber)
+      if (verdict._tag === "Continue") yield* hooks.authResult({ session: s, mechanism: "PLAIN", username, success })
+      return verdict
+    })
+
+  it.effect("delays AUTH after a failure, doubling up to maxDelay", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ authFailures: { perIp: "10/hour", delay: "1 second", maxDelay: "3 seconds" } })
+      const s = session()
+      const delayOf = Effect.gen(function*() {
+        const fiber = yield* Effect.fork(hooks.auth({ session: s, mechanism: "PLAIN", username: "alice", password: "x", authzid: undefined }))
+        let waited = 0
+        const settled = Effect.zipRight(Effect.repeatN(Effect.yieldNow(), 5), Fiber.poll(fiber))
+        while ((yield* settled)._tag === "None") {
+          yield* TestClock.adjust("500 millis")
+          waited += 500
+        }
+        yield* hooks.authResult({ session: s, mechanism: "PLAIN", username: "alice", success: false })
+        return waited
+      })
+      expect([yield* delayOf, yield* delayOf, yield* delayOf, yield* delayOf]).toEqual([0, 1000, 2000, 3000])
+    }))
+
+  it.effect("disconnects the client's network with 421 4.7.0 once its failures reach the limit, at AUTH and at connect", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make(options)
+      const s = session()
+      for (const user of ["a", "b", "c"]) expect(yield* attempt(hooks, s, user)).toEqual(Verdict.Continue)
+      expect(yield* attempt(hooks, s, "d")).toEqual(Verdict.disconnect("Too many authentication failures from 203.0.113.5, try again in 20 minutes"))
+      expect(yield* hooks.connect({ session: session() })).toEqual(
+        Verdict.disconnect("Too many authentication failures from 203.0.113.5, try again in 20 minutes")
+      )
+      expect(yield* hooks.connect({ session: session({ remoteAddress: "192.0.2.9" }) })).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("counts failures per user name across networks, and a success elsewhere does not reset them", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make(options)
+      const from = (i: number) => session({ remoteAddress: `192.0.2.${i}` })
+      for (let i = 1; i <= 4; i++) yield* attempt(hooks, from(i), i % 2 === 0 ? "Alice" : "alice")
+      expect(yield* attempt(hooks, from(50), "alice", true)).toEqual(Verdict.Continue)
+      yield* attempt(hooks, from(5), "alice")
+      expect(yield* attempt(hooks, from(6), "alice")).toEqual(
+        Verdict.disconnect("Too many authentication failures for this user, try again in 12 minutes")
+      )
+    }))
+
+  it.effect("can be turned off", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ authFailures: false })
+      for (let i = 0; i < 30; i++) expect(yield* attempt(hooks, session(), "alice")).toEqual(Verdict.Continue)
+    }))
+})
+
+describe("rate-limit when the store fails", () => {
+  const ctx = { session: session({ user: "alice" }), from: null, params: { raw: {} } }
+  it.effect("allows everything by default (fail open)", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perUser: "1/hour", recipients: "1/hour" }, storeDown)
+      expect(yield* hooks.connect({ session: ctx.session })).toEqual(Verdict.Continue)
+      expect(yield* hooks.mailFrom(ctx)).toEqual(Verdict.Continue)
+      expect(yield* hooks.rcptTo({ session: ctx.session, transaction: transaction(), recipient: recipient("b@example.net") })).toEqual(Verdict.Continue)
+      expect(yield* hooks.auth({ session: ctx.session, mechanism: "PLAIN", username: "a", password: "p", authzid: undefined })).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("with onStoreError deny, defers MAIL and RCPT with 451 4.3.0 and AUTH with 454 4.7.0, but lets the connection in", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make({ perUser: "1/hour", recipients: "1/hour", onStoreError: "deny" }, storeDown)
+      expect(yield* hooks.connect({ session: ctx.session })).toEqual(Verdict.Continue)
+      const unavailable = Verdict.defer("Rate limit service unavailable, try again later", { code: 451, enhanced: "4.3.0" })
+      expect(yield* hooks.mailFrom(ctx)).toEqual(unavailable)
+      expect(yield* hooks.rcptTo({ session: ctx.session, transaction: transaction(), recipient: recipient("b@example.net") })).toEqual(unavailable)
+      expect(yield* hooks.auth({ session: ctx.session, mechanism: "PLAIN", username: "a", password: "p", authzid: undefined })).toEqual(
+        Verdict.defer("Temporary authentication failure", { code: 454, enhanced: "4.7.0" })
+      )
+    }))
+})
