@@ -134,9 +134,11 @@ export interface Accepted {
 const readProxyHeader = (socket: SmtpSocket, timeout: Duration.Duration) =>
   Effect.gen(function*() {
     let buffer: Uint8Array = new Uint8Array(0)
+    // One deadline for the whole header: a balancer may not drip-feed it byte by byte.
+    const deadline = Date.now() + Duration.toMillis(timeout)
     for (;;) {
-      const chunk = yield* Effect.timeoutTo(socket.read, { duration: timeout, onTimeout: () => undefined, onSuccess: (c) => c })
-      if (chunk === undefined) return undefined
+      const chunk = yield* socket.next(deadline - Date.now(), false)
+      if (typeof chunk === "string") return undefined
       buffer = buffer.byteLength === 0 ? chunk : Buffer.concat([buffer, chunk])
       const parsed = ProxyProtocol.parse(buffer)
       if (parsed._tag === "Incomplete") continue

@@ -101,12 +101,12 @@ const handOff = (c: Conn, tx: Transaction, prepared: Prepared, failures: Readonl
         // Permanent failures come back at once as a DSN from the spool; temporary ones wait.
         delay: failures.every((f) => f.reply.code >= 500) ? Duration.zero : c.env.config.spool?.initialDelay ?? Duration.minutes(5)
       }))
-      if (Either.isRight(queued)) return true
+      if (Either.isRight(queued)) return "are queued for retry or a report to the sender" as const
       yield* Effect.logError(`message ${tx.id}: cannot spool the failed recipients: ${queued.left.message}`)
     }
     // No spool (or it failed): tell the sender now which recipients did not get the message.
     const notify = failures.filter((f) => wantsFailureDsn(f.recipient))
-    if (tx.mailFrom === null || notify.length === 0) return true
+    if (tx.mailFrom === null || notify.length === 0) return undefined
     const headers = prepared.message.headers.map((h) => h.raw).join("")
     const dsn = Dsn.build({
       reportingMta: c.env.config.hostname,
@@ -127,9 +127,9 @@ const handOff = (c: Conn, tx: Transaction, prepared: Prepared, failures: Readonl
     }))
     if (Either.isLeft(sent)) {
       yield* Effect.logError(`message ${tx.id}: the DSN for ${notify.length} failed recipient(s) could not be delivered`)
-      return false
+      return undefined
     }
-    return true
+    return "are reported to the sender" as const
   })
 
 const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Reply | "partial" => {
@@ -148,7 +148,7 @@ const passThrough = (c: Conn, tx: Transaction, prepared: Prepared) =>
     if (combined === "partial") {
       const failures = results.filter((r) => r.reply.code >= 400)
       const handed = yield* handOff(c, tx, prepared, failures)
-      final = Reply.make(250, "2.0.0", `Ok: queued as ${tx.id} (${results.length - failures.length} of ${results.length} recipients delivered${handed ? "; the others will be reported to the sender" : ""})`)
+      final = Reply.make(250, "2.0.0", `Ok: queued as ${tx.id} (${results.length - failures.length} of ${results.length} recipients delivered${handed === undefined ? "" : `; the others ${handed}`})`)
     } else final = combined
     yield* Effect.logInfo(`message ${tx.id}: ${final.code} ${final.lines.join(" ")}`).pipe(
       Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })

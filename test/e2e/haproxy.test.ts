@@ -99,6 +99,12 @@ describe.skipIf(!haproxyAvailable())("two bridge instances behind HAProxy with P
     for (const i of [a, b]) if (i !== undefined) fs.rmSync(i.maildir, { recursive: true, force: true })
   })
 
+  it("HAProxy's SMTP health checks (option smtpchk, check-send-proxy) pass through the PROXY header: both servers UP", async () => {
+    expect(lb.config).toMatch(/ send-proxy-v2 source 127\.0\.0\.1 check check-send-proxy /)
+    expect(lb.config).toContain("option smtpchk")
+    expect(await lb.states()).toEqual({ bridge0: "UP", bridge1: "UP" })
+  })
+
   it("(a) round-robins six messages over both instances; each Received header shows the client [127.0.0.3], not HAProxy", async () => {
     const answered: Record<string, number> = { "bridge-a": 0, "bridge-b": 0 }
     for (let i = 0; i < 6; i++) {
@@ -188,6 +194,8 @@ describe.skipIf(!haproxyAvailable())("two bridge instances behind HAProxy with P
       ])
       aExited = true
       expect(exit).toEqual({ code: 0, signal: null })
+      // HAProxy's health checks saw bridge-a go; bridge-b stays up.
+      await lb.waitForStates((s) => s.bridge0 === "DOWN" && s.bridge1 === "UP")
       await flow
       // The stream really overlapped the shutdown.
       expect(beforeStop).toBeGreaterThan(0)

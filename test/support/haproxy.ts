@@ -30,9 +30,15 @@ export interface HaproxyOptions {
   readonly backends: ReadonlyArray<number>
   /** PROXY protocol version sent to the backends; 2 by default. */
   readonly proxyVersion?: 1 | 2
-  /** TCP health checks every `checkIntervalMs` (default 300) that also send a PROXY header (`check-send-proxy`). */
+  /**
+   * SMTP health checks (`option smtpchk`: 220, then 250 to EHLO) every `checkIntervalMs` (default
+   * 300), carrying a PROXY header (`check-send-proxy`) as the bridge requires from the balancer.
+   */
   readonly checkIntervalMs?: number
 }
+
+/** A server's state as HAProxy's runtime API reports it (`UP`, `DOWN`, `MAINT`, ...). */
+export type ServerStates = Readonly<Record<string, string>>
 
 export interface Haproxy {
   /** The frontend port on 127.0.0.1. */
@@ -42,23 +48,29 @@ export interface Haproxy {
   readonly config: string
   /** HAProxy's output so far (warnings, server state changes). */
   readonly output: () => string
+  /** The backend servers (`bridge0`, `bridge1`, ...) and their health-check state, from the runtime API. */
+  readonly states: () => Promise<ServerStates>
+  /** Resolves once `predicate(states)` holds; rejects after `timeoutMs` (default 10 s). */
+  readonly waitForStates: (predicate: (states: ServerStates) => boolean, timeoutMs?: number) => Promise<ServerStates>
   /** SIGTERM, then SIGKILL after 3 s; resolves when the process is gone. Safe to call twice. */
   readonly stop: () => Promise<void>
 }
 
-/** The configuration text; exported so the docs and the test show the same thing. */
-export const haproxyConfig = (port: number, options: HaproxyOptions): string => {
+/** The configuration text (docs/scale-out.md shows the same settings for production). */
+export const haproxyConfig = (port: number, options: HaproxyOptions, adminSocket: string): string => {
   const send = (options.proxyVersion ?? 2) === 2 ? "send-proxy-v2" : "send-proxy"
   const inter = options.checkIntervalMs ?? 300
   return [
     "global",
     "  maxconn 200",
+    `  stats socket ${adminSocket} mode 600 level admin`,
     "",
     "defaults",
     "  mode tcp",
     "  timeout connect 2s",
     "  timeout client 30s",
     "  timeout server 30s",
+    "  timeout check 2s",
     // A refused connection (an instance that stopped listening) is retried on another server.
     "  retries 3",
     "  option redispatch 1",
@@ -69,11 +81,47 @@ export const haproxyConfig = (port: number, options: HaproxyOptions): string => 
     "",
     "backend bridges",
     "  balance roundrobin",
+    "  option smtpchk EHLO haproxy.test",
     ...options.backends.map((p, i) =>
       `  server bridge${i} 127.0.0.1:${p} ${send} source 127.0.0.1 check check-send-proxy inter ${inter}ms fall 1 rise 1`
     ),
     ""
   ].join("\n")
+}
+
+/** One command on HAProxy's runtime API socket; its whole answer. */
+const runtimeApi = (socket: string, command: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const s = net.connect({ path: socket })
+    let answer = ""
+    const timer = setTimeout(() => {
+      s.destroy()
+      reject(new Error(`no answer to "${command}" from ${socket} within 2 s`))
+    }, 2_000)
+    s.setEncoding("utf8")
+    s.on("data", (t: string) => void (answer += t))
+    s.on("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    s.on("close", () => {
+      clearTimeout(timer)
+      resolve(answer)
+    })
+    s.write(`${command}\n`)
+  })
+
+/** `show stat` CSV: `# pxname,svname,...,status,...`; the rows of backend `bridges`' servers. */
+const parseStates = (csv: string): ServerStates => {
+  const [head = "", ...rows] = csv.trim().split("\n")
+  const columns = head.replace(/^# /, "").split(",")
+  const status = columns.indexOf("status")
+  const out: Record<string, string> = {}
+  for (const row of rows) {
+    const cells = row.split(",")
+    if (cells[0] === "bridges" && cells[1] !== "BACKEND") out[cells[1]!] = cells[status] ?? ""
+  }
+  return out
 }
 
 const listening = (port: number): Promise<boolean> =>
@@ -88,7 +136,8 @@ const listening = (port: number): Promise<boolean> =>
 export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-haproxy-"))
   const port = await freePort()
-  const config = haproxyConfig(port, options)
+  const adminSocket = path.join(dir, "admin.sock")
+  const config = haproxyConfig(port, options, adminSocket)
   const file = path.join(dir, "haproxy.cfg")
   fs.writeFileSync(file, config)
   const child = spawn(haproxyBinary, ["-f", file, "-db"], { stdio: ["ignore", "pipe", "pipe"] })
@@ -117,6 +166,19 @@ export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> =>
     clearTimeout(timer)
     fs.rmSync(dir, { recursive: true, force: true })
   }
+  const states = async () => parseStates(await runtimeApi(adminSocket, "show stat"))
+  const waitForStates = async (predicate: (s: ServerStates) => boolean, timeoutMs = 10_000): Promise<ServerStates> => {
+    const deadline = Date.now() + timeoutMs
+    let last: ServerStates = {}
+    for (;;) {
+      last = await states().catch(() => last)
+      if (predicate(last)) return last
+      if (Date.now() > deadline || gone) {
+        throw new Error(`haproxy's servers stayed ${JSON.stringify(last)}:\n${output}\n--- config ---\n${config}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
   try {
     let up = false
     for (let attempt = 0; attempt < 100 && !up && !gone; attempt++) {
@@ -124,11 +186,13 @@ export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> =>
       if (!up) await new Promise((resolve) => setTimeout(resolve, 50))
     }
     if (!up) throw new Error(`haproxy did not listen on 127.0.0.1:${port}:\n${output}\n--- config ---\n${config}`)
+    // Every backend passed its SMTP health check (through the PROXY header) before traffic flows.
+    await waitForStates((s) => Object.keys(s).length === options.backends.length && Object.values(s).every((x) => x === "UP"))
   } catch (error) {
     await stop()
     throw error
   }
-  return { port, pid, config, output: () => output, stop }
+  return { port, pid, config, output: () => output, states, waitForStates, stop }
 }
 
 /**
