@@ -184,7 +184,8 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
     `max size ${config.limits.maxMessageSize}`,
     `max recipients ${config.limits.maxRecipients}`,
     `idle timeout ${Duration.format(config.limits.idleTimeout)}`,
-    `plugins ${config.plugins.length === 0 ? "none" : config.plugins.map((p) => p.name).join(", ")}`
+    `plugins ${config.plugins.length === 0 ? "none" : config.plugins.map((p) => p.name).join(", ")}`,
+    `admin ${config.admin === undefined ? "off" : `${config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host}:${config.admin.port}`}`
   ].join("; ")
 }
 

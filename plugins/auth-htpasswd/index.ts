@@ -13,7 +13,7 @@ import { definePlugin, Verdict } from "../../src/index.ts"
 import type { Plugin } from "../../src/index.ts"
 
 export interface AuthHtpasswdOptions {
-  /** Path of the htpasswd file; read once when the server starts. */
+  /** Path of the htpasswd file; read when the server starts and again on each reload (SIGHUP re-runs `setup`). */
   readonly file: string
 }
 

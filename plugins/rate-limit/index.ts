@@ -11,7 +11,7 @@
  * rateLimit({ perUser: "100/hour", recipients: "1000/day", redis: "redis://127.0.0.1:6379" })
  */
 import { Context, Duration, Effect, Layer } from "effect"
-import { Cidr, definePlugin, Notes, RateLimit, Verdict } from "../../src/index.ts"
+import { Cidr, definePlugin, Metrics, Notes, RateLimit, Verdict } from "../../src/index.ts"
 import type {
   AuthContext, AuthResultContext, ConnectContext, DeliveredContext, MailFromContext, Plugin, RcptToContext, SessionInfo
 } from "../../src/index.ts"
@@ -213,6 +213,19 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
   }
 }
 
+/** Every refusal also counts in the `rate_limit_hits_total` metric, labelled with the hook. */
+const counted = (hooks: ReturnType<typeof hooksFor>): ReturnType<typeof hooksFor> => {
+  const wrap = <C>(name: string, hook: (ctx: C) => Effect.Effect<Verdict.Verdict>) => (ctx: C): Effect.Effect<Verdict.Verdict> =>
+    Effect.tap(hook(ctx), (verdict) => verdict._tag === "Continue" ? Effect.void : Metrics.rateLimitHit({ plugin: "rate-limit", limit: name }))
+  return {
+    ...hooks,
+    connect: wrap("connect", hooks.connect),
+    auth: wrap("auth", hooks.auth),
+    mailFrom: wrap("mailFrom", hooks.mailFrom),
+    rcptTo: wrap("rcptTo", hooks.rcptTo)
+  }
+}
+
 /**
  * Checks options without creating the plugin: the reason (starting with `rate-limit:`) or
  * `undefined`. For `check-config` and the config loader.
@@ -251,7 +264,7 @@ export const rateLimit = (options: RateLimitOptions = {}): Plugin => {
         `rate-limit: store ${store.description}, limits ${described.length === 0 ? "none" : described.join(" ")}, ` +
           `auth failures ${plan.auth === undefined ? "off" : "on"}, on store error ${plan.onStoreError}`
       )
-      return hooksFor(plan, store)
+      return counted(hooksFor(plan, store))
     })
   })
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, FiberId, FiberRefs, HashMap, List, Logger, LogLevel } from "effect"
+import { Cause, FiberId, FiberRefs, HashMap, List, type Logger, LogLevel } from "effect"
 import * as Log from "../../../src/observability/Log.ts"
 
 const options = (annotations: Record<string, unknown>, message: unknown = "message 1A2B: 250 Ok"): Logger.Logger.Options<unknown> => ({

@@ -1,4 +1,4 @@
-import { expect, it, layer } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect, Either } from "effect"
 import { execFileSync } from "node:child_process"

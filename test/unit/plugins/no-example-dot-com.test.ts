@@ -1,4 +1,4 @@
-import { expect, it, layer } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect } from "effect"
 import { noExampleDotCom } from "../../../docs/examples/no-example-dot-com.ts"

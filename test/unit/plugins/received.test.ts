@@ -1,4 +1,4 @@
-import { expect, it, layer } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect, TestClock } from "effect"
 import { received } from "../../../plugins/received/index.ts"

@@ -1,4 +1,4 @@
-import { expect, it, layer } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect } from "effect"
 import { routing, unknownTransports } from "../../../plugins/routing/index.ts"
