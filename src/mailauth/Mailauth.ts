@@ -116,6 +116,12 @@ export const resultOf = (status: AuthStatus | undefined): Result => {
   return raw !== undefined && results.has(raw) ? (raw as Result) : "neutral"
 }
 
+// mailauth (without `strict`) calls a body-hash mismatch `neutral`; RFC 6376 §6.1.3 and RFC 8601
+// §2.7.1 call it a failure. The signature was present and did not verify.
+const neutralBodyHash = /dkim=neutral (\(body hash did not verify\))/g
+const bodyHashFailed = (info: unknown): boolean =>
+  typeof info === "string" && /dkim=neutral \(body hash did not verify\)/.test(info)
+
 const stringOr = (v: unknown): string | undefined => (typeof v === "string" && v.length > 0 ? v : undefined)
 
 // mailauth's resolver type omits MX objects, which it does receive from `node:dns`-shaped resolvers.
@@ -191,7 +197,7 @@ export const authenticate = <E>(
         info: r.spf.info
       },
       dkim: r.dkim.results.map((d) => ({
-        result: resultOf(d.status),
+        result: bodyHashFailed(d.info) ? "fail" : resultOf(d.status),
         domain: stringOr(d.signingDomain),
         selector: stringOr(d.selector),
         algorithm: stringOr(d.algo),
@@ -216,8 +222,8 @@ export const authenticate = <E>(
         location: stringOr(r.bimi.location),
         info: r.bimi.info
       },
-      authenticationResults: fields.find((f) => f.name.toLowerCase() === "authentication-results")?.value ??
-        `${options.authservId}; none`,
+      authenticationResults: (fields.find((f) => f.name.toLowerCase() === "authentication-results")?.value ??
+        `${options.authservId}; none`).replace(neutralBodyHash, "dkim=fail $1"),
       arcSet,
       sealError: seal !== undefined && arcSet.length === 0
         ? (r.arc !== false ? r.arc.sealErrors?.map((e) => e.err.message).join("; ") : undefined) ?? "no ARC set was created"

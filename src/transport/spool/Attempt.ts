@@ -42,16 +42,17 @@ const maxReturnedBytes = 10 * 1024 * 1024
 /** The reply a transport failure stands for, per recipient: the upstream's when it gave one. */
 export const replyOfError = (error: TransportError): Reply.Reply => {
   if (error.reply !== undefined && error.reply.code >= 400) return error.reply
+  const text = error.message.startsWith(`${error.transport}: `) ? error.message.slice(error.transport.length + 2) : error.message
   switch (error.reason) {
     case "Unreachable":
-      return Reply.make(451, "4.4.1", `${error.transport}: ${error.message}`)
+      return Reply.make(451, "4.4.1", `${error.transport}: ${text}`)
     case "Timeout":
-      return Reply.make(451, "4.4.2", `${error.transport}: ${error.message}`)
+      return Reply.make(451, "4.4.2", `${error.transport}: ${text}`)
     case "Storage":
-      return Reply.make(451, "4.3.0", `${error.transport}: ${error.message}`)
+      return Reply.make(451, "4.3.0", `${error.transport}: ${text}`)
     case "Protocol":
     case "Rejected":
-      return Reply.make(451, "4.4.0", `${error.transport}: ${error.message}`)
+      return Reply.make(451, "4.4.0", `${error.transport}: ${text}`)
   }
 }
 
