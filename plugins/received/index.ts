@@ -91,7 +91,8 @@ export const receivedValue = (
 export const received = (options: ReceivedOptions = {}): Plugin =>
   definePlugin({
     name: "received",
-    data: Effect.fn("received.data")(function*({ session, transaction, addHeader }) {
+    // Runs for every message: untraced, as the bridge names each hook in its own span when tracing.
+    data: Effect.fnUntraced(function*({ session, transaction, addHeader }) {
       const now = yield* Clock.currentTimeMillis
       addHeader("Received", receivedValue(session, transaction, now, options))
       return Verdict.Continue

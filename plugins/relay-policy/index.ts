@@ -35,21 +35,22 @@ export const relayPolicy = (options: RelayPolicyOptions): Plugin => {
   return definePlugin({
     name: "relay-policy",
 
-    connect: Effect.fn("relay-policy.connect")(function*({ session }) {
+    // Runs for every message: untraced, as the bridge names each hook in its own span when tracing.
+    connect: Effect.fnUntraced(function*({ session }) {
       if (Cidr.matchAny(trusted, session.remoteAddress)) session.notes.set(Relay.Trusted, true)
       return Verdict.Continue
     }),
 
     // Refusing at MAIL already tells an unauthenticated client what to do (530: authenticate),
     // before it spends recipients and data on a transaction that could never succeed.
-    mailFrom: Effect.fn("relay-policy.mailFrom")(function*({ session }) {
+    mailFrom: Effect.fnUntraced(function*({ session }) {
       return mayRelay(session)
         ? Verdict.Continue
         : Verdict.Reject({ code: 530, enhanced: "5.7.0", text: "Authentication required" })
     }),
 
     // Defence in depth: should a plugin before this one accept MAIL, RCPT still refuses.
-    rcptTo: Effect.fn("relay-policy.rcptTo")(function*({ session }) {
+    rcptTo: Effect.fnUntraced(function*({ session }) {
       return mayRelay(session)
         ? Verdict.Continue
         : Verdict.Reject({ code: 554, enhanced: "5.7.1", text: "Relay access denied" })

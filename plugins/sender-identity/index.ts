@@ -87,7 +87,8 @@ export const senderIdentity = (options: SenderIdentityOptions): Plugin => {
 
   return definePlugin({
     name: "sender-identity",
-    mailFrom: Effect.fn("sender-identity.mailFrom")(function*({ session, from }) {
+    // Runs for every message: untraced, as the bridge names each hook in its own span when tracing.
+    mailFrom: Effect.fnUntraced(function*({ session, from }) {
       const user = session.user
       if (user === undefined || from === null) return Verdict.Continue
       if (rulesFor(user).some((rule) => allows(rule, from))) return Verdict.Continue

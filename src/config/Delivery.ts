@@ -110,7 +110,7 @@ const relay = (url: string, t: Partial<Schema.Schema.Type<typeof TransportSchema
   ca: t.tls?.ca,
   servername: t.tls?.servername,
   rejectUnauthorized: t.tls?.rejectUnauthorized ?? true,
-  poolSize: t.pool?.size ?? 4,
+  poolSize: t.pool?.size ?? 16,
   idleTimeout: time(t.pool?.idleTimeout, "30 seconds"),
   connectTimeout: time(t.timeouts?.connect, "30 seconds"),
   commandTimeout: time(t.timeouts?.command, "5 minutes"),

@@ -69,7 +69,7 @@ export interface TransportInput {
   readonly dir?: string
   /** Relays: TLS verification of the upstream. */
   readonly tls?: { readonly ca?: string; readonly servername?: string; readonly rejectUnauthorized?: boolean }
-  /** Relays: upstream connections kept for reuse (default 4) and how long an idle one lives (default 30 seconds). */
+  /** Relays: upstream connections kept for reuse (default 16) and how long an idle one lives (default 30 seconds). */
   readonly pool?: { readonly size?: number; readonly idleTimeout?: DurationInput }
   /** Relays: defaults 30 seconds, 5 minutes, 10 minutes. */
   readonly timeouts?: { readonly connect?: DurationInput; readonly command?: DurationInput; readonly data?: DurationInput }

@@ -29,6 +29,11 @@ export interface Content {
   readonly bodyOffset: number
   /** The message bytes from `start` (default 0) to the end, re-readable any number of times. */
   readonly stream: (start?: number) => Stream.Stream<Uint8Array, MessageError>
+  /**
+   * The same bytes as `stream(start)` when the whole message is held in memory, `undefined` when
+   * it lives in a file: small messages then reach a transport without a stream.
+   */
+  readonly inMemory?: ((start?: number) => ReadonlyArray<Uint8Array> | undefined) | undefined
 }
 
 /** The first value of a header field, case-insensitively. */
@@ -91,13 +96,27 @@ export const formatHeader = (name: string, value: string): string => {
   return lines.join("\r\n") + "\r\n"
 }
 
-/** The message with edits applied: new headers, the kept original headers, then the body. */
-export const render = (content: Content, edits: Edits): Stream.Stream<Uint8Array, MessageError> => {
-  if (edits.added.length === 0 && edits.removed.length === 0) return content.stream()
+const renderHead = (content: Content, edits: Edits): Uint8Array => {
   let head = ""
   for (let i = edits.added.length - 1; i >= 0; i--) head += formatHeader(edits.added[i]!.name, edits.added[i]!.value)
   for (const h of content.headers) if (!edits.removed.some((remove) => remove(h))) head += h.raw
-  return Stream.concat(Stream.succeed(encoder.encode(head)), content.stream(content.bodyOffset))
+  return encoder.encode(head)
+}
+
+const unedited = (edits: Edits): boolean => edits.added.length === 0 && edits.removed.length === 0
+
+/** The message with edits applied: new headers, the kept original headers, then the body. */
+export const render = (content: Content, edits: Edits): Stream.Stream<Uint8Array, MessageError> => {
+  if (unedited(edits)) return content.stream()
+  return Stream.concat(Stream.succeed(renderHead(content, edits)), content.stream(content.bodyOffset))
+}
+
+/** What `render` streams, as chunks, when the message is in memory; otherwise `undefined`. */
+export const renderInMemory = (content: Content, edits: Edits): ReadonlyArray<Uint8Array> | undefined => {
+  if (content.inMemory === undefined) return undefined
+  if (unedited(edits)) return content.inMemory()
+  const body = content.inMemory(content.bodyOffset)
+  return body === undefined ? undefined : [renderHead(content, edits), ...body]
 }
 
 /** Size in bytes of the rendered message. */

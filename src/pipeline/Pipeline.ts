@@ -3,7 +3,8 @@
  * that fails, dies or times out counts as `Defer 451 4.3.0`, is logged with the plugin's name,
  * and never takes the connection or the process down.
  */
-import { Cause, type Context, Data, Duration, Effect, Fiber, type Scope } from "effect"
+import { Cause, Context, Data, Duration, Effect, Exit, Fiber, Runtime, type Scope, Tracer } from "effect"
+import * as Tracing from "../util/Tracing.ts"
 import type {
   AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
   MailFromContext, Plugin, RcptToContext, Route, RouteContext, Services, VerdictHook
@@ -46,42 +47,55 @@ export interface Pipeline {
 const failed = Verdict.Defer({ code: 451, enhanced: "4.3.0", text: "Temporary failure, please try again later" })
 const defaultTimeout = Duration.seconds(30)
 
-type Guard = <A>(plugin: Loaded, hook: string, effect: Effect.Effect<A, unknown, Services>, fallback: A) => Effect.Effect<A>
+type Guard = <A>(plugin: Loaded, hook: string, run: () => Effect.Effect<A, unknown, Services>, fallback: A) => Effect.Effect<A>
+
+/** Waits for a hook that did not answer at once, with a plain timer as its deadline. */
+const within = <A>(child: Fiber.RuntimeFiber<A, unknown>, timeout: Duration.Duration): Effect.Effect<Exit.Exit<A, unknown>> =>
+  Effect.async<Exit.Exit<A, unknown>>((resume) => {
+    const settled = (exit: Exit.Exit<A, unknown>) => {
+      clearTimeout(timer)
+      resume(Effect.succeed(exit))
+    }
+    const timer = setTimeout(() => {
+      child.removeObserver(settled)
+      resume(Effect.as(Fiber.interrupt(child), Exit.fail(`timed out after ${Duration.format(timeout)}`)))
+    }, Duration.toMillis(timeout))
+    child.addObserver(settled)
+    return Effect.suspend(() => {
+      clearTimeout(timer)
+      child.removeObserver(settled)
+      return Fiber.interrupt(child)
+    })
+  })
 
 /**
- * Runs a hook in a child fiber with a plain timer as its deadline: cheaper on the hot path than
- * `Effect.timeout`, which races the hook against a second, sleeping fiber.
+ * Runs a hook on a child fiber that starts at once, on the caller's stack: a hook that answers
+ * without waiting, as most do, is done before any timer or scheduling is needed. Only a hook that
+ * waits gets a deadline, a plain timer that interrupts it (cheaper than `Effect.timeout`, which
+ * races a second fiber). The child has the caller's fiber refs (log annotations, loggers, tracer)
+ * and, as its context, the services hooks may use and the caller's span: nothing is merged per
+ * call. The hook's span is made only when a tracer collects it (`Tracing.ts`).
  */
-const deadline = <A>(effect: Effect.Effect<A, unknown>, timeout: Duration.Duration): Effect.Effect<A, unknown> =>
-  Effect.flatMap(Effect.fork(effect), (fiber) =>
-    Effect.async<A, unknown>((resume) => {
-      const timer = setTimeout(() => {
-        resume(Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(`timed out after ${Duration.format(timeout)}`)))
-      }, Duration.toMillis(timeout))
-      fiber.addObserver((exit) => {
-        clearTimeout(timer)
-        resume(exit)
-      })
-      return Effect.suspend(() => {
-        clearTimeout(timer)
-        return Fiber.interrupt(fiber)
-      })
-    }))
+const guardWith = (services: Context.Context<Services>): Guard => (plugin, hook, run, fallback) =>
+  Effect.withFiberRuntime<typeof fallback>((parent, status) => {
+    const span = parent.currentSpan
+    const context = span === undefined ? services : Context.add(services, Tracer.ParentSpan, span)
+    const body = Effect.suspend(run)
+    const traced = Tracing.collected(parent.currentTracer) ? Effect.withSpan(body, `plugin.${plugin.name}.${hook}`) : body
+    const child = Runtime.runFork(Runtime.make({ context, fiberRefs: parent.getFiberRefs(), runtimeFlags: status.runtimeFlags }), traced)
+    const exit = child.unsafePoll()
+    return exit !== null ? settle(plugin, hook, exit, fallback) : Effect.flatMap(within(child, plugin.timeout), (e) => settle(plugin, hook, e, fallback))
+  })
 
-const guardWith = (services: Context.Context<Services>): Guard => (plugin, hook, effect, fallback) =>
-  effect.pipe(
-    Effect.provide(services),
-    (e) => deadline(e, plugin.timeout),
-    Effect.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause)
-        ? Effect.interrupt
-        : Effect.logWarning(`plugin ${plugin.name} failed in ${hook}`, Cause.pretty(cause)).pipe(
-          Effect.annotateLogs({ plugin: plugin.name, hook }),
-          Effect.as(fallback)
-        )
-    ),
-    Effect.withSpan(`plugin.${plugin.name}.${hook}`)
+/** A failed, dead or timed-out hook gives the fallback and a warning; an interruption goes on. */
+const settle = <A>(plugin: Loaded, hook: string, exit: Exit.Exit<A, unknown>, fallback: A): Effect.Effect<A> => {
+  if (Exit.isSuccess(exit)) return Effect.succeed(exit.value)
+  if (Cause.isInterruptedOnly(exit.cause)) return Effect.interrupt
+  return Effect.logWarning(`plugin ${plugin.name} failed in ${hook}`, Cause.pretty(exit.cause)).pipe(
+    Effect.annotateLogs({ plugin: plugin.name, hook }),
+    Effect.as(fallback)
   )
+}
 
 /** Loads the plugins (running each `setup` in the server's scope) and returns the runner. */
 export const make = (plugins: ReadonlyArray<Plugin>): Effect.Effect<Pipeline, PluginSetupError, Scope.Scope | Services> =>
@@ -114,7 +128,7 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
     return Effect.gen(function*() {
       for (const plugin of list) {
         const fn = plugin.hooks[hook] as (c: VerdictContexts[H]) => Effect.Effect<Verdict.Verdict, unknown, Services>
-        const verdict = yield* guard(plugin, hook, Effect.suspend(() => fn(ctx)), failed)
+        const verdict = yield* guard(plugin, hook, () => fn(ctx), failed)
         if (verdict._tag !== "Continue") return { verdict, plugin: plugin.name }
       }
       return { verdict: Verdict.Continue, plugin: undefined }
@@ -123,7 +137,7 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   const route = (ctx: RouteContext): Effect.Effect<ReadonlyArray<Route> | undefined> =>
     Effect.gen(function*() {
       for (const plugin of byHook.get("route") ?? []) {
-        const routes = yield* guard(plugin, "route", Effect.suspend(() => plugin.hooks.route!(ctx)), undefined)
+        const routes = yield* guard(plugin, "route", () => plugin.hooks.route!(ctx), undefined)
         if (routes !== undefined) return routes
       }
       return undefined
@@ -132,7 +146,7 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   const notify = (hook: "authResult" | "delivered" | "disconnect", ctx: NotifyContext): Effect.Effect<void> =>
     Effect.forEach(byHook.get(hook) ?? [], (plugin) => {
       const fn = plugin.hooks[hook] as (c: NotifyContext) => Effect.Effect<void, unknown, Services>
-      return guard(plugin, hook, Effect.suspend(() => fn(ctx)), undefined)
+      return guard(plugin, hook, () => fn(ctx), undefined)
     }, { discard: true })
   return {
     plugins: loaded.map((p) => ({ name: p.name, hooks: Object.keys(p.hooks).filter((k) => p.hooks[k as keyof Hooks] !== undefined) as Array<keyof Hooks> })),

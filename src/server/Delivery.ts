@@ -73,7 +73,8 @@ const deliverAll = (c: Conn, tx: Transaction, prepared: Prepared) =>
         envelope: { mailFrom: tx.mailFrom, mailParams: tx.mailParams, recipients: route.recipients },
         session: c.session,
         size: prepared.size,
-        content: () => Message.render(prepared.message, prepared.edits)
+        content: () => Message.render(prepared.message, prepared.edits),
+        inMemory: () => Message.renderInMemory(prepared.message, prepared.edits)
       }))
       if (Either.isLeft(outcome)) {
         yield* Effect.logWarning(`delivery via ${route.transport} failed: ${outcome.left.message}`)
@@ -123,7 +124,8 @@ const handOff = (c: Conn, tx: Transaction, prepared: Prepared, failures: Readonl
       envelope: { mailFrom: null, mailParams: { raw: {} }, recipients: [recipient] },
       session: c.session,
       size: dsn.byteLength,
-      content: () => Message.bytesStream(dsn)
+      content: () => Message.bytesStream(dsn),
+      inMemory: () => [dsn]
     }))
     if (Either.isLeft(sent)) {
       yield* Effect.logError(`message ${tx.id}: the DSN for ${notify.length} failed recipient(s) could not be delivered`)

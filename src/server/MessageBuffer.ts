@@ -107,7 +107,8 @@ export const make = (options: {
     return { headers: [], bodyOffset: 0 }
   }
 
-  const memoryStream = (parts: ReadonlyArray<Uint8Array>, start: number): Stream.Stream<Uint8Array, MessageError> => {
+  const memoryParts = (parts: ReadonlyArray<Uint8Array>, start: number): ReadonlyArray<Uint8Array> => {
+    if (start === 0) return parts
     const out: Array<Uint8Array> = []
     let offset = 0
     for (const part of parts) {
@@ -115,7 +116,7 @@ export const make = (options: {
       if (end > start) out.push(start > offset ? part.subarray(start - offset) : part)
       offset = end
     }
-    return Stream.fromIterable(out)
+    return out
   }
 
   const fileStream = (p: string, total: number, start: number): Stream.Stream<Uint8Array, MessageError> =>
@@ -153,7 +154,8 @@ export const make = (options: {
         size: total,
         headers,
         bodyOffset,
-        stream: (start = 0) => p === undefined ? memoryStream(parts, start) : fileStream(p, total, start)
+        stream: (start = 0) => p === undefined ? Stream.fromIterable(memoryParts(parts, start)) : fileStream(p, total, start),
+        inMemory: (start = 0) => p === undefined ? memoryParts(parts, start) : undefined
       }
     })
 

@@ -17,6 +17,11 @@ export interface OutgoingMessage {
   readonly size: number
   /** The final message (CRLF line endings, not dot-stuffed), re-readable. */
   readonly content: () => Stream.Stream<Uint8Array, MessageError>
+  /**
+   * The same bytes as `content`, as chunks, when the message is held in memory (`undefined`
+   * otherwise): a transport may then write it at once instead of running the stream.
+   */
+  readonly inMemory?: (() => ReadonlyArray<Uint8Array> | undefined) | undefined
 }
 
 /** The transport's answer for each recipient it was given. */

@@ -168,6 +168,17 @@ export const open = (options: Options): Effect.Effect<Session, TransportError, S
         ? Effect.void
         : wire.command("QUIT", "2 seconds", "QUIT").pipe(Effect.ignore)
     )
+    const capabilities = yield* handshake(options, wire).pipe(
+      // Interrupted halfway, the conversation is at an unknown point: no QUIT, just close.
+      Effect.onInterrupt(() => Effect.sync(() => wire.markBroken()))
+    )
+    return { wire, protocol: options.protocol, capabilities, tls: socket.tls(), transactions: 0 }
+  })
+
+/** Greeting, EHLO, STARTTLS and AUTH: the capabilities the session ends up with. */
+const handshake = (options: Options, wire: Wire.Wire): Effect.Effect<Capabilities, TransportError> =>
+  Effect.gen(function*() {
+    const implicit = options.tls === "implicit"
     const greeting = yield* wire.reply(options.timeouts.command, "the greeting")
     yield* expect(options, greeting, 220, "the connection", wire)
     let capabilities = yield* hello(options, wire)
@@ -180,5 +191,5 @@ export const open = (options: Options): Effect.Effect<Session, TransportError, S
     if (options.credentials !== undefined) {
       yield* authenticate(options, wire, capabilities, options.credentials, secure)
     }
-    return { wire, protocol: options.protocol, capabilities, tls: socket.tls(), transactions: 0 }
+    return capabilities
   })

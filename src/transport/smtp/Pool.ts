@@ -9,7 +9,7 @@
  *   acquireTimeout: "1 minute", reusable: (s) => !s.wire.broken(), onExhausted: () => error })
  * yield* pool.use((session, reused) => Transaction.send(...))
  */
-import { Clock, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import { Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 
 export interface Options<A, E> {
   /** Opens one item in the scope it is given; closing that scope closes the item. */
@@ -44,6 +44,11 @@ interface Entry<A> {
   lastUsed: number
 }
 
+interface Taken<A> {
+  readonly entry: Entry<A>
+  readonly reused: boolean
+}
+
 export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const poolScope = yield* Effect.scope
@@ -59,17 +64,18 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, ne
         return Effect.forkIn(Scope.close(entry.scope, Exit.void), poolScope)
       }).pipe(Effect.asVoid)
 
+    // Read without an effect: the pool's bookkeeping runs twice per message.
+    const clock = yield* Effect.clock
     const expired = (entry: Entry<A>, now: number) => now - entry.lastUsed >= idleMillis
 
-    const evictExpired = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
+    const evictExpired = Effect.suspend(() => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const gone: Array<Entry<A>> = []
       for (let i = idle.length - 1; i >= 0; i--) {
         const entry = idle[i]!
-        if (expired(entry, now) || !options.reusable(entry.item)) {
-          idle.splice(i, 1)
-          yield* discard(entry)
-        }
+        if (expired(entry, now) || !options.reusable(entry.item)) gone.push(...idle.splice(i, 1))
       }
+      return Effect.forEach(gone, discard, { discard: true })
     })
 
     const sweepEvery = Duration.millis(Math.min(Math.max(idleMillis / 2, 50), 30_000))
@@ -78,34 +84,39 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, ne
       Effect.forEach(idle.splice(0), (entry) => Scope.close(entry.scope, Exit.void), { discard: true })
     )
 
-    const take = (fresh: boolean): Effect.Effect<{ entry: Entry<A>; reused: boolean }, E> =>
-      Effect.gen(function*() {
-        yield* evictExpired
-        const recent = fresh ? undefined : idle.pop()
-        if (recent !== undefined) return { entry: recent, reused: true }
-        const scope = yield* Scope.fork(poolScope, ExecutionStrategy.sequential)
-        open++
-        const item = yield* Effect.onError(
-          Scope.extend(options.acquire, scope),
-          (cause) => Effect.suspend(() => {
-            open--
-            return Scope.close(scope, Exit.failCause(cause))
-          })
-        )
-        const now = yield* Clock.currentTimeMillis
-        return { entry: { item, scope, lastUsed: now }, reused: false }
+    const acquireNew: Effect.Effect<Taken<A>, E> = Effect.gen(function*() {
+      const scope = yield* Scope.fork(poolScope, ExecutionStrategy.sequential)
+      open++
+      const item = yield* Effect.onError(
+        Scope.extend(options.acquire, scope),
+        (cause) => Effect.suspend(() => {
+          open--
+          return Scope.close(scope, Exit.failCause(cause))
+        })
+      )
+      return { entry: { item, scope, lastUsed: clock.unsafeCurrentTimeMillis() }, reused: false }
+    })
+
+    // The most recent idle session that is still fresh and sound; older ones are the sweeper's.
+    const take = (fresh: boolean): Effect.Effect<Taken<A>, E> =>
+      Effect.suspend(() => {
+        const gone: Array<Entry<A>> = []
+        let recent: Entry<A> | undefined
+        if (!fresh) {
+          const now = clock.unsafeCurrentTimeMillis()
+          while ((recent = idle.pop()) !== undefined && (expired(recent, now) || !options.reusable(recent.item))) gone.push(recent)
+        }
+        const taken = recent !== undefined ? Effect.succeed({ entry: recent, reused: true }) : acquireNew
+        return gone.length === 0 ? taken : Effect.zipRight(Effect.forEach(gone, discard, { discard: true }), taken)
       })
 
     // A rejected message leaves a sound session; an interrupted one leaves it mid-conversation.
-    const giveBack = (entry: Entry<A>, exit: Exit.Exit<unknown, unknown>) =>
-      Effect.gen(function*() {
-        if (!Exit.isInterrupted(exit) && options.reusable(entry.item)) {
-          entry.lastUsed = yield* Clock.currentTimeMillis
-          idle.push(entry)
-        } else {
-          yield* discard(entry)
-        }
-      })
+    const giveBack = (entry: Entry<A>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      if (Exit.isInterrupted(exit) || !options.reusable(entry.item)) return discard(entry)
+      entry.lastUsed = clock.unsafeCurrentTimeMillis()
+      idle.push(entry)
+      return Effect.void
+    }
 
     const slot = slots.take(1).pipe(
       Effect.timeoutFail({ duration: options.acquireTimeout, onTimeout: options.onExhausted })
@@ -114,12 +125,9 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, ne
     // Connecting and using stay interruptible; the bookkeeping does not. The caller holds a slot.
     const withItem = <B, E2>(f: (item: A, reused: boolean) => Effect.Effect<B, E2>, useOptions?: UseOptions): Effect.Effect<B, E | E2> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function*() {
-          const taken = yield* restore(take(useOptions?.fresh === true))
-          const exit = yield* Effect.exit(restore(f(taken.entry.item, taken.reused)))
-          yield* giveBack(taken.entry, exit)
-          return yield* exit
-        })
+        Effect.flatMap(restore(take(useOptions?.fresh === true)), (taken) =>
+          Effect.flatMap(Effect.exit(restore(f(taken.entry.item, taken.reused))), (exit) =>
+            Effect.zipRight(giveBack(taken.entry, exit), exit)))
       )
 
     // A free slot is taken at once; only when all are busy is there a wait with a deadline

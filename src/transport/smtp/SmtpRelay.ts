@@ -16,6 +16,7 @@ import { Data, Duration, Effect, Either, type Scope } from "effect"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import type { RelayTransportConfig } from "../../config/Config.ts"
+import * as Tracing from "../../util/Tracing.ts"
 import type { DeliveryReport, OutgoingMessage, Transport } from "../Transport.ts"
 import { TransportError } from "../Transport.ts"
 import * as Client from "./Client.ts"
@@ -33,7 +34,7 @@ export interface TlsSettings {
 }
 
 export interface PoolSettings {
-  /** Sessions open at once to this upstream; default 4. */
+  /** Sessions open at once to this upstream; default 16 (Postfix's destination concurrency is 20). */
   readonly max?: number
   /** An unused session is closed (QUIT) after this; default 30 seconds. */
   readonly idleTimeout?: Duration.DurationInput
@@ -80,9 +81,19 @@ const clientOptions = (options: Options, name: string): Client.Options => {
     credentials: options.credentials ?? target.credentials,
     allowInsecureAuth: options.allowInsecureAuth ?? false,
     helo: options.helo ?? Os.hostname(),
-    timeouts: { ...Client.defaultTimeouts, ...options.timeouts }
+    timeouts: decodeTimeouts({ ...Client.defaultTimeouts, ...options.timeouts })
   }
 }
+
+// Decoded once: a text like "5 minutes" would otherwise be parsed on every command and reply.
+const decodeTimeouts = (t: Client.Timeouts): Client.Timeouts => ({
+  connect: Duration.decode(t.connect),
+  command: Duration.decode(t.command),
+  data: Duration.decode(t.data)
+})
+
+/** Upstream sessions per relay transport unless configured. */
+export const defaultPoolSize = 16
 
 /** The relay transport; its pooled sessions close (QUIT) when the scope closes. */
 export const make = (options: Options): Effect.Effect<Transport, never, Scope.Scope> =>
@@ -90,7 +101,7 @@ export const make = (options: Options): Effect.Effect<Transport, never, Scope.Sc
     const name = options.name ?? options.target.protocol
     const client = clientOptions(options, name)
     const poolSettings = options.pool ?? {}
-    const max = poolSettings.max ?? 4
+    const max = poolSettings.max ?? defaultPoolSize
     const maxMessages = poolSettings.maxMessages ?? 100
     const acquireTimeout = poolSettings.acquireTimeout ?? "1 minute"
     const pool = yield* Pool.make<Client.Session, TransportError>({
@@ -120,7 +131,7 @@ export const make = (options: Options): Effect.Effect<Transport, never, Scope.Sc
           (e) => Effect.zipRight(Effect.logDebug(`${name}: pooled session was stale (${e.error.message}), reconnecting`), attempt(message, true))
         ),
         Effect.mapError((e) => (e._tag === "TransactionFailure" ? e.error : e)),
-        Effect.withSpan("smtp-relay.deliver", { attributes: { "message.id": message.id, transport: name, upstream: where } })
+        Tracing.withSpan("smtp-relay.deliver", { attributes: { "message.id": message.id, transport: name, upstream: where } })
       )
     }
 

@@ -18,6 +18,7 @@ import { Data, Effect, Stream } from "effect"
 import * as Address from "../../protocol/Address.ts"
 import type { Recipient } from "../../protocol/Envelope.ts"
 import * as Reply from "../../protocol/Reply.ts"
+import * as Tracing from "../../util/Tracing.ts"
 import { type DeliveryReport, type OutgoingMessage, TransportError } from "../Transport.ts"
 import type { Session, Timeouts } from "./Client.ts"
 import * as DotStuffing from "./DotStuffing.ts"
@@ -119,9 +120,14 @@ const rcptLine = (c: Context, r: Recipient): string => {
 /** Bytes are gathered up to this size before a write, so that a small message is one packet. */
 const writeBatch = 64 * 1024
 
+const sendFailure = (error: TransportError) => new TransactionFailure({ error, stale: false })
+
 /** Streams the dot-stuffed content and the terminator; a read error aborts the connection. */
 const sendContent = (c: Context): Effect.Effect<void, TransactionFailure> => {
   const { wire } = c.session
+  // A message held in memory needs no stream: it goes out with its terminator in one write.
+  const inMemory = c.message.inMemory?.()
+  if (inMemory !== undefined) return Effect.mapError(wire.send(DotStuffing.encode(inMemory), c.timeouts.data, "DATA"), sendFailure)
   const stuffer = DotStuffing.make()
   let parts: Array<Uint8Array> = []
   let size = 0
@@ -152,7 +158,7 @@ const sendContent = (c: Context): Effect.Effect<void, TransactionFailure> => {
       return size >= writeBatch ? flush() : Effect.void
     }),
     Effect.zipRight(Effect.suspend(() => flush(stuffer.end()))),
-    Effect.mapError((error) => new TransactionFailure({ error, stale: false }))
+    Effect.mapError(sendFailure)
   )
 }
 
@@ -246,5 +252,5 @@ export const send = (name: string, session: Session, message: OutgoingMessage, t
   }).pipe(
     // Stopped halfway (shutdown, client gone): the conversation's state is unknown, never reuse it.
     Effect.onInterrupt(() => Effect.sync(() => session.wire.markBroken())),
-    Effect.withSpan("smtp-relay.transaction", { attributes: { "message.id": message.id, transport: name } })
+    Tracing.withSpan("smtp-relay.transaction", { attributes: { "message.id": message.id, transport: name } })
   )

@@ -1,7 +1,8 @@
 /**
  * Commands and replies over one upstream connection, each bounded by a timeout. Any I/O error,
  * timeout or garbled reply marks the connection broken: the pool then discards it rather than
- * risk reading a late reply as the answer to the next command.
+ * risk reading a late reply as the answer to the next command. Timeouts are best given decoded
+ * (`Duration`): a text such as "5 minutes" is parsed again on every call.
  */
 import { Duration, Effect, Either } from "effect"
 import type { ClientSocket } from "../../runtime/Connect.ts"
@@ -17,7 +18,10 @@ export interface Wire {
   readonly reply: (timeout: Duration.DurationInput, stage: string) => Effect.Effect<Reply.Reply, TransportError>
   /** Sends one command line (CRLF added) and reads its reply. */
   readonly command: (line: string, timeout: Duration.DurationInput, stage: string) => Effect.Effect<Reply.Reply, TransportError>
-  /** Set after an I/O error, a timeout, an interruption or a reply that is not SMTP. */
+  /**
+   * Set after an I/O error, a timeout or a reply that is not SMTP; callers mark it on interruption
+   * too (once per exchange of commands rather than on every one).
+   */
   readonly broken: () => boolean
   readonly markBroken: () => void
   /** Forgets buffered replies: after STARTTLS, anything sent before the handshake is void. */
@@ -36,9 +40,6 @@ export const make = (transport: string, socket: ClientSocket): Wire => {
 
   const timedOut = (timeout: Duration.DurationInput, stage: string) =>
     failure("Timeout", `did not answer ${stage} within ${Duration.format(Duration.decode(timeout))}`)
-  // An interrupted exchange leaves the conversation at an unknown point.
-  const markOnInterrupt = <A>(effect: Effect.Effect<A, TransportError>) =>
-    Effect.onInterrupt(effect, () => Effect.sync(() => void (broken = true)))
 
   /** Reads until a whole reply is there or the deadline (epoch millis) passes. */
   const readReply = (stage: string, timeout: Duration.DurationInput, deadline: number): Effect.Effect<Reply.Reply, TransportError> =>
@@ -56,13 +57,12 @@ export const make = (transport: string, socket: ClientSocket): Wire => {
     })
 
   const send = (data: string | Uint8Array, timeout: Duration.DurationInput, stage: string) =>
-    markOnInterrupt(Effect.mapError(
-      socket.writeWithin(data, Duration.toMillis(Duration.decode(timeout))),
+    Effect.mapError(
+      socket.writeWithin(data, Duration.toMillis(timeout)),
       (e) => e === "timeout" ? timedOut(timeout, stage) : failure("Unreachable", `closed the connection at ${stage}`)
-    ))
+    )
 
-  const reply = (timeout: Duration.DurationInput, stage: string) =>
-    markOnInterrupt(readReply(stage, timeout, Date.now() + Duration.toMillis(Duration.decode(timeout))))
+  const reply = (timeout: Duration.DurationInput, stage: string) => Effect.suspend(() => readReply(stage, timeout, Date.now() + Duration.toMillis(timeout)))
 
   return {
     socket,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Logger, Option, Scope } from "effect"
+import { Effect, Exit, Fiber, Logger, Option, Scope, Tracer } from "effect"
 import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
 import * as Resolver from "../../../src/dns/Resolver.ts"
 import type { Hooks, Plugin, RcptToContext, Route, RouteContext } from "../../../src/pipeline/Plugin.ts"
@@ -118,6 +118,22 @@ describe("Pipeline", () => {
         const p = yield* make([{ name: "slow", rcptTo: () => Effect.as(Effect.sleep("400 millis"), Verdict.accept()) }])
         expect((yield* p.run("rcptTo", rcptCtx).pipe(Effect.provide(log.layer))).verdict._tag).toBe("Accept")
         expect(log.lines).toEqual([])
+      }))
+
+    it.scoped("names each hook call in a span plugin.<name>.<hook> when a tracer collects spans", () =>
+      Effect.gen(function*() {
+        const names: Array<string> = []
+        const builtIn = yield* Effect.tracer
+        const recording = Tracer.make({
+          span: (name, ...rest) => {
+            names.push(name)
+            return builtIn.span(name, ...rest)
+          },
+          context: builtIn.context
+        })
+        const p = yield* make([voter("a", [], Verdict.Continue)])
+        yield* p.run("rcptTo", rcptCtx).pipe(Effect.withTracer(recording))
+        expect(names).toEqual(["plugin.a.rcptTo"])
       }))
 
     it.scoped("lets an interruption through instead of turning it into a verdict", () =>

@@ -52,6 +52,20 @@ describe("MessageBuffer", () => {
       yield* buffer.dispose
     }))
 
+  it.effect("hands a message kept in memory out as chunks from any offset, and none once it spilled", () =>
+    Effect.gen(function*() {
+      const joined = (parts: ReadonlyArray<Uint8Array> | undefined) => parts === undefined ? undefined : parts.map(text).join("")
+      const small = MessageBuffer.make({ threshold: 1024, maxSize: 10_000, tempDir: freshDir() })
+      yield* appendAll(small, ["0123", "4567", "89ab"])
+      const inMemory = yield* small.finish()
+      for (const start of [0, 1, 4, 5, 11, 12]) expect(joined(inMemory.inMemory?.(start))).toBe("0123456789ab".slice(start))
+      yield* small.dispose
+      const spilled = MessageBuffer.make({ threshold: 4, maxSize: 10_000, tempDir: freshDir() })
+      yield* appendAll(spilled, ["0123", "4567", "89ab"])
+      expect((yield* spilled.finish()).inMemory?.()).toBeUndefined()
+      yield* spilled.dispose
+    }))
+
   it.effect("does not keep a view of the caller's chunk, which the socket may reuse", () =>
     Effect.gen(function*() {
       const buffer = MessageBuffer.make({ threshold: 1024, maxSize: 10_000, tempDir: freshDir() })

@@ -31,4 +31,20 @@ describe("DATA encoding", () => {
     expect(encode("a\n.\nb\rc")).toBe("a\r\n..\r\nb\r\nc\r\n.\r\n")
     expect(encode("x\r")).toBe("x\r\n.\r\n")
   })
+
+  it("encodes a message held in memory in one buffer exactly as chunk by chunk", () => {
+    const cases: ReadonlyArray<ReadonlyArray<string>> = [
+      [".first\r\nmid.dle\r\n.\r\n..two\r\n"],
+      ["a\r\n", ".b\r", "\n.c\r\n"],
+      ["a\r", "\n", ".", "\r\n"],
+      ["no newline at end"],
+      [],
+      ["a\n.\nb\rc"],
+      ["x\r"]
+    ]
+    for (const chunks of cases) {
+      const whole = DotStuffing.encode(chunks.map((c) => new TextEncoder().encode(c)))
+      expect(new TextDecoder().decode(whole)).toBe(encode(...chunks))
+    }
+  })
 })
