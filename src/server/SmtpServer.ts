@@ -85,6 +85,10 @@ export const make = (options: {
         const tls = yield* loadTls(gen.config)
         const parsedProxies = Cidr.parseList(gen.config.proxyProtocol)
         if ("error" in parsedProxies) return yield* new Socket.SocketError({ reason: "Listen", message: `proxyProtocol: ${parsedProxies.error}` })
+        // Like Postfix's smtpd_client_event_limit_exceptions: trusted networks (often the
+        // application servers themselves) are not held to the per-address connection limit.
+        const parsedTrust = Cidr.parseList(gen.config.trust)
+        const exempt = "error" in parsedTrust ? [] : parsedTrust.ok
         const live: Live = {
           tls,
           active: 0,
@@ -100,12 +104,14 @@ export const make = (options: {
             isDraining: () => isDraining,
             proxies: parsedProxies.ok,
             admit: (ip) => {
+              if (Cidr.matchAny(exempt, ip)) return true
               const n = perIp.get(ip) ?? 0
               if (n >= gen.config.limits.maxConnectionsPerIp) return false
               perIp.set(ip, n + 1)
               return true
             },
             release: (ip) => {
+              if (Cidr.matchAny(exempt, ip)) return
               const n = (perIp.get(ip) ?? 1) - 1
               if (n <= 0) perIp.delete(ip)
               else perIp.set(ip, n)

@@ -83,7 +83,7 @@ describe("connection limits", () => {
   })
 
   it("refuses the connection past maxConnectionsPerIp with 421 4.7.0, but not one from another address", async () => {
-    const bridge = await startBridge({ trust: ["127.0.0.0/8"], limits: { maxConnectionsPerIp: 2 } })
+    const bridge = await startBridge({ limits: { maxConnectionsPerIp: 2 } })
     const open: Array<net.Socket> = []
     try {
       for (let i = 0; i < 2; i++) {
@@ -99,6 +99,29 @@ describe("connection limits", () => {
       const other = await firstLine(bridge.port, "127.0.0.2")
       open.push(other.socket)
       expect(other.line).toMatch(/^220 /)
+    } finally {
+      for (const s of open) s.destroy()
+      await bridge.stop()
+    }
+  })
+
+  it("does not hold trusted networks to maxConnectionsPerIp (like Postfix's mynetworks exception)", async () => {
+    const bridge = await startBridge({ trust: ["127.0.0.1/32"], limits: { maxConnectionsPerIp: 2 } })
+    const open: Array<net.Socket> = []
+    try {
+      for (let i = 0; i < 4; i++) {
+        const { line, socket } = await firstLine(bridge.port, "127.0.0.1")
+        open.push(socket)
+        expect(line).toMatch(/^220 /)
+      }
+      for (let i = 0; i < 2; i++) {
+        const { line, socket } = await firstLine(bridge.port, "127.0.0.2")
+        open.push(socket)
+        expect(line).toMatch(/^220 /)
+      }
+      const extra = await firstLine(bridge.port, "127.0.0.2")
+      open.push(extra.socket)
+      expect(extra.line).toBe("421 4.7.0 Too many connections from your address, try again later")
     } finally {
       for (const s of open) s.destroy()
       await bridge.stop()
