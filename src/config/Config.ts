@@ -7,6 +7,7 @@ import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
 import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
 import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
 import type { RateLimitOptions } from "../../plugins/rate-limit/index.ts"
+import type { Rule } from "../../plugins/routing/index.ts"
 import type { ResolverOptions } from "../dns/Resolver.ts"
 import type { Plugin } from "../pipeline/Plugin.ts"
 
@@ -121,14 +122,7 @@ export interface MaildirTransportConfig {
 export type TransportConfig = RelayTransportConfig | WebhookTransportConfig | MaildirTransportConfig
 
 /** One routing rule (see plugins/routing): every condition given must hold. */
-export interface RouteRule {
-  readonly transport: string
-  readonly recipientDomain?: ReadonlyArray<string>
-  readonly recipient?: string | ReadonlyArray<string>
-  readonly sender?: string | ReadonlyArray<string>
-  readonly user?: ReadonlyArray<string>
-  readonly network?: ReadonlyArray<string>
-}
+export type RouteRule = Rule
 
 export interface SpoolConfig {
   readonly dir: string

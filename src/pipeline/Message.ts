@@ -3,6 +3,7 @@
  * body, whether it lives in memory or was spilled to a temporary file.
  */
 import { Chunk, Data, Effect, Stream } from "effect"
+import * as Bytes from "../util/Bytes.ts"
 
 export class MessageError extends Data.TaggedError("MessageError")<{
   readonly reason: "Read" | "Write" | "Closed"
@@ -130,19 +131,7 @@ export const renderedSize = (content: Content, edits: Edits): number => {
 
 /** Collects a stream into one buffer (for small messages and for verifiers that need it whole). */
 export const collect = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<Uint8Array, E> =>
-  Effect.map(Stream.runCollect(stream), (chunks) => {
-    const parts = Chunk.toReadonlyArray(chunks)
-    if (parts.length === 1) return parts[0]!
-    let total = 0
-    for (const p of parts) total += p.byteLength
-    const out = new Uint8Array(total)
-    let offset = 0
-    for (const p of parts) {
-      out.set(p, offset)
-      offset += p.byteLength
-    }
-    return out
-  })
+  Effect.map(Stream.runCollect(stream), (chunks) => Bytes.concat(Chunk.toReadonlyArray(chunks)))
 
 /** A whole message already in memory, as a content stream. */
 export const bytesStream = (bytes: Uint8Array): Stream.Stream<Uint8Array, MessageError> => Stream.succeed(bytes)

@@ -9,6 +9,7 @@
  * lines.next() // { _tag: "Line", line: "NOOP" }
  * lines.next() // undefined: wait for more bytes
  */
+import { concat } from "../util/Bytes.ts"
 
 export type LineEvent = { readonly _tag: "Line"; readonly line: string } | { readonly _tag: "TooLong" }
 
@@ -29,19 +30,8 @@ export interface LineDecoder {
 
 const CR = 0x0d
 const LF = 0x0a
-const EMPTY = new Uint8Array(0)
 const tooLong: LineEvent = { _tag: "TooLong" }
 
-const concat = (parts: ReadonlyArray<Uint8Array>, length: number): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
 
 /**
  * `maxLineLength` counts the terminator, as RFC 5321 4.5.3.1.4 does (512 octets for commands).
@@ -85,7 +75,7 @@ export const make = (maxLineLength: number): LineDecoder => {
   }
 
   const decodeLine = (tail: Uint8Array): string => {
-    const bytes = partialLength === 0 ? tail : concat([partial.subarray(0, partialLength), tail], partialLength + tail.length)
+    const bytes = partialLength === 0 ? tail : concat([partial.subarray(0, partialLength), tail])
     partialLength = 0
     const end = bytes.length > 0 && bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length
     return decoder.decode(bytes.subarray(0, end))
@@ -127,12 +117,11 @@ export const make = (maxLineLength: number): LineDecoder => {
     const parts: Array<Uint8Array> = []
     if (partialLength > 0) parts.push(partial.slice(0, partialLength))
     queue.forEach((chunk, i) => parts.push(i === 0 ? chunk.subarray(head) : chunk))
-    const length = partialLength + queued
     queue.length = 0
     head = 0
     queued = 0
     partialLength = 0
-    return parts.length === 0 ? EMPTY : concat(parts, length)
+    return concat(parts)
   }
 
   return {

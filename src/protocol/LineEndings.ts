@@ -42,20 +42,9 @@ export const breakScanner = (chunk: Uint8Array): ((from: number) => number) => {
   }
 }
 
-/** Joins segments; a single segment is returned as is, without copying. */
-export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 0) return EMPTY
-  if (parts.length === 1) return parts[0]!
-  let length = 0
-  for (const p of parts) length += p.length
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
+import { concat } from "../util/Bytes.ts"
+
+export { concat }
 
 /**
  * Both policies normalize the same way: under "reject" the output is only ever used if the

@@ -8,6 +8,7 @@
  * decoder.next() // { _tag: "Simple", value: "OK" }
  * decoder.next() // undefined: the integer is not complete yet
  */
+import * as Bytes from "../util/Bytes.ts"
 
 export type Value =
   | { readonly _tag: "Simple"; readonly value: string }
@@ -35,14 +36,7 @@ export const encode = (args: ReadonlyArray<string | number>): Uint8Array => {
     head = "\r\n"
   }
   chunks.push(encoder.encode("\r\n"))
-  const total = chunks.reduce((n, c) => n + c.byteLength, 0)
-  const out = new Uint8Array(total)
-  let offset = 0
-  for (const c of chunks) {
-    out.set(c, offset)
-    offset += c.byteLength
-  }
-  return out
+  return Bytes.concat(chunks)
 }
 
 /** Thrown by the decoder when the peer is not speaking RESP2; the connection is then unusable. */

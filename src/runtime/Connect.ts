@@ -11,6 +11,7 @@
 import { Data, Duration, Effect, type Scope } from "effect"
 import * as net from "node:net"
 import * as tls from "node:tls"
+import * as Inbox from "./Inbox.ts"
 
 export class ConnectError extends Data.TaggedError("ConnectError")<{
   readonly reason: "Refused" | "Timeout" | "Tls" | "Closed"
@@ -94,86 +95,14 @@ const tlsInfo = (secure: tls.TLSSocket): TlsInfo => {
 
 const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefined): ClientSocket => {
   let socket: net.Socket = raw
-  const queue: Array<Uint8Array> = []
-  let queued = 0
-  let ended = false
-  let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
+  const inbox = Inbox.make(() => socket, highWaterMark)
   let secured = initialTls
+  inbox.attach(raw)
 
-  const onData = (chunk: Buffer) => {
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(chunk)
-      return
-    }
-    queue.push(chunk)
-    queued += chunk.byteLength
-    if (queued > highWaterMark) socket.pause()
-  }
-  const onEnd = () => {
-    ended = true
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(undefined)
-    }
-  }
-  const attach = (s: net.Socket) => {
-    s.on("data", onData)
-    s.on("end", onEnd)
-    s.on("close", onEnd)
-    s.on("error", onEnd)
-  }
-  const detach = (s: net.Socket) => {
-    s.off("data", onData)
-    s.off("end", onEnd)
-    s.off("close", onEnd)
-    s.off("error", onEnd)
-  }
-  attach(raw)
-
-  const read: Effect.Effect<Uint8Array | undefined> = Effect.suspend(() => {
-    const next = queue.shift()
-    if (next !== undefined) {
-      queued -= next.byteLength
-      if (queued <= highWaterMark && socket.isPaused()) socket.resume()
-      return Effect.succeed(next)
-    }
-    if (ended) return Effect.succeed(undefined)
-    return Effect.async<Uint8Array | undefined>((resume) => {
-      waiter = (chunk) => resume(Effect.succeed(chunk))
-      return Effect.sync(() => {
-        waiter = undefined
-      })
-    })
-  })
-
-  // Timed variants with one plain timer each: the relay's per-command deadlines sit on the hot path.
+  // One plain timer per wait: the relay's per-command deadlines sit on the hot path.
   const readWithin = (timeoutMs: number): Effect.Effect<Uint8Array | undefined | "timeout"> =>
-    Effect.suspend(() => {
-      const next = queue.shift()
-      if (next !== undefined) {
-        queued -= next.byteLength
-        if (queued <= highWaterMark && socket.isPaused()) socket.resume()
-        return Effect.succeed(next)
-      }
-      if (ended) return Effect.succeed(undefined)
-      return Effect.async<Uint8Array | undefined | "timeout">((resume) => {
-        const timer = setTimeout(() => {
-          waiter = undefined
-          resume(Effect.succeed("timeout"))
-        }, Math.max(0, timeoutMs))
-        waiter = (chunk) => {
-          clearTimeout(timer)
-          resume(Effect.succeed(chunk))
-        }
-        return Effect.sync(() => {
-          clearTimeout(timer)
-          waiter = undefined
-        })
-      })
-    })
+    // Never woken: the client side does not wait `wakeable`.
+    Effect.map(inbox.next(timeoutMs, false), (chunk) => (chunk === "eof" ? undefined : chunk === "woken" ? "timeout" : chunk))
 
   // Commands and small messages are taken by the kernel during `write` (nothing left in
   // `writableLength`): no timer and no wait then. Only a backlog waits, bounded by the timer.
@@ -181,7 +110,7 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
     Effect.suspend(() => {
       const s = socket
       const closed = () => new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })
-      if (ended || s.destroyed || !s.writable) return Effect.fail(closed())
+      if (inbox.ended() || s.destroyed || !s.writable) return Effect.fail(closed())
       let result: Effect.Effect<void, ConnectError> | undefined
       let wake: ((r: Effect.Effect<void, ConnectError>) => void) | undefined
       s.write(data, (error) => {
@@ -211,21 +140,20 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
     Effect.async<void, ConnectError>((resume) => {
       const s = socket
       const closed = () => new ConnectError({ reason: "Closed", message: `connection to ${describe(endpoint)} closed` })
-      if (ended || s.destroyed || !s.writable) return resume(Effect.fail(closed()))
+      if (inbox.ended() || s.destroyed || !s.writable) return resume(Effect.fail(closed()))
       s.write(data, (error) => resume(error ? Effect.fail(closed()) : Effect.void))
     })
 
   const upgradeTls = (options: TlsOptions): Effect.Effect<TlsInfo, ConnectError> =>
     Effect.async<TlsInfo, ConnectError>((resume) => {
       // Whatever the server sent before the handshake was plaintext and must not be read as a reply.
-      queue.length = 0
-      queued = 0
-      detach(raw)
+      inbox.drain()
+      inbox.detach(raw)
       const host = "host" in endpoint ? endpoint.host : undefined
       const secure = tls.connect(tlsConnectOptions(options, host, raw))
       const fail = (error: Error) => {
         secure.off("secureConnect", ok)
-        ended = true
+        inbox.end()
         secure.destroy()
         raw.destroy()
         resume(Effect.fail(new ConnectError({ reason: "Tls", message: `TLS with ${describe(endpoint)} failed: ${error.message}` })))
@@ -234,7 +162,7 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
         secure.off("error", fail)
         secured = tlsInfo(secure)
         socket = secure
-        attach(secure)
+        inbox.attach(secure)
         secure.on("error", () => {})
         resume(Effect.succeed(secured))
       }
@@ -263,13 +191,13 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
   })
 
   return {
-    read,
+    read: inbox.read,
     readWithin,
     write,
     writeWithin,
     upgradeTls,
     tls: () => secured,
-    idle: () => !ended && queue.length === 0 && !socket.destroyed,
+    idle: () => !inbox.ended() && inbox.empty() && !socket.destroyed,
     close,
     description: describe(endpoint)
   }

@@ -6,6 +6,7 @@
 import { Data, Effect } from "effect"
 import * as net from "node:net"
 import * as tls from "node:tls"
+import * as Inbox from "./Inbox.ts"
 
 export class SocketError extends Data.TaggedError("SocketError")<{
   readonly reason: "Closed" | "Tls" | "Write" | "Listen"
@@ -59,99 +60,10 @@ const normaliseAddress = (address: string | undefined): string =>
 
 export const wrap = (raw: net.Socket): SmtpSocket => {
   let socket: net.Socket = raw
-  const queue: Array<Uint8Array> = []
-  let queued = 0
-  let ended = false
-  let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
+  const inbox = Inbox.make(() => socket, highWaterMark)
   let secured: TlsState | undefined
-
-  const onData = (chunk: Buffer) => {
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(chunk)
-      return
-    }
-    queue.push(chunk)
-    queued += chunk.byteLength
-    if (queued > highWaterMark) socket.pause()
-  }
-  const onEnd = () => {
-    ended = true
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(undefined)
-    }
-  }
-  const attach = (s: net.Socket) => {
-    s.on("data", onData)
-    s.on("end", onEnd)
-    s.on("close", onEnd)
-    s.on("error", onEnd)
-  }
-  const detach = (s: net.Socket) => {
-    s.off("data", onData)
-    s.off("end", onEnd)
-    s.off("close", onEnd)
-    s.off("error", onEnd)
-  }
   raw.setNoDelay(true)
-  attach(raw)
-
-  const read: Effect.Effect<Uint8Array | undefined> = Effect.suspend(() => {
-    const next = queue.shift()
-    if (next !== undefined) {
-      queued -= next.byteLength
-      if (queued <= highWaterMark && socket.isPaused()) socket.resume()
-      return Effect.succeed(next)
-    }
-    if (ended) return Effect.succeed(undefined)
-    return Effect.async<Uint8Array | undefined>((resume) => {
-      waiter = (chunk) => resume(Effect.succeed(chunk))
-      return Effect.sync(() => {
-        waiter = undefined
-      })
-    })
-  })
-
-  // The hot path: one plain timer per wait instead of a forked timeout fiber, and a wake-up the
-  // server can send to idle sessions when it starts draining.
-  let wakeWaiter: (() => void) | undefined
-  const next = (timeoutMs: number, wakeable: boolean): Effect.Effect<Uint8Array | "eof" | "timeout" | "woken"> =>
-    Effect.suspend(() => {
-      const chunk = queue.shift()
-      if (chunk !== undefined) {
-        queued -= chunk.byteLength
-        if (queued <= highWaterMark && socket.isPaused()) socket.resume()
-        return Effect.succeed(chunk)
-      }
-      if (ended) return Effect.succeed("eof" as const)
-      return Effect.async<Uint8Array | "eof" | "timeout" | "woken">((resume) => {
-        const done = () => {
-          clearTimeout(timer)
-          waiter = undefined
-          wakeWaiter = undefined
-        }
-        const timer = setTimeout(() => {
-          done()
-          resume(Effect.succeed("timeout"))
-        }, timeoutMs)
-        waiter = (c) => {
-          done()
-          resume(Effect.succeed(c ?? "eof"))
-        }
-        if (wakeable) {
-          wakeWaiter = () => {
-            done()
-            resume(Effect.succeed("woken"))
-          }
-        }
-        return Effect.sync(done)
-      })
-    })
-
-  const wake = () => wakeWaiter?.()
+  inbox.attach(raw)
 
   // A reply is small: the kernel takes it during `write` on every runtime (nothing is left in
   // `writableLength`), and then there is nothing to wait for. Only a backlog waits for the callback.
@@ -172,19 +84,12 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
       })
     })
 
-  const unread = (bytes: Uint8Array) => {
-    if (bytes.byteLength === 0) return
-    queue.unshift(bytes)
-    queued += bytes.byteLength
-  }
-
   const upgradeTls = (context: tls.SecureContext, options: { readonly keepBuffered?: boolean } = {}): Effect.Effect<void, SocketError> =>
     Effect.async<void, SocketError>((resume) => {
-      const buffered = options.keepBuffered === true && queue.length > 0 ? Buffer.concat(queue) : undefined
       // Anything the client sent after STARTTLS was plaintext: it must never be read as a command.
-      queue.length = 0
-      queued = 0
-      detach(raw)
+      const pending = inbox.drain()
+      const buffered = options.keepBuffered === true && pending.length > 0 ? Buffer.concat(pending) : undefined
+      inbox.detach(raw)
       // Paused first: unshifted onto a flowing socket with no "data" listener left, the bytes
       // (a ClientHello that came in the same packet as a PROXY header) are emitted to nobody.
       if (buffered !== undefined) {
@@ -198,7 +103,7 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
         secure.off("close", closed)
         // A late error from the dying socket must not become an uncaught exception.
         secure.on("error", () => {})
-        ended = true
+        inbox.end()
         secure.destroy()
         resume(Effect.fail(new SocketError({ reason: "Tls", message: `TLS handshake failed: ${error.message}` })))
       }
@@ -210,7 +115,7 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
         const cipher = secure.getCipher()
         secured = { protocol: secure.getProtocol() ?? "TLS", cipher: cipher?.standardName ?? cipher?.name ?? "unknown" }
         socket = secure
-        attach(secure)
+        inbox.attach(secure)
         if (raw.isPaused()) raw.resume()
         resume(Effect.void)
       }
@@ -237,11 +142,11 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
   })
 
   return {
-    read,
-    next,
-    wake,
+    read: inbox.read,
+    next: inbox.next,
+    wake: inbox.wake,
     write,
-    unread,
+    unread: inbox.unread,
     upgradeTls,
     tls: () => secured,
     close,

@@ -16,6 +16,7 @@ import { randomBytes } from "node:crypto"
 import type { Mailbox, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
 import * as Xtext from "../protocol/Xtext.ts"
+import { concat } from "../util/Bytes.ts"
 
 export interface RecipientStatus {
   readonly recipient: Recipient
@@ -196,17 +197,6 @@ const uniqueBoundary = (parts: ReadonlyArray<string | Uint8Array>): string => {
   }
 }
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let total = 0
-  for (const p of parts) total += p.byteLength
-  const out = new Uint8Array(total)
-  let offset = 0
-  for (const p of parts) {
-    out.set(p, offset)
-    offset += p.byteLength
-  }
-  return out
-}
 
 /**
  * Builds the notification message (CRLF line endings, no line over 998 octets). The subject says

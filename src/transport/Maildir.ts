@@ -13,6 +13,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Reply from "../protocol/Reply.ts"
 import { type DeliveryReport, type OutgoingMessage, type Transport, TransportError } from "./Transport.ts"
+import * as Durable from "../util/Durable.ts"
 
 export interface Options {
   /** The Maildir root; `tmp`, `new` and `cur` are created inside it when missing. */
@@ -95,22 +96,9 @@ const writeFile = (dir: string, path: string, message: OutgoingMessage): Effect.
 
 // Platforms without directory fsync (Windows, some network file systems) report these; the
 // rename is then as durable as the platform allows, which is not a reason to refuse the mail.
-const unsupportedDirSync = new Set(["EINVAL", "ENOTSUP", "EISDIR", "EPERM", "EBADF", "EACCES"])
-
 /** fsync a directory so that the rename into it survives a crash. */
 const syncDir = (dir: string, path: string): Effect.Effect<void, TransportError> =>
-  attempt(dir, "fsync new/", async () => {
-    let handle: Fs.FileHandle | undefined
-    try {
-      handle = await Fs.open(path, "r")
-      await handle.sync()
-    } catch (error) {
-      const code = (error as { code?: unknown } | null)?.code
-      if (typeof code !== "string" || !unsupportedDirSync.has(code)) throw error
-    } finally {
-      await handle?.close().catch(() => undefined)
-    }
-  })
+  attempt(dir, "fsync new/", () => Durable.syncDirectory(path))
 
 const removeQuietly = (path: string): Effect.Effect<void> =>
   Effect.promise(() => Fs.rm(path, { force: true }).catch(() => undefined))

@@ -17,6 +17,7 @@ import * as Path from "node:path"
 import { MessageError } from "../../pipeline/Message.ts"
 import * as Record from "./Record.ts"
 import { fromUnknown, SpoolError } from "./SpoolError.ts"
+import * as Durable from "../../util/Durable.ts"
 
 const messageExt = ".eml"
 const recordExt = ".json"
@@ -52,26 +53,8 @@ const writeAll = async (handle: Fs.FileHandle, bytes: Uint8Array): Promise<void>
   }
 }
 
-// Platforms without directory fsync (Windows, some network file systems) report these; the
-// rename is then as durable as the platform allows.
-const unsupportedDirSync = new Set(["EINVAL", "ENOTSUP", "EISDIR", "EPERM", "EBADF", "EACCES"])
-
 export const syncDir = (dir: string): Effect.Effect<void, SpoolError> =>
-  Effect.tryPromise({
-    try: async () => {
-      let handle: Fs.FileHandle | undefined
-      try {
-        handle = await Fs.open(dir, "r")
-        await handle.sync()
-      } catch (error) {
-        const code = (error as { code?: unknown } | null)?.code
-        if (typeof code !== "string" || !unsupportedDirSync.has(code)) throw error
-      } finally {
-        await handle?.close().catch(() => undefined)
-      }
-    },
-    catch: fromUnknown("Write", dir, "fsync")
-  })
+  Effect.tryPromise({ try: () => Durable.syncDirectory(dir), catch: fromUnknown("Write", dir, "fsync") })
 
 const removeQuietly = (path: string): Effect.Effect<void> =>
   Effect.promise(() => Fs.rm(path, { force: true }).catch(() => undefined))

@@ -1,0 +1,137 @@
+/**
+ * Buffered, backpressured reads from a `node:net` socket, shared by the server-side and the
+ * client-side wrappers: chunks queue up to a high-water mark (then the socket pauses), and a
+ * reader waits with one plain timer rather than a forked timeout fiber.
+ */
+import { Effect } from "effect"
+import type * as net from "node:net"
+
+export type Next = Uint8Array | "eof" | "timeout" | "woken"
+
+export interface Inbox {
+  /** Starts (or, after a TLS upgrade, resumes) reading from `socket`. */
+  readonly attach: (socket: net.Socket) => void
+  readonly detach: (socket: net.Socket) => void
+  /** The next chunk; `undefined` once the peer closed or the socket failed. */
+  readonly read: Effect.Effect<Uint8Array | undefined>
+  /** The next chunk within `timeoutMs`; `woken` when `wake` is called during a `wakeable` wait. */
+  readonly next: (timeoutMs: number, wakeable: boolean) => Effect.Effect<Next>
+  readonly wake: () => void
+  /** Puts bytes back in front (what a header parser did not use). */
+  readonly unread: (bytes: Uint8Array) => void
+  /** Drops and returns everything buffered. */
+  readonly drain: () => ReadonlyArray<Uint8Array>
+  readonly ended: () => boolean
+  /** Marks the stream over (a failed handshake) and wakes a waiting reader. */
+  readonly end: () => void
+  readonly empty: () => boolean
+}
+
+export const make = (current: () => net.Socket, highWaterMark: number): Inbox => {
+  const queue: Array<Uint8Array> = []
+  let queued = 0
+  let closed = false
+  let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
+  let wakeWaiter: (() => void) | undefined
+
+  const onData = (chunk: Buffer) => {
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w(chunk)
+      return
+    }
+    queue.push(chunk)
+    queued += chunk.byteLength
+    if (queued > highWaterMark) current().pause()
+  }
+  const onEnd = () => {
+    closed = true
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w(undefined)
+    }
+  }
+  const shift = (): Uint8Array | undefined => {
+    const chunk = queue.shift()
+    if (chunk !== undefined) {
+      queued -= chunk.byteLength
+      const socket = current()
+      if (queued <= highWaterMark && socket.isPaused()) socket.resume()
+    }
+    return chunk
+  }
+
+  const read: Effect.Effect<Uint8Array | undefined> = Effect.suspend(() => {
+    const chunk = shift()
+    if (chunk !== undefined) return Effect.succeed(chunk)
+    if (closed) return Effect.succeed(undefined)
+    return Effect.async<Uint8Array | undefined>((resume) => {
+      waiter = (c) => resume(Effect.succeed(c))
+      return Effect.sync(() => {
+        waiter = undefined
+      })
+    })
+  })
+
+  const next = (timeoutMs: number, wakeable: boolean): Effect.Effect<Next> =>
+    Effect.suspend(() => {
+      const chunk = shift()
+      if (chunk !== undefined) return Effect.succeed(chunk)
+      if (closed) return Effect.succeed("eof" as const)
+      return Effect.async<Next>((resume) => {
+        const done = () => {
+          clearTimeout(timer)
+          waiter = undefined
+          wakeWaiter = undefined
+        }
+        const timer = setTimeout(() => {
+          done()
+          resume(Effect.succeed("timeout"))
+        }, Math.max(0, timeoutMs))
+        waiter = (c) => {
+          done()
+          resume(Effect.succeed(c ?? "eof"))
+        }
+        if (wakeable) {
+          wakeWaiter = () => {
+            done()
+            resume(Effect.succeed("woken"))
+          }
+        }
+        return Effect.sync(done)
+      })
+    })
+
+  return {
+    attach: (s) => {
+      s.on("data", onData)
+      s.on("end", onEnd)
+      s.on("close", onEnd)
+      s.on("error", onEnd)
+    },
+    detach: (s) => {
+      s.off("data", onData)
+      s.off("end", onEnd)
+      s.off("close", onEnd)
+      s.off("error", onEnd)
+    },
+    read,
+    next,
+    wake: () => wakeWaiter?.(),
+    unread: (bytes) => {
+      if (bytes.byteLength === 0) return
+      queue.unshift(bytes)
+      queued += bytes.byteLength
+    },
+    drain: () => {
+      const all = queue.splice(0)
+      queued = 0
+      return all
+    },
+    ended: () => closed,
+    end: onEnd,
+    empty: () => queue.length === 0
+  }
+}
