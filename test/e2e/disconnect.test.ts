@@ -11,8 +11,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type { TestBridge } from "../support/bridge.ts"
 import { startBridge, stripTrace } from "../support/bridge.ts"
-import type { Client } from "../support/SmtpClient.ts"
 import { connect } from "../support/SmtpClient.ts"
+import { openData } from "../support/transcript.ts"
 
 const line = `${"x".repeat(998)}\r\n`
 
@@ -24,16 +24,6 @@ const eventually = async <A>(check: () => A, ok: (a: A) => boolean, timeoutMs = 
     if (ok(value) || Date.now() > deadline) return value
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
-}
-
-const openData = async (port: number): Promise<Client> => {
-  const c = await connect(port)
-  expect(await c.read()).toMatch(/^220 /)
-  expect(await c.command("EHLO client.test")).toMatch(/^250-/)
-  expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
-  expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
-  expect(await c.command("DATA")).toMatch(/^354 /)
-  return c
 }
 
 describe("a client disconnecting in mid-DATA", () => {

@@ -9,18 +9,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as net from "node:net"
 import { startBridge, stripTrace } from "../support/bridge.ts"
-import type { Client } from "../support/SmtpClient.ts"
 import { connect } from "../support/SmtpClient.ts"
-
-const openData = async (port: number): Promise<Client> => {
-  const c = await connect(port)
-  expect(await c.read()).toMatch(/^220 /)
-  expect(await c.command("EHLO client.test")).toMatch(/^250-/)
-  expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
-  expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
-  expect(await c.command("DATA")).toMatch(/^354 /)
-  return c
-}
+import { openData } from "../support/transcript.ts"
 
 /** Whether a TCP connection to the port is refused (or closed without a byte), within 3 s. */
 const refused = (port: number): Promise<boolean> =>

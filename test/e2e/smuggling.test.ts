@@ -12,6 +12,7 @@ import type { TestBridge } from "../support/bridge.ts"
 import { startBridge, stripTrace } from "../support/bridge.ts"
 import type { Client } from "../support/SmtpClient.ts"
 import { connect } from "../support/SmtpClient.ts"
+import { openData } from "../support/transcript.ts"
 
 const headers = "From: <alice@example.org>\r\nTo: <bob@example.net>\r\nSubject: smuggling\r\n\r\n"
 const body = "Body part 1\r\nsecond line"
@@ -73,17 +74,6 @@ const afterData = (c: Client): Array<string> => {
   const lines = c.transcript().split("\n").filter((l) => l.startsWith("S: "))
   const at = lines.findIndex((l) => l.startsWith("S: 354"))
   return lines.slice(at + 1).map((l) => l.slice(3))
-}
-
-/** C: EHLO / MAIL / RCPT / DATA, each answered; leaves the client after the 354. */
-const openData = async (port: number): Promise<Client> => {
-  const c = await connect(port)
-  expect(await c.read()).toMatch(/^220 /)
-  expect(await c.command("EHLO client.test")).toMatch(/^250-/)
-  expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
-  expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
-  expect(await c.command("DATA")).toMatch(/^354 /)
-  return c
 }
 
 /** Sends bytes one TCP write at a time with a pause, so each lands in its own read. */
