@@ -19,6 +19,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { freePort } from "./runtimes.ts"
+import { supervise } from "./process.ts"
 
 export interface Dovecot {
   readonly port: number
@@ -98,29 +99,16 @@ service lmtp {
   let output = ""
   child.stdout.setEncoding("utf8").on("data", (t: string) => void (output += t))
   child.stderr.setEncoding("utf8").on("data", (t: string) => void (output += t))
-  let gone = false
-  const exited = new Promise<void>((resolve) => child.once("close", () => {
-    gone = true
-    resolve()
-  }))
+  const supervised = supervise(child)
+  const gone = supervised.gone
+  const stopChild = () => supervised.stop()
   const readLog = () => output + (fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "")
-  const kill = (signal: NodeJS.Signals) => {
-    if (gone) return
-    try {
-      process.kill(pid, signal)
-    } catch {
-      // Already gone.
-    }
-  }
   const stop = async () => {
-    kill("SIGTERM")
-    const timer = setTimeout(() => kill("SIGKILL"), 3_000)
-    await exited
-    clearTimeout(timer)
+    await stopChild()
     fs.rmSync(dir, { recursive: true, force: true })
   }
   try {
-    await waitForPort(port, () => gone, readLog)
+    await waitForPort(port, gone, readLog)
   } catch (error) {
     await stop()
     throw error

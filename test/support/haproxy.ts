@@ -20,6 +20,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type * as tls from "node:tls"
 import { freePort } from "./runtimes.ts"
+import { supervise } from "./process.ts"
 
 export const haproxyBinary = "/usr/sbin/haproxy"
 
@@ -146,24 +147,11 @@ export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> =>
   let output = ""
   child.stdout.setEncoding("utf8").on("data", (t: string) => void (output += t))
   child.stderr.setEncoding("utf8").on("data", (t: string) => void (output += t))
-  let gone = false
-  const exited = new Promise<void>((resolve) => child.once("close", () => {
-    gone = true
-    resolve()
-  }))
-  const kill = (signal: NodeJS.Signals) => {
-    if (gone) return
-    try {
-      process.kill(pid, signal)
-    } catch {
-      // Already gone.
-    }
-  }
+  const supervised = supervise(child)
+  const gone = supervised.gone
+  const stopChild = () => supervised.stop()
   const stop = async () => {
-    kill("SIGTERM")
-    const timer = setTimeout(() => kill("SIGKILL"), 3_000)
-    await exited
-    clearTimeout(timer)
+    await stopChild()
     fs.rmSync(dir, { recursive: true, force: true })
   }
   const states = async () => parseStates(await runtimeApi(adminSocket, "show stat"))
@@ -173,7 +161,7 @@ export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> =>
     for (;;) {
       last = await states().catch(() => last)
       if (predicate(last)) return last
-      if (Date.now() > deadline || gone) {
+      if (Date.now() > deadline || gone()) {
         throw new Error(`haproxy's servers stayed ${JSON.stringify(last)}:\n${output}\n--- config ---\n${config}`)
       }
       await new Promise((resolve) => setTimeout(resolve, 100))
@@ -181,7 +169,7 @@ export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> =>
   }
   try {
     let up = false
-    for (let attempt = 0; attempt < 100 && !up && !gone; attempt++) {
+    for (let attempt = 0; attempt < 100 && !up && !gone(); attempt++) {
       up = await listening(port)
       if (!up) await new Promise((resolve) => setTimeout(resolve, 50))
     }

@@ -15,13 +15,13 @@
 import { Stream } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Notes from "../../src/pipeline/Notes.ts"
 import type { Mailbox, MailParams, RcptParams } from "../../src/protocol/Envelope.ts"
 import type { OutgoingMessage } from "../../src/transport/Transport.ts"
 import { freePort } from "./runtimes.ts"
+import { waitForPort } from "./process.ts"
 
 export interface SinkOptions {
   /** Listen on this loopback port (e.g. one a transport already names while the sink was down); a free one by default. */
@@ -56,21 +56,6 @@ export interface Sink {
   /** Resolves once `predicate(counters)` holds; rejects after `timeoutMs`. */
   readonly waitFor: (predicate: (c: Counters) => boolean, timeoutMs?: number) => Promise<Counters>
   readonly stop: () => Promise<void>
-}
-
-const waitForPort = async (port: number): Promise<void> => {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: "127.0.0.1", port }, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on("error", () => resolve(false))
-    })
-    if (open) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`smtp-sink did not listen on 127.0.0.1:${port}`)
 }
 
 export const startSink = async (options: SinkOptions = {}): Promise<Sink> => {
@@ -114,7 +99,7 @@ export const startSink = async (options: SinkOptions = {}): Promise<Sink> => {
     listeners.add(check)
   })
   try {
-    await waitForPort(port)
+    await waitForPort(port, "no smtp-sink")
     await Promise.race([probed, new Promise((_, reject) => setTimeout(() => reject(new Error("smtp-sink did not count its probe")), 5_000))])
   } catch (error) {
     process.kill(pid, "SIGKILL")

@@ -8,21 +8,7 @@ import { testCertificate } from "../../support/certs.ts"
 import { run } from "../../support/exec.ts"
 import { connect } from "../../support/SmtpClient.ts"
 import { freePort } from "../../support/runtimes.ts"
-
-const waitForPort = async (port: number) => {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: "127.0.0.1", port }, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on("error", () => resolve(false))
-    })
-    if (open) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port}`)
-}
+import { waitForPort } from "../../support/process.ts"
 
 describe("support library against smtp-sink", () => {
   let port = 0
