@@ -22,8 +22,6 @@ export interface TlsState {
 }
 
 export interface SmtpSocket {
-  /** The next chunk from the peer; `undefined` once the peer closed or the socket failed. */
-  readonly read: Effect.Effect<Uint8Array | undefined>
   /**
    * The next chunk, or why there is none: the peer closed (`eof`), nothing came within
    * `timeoutMs` (`timeout`), or `wake` was called while waiting with `wakeable` (`woken`).
@@ -142,7 +140,6 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
   })
 
   return {
-    read: inbox.read,
     next: inbox.next,
     wake: inbox.wake,
     write,

@@ -3,7 +3,7 @@
  * sends 421 4.3.2 to idle sessions, lets transactions in flight finish until the shutdown
  * deadline, then interrupts whatever is left.
  */
-import { Cause, Deferred, Duration, Effect, Exit, FiberSet, type Scope } from "effect"
+import { Cause, Duration, Effect, Exit, FiberSet, type Scope } from "effect"
 import * as fs from "node:fs"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Metrics from "../observability/Metrics.ts"
@@ -77,7 +77,6 @@ export const make = (options: {
 }): Effect.Effect<RunningServer, Socket.SocketError, Scope.Scope> =>
   Effect.gen(function*() {
     const { config } = options
-    const draining = yield* Deferred.make<void>()
     let isDraining = false
     const perIp = new Map<string, number>()
     const goLive = (gen: Generation) =>
@@ -100,7 +99,6 @@ export const make = (options: {
             transports: gen.transports,
             spool: options.spool,
             tls: () => live.tls,
-            draining,
             isDraining: () => isDraining,
             proxies: parsedProxies.ok,
             admit: (ip) => {
@@ -169,7 +167,6 @@ export const make = (options: {
       Effect.gen(function*() {
         isDraining = true
         yield* Effect.forEach(listeners, (l) => l.close, { discard: true })
-        yield* Deferred.succeed(draining, undefined)
         for (const socket of sockets) socket.wake()
         const size = yield* FiberSet.size(fibers)
         if (size > 0) {

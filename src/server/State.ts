@@ -1,5 +1,5 @@
 /** The mutable state of one connection, shared by the command handlers. */
-import { type Deferred, Effect } from "effect"
+import { Effect } from "effect"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import type * as Notes from "../pipeline/Notes.ts"
@@ -25,8 +25,6 @@ export interface ServerEnv {
   readonly spool: Spool.Spool | undefined
   /** The current TLS context (reloadable), or undefined when TLS is not configured. */
   readonly tls: () => SecureContext | undefined
-  /** Completed when the server starts draining. */
-  readonly draining: Deferred.Deferred<void>
   readonly isDraining: () => boolean
   /** Load balancers whose connections start with a PROXY header. */
   readonly proxies: ReadonlyArray<Cidr.Cidr>
