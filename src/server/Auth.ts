@@ -2,7 +2,7 @@
 import { Effect } from "effect"
 import * as Reply from "../protocol/Reply.ts"
 import * as Sasl from "../protocol/Sasl.ts"
-import { authOffered } from "./Commands.ts"
+import { authOffered, refuse } from "./Commands.ts"
 import type { LineRead } from "./Connection.ts"
 import { type Conn, invalid, reply, replyAndClose } from "./State.ts"
 
@@ -73,10 +73,8 @@ export const auth = (c: Conn, readLine: LineRead, mechanism: string, initial: st
       c.session.authMechanism = mechanism
       return reply(c, Reply.make(235, "2.7.0", "Authentication successful"))
     }
-    if (verdict._tag === "Defer" || verdict._tag === "Disconnect") {
-      const r = Reply.make(verdict.code, verdict.enhanced, verdict.text)
-      return verdict._tag === "Disconnect" ? replyAndClose(c, r) : reply(c, r)
-    }
+    // A deferral or a disconnect is not a failed guess: it does not count against the client.
+    if (verdict._tag === "Defer" || verdict._tag === "Disconnect") return void refuse(c, verdict)
     c.authFailures++
     const r = verdict._tag === "Reject" ? Reply.make(verdict.code, verdict.enhanced, verdict.text) : Reply.badCredentials
     if (c.authFailures >= c.env.config.limits.maxAuthFailures) {
