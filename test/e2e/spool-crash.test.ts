@@ -120,7 +120,17 @@ const crashAndRecover = async (runtime: Runtime, scenario: Scenario): Promise<Re
       // What `smtp-bridge queue flush` does: attempts that failed before the kill put the next
       // retry minutes away.
       await Effect.runPromise(Spool.flush(spool))
-      const dumped = () => fs.readdirSync(dumps).map((f) => fs.readFileSync(path.join(dumps, f), "utf8"))
+      // smtp-sink deletes the dump of a transaction that never completed (the one the kill cut
+      // off), so a file may vanish between listing and reading: it was no delivery.
+      const dumped = () =>
+        fs.readdirSync(dumps).flatMap((f) => {
+          try {
+            return [fs.readFileSync(path.join(dumps, f), "utf8")]
+          } catch (error) {
+            if ((error as { code?: unknown }).code === "ENOENT") return []
+            throw error
+          }
+        })
       const copies = () =>
         Array.from({ length: messages }, (_, k) => dumped().filter((d) => d.includes(`Subject: spool crash ${k + 1}\n`)).length)
       const missing = () => copies().flatMap((n, k) => (n === 0 ? [k + 1] : []))
