@@ -22,7 +22,8 @@ describe("rate-limit (Redis store)", () => {
     const b = await startBridge({
       trust: ["127.0.0.0/8"],
       allowInsecureAuth: true,
-      senders: { alice: ["*"], bob: ["*"], carol: ["*"] },
+      // probeN: throw-away users that show whether a bridge counts again after an outage.
+      senders: { alice: ["*"], bob: ["*"], carol: ["*"], ...Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`probe${i + 1}`, ["*"]])) },
       plugins: [rateLimit({ redis: { url: redis.url, maxBackoff: "300 millis" }, authFailures: false, ...options }), passwordAuth]
     })
     bridges.push(b)
@@ -80,6 +81,14 @@ describe("rate-limit (Redis store)", () => {
       await redis.start()
     }
     await waitFor("recovered", async () => (await send(closed, "carol")).startsWith("250"))
+    // Each bridge reconnects on its own backoff: wait until the fail-open one counts again too,
+    // with users of its own so that carol's count is untouched.
+    let probe = 0
+    await waitFor("counting again", async () => {
+      const user = `probe${++probe}`
+      await send(open, user)
+      return (await send(open, user)).startsWith("451 4.7.1")
+    })
     expect(await send(open, "carol")).toBe("451 4.7.1 Message rate limit exceeded for carol, try again in 60 minutes")
   })
 })
