@@ -6,7 +6,6 @@ import * as net from "node:net"
 import * as SmtpRelay from "../../../src/transport/smtp/SmtpRelay.ts"
 import * as Url from "../../../src/transport/smtp/Url.ts"
 import type { TransportError } from "../../../src/transport/Transport.ts"
-import { freePort } from "../../support/runtimes.ts"
 import { outgoing, startSink } from "../../support/sink.ts"
 
 const relay = (port: number, options: Omit<SmtpRelay.Options, "target"> = {}) =>
@@ -110,7 +109,8 @@ const miniServer = (options: MiniOptions = {}) => {
 describe("relay failures", () => {
   it.scopedLive("reports Unreachable when nothing listens on the upstream port", () =>
     Effect.gen(function*() {
-      const port = yield* Effect.promise(() => freePort())
+      // Port 1: tests only bind port 0, so no other test's server can take it meanwhile.
+      const port = 1
       const transport = yield* relay(port)
       const error = yield* failure(transport.deliver(outgoing(["Subject: x\r\n\r\nx\r\n"])))
       expect(error).toMatchObject({ _tag: "TransportError", reason: "Unreachable", transport: "relay" })

@@ -2,7 +2,6 @@
 // client's reply to the final dot is the upstream's verdict (DESIGN.md section 4).
 import { describe, expect, it } from "vitest"
 import { startBridge } from "../../support/bridge.ts"
-import { freePort } from "../../support/runtimes.ts"
 import { dumpedMessage, type SinkOptions, startSink } from "../../support/sink.ts"
 import { connect } from "../../support/SmtpClient.ts"
 
@@ -23,7 +22,9 @@ const send = async (port: number, body: string): Promise<string> => {
 
 const withRelay = async (sinkOptions: SinkOptions | "down", run: (bridgePort: number, sink: Awaited<ReturnType<typeof startSink>> | undefined) => Promise<void>) => {
   const sink = sinkOptions === "down" ? undefined : await startSink(sinkOptions)
-  const port = sink?.port ?? (await freePort())
+  // "down": port 1 — tests only ever bind port 0, so nothing can take it meanwhile (a port that was
+  // free a moment ago can be taken by another test file's server that accepts and stays silent).
+  const port = sink?.port ?? 1
   const bridge = await startBridge({ relay: `smtp://127.0.0.1:${port}`, trust: ["127.0.0.1/32"] })
   try {
     await run(bridge.port, sink)
