@@ -36,8 +36,9 @@ const tooLong: LineEvent = { _tag: "TooLong" }
 /**
  * `maxLineLength` counts the terminator, as RFC 5321 4.5.3.1.4 does (512 octets for commands).
  * LF alone ends a line too: command mode tolerates it, unlike DATA, where only CRLF counts.
+ * `onDiscard` hears of the bytes of an overlong line as they are skipped.
  */
-export const make = (maxLineLength: number): LineDecoder => {
+export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void): LineDecoder => {
   const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
   // Chunks pushed but not yet scanned; `head` is the offset into the first one.
   const queue: Array<Uint8Array> = []
@@ -50,7 +51,9 @@ export const make = (maxLineLength: number): LineDecoder => {
   let discarding = false
 
   const dropHead = (): void => {
-    queued -= queue[0]!.length - head
+    const dropped = queue[0]!.length - head
+    queued -= dropped
+    if (discarding) onDiscard?.(dropped)
     queue.shift()
     head = 0
   }

@@ -9,6 +9,7 @@ import * as LineDecoder from "../protocol/LineDecoder.ts"
 import * as ProxyProtocol from "../protocol/ProxyProtocol.ts"
 import * as Reply from "../protocol/Reply.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
+import * as Memory from "../runtime/Memory.ts"
 import type { SmtpSocket } from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"
 import { auth } from "./Auth.ts"
@@ -41,6 +42,8 @@ export const readLine: LineRead = (c) =>
       if (chunk === "woken") return end("drain")
       if (typeof chunk === "string") return end(chunk)
       c.lines.push(chunk)
+      // An overlong line is skipped as it arrives (LineDecoder reports it to Memory).
+      if (Memory.due()) yield* Memory.settle
     }
   })
 
@@ -189,7 +192,7 @@ const session = (
     const c: Conn = {
       socket,
       env,
-      lines: LineDecoder.make(env.config.limits.maxLineLength),
+      lines: LineDecoder.make(env.config.limits.maxLineLength, Memory.released),
       session: {
         id: newId(),
         ...client,

@@ -9,6 +9,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type Content, MessageError, parseHeaders } from "../pipeline/Message.ts"
+import * as Memory from "../runtime/Memory.ts"
 
 /** Header sections larger than this are not parsed (the message is still kept whole). */
 const maxHeaderBytes = 256 * 1024
@@ -68,7 +69,7 @@ export const make = (options: {
   const append = (chunk: Uint8Array): Effect.Effect<void, MessageError> => {
     if (chunk.byteLength === 0) return Effect.void
     size += chunk.byteLength
-    if (size > options.maxSize) return Effect.void
+    if (size > options.maxSize) return Memory.release(chunk.byteLength)
     stored += chunk.byteLength
     // Input chunks may be views of a buffer the socket reuses: copy what we keep.
     const copy = file === undefined ? chunk.slice() : undefined
@@ -79,7 +80,10 @@ export const make = (options: {
     }
     if (copy === undefined) {
       const f = file!
-      return Effect.tryPromise({ try: () => f.write(chunk), catch: (e) => ioError("Write", e) })
+      return Effect.zipRight(
+        Effect.tryPromise({ try: () => f.write(chunk), catch: (e) => ioError("Write", e) }),
+        Memory.release(chunk.byteLength)
+      )
     }
     memory.push(copy)
     inMemory += copy.byteLength
@@ -134,6 +138,9 @@ export const make = (options: {
           Option.some
         )
         if (bytesRead === 0) return yield* Effect.fail(Option.some(ioError("Read", new Error("temporary file truncated"))))
+        // The chunk before this one has been written on by now: a large message streams to its
+        // transport without piling up read buffers.
+        if (position > start) yield* Memory.release(bytesRead)
         position += bytesRead
         return buffer.subarray(0, bytesRead)
       }))

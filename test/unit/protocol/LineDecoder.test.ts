@@ -145,4 +145,17 @@ describe("LineDecoder", () => {
       { numRuns: 300 }
     )
   })
+
+  it("reports the bytes of an overlong line as it skips them, and nothing else", () => {
+    const skipped: Array<number> = []
+    const decoder = LineDecoder.make(16, (n) => skipped.push(n))
+    decoder.push(bytes("EHLO a\r\n"))
+    expect(drain(decoder)).toEqual([{ _tag: "Line", line: "EHLO a" }])
+    decoder.push(bytes("x".repeat(40)))
+    expect(drain(decoder)).toEqual([{ _tag: "TooLong" }])
+    decoder.push(bytes("y".repeat(100)))
+    decoder.push(bytes("zz\r\nNOOP\r\n"))
+    expect(drain(decoder)).toEqual([{ _tag: "Line", line: "NOOP" }])
+    expect(skipped.reduce((a, b) => a + b, 0)).toBe(40 + 100)
+  })
 })
