@@ -18,6 +18,7 @@ import * as Reload from "./admin/Reload.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Resolver from "./dns/Resolver.ts"
 import * as Metrics from "./observability/Metrics.ts"
+import * as Telemetry from "./observability/Telemetry.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
 import type { Plugin } from "./pipeline/Plugin.ts"
 import * as SmtpServer from "./server/SmtpServer.ts"
@@ -71,8 +72,14 @@ const pipelineIn = (config: BridgeConfig, scope: Scope.Scope) =>
 const transportsIn = (config: BridgeConfig, scope: Scope.Scope) =>
   Build.make(config.transports, config.hostname).pipe(Scope.extend(scope), Effect.map(Metrics.instrumentTransports))
 
-/** Starts the bridge; it serves until the scope closes (which drains gracefully). */
+/**
+ * Starts the bridge; it serves until the scope closes (which drains gracefully). With
+ * `telemetry`, it runs under that tracer, which closes last: the drained sessions' spans go too.
+ */
 export const start = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.Scope> =>
+  serve(config).pipe(Telemetry.withTracing(config.telemetry), Effect.mapError(message))
+
+const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.Scope> =>
   Effect.gen(function*() {
     // Every generation's plugins and transports live in scopes under this one, made before the
     // server so that on shutdown the server drains first and they close after.
@@ -111,7 +118,7 @@ export const start = (config: BridgeConfig): Effect.Effect<Running, BridgeError,
       `smtp-bridge listening on ${listening}; hostname ${config.hostname}; ` +
         `TLS ${config.tls === undefined ? "off" : "on"}; AUTH ${pipeline.has("auth") ? (config.allowInsecureAuth ? "on (insecure allowed)" : "on (TLS only)") : "off"}; ` +
         `plugins ${order}; transports ${Build.describe(config.transports)}; spool ${config.spool === undefined ? "off" : config.spool.dir}; max size ${config.limits.maxMessageSize}; ` +
-        `shutdown timeout ${Duration.format(config.shutdownTimeout)}`
+        `shutdown timeout ${Duration.format(config.shutdownTimeout)}; telemetry ${Telemetry.describe(config.telemetry)}`
     )
     if (admin !== undefined) yield* Effect.logInfo(`admin listening on http://${admin.host.includes(":") ? `[${admin.host}]` : admin.host}:${admin.port} (/metrics, /healthz, /readyz)`)
 

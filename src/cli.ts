@@ -16,6 +16,7 @@ import { dkim } from "./commands/Dkim.ts"
 import { queue } from "./commands/Queue.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
+import * as Telemetry from "./config/Telemetry.ts"
 import * as Log from "./observability/Log.ts"
 import { ConfigError } from "./config/Resolve.ts"
 import * as Main from "./runtime/Main.ts"
@@ -57,9 +58,13 @@ const configOptions = {
   proxyProtocol: repeatedText("proxy-protocol", "CIDR", "Accept PROXY v1/v2 headers from these load balancers; repeatable"),
   spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries"),
   admin: optionalText("admin", "HOST:PORT", "Admin HTTP listener with /metrics, /healthz and /readyz (off by default; keep it private)"),
+  otlpEndpoint: optionalText("otlp-endpoint", "URL", "Send OpenTelemetry traces over OTLP/HTTP to this collector, like http://127.0.0.1:4318 (off by default)"),
   logFormat: Options.choice("log-format", ["json", "pretty"]).pipe(
     Options.withDescription("Log lines as JSON objects or readable text (default: text on a terminal, JSON otherwise)"),
     Options.optional
+  ),
+  watchConfig: Options.boolean("watch-config").pipe(
+    Options.withDescription("Reload, as SIGHUP does, when the config file, the users file or the TLS certificate or key changes")
   )
 }
 
@@ -109,7 +114,10 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
       ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }
       : {}),
     ...given("admin", o.admin),
+    // Merged into the file's `telemetry`, which keeps its serviceName and headers.
+    ...(Option.isSome(o.otlpEndpoint) ? { telemetry: { otlpEndpoint: o.otlpEndpoint.value } } : {}),
     ...given("logFormat", o.logFormat),
+    ...(o.watchConfig ? { watchConfig: true } : {}),
     ...(Object.keys(limits).length > 0 ? { limits } : {})
   }
 }
@@ -117,17 +125,21 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
 const loadConfig = (o: ConfigOptions, fresh = false): Effect.Effect<BridgeConfig, ConfigError> =>
   Load.load({ ...given("file", o.config), flags: flagsOf(o), fresh })
 
-/** SIGHUP: the config file and flags again, then the users and TLS files; a bad one changes nothing. */
-const reload = (o: ConfigOptions, running: Bridge.Running) =>
+/**
+ * SIGHUP or a watched file's change: the config file and flags again, then the users and TLS
+ * files; a bad one changes nothing. Gives the config applied, or undefined when refused.
+ */
+const reload = (o: ConfigOptions, running: Bridge.Running, request: Reload.Request) =>
   Effect.gen(function*() {
-    yield* Effect.logInfo("SIGHUP: reloading the config, users and TLS files")
+    yield* Effect.logInfo(`${request}: reloading the config, users and TLS files`)
+    const refused = (message: string) =>
+      Effect.as(Effect.logError(`reload refused, the running config stays active: ${message}`), undefined)
     const next = yield* Effect.either(loadConfig(o, true))
-    if (Either.isLeft(next)) {
-      return yield* Effect.logError(`reload refused, the running config stays active: ${next.left.message}`)
-    }
-    yield* running.reload(next.right).pipe(
+    if (Either.isLeft(next)) return yield* refused(next.left.message)
+    return yield* running.reload(next.right).pipe(
       Effect.zipRight(Effect.logInfo("reload done: new sessions use the new config; open sessions continue unchanged")),
-      Effect.catchAll((e) => Effect.logError(`reload refused, the running config stays active: ${e.message}`))
+      Effect.as(next.right),
+      Effect.catchAll((e) => refused(e.message))
     )
   })
 
@@ -136,10 +148,20 @@ const serve = Command.make("serve", configOptions, (o) =>
     const config = yield* loadConfig(o)
     // Serves until SIGINT/SIGTERM interrupts us; closing the scope drains gracefully.
     yield* Effect.scoped(Effect.gen(function*() {
+      // SIGHUP and watched files' changes feed one queue, so reloads run one at a time.
+      const requests = yield* Reload.requests
       // Before the server starts: SIGHUP's default action would end the process.
-      const hangups = yield* Reload.signals("SIGHUP")
+      yield* Reload.signals("SIGHUP", requests)
+      const watcher = yield* Reload.watch(requests)
+      const configFile = Option.getOrUndefined(o.config)
+      yield* watcher.set(Reload.watchedFiles(config, configFile))
       const running = yield* Bridge.run(config)
-      yield* Effect.forever(Effect.zipRight(Queue.take(hangups), reload(o, running)))
+      yield* Queue.take(requests).pipe(
+        Effect.flatMap((request) => reload(o, running, request)),
+        // The new config may name other users or TLS files, or turn watching off.
+        Effect.flatMap((applied) => (applied === undefined ? Effect.void : watcher.set(Reload.watchedFiles(applied, configFile)))),
+        Effect.forever
+      )
     })).pipe(Log.withFormat(Log.formatFor(config.logFormat)))
   })).pipe(Command.withDescription("Start the bridge"))
 
@@ -185,7 +207,8 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
     `max recipients ${config.limits.maxRecipients}`,
     `idle timeout ${Duration.format(config.limits.idleTimeout)}`,
     `plugins ${config.plugins.length === 0 ? "none" : config.plugins.map((p) => p.name).join(", ")}`,
-    `admin ${config.admin === undefined ? "off" : `${config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host}:${config.admin.port}`}`
+    `admin ${config.admin === undefined ? "off" : `${config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host}:${config.admin.port}`}`,
+    `telemetry ${Telemetry.describe(config.telemetry)}`
   ].join("; ")
 }
 

@@ -49,6 +49,18 @@ export interface Limits {
 /** How log lines are written: one JSON object per line, or one readable line for a terminal. */
 export type LogFormat = "json" | "pretty"
 
+/** OpenTelemetry tracing: spans go to an OTLP/HTTP (JSON) collector. */
+export interface TelemetryConfig {
+  /** The collector as configured (`http://collector:4318`), for messages. */
+  readonly otlpEndpoint: string
+  /** Where spans are POSTed: the endpoint's `/v1/traces`, unless it already names that path. */
+  readonly tracesUrl: string
+  /** The `service.name` resource attribute. */
+  readonly serviceName: string
+  /** Sent with every export (a collector's API key); never logged. */
+  readonly headers: Readonly<Record<string, string>>
+}
+
 export interface BridgeConfig extends DeliveryConfig {
   /** The name in the greeting, EHLO reply and Received header. */
   readonly hostname: string
@@ -83,8 +95,12 @@ export interface BridgeConfig extends DeliveryConfig {
   readonly rateLimit: RateLimitOptions | undefined
   /** The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when undefined. */
   readonly admin: { readonly host: string; readonly port: number } | undefined
+  /** OpenTelemetry tracing; off when undefined, and then no OpenTelemetry module is even loaded. */
+  readonly telemetry: TelemetryConfig | undefined
   /** Log format; undefined picks `pretty` when stdout is a terminal and `json` otherwise. */
   readonly logFormat: LogFormat | undefined
+  /** Reload, as on SIGHUP, when the config file, the users file or the TLS certificate or key changes. */
+  readonly watchConfig: boolean
 }
 
 /** A relay to existing mail infrastructure (`smtp://`, `smtps://`, `lmtp://`). */

@@ -91,6 +91,22 @@ export interface SpoolInput {
   readonly concurrency?: number
 }
 
+/**
+ * OpenTelemetry tracing (`--otlp-endpoint URL`): one span per SMTP session, per transaction and
+ * per plugin hook, exported over OTLP/HTTP with JSON bodies. Off unless given.
+ *
+ * @example
+ * telemetry: { otlpEndpoint: "http://otel-collector:4318", headers: { "x-api-key": process.env.OTLP_KEY ?? "" } }
+ */
+export interface TelemetryInput {
+  /** The collector's OTLP/HTTP base URL (`http://host:4318`); spans go to its `/v1/traces`. A URL already ending in `/v1/traces` is used as it is. */
+  readonly otlpEndpoint: string
+  /** The `service.name` of every span; default `"smtp-bridge"`. */
+  readonly serviceName?: string
+  /** HTTP headers sent with every export, such as a collector's API key; never logged. */
+  readonly headers?: Readonly<Record<string, string>>
+}
+
 export interface ConfigInput {
   /** The name in the greeting, EHLO reply and Received header; default the machine's host name. */
   readonly hostname?: string
@@ -146,8 +162,12 @@ export interface ConfigInput {
   readonly plugins?: ReadonlyArray<Plugin>
   /** Admin HTTP listener `"HOST:PORT"` serving `/metrics`, `/healthz` and `/readyz`; off by default. Keep it on a private address. */
   readonly admin?: string
+  /** OpenTelemetry tracing to an OTLP/HTTP collector; off by default. */
+  readonly telemetry?: TelemetryInput
   /** `"json"` (one object per line) or `"pretty"`; default `"pretty"` on a terminal, `"json"` otherwise. */
   readonly logFormat?: "json" | "pretty"
+  /** Reload (as SIGHUP does) when the config file, the users file or the TLS certificate or key changes; default `false`. */
+  readonly watchConfig?: boolean
 }
 
 /** Identity function that gives config files type checking and editor completion. */

@@ -18,6 +18,7 @@ import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
 import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
 import * as Udp from "../dns/Udp.ts"
 import * as Delivery from "./Delivery.ts"
+import * as Telemetry from "./Telemetry.ts"
 import * as Syntax from "./Syntax.ts"
 import { Bool, Cidr, FilePath, Hostname, LineLength, ListenAddress, MessageSize, PositiveInt, SenderPattern, ShutdownTimeout, SpillSize, Timeout, decodeDuration, expectedOf, expecting, list, optional } from "./Fields.ts"
 
@@ -111,7 +112,9 @@ const InputSchema = Schema.Struct({
     .annotations(expecting("rate-limit options: { perIp?, perUser?, limits?, redis?, ... }"))),
   admin: optional(ListenAddress),
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),
-  ...Delivery.fields
+  watchConfig: optional(Bool),
+  ...Delivery.fields,
+  ...Telemetry.fields
 }).annotations(expecting("an object (the config file's default export)"))
 
 type Decoded = typeof InputSchema.Type
@@ -145,7 +148,8 @@ type SourceOf = (field: string) => string
 /** A ConfigError for one field, with the message every caller prints. */
 /** Error lines end up in logs: never print a secret or a URL's password. */
 const redact = (field: string, got: unknown): unknown =>
-  /secret/i.test(field) && got !== undefined
+  // Telemetry headers carry a collector's API key.
+  (/secret/i.test(field) || field.startsWith("telemetry.headers")) && got !== undefined
     ? "(hidden)"
     : typeof got === "string"
     ? got.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, "$1****@")
@@ -359,7 +363,9 @@ export const resolve = (
       dkimSign: yield* dkimSignOf(decoded.dkimSign as DkimSignOptions | undefined, sourceOf),
       arcSeal: decoded.arcSeal as ArcSealOptions | undefined,
       admin: decoded.admin === undefined ? undefined : Syntax.parseHostPort(decoded.admin),
+      telemetry: Telemetry.resolve(decoded.telemetry),
       logFormat: decoded.logFormat,
+      watchConfig: decoded.watchConfig ?? false,
       ...delivery
     }
   })

@@ -14,6 +14,7 @@ import type { SmtpSocket } from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"
 import { auth } from "./Auth.ts"
 import * as Commands from "./Commands.ts"
+import * as Spans from "./Spans.ts"
 import { type Conn, flush, invalid, newId, reply, replyAndClose, type ServerEnv } from "./State.ts"
 import * as Transfer from "./Transfer.ts"
 
@@ -56,7 +57,8 @@ const dispatch = (c: Conn, line: string): Effect.Effect<Command.Command["verb"] 
   }
   const run = Effect.as(execute(c, parsed.command), parsed.command.verb)
   // Inside a transaction every log line carries its id, as the Received header and the 250 do.
-  return c.tx === undefined ? run : Effect.annotateLogs(run, "transaction", c.tx.id)
+  const logged = c.tx === undefined ? run : Effect.annotateLogs(run, "transaction", c.tx.id)
+  return c.trace === undefined ? logged : Spans.command(c, c.trace, parsed.command.verb, logged)
 }
 
 const execute = (c: Conn, command: Command.Command) =>
@@ -211,7 +213,14 @@ const session = (
       closing: false,
       commands: 0
     }
-    if (accepted.implicitTls) {
+    return yield* Spans.session(c, serve(c, accepted.implicitTls))
+  })
+
+/** The TLS handshake first on an implicit-TLS listener, then the session until it ends. */
+const serve = (c: Conn, implicitTls: boolean) =>
+  Effect.gen(function*() {
+    const { socket, env } = c
+    if (implicitTls) {
       const context = env.tls()
       const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
         Effect.timeout(env.config.limits.greetingTimeout),

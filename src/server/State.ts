@@ -13,6 +13,7 @@ import type { SecureContext, SmtpSocket } from "../runtime/Socket.ts"
 import type * as Spool from "../transport/Spool.ts"
 import type { Transport } from "../transport/Transport.ts"
 import type { MessageBuffer } from "./MessageBuffer.ts"
+import type { Trace } from "./Spans.ts"
 import { randomBytes } from "node:crypto"
 import type * as Cidr from "../util/Cidr.ts"
 
@@ -64,6 +65,8 @@ export interface Conn {
   closing: boolean
   /** Commands received so far; the greeting timeout applies until the first. */
   commands: number
+  /** The session's open spans, when a tracer collects them (`Spans.ts`). */
+  trace?: Trace
 }
 
 export const reply = (c: Conn, r: Reply.Reply): void => {

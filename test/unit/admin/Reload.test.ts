@@ -38,4 +38,29 @@ describe("Reload.plan", () => {
       expect(spooled.config.transports).toEqual(running.transports)
       expect(spooled.notes[0]).toMatch(/^transports changed: restart to apply/)
     }))
+
+  it.effect("keeps the running telemetry: the tracer is installed once, at start", () =>
+    Effect.gen(function*() {
+      const running = yield* config({})
+      const plan = Reload.plan(running, yield* config({ telemetry: { otlpEndpoint: "http://collector:4318", headers: { "x-api-key": "k1" } } }), { spool: false })
+      expect(plan.config.telemetry).toBeUndefined()
+      expect(plan.notes).toEqual(["telemetry changed: restart to apply; keeping telemetry off"])
+    }))
+})
+
+describe("Reload.watchedFiles", () => {
+  const files = { users: "users.htpasswd", allowInsecureAuth: true, tls: { cert: "cert.pem", key: "key.pem" } }
+
+  it.effect("watches nothing unless watchConfig is on", () =>
+    Effect.gen(function*() {
+      expect(Reload.watchedFiles(yield* config(files), "smtp-bridge.config.ts")).toEqual([])
+    }))
+
+  it.effect("watches the config file, the users file and the TLS certificate and key", () =>
+    Effect.gen(function*() {
+      const watching = yield* config({ ...files, watchConfig: true })
+      expect(Reload.watchedFiles(watching, "smtp-bridge.config.ts")).toEqual(["smtp-bridge.config.ts", "users.htpasswd", "cert.pem", "key.pem"])
+      // Flags alone: no config file to watch.
+      expect(Reload.watchedFiles(yield* config({ watchConfig: true }), undefined)).toEqual([])
+    }))
 })

@@ -14,6 +14,7 @@ describe("Resolve", () => {
       expect(config.listeners).toEqual([{ host: "127.0.0.1", port: 2525, mode: "plain" }])
       expect(config.tls).toBeUndefined()
       expect(config.allowInsecureAuth).toBe(false)
+      expect(config.watchConfig).toBe(false)
       expect(config.users).toBeUndefined()
       expect(config.trust).toEqual([])
       expect(config.senders).toEqual({})
@@ -108,6 +109,8 @@ describe("Resolve", () => {
         "Invalid config: tls.key: expected a file path, got nothing (test.config.ts)"],
       ["a non-boolean allowInsecureAuth", { allowInsecureAuth: "yes" },
         "Invalid config: allowInsecureAuth: expected true or false, got \"yes\" (test.config.ts)"],
+      ["a non-boolean watchConfig", { watchConfig: "on" },
+        "Invalid config: watchConfig: expected true or false, got \"on\" (test.config.ts)"],
       ["a plugin without a name", { plugins: [{ name: "ok" }, { rcptTo: () => 1 }] },
         "Invalid config: plugins[1]: expected a plugin: an object with a string name and function hooks, as definePlugin returns, got an object (test.config.ts)"],
       ["a config that is not an object", 42,

@@ -1,0 +1,74 @@
+/**
+ * The `telemetry` part of the config (`--otlp-endpoint URL`): where spans go, checked with the
+ * same one-line errors as the rest. Nothing here imports OpenTelemetry: checking a config, or
+ * running without `telemetry`, loads none of it (see `observability/Telemetry.ts`).
+ *
+ * @example
+ * Telemetry.tracesUrl("http://collector:4318") // "http://collector:4318/v1/traces"
+ */
+import { ParseResult, Schema } from "effect"
+import type { TelemetryConfig } from "./Config.ts"
+import { expecting, NonEmptyString, optional } from "./Fields.ts"
+
+export const defaultServiceName = "smtp-bridge"
+
+// Credentials go in `headers`, which are never shown; the URL is, in the start-up line and in warnings.
+const isCollectorUrl = (s: string): boolean => {
+  if (!/^https?:\/\//i.test(s)) return false
+  try {
+    const url = new URL(s)
+    return url.hostname !== "" && url.username === "" && url.password === ""
+  } catch {
+    return false
+  }
+}
+
+// RFC 9110 5.1 and 5.5: a token for the name; a value may not break the header line.
+const HeaderName = Schema.String.annotations(expecting("an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"))
+const isHeaderName = (s: string): boolean => /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s)
+const HeaderValue = Schema.String.pipe(Schema.filter((s) => !/[\r\n\0]/.test(s)))
+  .annotations(expecting("a header value: a string on one line"))
+
+// A bad name is reported at its own path, as a bad value is.
+const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(Schema.filter((headers) => {
+  const bad = Object.keys(headers).find((name) => !isHeaderName(name))
+  return bad === undefined || new ParseResult.Pointer([bad], headers, new ParseResult.Type(HeaderName.ast, bad))
+})).annotations(expecting("an object of header names to values"))
+
+const TelemetrySchema = Schema.Struct({
+  otlpEndpoint: Schema.String.pipe(Schema.filter(isCollectorUrl))
+    .annotations(expecting("an http:// or https:// URL of an OTLP/HTTP collector without credentials, like http://127.0.0.1:4318")),
+  serviceName: optional(NonEmptyString),
+  headers: optional(Headers)
+}).annotations(expecting("{ otlpEndpoint, serviceName?, headers? }"))
+
+/** The fields this module adds to the config file's schema. */
+export const fields = {
+  telemetry: optional(TelemetrySchema)
+}
+
+/**
+ * The URL spans are POSTed to. An endpoint is a collector's base URL, as
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` is: the signal's path `/v1/traces` goes after it, unless the URL
+ * names that path already.
+ */
+export const tracesUrl = (endpoint: string): string => {
+  const url = new URL(endpoint)
+  if (!/\/v1\/traces\/?$/.test(url.pathname)) url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/traces`
+  return url.href
+}
+
+export const resolve = (input: typeof TelemetrySchema.Type | undefined): TelemetryConfig | undefined =>
+  input === undefined ? undefined : {
+    otlpEndpoint: input.otlpEndpoint,
+    tracesUrl: tracesUrl(input.otlpEndpoint),
+    serviceName: input.serviceName ?? defaultServiceName,
+    headers: input.headers ?? {}
+  }
+
+/** `off`, or where spans go, for summaries and log lines: no credentials, no query string. */
+export const describe = (telemetry: TelemetryConfig | undefined): string => {
+  if (telemetry === undefined) return "off"
+  const url = new URL(telemetry.tracesUrl)
+  return `${url.protocol}//${url.host}${url.pathname}`
+}
