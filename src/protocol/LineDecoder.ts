@@ -31,6 +31,8 @@ export interface LineDecoder {
 const CR = 0x0d
 const LF = 0x0a
 const tooLong: LineEvent = { _tag: "TooLong" }
+// Stateless without `stream`, so one serves every session.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 
 /**
@@ -39,13 +41,14 @@ const tooLong: LineEvent = { _tag: "TooLong" }
  * `onDiscard` hears of the bytes of an overlong line as they are skipped.
  */
 export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void): LineDecoder => {
-  const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
   // Chunks pushed but not yet scanned; `head` is the offset into the first one.
   const queue: Array<Uint8Array> = []
   let head = 0
   let queued = 0
   // The start of a line whose LF has not arrived yet; never more than maxLineLength - 1 bytes.
-  const partial = new Uint8Array(Math.max(0, maxLineLength))
+  // Allocated on first use: most sessions never see a line split across reads, and an idle
+  // session should cost as little as possible.
+  let partial: Uint8Array | undefined
   let partialLength = 0
   // True while skipping the rest of an overlong line up to its LF.
   let discarding = false
@@ -78,7 +81,7 @@ export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void)
   }
 
   const decodeLine = (tail: Uint8Array): string => {
-    const bytes = partialLength === 0 ? tail : concat([partial.subarray(0, partialLength), tail])
+    const bytes = partialLength === 0 ? tail : concat([partial!.subarray(0, partialLength), tail])
     partialLength = 0
     const end = bytes.length > 0 && bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length
     return decoder.decode(bytes.subarray(0, end))
@@ -99,6 +102,7 @@ export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void)
           dropHead()
           return tooLong
         }
+        partial ??= new Uint8Array(Math.max(0, maxLineLength))
         partial.set(chunk.subarray(head), partialLength)
         partialLength += rest
         dropHead()
@@ -118,7 +122,7 @@ export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void)
   const takeRemaining = (): Uint8Array => {
     skipDiscarded()
     const parts: Array<Uint8Array> = []
-    if (partialLength > 0) parts.push(partial.slice(0, partialLength))
+    if (partialLength > 0) parts.push(partial!.slice(0, partialLength))
     queue.forEach((chunk, i) => parts.push(i === 0 ? chunk.subarray(head) : chunk))
     queue.length = 0
     head = 0
