@@ -79,8 +79,22 @@ const authAttempts = Metric.counter(`${prefix}auth_attempts_total`, {
   incremental: true
 })
 
-const tagged = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>, tags: Record<string, string>): Metric.Metric<Type, In, Out> =>
-  Metric.taggedWithLabels(metric, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v)))
+// Tagged metrics are made once per label set: making one builds and hashes a new key, several
+// times per message otherwise. The label values come from a small fixed set (outcomes,
+// transports, plugins, hooks, reply codes), so the cache stays small.
+const taggedCache = new WeakMap<object, Map<string, unknown>>()
+
+const tagged = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>, tags: Record<string, string>): Metric.Metric<Type, In, Out> => {
+  let byLabels = taggedCache.get(metric)
+  if (byLabels === undefined) taggedCache.set(metric, byLabels = new Map())
+  const key = JSON.stringify(tags)
+  let made = byLabels.get(key) as Metric.Metric<Type, In, Out> | undefined
+  if (made === undefined) {
+    made = Metric.taggedWithLabels(metric, Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v)))
+    byLabels.set(key, made)
+  }
+  return made
+}
 
 /**
  * Metrics appear in a snapshot only once updated; adding zero to the unlabelled ones lets the
@@ -121,21 +135,22 @@ export const replied = (reply: Reply): void => {
 export const rateLimitHit = (options: { readonly plugin: string; readonly limit: string }): Effect.Effect<void> =>
   Metric.increment(tagged(rateLimitHits, { plugin: options.plugin, limit: options.limit }))
 
+const timedDelivery = Effect.fnUntraced(function*(name: string, transport: Transport, message: Parameters<Transport["deliver"]>[0]) {
+  const started = yield* Clock.currentTimeMillis
+  const exit = yield* Effect.exit(transport.deliver(message))
+  const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
+  const outcome = Exit.isSuccess(exit)
+    ? "ok"
+    : Option.match(Cause.failureOption(exit.cause), { onNone: () => "error", onSome: (e) => e.reason.toLowerCase() })
+  yield* Metric.update(tagged(deliveries, { transport: name, outcome }), seconds)
+  return yield* exit
+})
+
 /** Times every delivery of each transport (the spool's worker uses the same map, so its attempts count too). */
 export const instrumentTransports = (transports: ReadonlyMap<string, Transport>): ReadonlyMap<string, Transport> =>
   new Map([...transports].map(([name, transport]) => [name, {
     ...transport,
-    deliver: (message) =>
-      Effect.gen(function*() {
-        const started = yield* Clock.currentTimeMillis
-        const exit = yield* Effect.exit(transport.deliver(message))
-        const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
-        const outcome = Exit.isSuccess(exit)
-          ? "ok"
-          : Option.match(Cause.failureOption(exit.cause), { onNone: () => "error", onSome: (e) => e.reason.toLowerCase() })
-        yield* Metric.update(tagged(deliveries, { transport: name, outcome }), seconds)
-        return yield* exit
-      })
+    deliver: (message) => timedDelivery(name, transport, message)
   } satisfies Transport]))
 
 type NotifyContext = AuthResultContext | DeliveredContext | DisconnectContext

@@ -116,6 +116,30 @@ export const make = (plugins: ReadonlyArray<Plugin>): Effect.Effect<Pipeline, Pl
     return fromLoaded(loaded, guardWith(services))
   })
 
+// Generators defined once, not per call: each new generator function gives its generator
+// objects a new shape, which keeps the JIT recompiling the fiber loop that runs them.
+const runVerdicts = Effect.fnUntraced(function*<H extends VerdictHook>(
+  list: ReadonlyArray<Loaded>,
+  hook: H,
+  ctx: VerdictContexts[H],
+  guard: Guard
+) {
+  for (const plugin of list) {
+    const fn = plugin.hooks[hook] as (c: VerdictContexts[H]) => Effect.Effect<Verdict.Verdict, unknown, Services>
+    const verdict = yield* guard(plugin, hook, () => fn(ctx), failed)
+    if (verdict._tag !== "Continue") return { verdict, plugin: plugin.name } as Outcome
+  }
+  return { verdict: Verdict.Continue, plugin: undefined } as Outcome
+})
+
+const runRoutes = Effect.fnUntraced(function*(list: ReadonlyArray<Loaded>, ctx: RouteContext, guard: Guard) {
+  for (const plugin of list) {
+    const routes = yield* guard(plugin, "route", () => plugin.hooks.route!(ctx), undefined)
+    if (routes !== undefined) return routes
+  }
+  return undefined
+})
+
 const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   const with_ = (hook: keyof Hooks) => loaded.filter((p) => p.hooks[hook] !== undefined)
   const byHook = new Map<keyof Hooks, ReadonlyArray<Loaded>>()
@@ -125,23 +149,10 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   const run = <H extends VerdictHook>(hook: H, ctx: VerdictContexts[H]): Effect.Effect<Outcome> => {
     const list = byHook.get(hook) ?? []
     if (list.length === 0) return Effect.succeed({ verdict: Verdict.Continue, plugin: undefined })
-    return Effect.gen(function*() {
-      for (const plugin of list) {
-        const fn = plugin.hooks[hook] as (c: VerdictContexts[H]) => Effect.Effect<Verdict.Verdict, unknown, Services>
-        const verdict = yield* guard(plugin, hook, () => fn(ctx), failed)
-        if (verdict._tag !== "Continue") return { verdict, plugin: plugin.name }
-      }
-      return { verdict: Verdict.Continue, plugin: undefined }
-    })
+    return runVerdicts(list, hook, ctx, guard)
   }
-  const route = (ctx: RouteContext): Effect.Effect<ReadonlyArray<Route> | undefined> =>
-    Effect.gen(function*() {
-      for (const plugin of byHook.get("route") ?? []) {
-        const routes = yield* guard(plugin, "route", () => plugin.hooks.route!(ctx), undefined)
-        if (routes !== undefined) return routes
-      }
-      return undefined
-    })
+  const routeList = byHook.get("route") ?? []
+  const route = (ctx: RouteContext): Effect.Effect<ReadonlyArray<Route> | undefined> => runRoutes(routeList, ctx, guard)
   type NotifyContext = AuthResultContext | DeliveredContext | DisconnectContext
   const notify = (hook: "authResult" | "delivered" | "disconnect", ctx: NotifyContext): Effect.Effect<void> =>
     Effect.forEach(byHook.get(hook) ?? [], (plugin) => {

@@ -58,56 +58,52 @@ const ehloLines = (c: Conn, name: string): Array<string> => {
   return lines
 }
 
-export const hello = (c: Conn, verb: "EHLO" | "HELO" | "LHLO", name: string) =>
-  Effect.gen(function*() {
-    if (verb === "LHLO") return invalid(c, Reply.make(500, "5.5.2", "LHLO is for LMTP; this is SMTP"))
-    const { verdict } = yield* c.env.pipeline.run("helo", { session: c.session, verb, name })
-    if (refuse(c, verdict)) return
-    yield* resetTransaction(c)
-    c.session.helo = { verb, name }
-    if (verb === "HELO") reply(c, Reply.make(250, undefined, c.env.config.hostname))
-    else reply(c, Reply.make(250, undefined, ehloLines(c, name)))
-  })
+export const hello = Effect.fnUntraced(function*(c: Conn, verb: "EHLO" | "HELO" | "LHLO", name: string) {
+  if (verb === "LHLO") return invalid(c, Reply.make(500, "5.5.2", "LHLO is for LMTP; this is SMTP"))
+  const { verdict } = yield* c.env.pipeline.run("helo", { session: c.session, verb, name })
+  if (refuse(c, verdict)) return
+  yield* resetTransaction(c)
+  c.session.helo = { verb, name }
+  if (verb === "HELO") reply(c, Reply.make(250, undefined, c.env.config.hostname))
+  else reply(c, Reply.make(250, undefined, ehloLines(c, name)))
+})
 
-export const mail = (c: Conn, command: Extract<Command, { verb: "MAIL" }>) =>
-  Effect.gen(function*() {
-    if (c.session.helo === undefined) return invalid(c, Reply.badSequence("Send EHLO or HELO first"))
-    if (c.tx !== undefined) return invalid(c, Reply.badSequence("Nested MAIL command"))
-    const { params } = command
-    if (params.requireTls === true && c.session.tls === undefined) {
-      return reply(c, Reply.make(530, "5.7.10", "REQUIRETLS needs a TLS session"))
-    }
-    if (params.size !== undefined && params.size > c.env.config.limits.maxMessageSize) {
-      return reply(c, Reply.tooBig)
-    }
-    const { verdict } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
-    if (refuse(c, verdict)) return
-    c.tx = { id: newId(), mailFrom: command.from, mailParams: params, recipients: [], notes: Notes.make() }
-    reply(c, Reply.make(250, "2.1.0", "Ok"))
-  })
+export const mail = Effect.fnUntraced(function*(c: Conn, command: Extract<Command, { verb: "MAIL" }>) {
+  if (c.session.helo === undefined) return invalid(c, Reply.badSequence("Send EHLO or HELO first"))
+  if (c.tx !== undefined) return invalid(c, Reply.badSequence("Nested MAIL command"))
+  const { params } = command
+  if (params.requireTls === true && c.session.tls === undefined) {
+    return reply(c, Reply.make(530, "5.7.10", "REQUIRETLS needs a TLS session"))
+  }
+  if (params.size !== undefined && params.size > c.env.config.limits.maxMessageSize) {
+    return reply(c, Reply.tooBig)
+  }
+  const { verdict } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
+  if (refuse(c, verdict)) return
+  c.tx = { id: newId(), mailFrom: command.from, mailParams: params, recipients: [], notes: Notes.make() }
+  reply(c, Reply.make(250, "2.1.0", "Ok"))
+})
 
-export const rcpt = (c: Conn, command: Extract<Command, { verb: "RCPT" }>) =>
-  Effect.gen(function*() {
-    const tx = c.tx
-    if (tx === undefined) return invalid(c, Reply.badSequence("Need MAIL before RCPT"))
-    if (c.chunking !== undefined) return invalid(c, Reply.badSequence("RCPT not allowed during BDAT transfer"))
-    if (tx.recipients.length >= c.env.config.limits.maxRecipients) return reply(c, Reply.tooManyRecipients)
-    const recipient = { mailbox: command.to, params: command.params }
-    const { verdict } = yield* c.env.pipeline.run("rcptTo", { session: c.session, transaction: tx, recipient })
-    if (refuse(c, verdict)) return
-    // When every plugin continued, the bridge's own policy: no relaying for strangers.
-    if (verdict._tag === "Continue" && c.session.user === undefined && c.session.notes.get(Relay.Trusted) !== true) {
-      return reply(c, Reply.relayDenied)
-    }
-    tx.recipients.push(recipient)
-    reply(c, Reply.make(250, "2.1.5", "Ok"))
-  })
+export const rcpt = Effect.fnUntraced(function*(c: Conn, command: Extract<Command, { verb: "RCPT" }>) {
+  const tx = c.tx
+  if (tx === undefined) return invalid(c, Reply.badSequence("Need MAIL before RCPT"))
+  if (c.chunking !== undefined) return invalid(c, Reply.badSequence("RCPT not allowed during BDAT transfer"))
+  if (tx.recipients.length >= c.env.config.limits.maxRecipients) return reply(c, Reply.tooManyRecipients)
+  const recipient = { mailbox: command.to, params: command.params }
+  const { verdict } = yield* c.env.pipeline.run("rcptTo", { session: c.session, transaction: tx, recipient })
+  if (refuse(c, verdict)) return
+  // When every plugin continued, the bridge's own policy: no relaying for strangers.
+  if (verdict._tag === "Continue" && c.session.user === undefined && c.session.notes.get(Relay.Trusted) !== true) {
+    return reply(c, Reply.relayDenied)
+  }
+  tx.recipients.push(recipient)
+  reply(c, Reply.make(250, "2.1.5", "Ok"))
+})
 
-export const rset = (c: Conn) =>
-  Effect.gen(function*() {
-    yield* resetTransaction(c)
-    reply(c, Reply.make(250, "2.0.0", "Ok"))
-  })
+export const rset = Effect.fnUntraced(function*(c: Conn) {
+  yield* resetTransaction(c)
+  reply(c, Reply.make(250, "2.0.0", "Ok"))
+})
 
 export const quit = (c: Conn) => replyAndClose(c, Reply.make(221, "2.0.0", `${c.env.config.hostname} closing connection`))
 
@@ -122,30 +118,29 @@ export const help = (c: Conn) =>
   reply(c, Reply.make(214, "2.0.0", ["smtp-bridge: see RFC 5321 for the commands", "End of HELP"]))
 
 /** STARTTLS (RFC 3207): input pipelined after it is discarded, then the session starts over. */
-export const startTls = (c: Conn) =>
-  Effect.gen(function*() {
-    const context = c.env.tls()
-    if (context === undefined) return invalid(c, Reply.make(502, "5.5.1", "STARTTLS not available"))
-    if (c.session.tls !== undefined) return invalid(c, Reply.badSequence("TLS already active"))
-    if (c.chunking !== undefined) return invalid(c, Reply.badSequence("STARTTLS not allowed during BDAT transfer"))
-    c.lines.takeRemaining()
-    reply(c, Reply.make(220, "2.0.0", "Ready to start TLS"))
-    const out = c.out.join("")
-    c.out.length = 0
-    yield* c.socket.write(out)
-    const ok = yield* c.socket.upgradeTls(context).pipe(
-      Effect.timeout(c.env.config.limits.greetingTimeout),
-      Effect.as(true),
-      Effect.catchAll((error) => Effect.logInfo(`STARTTLS failed: ${error.message}`).pipe(Effect.as(false)))
-    )
-    if (!ok) {
-      c.closing = true
-      return
-    }
-    const state = c.socket.tls()
-    c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "starttls" }
-    c.session.helo = undefined
-    c.session.user = undefined
-    c.session.authMechanism = undefined
-    yield* resetTransaction(c)
-  })
+export const startTls = Effect.fnUntraced(function*(c: Conn) {
+  const context = c.env.tls()
+  if (context === undefined) return invalid(c, Reply.make(502, "5.5.1", "STARTTLS not available"))
+  if (c.session.tls !== undefined) return invalid(c, Reply.badSequence("TLS already active"))
+  if (c.chunking !== undefined) return invalid(c, Reply.badSequence("STARTTLS not allowed during BDAT transfer"))
+  c.lines.takeRemaining()
+  reply(c, Reply.make(220, "2.0.0", "Ready to start TLS"))
+  const out = c.out.join("")
+  c.out.length = 0
+  yield* c.socket.write(out)
+  const ok = yield* c.socket.upgradeTls(context).pipe(
+    Effect.timeout(c.env.config.limits.greetingTimeout),
+    Effect.as(true),
+    Effect.catchAll((error) => Effect.logInfo(`STARTTLS failed: ${error.message}`).pipe(Effect.as(false)))
+  )
+  if (!ok) {
+    c.closing = true
+    return
+  }
+  const state = c.socket.tls()
+  c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "starttls" }
+  c.session.helo = undefined
+  c.session.user = undefined
+  c.session.authMechanism = undefined
+  yield* resetTransaction(c)
+})

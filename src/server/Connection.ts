@@ -29,24 +29,23 @@ export const readChunk: ChunkRead = (c, timeout) =>
     Effect.map(c.socket.next(Duration.toMillis(timeout), false), (chunk) => (chunk === "woken" ? "timeout" : chunk)))
 
 /** The next command line. An idle session (no transaction open) also wakes up when draining starts. */
-export const readLine: LineRead = (c) =>
-  Effect.gen(function*() {
-    for (;;) {
-      const event = c.lines.next()
-      if (event !== undefined) return event
-      const timeout = c.commands === 0 ? c.env.config.limits.greetingTimeout : c.env.config.limits.idleTimeout
-      const idle = c.tx === undefined && c.chunking === undefined
-      if (idle && c.env.isDraining()) return end("drain")
-      yield* flush(c)
-      // An idle session is woken when draining starts (SmtpServer calls `wake` on every socket).
-      const chunk = yield* c.socket.next(Duration.toMillis(timeout), idle)
-      if (chunk === "woken") return end("drain")
-      if (typeof chunk === "string") return end(chunk)
-      c.lines.push(chunk)
-      // An overlong line is skipped as it arrives (LineDecoder reports it to Memory).
-      if (Memory.due()) yield* Memory.settle
-    }
-  })
+export const readLine: LineRead = Effect.fnUntraced(function*(c) {
+  for (;;) {
+    const event = c.lines.next()
+    if (event !== undefined) return event
+    const timeout = c.commands === 0 ? c.env.config.limits.greetingTimeout : c.env.config.limits.idleTimeout
+    const idle = c.tx === undefined && c.chunking === undefined
+    if (idle && c.env.isDraining()) return end("drain")
+    yield* flush(c)
+    // An idle session is woken when draining starts (SmtpServer calls `wake` on every socket).
+    const chunk = yield* c.socket.next(Duration.toMillis(timeout), idle)
+    if (chunk === "woken") return end("drain")
+    if (typeof chunk === "string") return end(chunk)
+    c.lines.push(chunk)
+    // An overlong line is skipped as it arrives (LineDecoder reports it to Memory).
+    if (Memory.due()) yield* Memory.settle
+  }
+})
 
 /** Runs one command line; gives back its verb (undefined when it did not parse). */
 const dispatch = (c: Conn, line: string): Effect.Effect<Command.Command["verb"] | undefined> => {
@@ -61,73 +60,70 @@ const dispatch = (c: Conn, line: string): Effect.Effect<Command.Command["verb"] 
   return c.trace === undefined ? logged : Spans.command(c, c.trace, parsed.command.verb, logged)
 }
 
-const execute = (c: Conn, command: Command.Command) =>
-  Effect.gen(function*() {
-    switch (command.verb) {
-      case "EHLO":
-      case "HELO":
-      case "LHLO":
-        return yield* Commands.hello(c, command.verb, command.domain)
-      case "MAIL":
-        return yield* Commands.mail(c, command)
-      case "RCPT":
-        return yield* Commands.rcpt(c, command)
-      case "DATA":
-        return yield* Transfer.data(c, readChunk)
-      case "BDAT":
-        return yield* Transfer.bdat(c, readChunk, command.size, command.last)
-      case "RSET":
-        return yield* Commands.rset(c)
-      case "NOOP":
-        return Commands.noop(c)
-      case "QUIT":
-        return Commands.quit(c)
-      case "VRFY":
-        return Commands.vrfy(c)
-      case "EXPN":
-        return Commands.expn(c)
-      case "HELP":
-        return Commands.help(c)
-      case "STARTTLS":
-        return yield* Commands.startTls(c)
-      case "AUTH":
-        return yield* auth(c, readLine, command.mechanism, command.initialResponse)
-    }
-  })
+const execute = Effect.fnUntraced(function*(c: Conn, command: Command.Command) {
+  switch (command.verb) {
+    case "EHLO":
+    case "HELO":
+    case "LHLO":
+      return yield* Commands.hello(c, command.verb, command.domain)
+    case "MAIL":
+      return yield* Commands.mail(c, command)
+    case "RCPT":
+      return yield* Commands.rcpt(c, command)
+    case "DATA":
+      return yield* Transfer.data(c, readChunk)
+    case "BDAT":
+      return yield* Transfer.bdat(c, readChunk, command.size, command.last)
+    case "RSET":
+      return yield* Commands.rset(c)
+    case "NOOP":
+      return Commands.noop(c)
+    case "QUIT":
+      return Commands.quit(c)
+    case "VRFY":
+      return Commands.vrfy(c)
+    case "EXPN":
+      return Commands.expn(c)
+    case "HELP":
+      return Commands.help(c)
+    case "STARTTLS":
+      return yield* Commands.startTls(c)
+    case "AUTH":
+      return yield* auth(c, readLine, command.mechanism, command.initialResponse)
+  }
+})
 
 /** Sends the greeting; false when a `connect` verdict refused the session. */
-const greet = (c: Conn) =>
-  Effect.gen(function*() {
-    const { verdict } = yield* c.env.pipeline.run("connect", { session: c.session })
-    const refusal = Commands.refusal(verdict)
-    if (refusal !== undefined) {
-      // RFC 5321 3.1 allows the 554 greeting; we close rather than wait for QUIT.
-      replyAndClose(c, refusal)
-      return false
-    }
-    reply(c, Reply.make(220, undefined, `${c.env.config.hostname} ESMTP smtp-bridge`))
-    return true
-  })
+const greet = Effect.fnUntraced(function*(c: Conn) {
+  const { verdict } = yield* c.env.pipeline.run("connect", { session: c.session })
+  const refusal = Commands.refusal(verdict)
+  if (refusal !== undefined) {
+    // RFC 5321 3.1 allows the 554 greeting; we close rather than wait for QUIT.
+    replyAndClose(c, refusal)
+    return false
+  }
+  reply(c, Reply.make(220, undefined, `${c.env.config.hostname} ESMTP smtp-bridge`))
+  return true
+})
 
 const endedBy = { eof: "disconnected", timeout: "timeout", drain: "shutdown" } as const
 
 /** The session until it ends; says how it ended (for the sessions metric). */
-const loop = (c: Conn) =>
-  Effect.gen(function*() {
-    if (!(yield* greet(c))) return "refused" as const
-    while (!c.closing) {
-      const event = yield* readLine(c)
-      if (event._tag === "End") {
-        if (event.why === "timeout") replyAndClose(c, Reply.timeout)
-        else if (event.why === "drain") replyAndClose(c, Reply.shuttingDown)
-        return endedBy[event.why]
-      }
-      c.commands++
-      if (event._tag === "TooLong") invalid(c, Reply.lineTooLong)
-      else if ((yield* dispatch(c, event.line)) === "QUIT") return "quit" as const
+const loop = Effect.fnUntraced(function*(c: Conn) {
+  if (!(yield* greet(c))) return "refused" as const
+  while (!c.closing) {
+    const event = yield* readLine(c)
+    if (event._tag === "End") {
+      if (event.why === "timeout") replyAndClose(c, Reply.timeout)
+      else if (event.why === "drain") replyAndClose(c, Reply.shuttingDown)
+      return endedBy[event.why]
     }
-    return "closed" as const
-  })
+    c.commands++
+    if (event._tag === "TooLong") invalid(c, Reply.lineTooLong)
+    else if ((yield* dispatch(c, event.line)) === "QUIT") return "quit" as const
+  }
+  return "closed" as const
+})
 
 export interface Accepted {
   readonly socket: SmtpSocket
@@ -136,114 +132,115 @@ export interface Accepted {
 }
 
 /** Reads a PROXY header from a trusted balancer; what follows it is given back to the socket. */
-const readProxyHeader = (socket: SmtpSocket, timeout: Duration.Duration) =>
-  Effect.gen(function*() {
-    let buffer: Uint8Array = new Uint8Array(0)
-    // One deadline for the whole header: a balancer may not drip-feed it byte by byte.
-    const deadline = Date.now() + Duration.toMillis(timeout)
-    for (;;) {
-      const chunk = yield* socket.next(deadline - Date.now(), false)
-      if (typeof chunk === "string") return undefined
-      buffer = buffer.byteLength === 0 ? chunk : Buffer.concat([buffer, chunk])
-      const parsed = ProxyProtocol.parse(buffer)
-      if (parsed._tag === "Incomplete") continue
-      if (parsed._tag === "Invalid") {
-        yield* Effect.logWarning(`PROXY header refused from ${socket.remoteAddress}: ${parsed.reason}`)
-        return undefined
-      }
-      socket.unread(buffer.subarray(parsed.consumed))
-      return parsed
+const readProxyHeader = Effect.fnUntraced(function*(socket: SmtpSocket, timeout: Duration.Duration) {
+  let buffer: Uint8Array = new Uint8Array(0)
+  // One deadline for the whole header: a balancer may not drip-feed it byte by byte.
+  const deadline = Date.now() + Duration.toMillis(timeout)
+  for (;;) {
+    const chunk = yield* socket.next(deadline - Date.now(), false)
+    if (typeof chunk === "string") return undefined
+    buffer = buffer.byteLength === 0 ? chunk : Buffer.concat([buffer, chunk])
+    const parsed = ProxyProtocol.parse(buffer)
+    if (parsed._tag === "Incomplete") continue
+    if (parsed._tag === "Invalid") {
+      yield* Effect.logWarning(`PROXY header refused from ${socket.remoteAddress}: ${parsed.reason}`)
+      return undefined
     }
-  })
+    socket.unread(buffer.subarray(parsed.consumed))
+    return parsed
+  }
+})
 
 /** The client's real address: the socket's, or the PROXY header's when a trusted balancer sent one. */
-const clientOf = (env: ServerEnv, socket: SmtpSocket) =>
-  Effect.gen(function*() {
-    const direct = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort }
-    if (!Cidr.matchAny(env.proxies, socket.remoteAddress)) return direct
-    const header = yield* readProxyHeader(socket, env.config.limits.greetingTimeout)
-    if (header === undefined) return undefined
-    if (header.source === undefined) return direct
-    return {
-      remoteAddress: header.source.address,
-      remotePort: header.source.port,
-      localAddress: header.destination?.address ?? socket.localAddress,
-      localPort: header.destination?.port ?? socket.localPort
-    }
-  })
+const clientOf = Effect.fnUntraced(function*(env: ServerEnv, socket: SmtpSocket) {
+  const direct = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort }
+  if (!Cidr.matchAny(env.proxies, socket.remoteAddress)) return direct
+  const header = yield* readProxyHeader(socket, env.config.limits.greetingTimeout)
+  if (header === undefined) return undefined
+  if (header.source === undefined) return direct
+  return {
+    remoteAddress: header.source.address,
+    remotePort: header.source.port,
+    localAddress: header.destination?.address ?? socket.localAddress,
+    localPort: header.destination?.port ?? socket.localPort
+  }
+})
 
-export const handle = (env: ServerEnv, accepted: Accepted): Effect.Effect<SessionOutcome> =>
-  Effect.gen(function*() {
-    const { socket } = accepted
-    const client = yield* clientOf(env, socket)
-    if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
-    if (!env.admit(client.remoteAddress)) {
-      yield* socket.write(Reply.format(Reply.make(421, "4.7.0", "Too many connections from your address, try again later")))
-      return yield* Effect.as(socket.close, "refused" as const)
-    }
-    return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
-  })
+export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<SessionOutcome> = Effect.fnUntraced(function*(
+  env: ServerEnv,
+  accepted: Accepted
+) {
+  const { socket } = accepted
+  const client = yield* clientOf(env, socket)
+  if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
+  if (!env.admit(client.remoteAddress)) {
+    yield* socket.write(Reply.format(Reply.make(421, "4.7.0", "Too many connections from your address, try again later")))
+    return yield* Effect.as(socket.close, "refused" as const)
+  }
+  return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
+})
 
-const session = (
+const session = Effect.fnUntraced(function*(
   env: ServerEnv,
   accepted: Accepted,
   client: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number }
-) =>
-  Effect.gen(function*() {
-    const { socket } = accepted
-    const c: Conn = {
-      socket,
-      env,
-      lines: LineDecoder.make(env.config.limits.maxLineLength, Memory.released),
-      session: {
-        id: newId(),
-        ...client,
-        hostname: env.config.hostname,
-        tls: undefined,
-        helo: undefined,
-        user: undefined,
-        authMechanism: undefined,
-        notes: Notes.make()
-      },
-      out: [],
-      tx: undefined,
-      chunking: undefined,
-      invalid: 0,
-      authFailures: 0,
-      closing: false,
-      commands: 0
-    }
-    return yield* Spans.session(c, serve(c, accepted.implicitTls))
-  })
+) {
+  const { socket } = accepted
+  const c: Conn = {
+    socket,
+    env,
+    lines: LineDecoder.make(env.config.limits.maxLineLength, Memory.released),
+    session: {
+      id: newId(),
+      ...client,
+      hostname: env.config.hostname,
+      tls: undefined,
+      helo: undefined,
+      user: undefined,
+      authMechanism: undefined,
+      notes: Notes.make()
+    },
+    out: [],
+    tx: undefined,
+    chunking: undefined,
+    invalid: 0,
+    authFailures: 0,
+    closing: false,
+    commands: 0
+  }
+  return yield* Spans.session(c, serve(c, accepted.implicitTls))
+})
+
+/** Whatever ended the session: pending replies out, the transaction dropped, the socket closed. */
+const closeSession = Effect.fnUntraced(function*(c: Conn) {
+  yield* flush(c)
+  yield* Commands.resetTransaction(c)
+  yield* c.socket.close
+  yield* c.env.pipeline.notify("disconnect", { session: c.session })
+})
 
 /** The TLS handshake first on an implicit-TLS listener, then the session until it ends. */
-const serve = (c: Conn, implicitTls: boolean) =>
-  Effect.gen(function*() {
-    const { socket, env } = c
-    if (implicitTls) {
-      const context = env.tls()
-      const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
-        Effect.timeout(env.config.limits.greetingTimeout),
-        Effect.as(true),
-        Effect.catchAll(() => Effect.succeed(false))
-      ))
-      if (!ok) return yield* Effect.as(socket.close, "closed" as const)
-      const state = socket.tls()
-      c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "implicit" }
-    }
-    return yield* loop(c).pipe(
-      Effect.onInterrupt(() => {
-        // Forced shutdown: say so if the connection is still there.
-        c.out.length = 0
-        reply(c, Reply.shuttingDown)
-        return flush(c)
-      }),
-      Effect.ensuring(Effect.gen(function*() {
-        yield* flush(c)
-        yield* Commands.resetTransaction(c)
-        yield* socket.close
-        yield* env.pipeline.notify("disconnect", { session: c.session })
-      })),
-      Effect.annotateLogs({ session: c.session.id, client: c.session.remoteAddress })
-    )
-  })
+const serve = Effect.fnUntraced(function*(c: Conn, implicitTls: boolean) {
+  const { socket, env } = c
+  if (implicitTls) {
+    const context = env.tls()
+    const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
+      Effect.timeout(env.config.limits.greetingTimeout),
+      Effect.as(true),
+      Effect.catchAll(() => Effect.succeed(false))
+    ))
+    if (!ok) return yield* Effect.as(socket.close, "closed" as const)
+    const state = socket.tls()
+    c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "implicit" }
+  }
+  return yield* loop(c).pipe(
+    Effect.onInterrupt(() => {
+      // Forced shutdown: say so if the connection is still there.
+      c.out.length = 0
+      reply(c, Reply.shuttingDown)
+      return flush(c)
+    }),
+    Effect.ensuring(closeSession(c)),
+    Effect.annotateLogs({ session: c.session.id, client: c.session.remoteAddress })
+  )
+})

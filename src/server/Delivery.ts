@@ -60,79 +60,82 @@ interface Prepared {
   readonly size: number
 }
 
+const deliverRoute = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared, route: Prepared["plan"][number]) {
+  const transport = c.env.transports.get(route.transport)
+  if (transport === undefined) {
+    yield* Effect.logError(`route names unknown transport ${route.transport}`)
+    return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: Reply.pluginFailure }))
+  }
+  const outcome = yield* Effect.either(transport.deliver({
+    id: tx.id,
+    envelope: { mailFrom: tx.mailFrom, mailParams: tx.mailParams, recipients: route.recipients },
+    session: c.session,
+    size: prepared.size,
+    content: () => Message.render(prepared.message, prepared.edits),
+    inMemory: () => Message.renderInMemory(prepared.message, prepared.edits)
+  }))
+  if (Either.isLeft(outcome)) {
+    yield* Effect.logWarning(`delivery via ${route.transport} failed: ${outcome.left.message}`)
+    const r = transportReply(outcome.left)
+    return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: r }))
+  }
+  return outcome.right.recipients.map(({ recipient, reply: r }) => ({ recipient, transport: route.transport, reply: r }))
+
+})
+
 const deliverAll = (c: Conn, tx: Transaction, prepared: Prepared) =>
-  Effect.forEach(prepared.plan, (route) =>
-    Effect.gen(function*() {
-      const transport = c.env.transports.get(route.transport)
-      if (transport === undefined) {
-        yield* Effect.logError(`route names unknown transport ${route.transport}`)
-        return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: Reply.pluginFailure }))
-      }
-      const outcome = yield* Effect.either(transport.deliver({
-        id: tx.id,
-        envelope: { mailFrom: tx.mailFrom, mailParams: tx.mailParams, recipients: route.recipients },
-        session: c.session,
-        size: prepared.size,
-        content: () => Message.render(prepared.message, prepared.edits),
-        inMemory: () => Message.renderInMemory(prepared.message, prepared.edits)
-      }))
-      if (Either.isLeft(outcome)) {
-        yield* Effect.logWarning(`delivery via ${route.transport} failed: ${outcome.left.message}`)
-        const r = transportReply(outcome.left)
-        return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: r }))
-      }
-      return outcome.right.recipients.map(({ recipient, reply: r }) => ({ recipient, transport: route.transport, reply: r }))
-    }), { concurrency: "unbounded" }).pipe(Effect.map((groups) => groups.flat()))
+  Effect.forEach(prepared.plan, (route) => deliverRoute(c, tx, prepared, route), { concurrency: "unbounded" }).pipe(
+    Effect.map((groups) => groups.flat())
+  )
 
 /** Some recipients delivered, some not: hand the failures on without touching the delivered ones. */
-const handOff = (c: Conn, tx: Transaction, prepared: Prepared, failures: ReadonlyArray<RecipientResult>) =>
-  Effect.gen(function*() {
-    const spool = c.env.spool
-    if (spool !== undefined) {
-      const byTransport = new Map<string, Array<Recipient>>()
-      for (const f of failures) byTransport.set(f.transport, [...(byTransport.get(f.transport) ?? []), f.recipient])
-      const queued = yield* Effect.either(spool.enqueue({
-        id: `${tx.id}.R`,
-        mailFrom: tx.mailFrom,
-        mailParams: tx.mailParams,
-        routes: [...byTransport].map(([transport, recipients]) => ({ transport, recipients })),
-        size: prepared.size,
-        content: () => Message.render(prepared.message, prepared.edits),
-        session: c.session,
-        // Permanent failures come back at once as a DSN from the spool; temporary ones wait.
-        delay: failures.every((f) => f.reply.code >= 500) ? Duration.zero : c.env.config.spool?.initialDelay ?? Duration.minutes(5)
-      }))
-      if (Either.isRight(queued)) return "are queued for retry or a report to the sender" as const
-      yield* Effect.logError(`message ${tx.id}: cannot spool the failed recipients: ${queued.left.message}`)
-    }
-    // No spool (or it failed): tell the sender now which recipients did not get the message.
-    const notify = failures.filter((f) => wantsFailureDsn(f.recipient))
-    if (tx.mailFrom === null || notify.length === 0) return undefined
-    const headers = prepared.message.headers.map((h) => h.raw).join("")
-    const dsn = Dsn.build({
-      reportingMta: c.env.config.hostname,
-      arrivalDate: new Date(),
-      envelopeId: tx.mailParams.envid,
-      originalSender: tx.mailFrom,
-      recipients: notify.map((f) => ({ recipient: f.recipient, action: "failed" as const, reply: f.reply })),
-      originalHeaders: headers
-    })
-    const bounce = c.env.transports.get(c.env.config.defaultTransport)
-    const recipient: Recipient = { mailbox: tx.mailFrom, params: { raw: {} } }
-    const sent = bounce === undefined ? Either.left(undefined) : yield* Effect.either(bounce.deliver({
-      id: `${tx.id}.dsn`,
-      envelope: { mailFrom: null, mailParams: { raw: {} }, recipients: [recipient] },
+const handOff = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared, failures: ReadonlyArray<RecipientResult>) {
+  const spool = c.env.spool
+  if (spool !== undefined) {
+    const byTransport = new Map<string, Array<Recipient>>()
+    for (const f of failures) byTransport.set(f.transport, [...(byTransport.get(f.transport) ?? []), f.recipient])
+    const queued = yield* Effect.either(spool.enqueue({
+      id: `${tx.id}.R`,
+      mailFrom: tx.mailFrom,
+      mailParams: tx.mailParams,
+      routes: [...byTransport].map(([transport, recipients]) => ({ transport, recipients })),
+      size: prepared.size,
+      content: () => Message.render(prepared.message, prepared.edits),
       session: c.session,
-      size: dsn.byteLength,
-      content: () => Message.bytesStream(dsn),
-      inMemory: () => [dsn]
+      // Permanent failures come back at once as a DSN from the spool; temporary ones wait.
+      delay: failures.every((f) => f.reply.code >= 500) ? Duration.zero : c.env.config.spool?.initialDelay ?? Duration.minutes(5)
     }))
-    if (Either.isLeft(sent)) {
-      yield* Effect.logError(`message ${tx.id}: the DSN for ${notify.length} failed recipient(s) could not be delivered`)
-      return undefined
-    }
-    return "are reported to the sender" as const
+    if (Either.isRight(queued)) return "are queued for retry or a report to the sender" as const
+    yield* Effect.logError(`message ${tx.id}: cannot spool the failed recipients: ${queued.left.message}`)
+  }
+  // No spool (or it failed): tell the sender now which recipients did not get the message.
+  const notify = failures.filter((f) => wantsFailureDsn(f.recipient))
+  if (tx.mailFrom === null || notify.length === 0) return undefined
+  const headers = prepared.message.headers.map((h) => h.raw).join("")
+  const dsn = Dsn.build({
+    reportingMta: c.env.config.hostname,
+    arrivalDate: new Date(),
+    envelopeId: tx.mailParams.envid,
+    originalSender: tx.mailFrom,
+    recipients: notify.map((f) => ({ recipient: f.recipient, action: "failed" as const, reply: f.reply })),
+    originalHeaders: headers
   })
+  const bounce = c.env.transports.get(c.env.config.defaultTransport)
+  const recipient: Recipient = { mailbox: tx.mailFrom, params: { raw: {} } }
+  const sent = bounce === undefined ? Either.left(undefined) : yield* Effect.either(bounce.deliver({
+    id: `${tx.id}.dsn`,
+    envelope: { mailFrom: null, mailParams: { raw: {} }, recipients: [recipient] },
+    session: c.session,
+    size: dsn.byteLength,
+    content: () => Message.bytesStream(dsn),
+    inMemory: () => [dsn]
+  }))
+  if (Either.isLeft(sent)) {
+    yield* Effect.logError(`message ${tx.id}: the DSN for ${notify.length} failed recipient(s) could not be delivered`)
+    return undefined
+  }
+  return "are reported to the sender" as const
+})
 
 const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Reply | "partial" => {
   const failures = results.filter((r) => r.reply.code >= 400)
@@ -142,54 +145,96 @@ const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Rep
   return failures.find((f) => f.reply.code < 500)?.reply ?? failures[0]!.reply
 }
 
-const passThrough = (c: Conn, tx: Transaction, prepared: Prepared) =>
-  Effect.gen(function*() {
-    const results = yield* deliverAll(c, tx, prepared)
-    const combined = combine(tx.id, results)
-    let final: Reply.Reply
-    if (combined === "partial") {
-      const failures = results.filter((r) => r.reply.code >= 400)
-      const handed = yield* handOff(c, tx, prepared, failures)
-      final = Reply.make(250, "2.0.0", `Ok: queued as ${tx.id} (${results.length - failures.length} of ${results.length} recipients delivered${handed === undefined ? "" : `; the others ${handed}`})`)
-    } else final = combined
-    yield* Effect.logInfo(`message ${tx.id}: ${final.code} ${final.lines.join(" ")}`).pipe(
-      Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
-    )
-    reply(c, final)
-    if (final.code < 300) yield* Metrics.messageAccepted(prepared.size)
-    yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
-  })
+const passThrough = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared) {
+  const results = yield* deliverAll(c, tx, prepared)
+  const combined = combine(tx.id, results)
+  let final: Reply.Reply
+  if (combined === "partial") {
+    const failures = results.filter((r) => r.reply.code >= 400)
+    const handed = yield* handOff(c, tx, prepared, failures)
+    final = Reply.make(250, "2.0.0", `Ok: queued as ${tx.id} (${results.length - failures.length} of ${results.length} recipients delivered${handed === undefined ? "" : `; the others ${handed}`})`)
+  } else final = combined
+  yield* Effect.logInfo(`message ${tx.id}: ${final.code} ${final.lines.join(" ")}`).pipe(
+    Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
+  )
+  reply(c, final)
+  if (final.code < 300) yield* Metrics.messageAccepted(prepared.size)
+  yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
+})
 
-const spooled = (c: Conn, tx: Transaction, prepared: Prepared) =>
-  Effect.gen(function*() {
-    const spool = c.env.spool!
-    // A route to a transport that does not exist would sit in the queue until it expires.
-    const unknown = prepared.plan.find((route) => !c.env.transports.has(route.transport))
-    if (unknown !== undefined) {
-      yield* Effect.logError(`route names unknown transport ${unknown.transport}`)
-      return reply(c, Reply.pluginFailure)
+const spooled = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared) {
+  const spool = c.env.spool!
+  // A route to a transport that does not exist would sit in the queue until it expires.
+  const unknown = prepared.plan.find((route) => !c.env.transports.has(route.transport))
+  if (unknown !== undefined) {
+    yield* Effect.logError(`route names unknown transport ${unknown.transport}`)
+    return reply(c, Reply.pluginFailure)
+  }
+  const queued = yield* Effect.either(spool.enqueue({
+    id: tx.id,
+    mailFrom: tx.mailFrom,
+    mailParams: tx.mailParams,
+    routes: prepared.plan,
+    size: prepared.size,
+    content: () => Message.render(prepared.message, prepared.edits),
+    session: c.session
+  }))
+  if (Either.isLeft(queued)) {
+    yield* Effect.logError(`message ${tx.id}: cannot spool: ${queued.left.message}`)
+    return reply(c, storageFailure)
+  }
+  yield* Effect.logInfo(`message ${tx.id}: spooled`).pipe(
+    Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
+  )
+  reply(c, accepted(tx.id))
+  yield* Metrics.messageAccepted(prepared.size)
+  const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: accepted(tx.id) }))
+  yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
+})
+
+const finishMessage = Effect.fnUntraced(function*(
+  c: Conn,
+  tx: Transaction,
+  buffer: MessageBuffer,
+  flags: { readonly bare: boolean; readonly storageFailed: boolean }
+) {
+  if (buffer.tooBig()) return reply(c, Reply.tooBig)
+  if (flags.bare && c.env.config.bareLineEndings === "reject") {
+    return reply(c, Reply.make(550, "5.6.0", "Message contains bare CR or LF line endings"))
+  }
+  if (flags.storageFailed) return reply(c, storageFailure)
+  const content = yield* Effect.either(buffer.finish())
+  if (Either.isLeft(content)) {
+    yield* Effect.logError(`cannot store message: ${content.left.message}`)
+    return reply(c, storageFailure)
+  }
+  const message = content.right
+  const added: Array<{ name: string; value: string }> = []
+  const removed: Array<(h: Message.Header) => boolean> = []
+  const { verdict } = yield* c.env.pipeline.run("data", {
+    session: c.session,
+    transaction: tx,
+    message,
+    addHeader: (name, value) => void added.push({ name, value }),
+    removeHeader: (name, predicate) => {
+      const lower = name.toLowerCase()
+      removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
     }
-    const queued = yield* Effect.either(spool.enqueue({
-      id: tx.id,
-      mailFrom: tx.mailFrom,
-      mailParams: tx.mailParams,
-      routes: prepared.plan,
-      size: prepared.size,
-      content: () => Message.render(prepared.message, prepared.edits),
-      session: c.session
-    }))
-    if (Either.isLeft(queued)) {
-      yield* Effect.logError(`message ${tx.id}: cannot spool: ${queued.left.message}`)
-      return reply(c, storageFailure)
-    }
-    yield* Effect.logInfo(`message ${tx.id}: spooled`).pipe(
-      Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
-    )
-    reply(c, accepted(tx.id))
-    yield* Metrics.messageAccepted(prepared.size)
-    const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: accepted(tx.id) }))
-    yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
   })
+  if (refuse(c, verdict)) return
+  const edits: Message.Edits = { added, removed }
+  const transports = [...c.env.transports.keys()]
+  const routes = yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })
+  // A recipient no route names still gets delivered, by the default transport.
+  const routed = new Set((routes ?? []).flatMap((r) => r.recipients.map((x) => x.mailbox.address)))
+  const unrouted = tx.recipients.filter((r) => !routed.has(r.mailbox.address))
+  const plan = [
+    ...(routes ?? []),
+    ...(unrouted.length > 0 ? [{ transport: c.env.config.defaultTransport, recipients: unrouted }] : [])
+  ]
+  const prepared = { message, edits, plan, size: Message.renderedSize(message, edits) }
+  yield* c.env.spool !== undefined ? spooled(c, tx, prepared) : passThrough(c, tx, prepared)
+})
 
 export const finish = (
   c: Conn,
@@ -197,44 +242,7 @@ export const finish = (
   buffer: MessageBuffer,
   flags: { readonly bare: boolean; readonly storageFailed: boolean }
 ) =>
-  Effect.gen(function*() {
-    if (buffer.tooBig()) return reply(c, Reply.tooBig)
-    if (flags.bare && c.env.config.bareLineEndings === "reject") {
-      return reply(c, Reply.make(550, "5.6.0", "Message contains bare CR or LF line endings"))
-    }
-    if (flags.storageFailed) return reply(c, storageFailure)
-    const content = yield* Effect.either(buffer.finish())
-    if (Either.isLeft(content)) {
-      yield* Effect.logError(`cannot store message: ${content.left.message}`)
-      return reply(c, storageFailure)
-    }
-    const message = content.right
-    const added: Array<{ name: string; value: string }> = []
-    const removed: Array<(h: Message.Header) => boolean> = []
-    const { verdict } = yield* c.env.pipeline.run("data", {
-      session: c.session,
-      transaction: tx,
-      message,
-      addHeader: (name, value) => void added.push({ name, value }),
-      removeHeader: (name, predicate) => {
-        const lower = name.toLowerCase()
-        removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
-      }
-    })
-    if (refuse(c, verdict)) return
-    const edits: Message.Edits = { added, removed }
-    const transports = [...c.env.transports.keys()]
-    const routes = yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })
-    // A recipient no route names still gets delivered, by the default transport.
-    const routed = new Set((routes ?? []).flatMap((r) => r.recipients.map((x) => x.mailbox.address)))
-    const unrouted = tx.recipients.filter((r) => !routed.has(r.mailbox.address))
-    const plan = [
-      ...(routes ?? []),
-      ...(unrouted.length > 0 ? [{ transport: c.env.config.defaultTransport, recipients: unrouted }] : [])
-    ]
-    const prepared = { message, edits, plan, size: Message.renderedSize(message, edits) }
-    yield* c.env.spool !== undefined ? spooled(c, tx, prepared) : passThrough(c, tx, prepared)
-  }).pipe(Effect.ensuring(Effect.suspend(() => {
+  finishMessage(c, tx, buffer, flags).pipe(Effect.ensuring(Effect.suspend(() => {
     c.tx = undefined
     c.chunking = undefined
     return buffer.dispose

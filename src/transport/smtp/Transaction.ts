@@ -165,91 +165,93 @@ const sendContent = (c: Context): Effect.Effect<void, TransactionFailure> => {
 type Outcome = Effect.Effect<DeliveryReport, TransactionFailure>
 
 /** After 354: the content, then the final reply (SMTP) or one reply per accepted recipient (LMTP). */
-const transfer = (c: Context, replies: ReadonlyArray<{ recipient: Recipient; reply: Reply.Reply }>): Outcome =>
-  Effect.gen(function*() {
-    const { wire } = c.session
-    yield* sendContent(c)
-    const final = (stage: string) =>
-      Effect.mapError(wire.reply(c.timeouts.data, stage), (error) => new TransactionFailure({ error, stale: false }))
-    if (c.session.protocol === "smtp") {
-      const reply = yield* final("end of data")
-      if (reply.code >= 300) return yield* Effect.fail(rejected(c, "end of data", reply))
-      return { recipients: replies.map((r) => (r.reply.code >= 300 ? r : { recipient: r.recipient, reply })) }
+const transfer = Effect.fnUntraced(function*(c: Context, replies: ReadonlyArray<{ recipient: Recipient; reply: Reply.Reply }>) {
+  const { wire } = c.session
+  yield* sendContent(c)
+  const final = (stage: string) =>
+    Effect.mapError(wire.reply(c.timeouts.data, stage), (error) => new TransactionFailure({ error, stale: false }))
+  if (c.session.protocol === "smtp") {
+    const reply = yield* final("end of data")
+    if (reply.code >= 300) return yield* Effect.fail(rejected(c, "end of data", reply))
+    return { recipients: replies.map((r) => (r.reply.code >= 300 ? r : { recipient: r.recipient, reply })) }
+  }
+  const out: Array<{ recipient: Recipient; reply: Reply.Reply }> = []
+  const unknown = Reply.make(451, "4.4.2", `${c.name}: the upstream did not answer for this recipient`)
+  let lost = false
+  for (const r of replies) {
+    if (r.reply.code >= 300) {
+      out.push(r)
+      continue
     }
-    const out: Array<{ recipient: Recipient; reply: Reply.Reply }> = []
-    const unknown = Reply.make(451, "4.4.2", `${c.name}: the upstream did not answer for this recipient`)
-    let lost = false
-    for (const r of replies) {
-      if (r.reply.code >= 300) {
-        out.push(r)
-        continue
-      }
-      // Recipients already answered keep their result; after a lost reply the rest are unknown.
-      const reply = lost ? undefined : yield* Effect.either(final(`end of data for ${r.recipient.mailbox.address}`))
-      if (reply === undefined || reply._tag === "Left") {
-        if (reply !== undefined) yield* Effect.logWarning(reply.left.message)
-        lost = true
-        out.push({ recipient: r.recipient, reply: unknown })
-      } else out.push({ recipient: r.recipient, reply: reply.right })
-    }
-    return { recipients: out }
-  })
+    // Recipients already answered keep their result; after a lost reply the rest are unknown.
+    const reply = lost ? undefined : yield* Effect.either(final(`end of data for ${r.recipient.mailbox.address}`))
+    if (reply === undefined || reply._tag === "Left") {
+      if (reply !== undefined) yield* Effect.logWarning(reply.left.message)
+      lost = true
+      out.push({ recipient: r.recipient, reply: unknown })
+    } else out.push({ recipient: r.recipient, reply: reply.right })
+  }
+  return { recipients: out }
+})
 
 const ioFailure = (stale: boolean) => (error: TransportError) =>
   new TransactionFailure({ error, stale: stale && error.reason === "Unreachable" })
 
+/** The commands and replies of one transaction. */
+const exchangeAll = Effect.fnUntraced(function*(name: string, session: Session, message: OutgoingMessage, timeouts: Timeouts) {
+  const c: Context = { name, session, message, timeouts }
+  const unmet = unmetNeeds(c)
+  if (unmet !== undefined) return yield* Effect.fail(unmet)
+  const { wire, capabilities } = session
+  const reused = session.transactions > 0
+  session.transactions++
+  const mail = mailLine(c)
+  const rcpts = message.envelope.recipients.map((r) => rcptLine(c, r))
+  if ([mail, ...rcpts].some((l) => /[\r\n]/.test(l))) {
+    return yield* Effect.fail(refuse(c, 501, "5.5.4", "envelope contains a line break"))
+  }
+  const command = timeouts.command
+  const pipelined = capabilities.has("PIPELINING")
+  const stale = ioFailure(reused)
+
+  if (pipelined) {
+    const batch = [...(reused ? ["RSET"] : []), mail, ...rcpts, "DATA"].map((l) => `${l}\r\n`).join("")
+    yield* Effect.mapError(wire.send(batch, command, "MAIL"), stale)
+  }
+  const exchange = (line: string, stage: string) => pipelined ? wire.reply(command, stage) : wire.command(line, command, stage)
+
+  if (reused) {
+    const rset = yield* Effect.mapError(exchange("RSET", "RSET"), stale)
+    if (rset.code !== 250) {
+      wire.markBroken()
+      return yield* Effect.fail(new TransactionFailure({ stale: true, error: rejected(c, "RSET", rset).error }))
+    }
+  }
+  const mailReply = yield* Effect.mapError(exchange(mail, "MAIL"), stale)
+  // Without pipelining nothing more was sent: stop here. With it, the rest must still be read.
+  if (mailReply.code !== 250 && !pipelined) return yield* Effect.fail(rejected(c, "MAIL", mailReply))
+  const replies: Array<{ recipient: Recipient; reply: Reply.Reply }> = []
+  for (const [i, recipient] of message.envelope.recipients.entries()) {
+    if (!pipelined && mailReply.code !== 250) break
+    const reply = yield* Effect.mapError(exchange(rcpts[i]!, "RCPT"), ioFailure(false))
+    replies.push({ recipient, reply })
+  }
+  const accepted = mailReply.code === 250 && replies.some((r) => r.reply.code < 300)
+  if (!pipelined && !accepted) return { recipients: replies }
+  const dataReply = yield* Effect.mapError(exchange("DATA", "DATA"), ioFailure(false))
+  if (dataReply.code === 354 && !accepted) {
+    // A server that says 354 with nothing to deliver to: we will not send content, so drop it.
+    wire.markBroken()
+  }
+  if (mailReply.code !== 250) return yield* Effect.fail(rejected(c, "MAIL", mailReply))
+  if (!accepted) return { recipients: replies }
+  if (dataReply.code !== 354) return yield* Effect.fail(rejected(c, "DATA", dataReply))
+  return yield* transfer(c, replies)
+})
+
 /** Runs one transaction; `reused` sessions get an RSET first. */
 export const send = (name: string, session: Session, message: OutgoingMessage, timeouts: Timeouts): Outcome =>
-  Effect.gen(function*() {
-    const c: Context = { name, session, message, timeouts }
-    const unmet = unmetNeeds(c)
-    if (unmet !== undefined) return yield* Effect.fail(unmet)
-    const { wire, capabilities } = session
-    const reused = session.transactions > 0
-    session.transactions++
-    const mail = mailLine(c)
-    const rcpts = message.envelope.recipients.map((r) => rcptLine(c, r))
-    if ([mail, ...rcpts].some((l) => /[\r\n]/.test(l))) {
-      return yield* Effect.fail(refuse(c, 501, "5.5.4", "envelope contains a line break"))
-    }
-    const command = timeouts.command
-    const pipelined = capabilities.has("PIPELINING")
-    const stale = ioFailure(reused)
-
-    if (pipelined) {
-      const batch = [...(reused ? ["RSET"] : []), mail, ...rcpts, "DATA"].map((l) => `${l}\r\n`).join("")
-      yield* Effect.mapError(wire.send(batch, command, "MAIL"), stale)
-    }
-    const exchange = (line: string, stage: string) => pipelined ? wire.reply(command, stage) : wire.command(line, command, stage)
-
-    if (reused) {
-      const rset = yield* Effect.mapError(exchange("RSET", "RSET"), stale)
-      if (rset.code !== 250) {
-        wire.markBroken()
-        return yield* Effect.fail(new TransactionFailure({ stale: true, error: rejected(c, "RSET", rset).error }))
-      }
-    }
-    const mailReply = yield* Effect.mapError(exchange(mail, "MAIL"), stale)
-    // Without pipelining nothing more was sent: stop here. With it, the rest must still be read.
-    if (mailReply.code !== 250 && !pipelined) return yield* Effect.fail(rejected(c, "MAIL", mailReply))
-    const replies: Array<{ recipient: Recipient; reply: Reply.Reply }> = []
-    for (const [i, recipient] of message.envelope.recipients.entries()) {
-      if (!pipelined && mailReply.code !== 250) break
-      const reply = yield* Effect.mapError(exchange(rcpts[i]!, "RCPT"), ioFailure(false))
-      replies.push({ recipient, reply })
-    }
-    const accepted = mailReply.code === 250 && replies.some((r) => r.reply.code < 300)
-    if (!pipelined && !accepted) return { recipients: replies }
-    const dataReply = yield* Effect.mapError(exchange("DATA", "DATA"), ioFailure(false))
-    if (dataReply.code === 354 && !accepted) {
-      // A server that says 354 with nothing to deliver to: we will not send content, so drop it.
-      wire.markBroken()
-    }
-    if (mailReply.code !== 250) return yield* Effect.fail(rejected(c, "MAIL", mailReply))
-    if (!accepted) return { recipients: replies }
-    if (dataReply.code !== 354) return yield* Effect.fail(rejected(c, "DATA", dataReply))
-    return yield* transfer(c, replies)
-  }).pipe(
+  exchangeAll(name, session, message, timeouts).pipe(
     // Stopped halfway (shutdown, client gone): the conversation's state is unknown, never reuse it.
     Effect.onInterrupt(() => Effect.sync(() => session.wire.markBroken())),
     Tracing.withSpan("smtp-relay.transaction", { attributes: { "message.id": message.id, transport: name } })
