@@ -32,6 +32,11 @@ export const every = 4 * 1024 * 1024
 export const cap = 16 * 1024 * 1024
 /** Collections take at most 1 / (1 + spacing) of the time. */
 const spacing = 1
+/**
+ * The longest a collection counts for when spacing the next: a process stopped in the middle of
+ * one (SIGSTOP, a paused container, a stalled VM) must not make every stream sleep as long.
+ */
+const maxCostMs = 250
 
 export type Collect = () => void
 
@@ -62,7 +67,18 @@ export interface Reclaimer {
   readonly release: (bytes: number) => Effect.Effect<void>
 }
 
-export const make = (collect: Collect, now: () => number = () => performance.now()): Reclaimer => {
+/** Waits `ms` on a plain timer, the clock `now` reads (not Effect's, which tests may stop). */
+const sleepMs = (ms: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), ms)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+export const make = (
+  collect: Collect,
+  now: () => number = () => performance.now(),
+  sleep: (ms: number) => Effect.Effect<void> = sleepMs
+): Reclaimer => {
   let pending = 0
   let notBefore = 0
 
@@ -72,14 +88,14 @@ export const make = (collect: Collect, now: () => number = () => performance.now
     const start = now()
     collect()
     const end = now()
-    notBefore = end + spacing * (end - start)
+    notBefore = end + spacing * Math.min(end - start, maxCostMs)
   }
 
   const settle: Effect.Effect<void> = Effect.suspend(() => {
     if (pending < every) return Effect.void
     const wait = notBefore - now()
     if (wait <= 0) return Effect.sync(collectNow)
-    return pending < cap ? Effect.void : Effect.zipRight(Effect.sleep(wait), Effect.sync(collectNow))
+    return pending < cap ? Effect.void : Effect.zipRight(sleep(Math.min(wait, spacing * maxCostMs)), Effect.sync(collectNow))
   })
 
   return {

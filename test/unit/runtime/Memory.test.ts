@@ -1,16 +1,21 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Option, TestClock } from "effect"
+import { Effect } from "effect"
 import * as Memory from "../../../src/runtime/Memory.ts"
 
-/** A reclaimer whose collections each take `costMs` on a clock the test moves. */
+/** A reclaimer whose collections each take `costMs` on a clock the test moves (sleeps move it too). */
 const fake = (costMs: number) => {
   let clock = 1_000
   let collections = 0
+  const slept: Array<number> = []
   const reclaimer = Memory.make(() => {
     collections++
     clock += costMs
-  }, () => clock)
-  return { reclaimer, collections: () => collections, advance: (ms: number) => void (clock += ms) }
+  }, () => clock, (ms) =>
+    Effect.sync(() => {
+      slept.push(ms)
+      clock += ms
+    }))
+  return { reclaimer, collections: () => collections, slept, advance: (ms: number) => void (clock += ms) }
 }
 
 describe("Memory", () => {
@@ -53,11 +58,31 @@ describe("Memory", () => {
       const f = fake(40)
       yield* f.reclaimer.release(Memory.every)
       expect(f.collections()).toBe(1)
-      const waiting = yield* Effect.fork(f.reclaimer.release(Memory.cap))
-      yield* Effect.yieldNow()
-      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
-      yield* TestClock.adjust(Duration.millis(40))
-      yield* Fiber.join(waiting)
+      f.advance(15)
+      yield* f.reclaimer.release(Memory.cap)
+      expect(f.slept).toEqual([25])
       expect(f.collections()).toBe(2)
     }))
+
+  it.effect("never waits longer than a bounded spacing, however long a collection seemed to take", () =>
+    Effect.gen(function*() {
+      // A process stopped for ten minutes in the middle of a collection.
+      const f = fake(600_000)
+      yield* f.reclaimer.release(Memory.every)
+      yield* f.reclaimer.release(Memory.cap)
+      expect(f.slept).toHaveLength(1)
+      expect(f.slept[0]).toBeLessThanOrEqual(250)
+      expect(f.collections()).toBe(2)
+    }))
+
+  it("waits on a real timer by default, not on Effect's clock", async () => {
+    let clock = 0
+    const reclaimer = Memory.make(() => {
+      clock += 30
+    }, () => clock)
+    await Effect.runPromise(reclaimer.release(Memory.every))
+    const started = performance.now()
+    await Effect.runPromise(reclaimer.release(Memory.cap))
+    expect(performance.now() - started).toBeGreaterThanOrEqual(25)
+  })
 })
