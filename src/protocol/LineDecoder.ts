@@ -26,6 +26,8 @@ export interface LineDecoder {
   readonly takeRemaining: () => Uint8Array
   /** Bytes currently held. */
   readonly buffered: () => number
+  /** Bytes of overlong lines skipped so far. */
+  readonly discarded: () => number
 }
 
 const CR = 0x0d
@@ -52,11 +54,15 @@ export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void)
   let partialLength = 0
   // True while skipping the rest of an overlong line up to its LF.
   let discarding = false
+  let skipped = 0
 
   const dropHead = (): void => {
     const dropped = queue[0]!.length - head
     queued -= dropped
-    if (discarding) onDiscard?.(dropped)
+    if (discarding) {
+      skipped += dropped
+      onDiscard?.(dropped)
+    }
     queue.shift()
     head = 0
   }
@@ -73,6 +79,8 @@ export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void)
       const lf = queue[0]!.indexOf(LF, head)
       if (lf === -1) dropHead()
       else {
+        skipped += lf + 1 - head
+        onDiscard?.(lf + 1 - head)
         advance(lf + 1)
         discarding = false
       }
@@ -139,6 +147,7 @@ export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void)
     },
     next,
     takeRemaining,
-    buffered: () => queued + partialLength
+    buffered: () => queued + partialLength,
+    discarded: () => skipped
   }
 }

@@ -15,6 +15,9 @@ export class SocketError extends Data.TaggedError("SocketError")<{
 
 /** Bytes buffered from the peer before the socket is paused. */
 const highWaterMark = 256 * 1024
+/** How long a closed session's socket keeps reading, at most, for the client to close too. */
+const lingerMs = 2000
+const ignore = () => {}
 
 export interface TlsState {
   readonly protocol: string
@@ -128,15 +131,31 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
       })
     })
 
+  // A lingering close: after our last reply and FIN, whatever the client still sends is read and
+  // dropped until it closes too (or `lingerMs` passes). Destroying a socket with unread input
+  // makes the kernel answer with a reset, which can destroy that last reply before the client
+  // reads it (a 421 to a client still pipelining or streaming a line). The session does not wait
+  // for the lingering: it ends once the reply and FIN are with the kernel.
   const close = Effect.async<void>((resume) => {
     const s = socket
     if (s.destroyed) return resume(Effect.void)
-    const timer = setTimeout(() => s.destroy(), 2000)
-    s.end(() => {
-      clearTimeout(timer)
-      s.destroy()
+    inbox.detach(s)
+    s.on("data", ignore)
+    s.on("error", ignore)
+    if (s.isPaused()) s.resume()
+    const timer = setTimeout(() => s.destroy(), lingerMs)
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
       resume(Effect.void)
+    }
+    s.once("end", () => s.destroy())
+    s.once("close", () => {
+      clearTimeout(timer)
+      finish()
     })
+    s.end(finish)
   })
 
   return {

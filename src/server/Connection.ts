@@ -18,11 +18,17 @@ import * as Spans from "./Spans.ts"
 import { type Conn, flush, invalid, newId, reply, replyAndClose, type ServerEnv } from "./State.ts"
 import * as Transfer from "./Transfer.ts"
 
-export type LineEvent = LineDecoder.LineEvent | { readonly _tag: "End"; readonly why: "eof" | "timeout" | "drain" }
+export type LineEvent = LineDecoder.LineEvent | { readonly _tag: "End"; readonly why: "eof" | "timeout" | "drain" | "closed" }
 export type LineRead = (c: Conn) => Effect.Effect<LineEvent>
 export type ChunkRead = (c: Conn, timeout: Duration.Duration) => Effect.Effect<Uint8Array | "eof" | "timeout">
 
-const end = (why: "eof" | "timeout" | "drain"): LineEvent => ({ _tag: "End", why })
+const end = (why: "eof" | "timeout" | "drain" | "closed"): LineEvent => ({ _tag: "End", why })
+
+/**
+ * Bytes of overlong command lines a session may send in all: each is answered 500 5.5.2 and
+ * skipped, but past this the connection is closed (421 4.7.0) instead of reading junk forever.
+ */
+const maxSkipped = 1024 * 1024
 
 export const readChunk: ChunkRead = (c, timeout) =>
   Effect.flatMap(flush(c), () =>
@@ -42,7 +48,12 @@ export const readLine: LineRead = Effect.fnUntraced(function*(c) {
     if (chunk === "woken") return end("drain")
     if (typeof chunk === "string") return end(chunk)
     c.lines.push(chunk)
-    // An overlong line is skipped as it arrives (LineDecoder reports it to Memory).
+    // An overlong line is skipped as it arrives (LineDecoder reports it to Memory); one that
+    // goes on and on is not a client worth waiting for.
+    if (c.lines.discarded() > maxSkipped) {
+      replyAndClose(c, Reply.make(421, "4.7.0", "Line too long, closing connection"))
+      return end("closed")
+    }
     if (Memory.due()) yield* Memory.settle
   }
 })
@@ -106,7 +117,7 @@ const greet = Effect.fnUntraced(function*(c: Conn) {
   return true
 })
 
-const endedBy = { eof: "disconnected", timeout: "timeout", drain: "shutdown" } as const
+const endedBy = { eof: "disconnected", timeout: "timeout", drain: "shutdown", closed: "closed" } as const
 
 /** The session until it ends; says how it ended (for the sessions metric). */
 const loop = Effect.fnUntraced(function*(c: Conn) {

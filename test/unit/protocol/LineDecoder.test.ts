@@ -156,6 +156,8 @@ describe("LineDecoder", () => {
     decoder.push(bytes("y".repeat(100)))
     decoder.push(bytes("zz\r\nNOOP\r\n"))
     expect(drain(decoder)).toEqual([{ _tag: "Line", line: "NOOP" }])
-    expect(skipped.reduce((a, b) => a + b, 0)).toBe(40 + 100)
+    // The 40 bytes that made it too long, the 100 after them, and "zz\r\n" up to its LF.
+    expect(skipped.reduce((a, b) => a + b, 0)).toBe(40 + 100 + 4)
+    expect(decoder.discarded()).toBe(40 + 100 + 4)
   })
 })
