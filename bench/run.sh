@@ -12,6 +12,8 @@ SHARED="${SHARED:-$ROOT/../shared/bench}"
 B="${BENCH_DIR:-/tmp/smtp-bridge-bench}"
 REPS="${REPS:-3}"
 OUT="${OUT:-$ROOT/bench/results/run.jsonl}"
+# The harness runs from its own folder: a relative path must not land there.
+OUT="$(realpath -m "$OUT")"
 mkdir -p "$(dirname "$OUT")"
 # The shared folder may be read-only: the harness runs from a writable copy.
 if [ ! -x "$B/smtp-bench.sh" ]; then mkdir -p "$B" && cp -r "$SHARED/." "$B/" && chmod -R u+w "$B"; fi
