@@ -94,7 +94,21 @@ const MAPPED_PREFIX = 0xffffn << 32n
 
 const isMapped = (value: bigint): boolean => value >> 32n === 0xffffn
 
+// Every connection looks its client's address up several times (per-address limit, trusted
+// networks, the Received header) and clients come back: parsed addresses are kept, a bounded few.
+const parsedCache = new Map<string, Address | undefined>()
+const parsedCacheSize = 4096
+
 const parseAddress = (input: string): Address | undefined => {
+  const cached = parsedCache.get(input)
+  if (cached !== undefined || parsedCache.has(input)) return cached
+  const parsed = parseAddressUncached(input)
+  if (parsedCache.size >= parsedCacheSize) parsedCache.clear()
+  parsedCache.set(input, parsed)
+  return parsed
+}
+
+const parseAddressUncached = (input: string): Address | undefined => {
   let text = input.trim()
   if (text.startsWith("[") && text.endsWith("]")) text = text.slice(1, -1)
   if (text.toLowerCase().startsWith("ipv6:")) text = text.slice(5)
@@ -228,9 +242,17 @@ const formatAddress = (family: 4 | 6, value: bigint): string =>
  * Cidr.canonical("2001:DB8:0:0:0:0:0:1") // "2001:db8::1"
  */
 export const canonical = (address: string): string | undefined => {
+  const cached = canonicalCache.get(address)
+  if (cached !== undefined) return cached
   const parsed = parseAddress(address)
-  return parsed === undefined ? undefined : formatAddress(parsed.family, parsed.value)
+  if (parsed === undefined) return undefined
+  const text = formatAddress(parsed.family, parsed.value)
+  if (canonicalCache.size >= parsedCacheSize) canonicalCache.clear()
+  canonicalCache.set(address, text)
+  return text
 }
+
+const canonicalCache = new Map<string, string>()
 
 /**
  * The family of an address after unmapping (`4` for `::ffff:192.0.2.1`), or `undefined`.
