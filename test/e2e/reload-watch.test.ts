@@ -12,7 +12,7 @@ import * as path from "node:path"
 import * as tls from "node:tls"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { hashPassword } from "../../plugins/auth-htpasswd/index.ts"
-import { testCertificate } from "../support/certs.ts"
+import { servedFingerprint, testCertificate } from "../support/certs.ts"
 import { type CliProcess, type Runtime, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
 
@@ -228,15 +228,6 @@ describe(`--watch-config under ${runtime}`, () => {
 })
 
 describe(`--watch-config with TLS flags and no config file, under ${runtime}`, () => {
-  const fingerprint = (port: number): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const socket = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
-        resolve(socket.getPeerCertificate().fingerprint256)
-        socket.end()
-      })
-      socket.once("error", reject)
-    })
-
   it("serves a certificate renewed by rename (as certbot does) to new handshakes", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-watch-tls-"))
     const cert = path.join(dir, "fullchain.pem")
@@ -250,7 +241,7 @@ describe(`--watch-config with TLS flags and no config file, under ${runtime}`, (
     try {
       const tlsPort = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+) \(implicit TLS\)/, 60_000))[1])
       expect(cli.output()).toContain(`reload: watching ${cert}, ${key} for changes`)
-      const before = await fingerprint(tlsPort)
+      const before = await servedFingerprint(tlsPort)
 
       execFileSync("openssl", [
         "req", "-x509", "-nodes", "-days", "1", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -261,7 +252,7 @@ describe(`--watch-config with TLS flags and no config file, under ${runtime}`, (
       fs.renameSync(`${cert}.new`, cert)
       await logAfter(cli, since, done)
 
-      expect(await fingerprint(tlsPort)).not.toBe(before)
+      expect(await servedFingerprint(tlsPort)).not.toBe(before)
     } finally {
       await cli.kill()
       fs.rmSync(dir, { recursive: true, force: true })

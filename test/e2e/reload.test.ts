@@ -9,12 +9,11 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as tls from "node:tls"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { hashPassword } from "../../plugins/auth-htpasswd/index.ts"
 import * as Resolve from "../../src/config/Resolve.ts"
 import { startBridge } from "../support/bridge.ts"
-import { testCertificate } from "../support/certs.ts"
+import { servedFingerprint, testCertificate } from "../support/certs.ts"
 import { type CliProcess, type Runtime, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
 
@@ -121,15 +120,6 @@ describe(`SIGHUP reload of the CLI under ${runtime}`, () => {
 })
 
 describe("TLS certificate reload", () => {
-  const fingerprint = (port: number): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const socket = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
-        resolve(socket.getPeerCertificate().fingerprint256)
-        socket.end()
-      })
-      socket.once("error", reject)
-    })
-
   it("serves a replaced certificate to new handshakes after a reload", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-tls-reload-"))
     const cert = path.join(dir, "cert.pem")
@@ -139,14 +129,14 @@ describe("TLS certificate reload", () => {
     const input = { listen: ["127.0.0.1:0"], listenTls: ["127.0.0.1:0"], tls: { cert, key }, hostname: "bridge.test", maildir: path.join(dir, "mail") }
     const bridge = await startBridge(input)
     try {
-      const before = await fingerprint(bridge.tlsPort!)
+      const before = await servedFingerprint(bridge.tlsPort!)
       execFileSync("openssl", [
         "req", "-x509", "-nodes", "-days", "1", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
         "-keyout", key, "-out", cert, "-subj", "/CN=localhost"
       ], { stdio: "ignore" })
       const config = await Effect.runPromise(Resolve.resolve(input, "test"))
       await Effect.runPromise(bridge.running.reload(config))
-      const after = await fingerprint(bridge.tlsPort!)
+      const after = await servedFingerprint(bridge.tlsPort!)
       expect(after).not.toBe(before)
     } finally {
       await bridge.stop()

@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as tls from "node:tls"
 
 export interface TestCertificate {
   /** Path of the PEM certificate. */
@@ -40,3 +41,13 @@ export const testCertificate = (): TestCertificate => {
   cached = { cert, key, dir, certPem: readFileSync(cert, "utf8"), keyPem: readFileSync(key, "utf8") }
   return cached
 }
+
+/** The SHA-256 fingerprint of the certificate a TLS listener on 127.0.0.1:`port` serves now. */
+export const servedFingerprint = (port: number): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256)
+      socket.end()
+    })
+    socket.once("error", reject)
+  })
