@@ -15,8 +15,9 @@
  * uploads slow down instead of piling up garbage or spending all the CPU in the collector.
  *
  * The only runtime-specific code is `collector`: Bun has `Bun.gc`; Node and Deno (V8) hand the
- * `gc` function to a new context once `--expose-gc` is set. It has to be a full collection: the
- * buffers wait in queues long enough to reach V8's old generation.
+ * `gc` function to a new context once `--expose-gc` is set (set at first use, so every `vm`
+ * context made afterwards has a `gc` global too). It has to be a full collection: the buffers wait
+ * in queues long enough to reach V8's old generation.
  *
  * @example
  * yield* write(chunk)
