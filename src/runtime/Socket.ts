@@ -34,12 +34,15 @@ export interface SmtpSocket {
   readonly wake: () => void
   /** Writes and waits until the kernel took it (or the socket is gone); no wait when it took it at once. */
   readonly write: (data: string | Uint8Array) => Effect.Effect<void>
+  /** Drops whatever the peer sent that was not read yet (plaintext pipelined after STARTTLS). */
+  readonly discardInput: () => void
   /** Gives bytes back: the next `read` returns them first (what a PROXY header parser did not use). */
   readonly unread: (bytes: Uint8Array) => void
   /**
    * Runs a server-side TLS handshake on the same connection. Buffered input is dropped (after
    * STARTTLS it was plaintext that must never be read as a command) unless `keepBuffered` says it
-   * is the start of the handshake (implicit TLS behind a PROXY header).
+   * is the start of the handshake (implicit TLS behind a PROXY header; after STARTTLS, once the
+   * plaintext sent before the 220 was dropped with `discardInput`).
    */
   readonly upgradeTls: (context: tls.SecureContext, options?: { readonly keepBuffered?: boolean }) => Effect.Effect<void, SocketError>
   readonly tls: () => TlsState | undefined
@@ -163,6 +166,7 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
     wake: inbox.wake,
     write,
     unread: inbox.unread,
+    discardInput: () => void inbox.drain(),
     upgradeTls,
     tls: () => secured,
     close,

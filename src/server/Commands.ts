@@ -127,8 +127,14 @@ export const startTls = Effect.fnUntraced(function*(c: Conn) {
   reply(c, Reply.make(220, "2.0.0", "Ready to start TLS"))
   const out = c.out.join("")
   c.out.length = 0
-  yield* c.socket.write(out)
-  const ok = yield* c.socket.upgradeTls(context).pipe(
+  // Input queued until the 220 leaves was sent before it: plaintext, never to be read as a command.
+  // What comes after it is the ClientHello, kept for the handshake: the fiber may not get to the
+  // upgrade before it arrives (a scheduler turn, a write that waits for the kernel).
+  yield* Effect.suspend(() => {
+    c.socket.discardInput()
+    return c.socket.write(out)
+  })
+  const ok = yield* c.socket.upgradeTls(context, { keepBuffered: true }).pipe(
     Effect.timeout(c.env.config.limits.greetingTimeout),
     Effect.as(true),
     Effect.catchAll((error) => Effect.logInfo(`STARTTLS failed: ${error.message}`).pipe(Effect.as(false)))
