@@ -13,13 +13,11 @@
  *   await dovecot.stop()
  * }
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { freePort } from "./runtimes.ts"
-import { supervise } from "./process.ts"
+import { spawnLogged, waitForPort } from "./process.ts"
 
 export interface Dovecot {
   readonly port: number
@@ -32,22 +30,6 @@ export interface Dovecot {
 }
 
 export const dovecotAvailable = (): boolean => process.getuid?.() === 0 && fs.existsSync("/usr/sbin/dovecot")
-
-const waitForPort = async (port: number, exited: () => boolean, log: () => string): Promise<void> => {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (exited()) throw new Error(`dovecot exited before listening:\n${log()}`)
-    const open = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: "127.0.0.1", port }, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on("error", () => resolve(false))
-    })
-    if (open) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`dovecot did not listen on 127.0.0.1:${port}:\n${log()}`)
-}
 
 export const startDovecot = async (options: { readonly users: ReadonlyArray<string> }): Promise<Dovecot> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-dovecot-"))
@@ -93,22 +75,15 @@ service lmtp {
   }
 }
 `)
-  const child = spawn("/usr/sbin/dovecot", ["-F", "-c", conf], { stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawnLogged("/usr/sbin/dovecot", ["-F", "-c", conf])
   const pid = child.pid
-  if (pid === undefined) throw new Error("cannot start /usr/sbin/dovecot")
-  let output = ""
-  child.stdout.setEncoding("utf8").on("data", (t: string) => void (output += t))
-  child.stderr.setEncoding("utf8").on("data", (t: string) => void (output += t))
-  const supervised = supervise(child)
-  const gone = supervised.gone
-  const stopChild = () => supervised.stop()
-  const readLog = () => output + (fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "")
+  const readLog = () => child.output() + (fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "")
   const stop = async () => {
-    await stopChild()
+    await child.stop()
     fs.rmSync(dir, { recursive: true, force: true })
   }
   try {
-    await waitForPort(port, gone, readLog)
+    await waitForPort(port, "dovecot", { exited: child.gone, log: readLog, attempts: 200 })
   } catch (error) {
     await stop()
     throw error

@@ -13,14 +13,13 @@
  *   await lb.stop()
  * }
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type * as tls from "node:tls"
 import { freePort } from "./runtimes.ts"
-import { supervise } from "./process.ts"
+import { spawnLogged, waitForPort } from "./process.ts"
 
 export const haproxyBinary = "/usr/sbin/haproxy"
 
@@ -125,15 +124,6 @@ const parseStates = (csv: string): ServerStates => {
   return out
 }
 
-const listening = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const s = net.connect({ host: "127.0.0.1", port }, () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.on("error", () => resolve(false))
-  })
-
 export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-haproxy-"))
   const port = await freePort()
@@ -141,17 +131,10 @@ export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> =>
   const config = haproxyConfig(port, options, adminSocket)
   const file = path.join(dir, "haproxy.cfg")
   fs.writeFileSync(file, config)
-  const child = spawn(haproxyBinary, ["-f", file, "-db"], { stdio: ["ignore", "pipe", "pipe"] })
-  const pid = child.pid
-  if (pid === undefined) throw new Error(`cannot start ${haproxyBinary}`)
-  let output = ""
-  child.stdout.setEncoding("utf8").on("data", (t: string) => void (output += t))
-  child.stderr.setEncoding("utf8").on("data", (t: string) => void (output += t))
-  const supervised = supervise(child)
-  const gone = supervised.gone
-  const stopChild = () => supervised.stop()
+  const child = spawnLogged(haproxyBinary, ["-f", file, "-db"])
+  const { pid, gone, output } = child
   const stop = async () => {
-    await stopChild()
+    await child.stop()
     fs.rmSync(dir, { recursive: true, force: true })
   }
   const states = async () => parseStates(await runtimeApi(adminSocket, "show stat"))
@@ -162,25 +145,20 @@ export const startHaproxy = async (options: HaproxyOptions): Promise<Haproxy> =>
       last = await states().catch(() => last)
       if (predicate(last)) return last
       if (Date.now() > deadline || gone()) {
-        throw new Error(`haproxy's servers stayed ${JSON.stringify(last)}:\n${output}\n--- config ---\n${config}`)
+        throw new Error(`haproxy's servers stayed ${JSON.stringify(last)}:\n${output()}\n--- config ---\n${config}`)
       }
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
   }
   try {
-    let up = false
-    for (let attempt = 0; attempt < 100 && !up && !gone(); attempt++) {
-      up = await listening(port)
-      if (!up) await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    if (!up) throw new Error(`haproxy did not listen on 127.0.0.1:${port}:\n${output}\n--- config ---\n${config}`)
+    await waitForPort(port, "haproxy", { exited: gone, log: () => `${output()}\n--- config ---\n${config}` })
     // Every backend passed its SMTP health check (through the PROXY header) before traffic flows.
     await waitForStates((s) => Object.keys(s).length === options.backends.length && Object.values(s).every((x) => x === "UP"))
   } catch (error) {
     await stop()
     throw error
   }
-  return { port, pid, config, output: () => output, states, waitForStates, stop }
+  return { port, pid, config, output, states, waitForStates, stop }
 }
 
 /**

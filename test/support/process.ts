@@ -1,5 +1,5 @@
 /** Helpers for the real servers the tests start (smtp-sink, dovecot, HAProxy): stop by PID, wait for a port. */
-import type { ChildProcess } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 
 export interface Supervised {
@@ -40,18 +40,42 @@ export const supervise = (child: ChildProcess): Supervised => {
   return { exited, kill, gone: () => gone, stop }
 }
 
-/** Resolves once something accepts TCP connections on 127.0.0.1:`port` (5 s at most). */
-export const waitForPort = async (port: number, what = "nothing"): Promise<void> => {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: "127.0.0.1", port }, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on("error", () => resolve(false))
+/** Whether something accepts a TCP connection on 127.0.0.1:`port` right now. */
+export const listening = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port }, () => {
+      s.destroy()
+      resolve(true)
     })
-    if (open) return
+    s.on("error", () => resolve(false))
+  })
+
+/**
+ * Resolves once something accepts TCP connections on 127.0.0.1:`port` (`attempts` × 50 ms at
+ * most). With `exited`, gives up as soon as the server's process is gone; `log` is added to the
+ * error.
+ */
+export const waitForPort = async (
+  port: number,
+  what = "nothing",
+  options: { readonly exited?: () => boolean; readonly log?: () => string; readonly attempts?: number } = {}
+): Promise<void> => {
+  const log = () => (options.log === undefined ? "" : `:\n${options.log()}`)
+  for (let attempt = 0; attempt < (options.attempts ?? 100); attempt++) {
+    if (options.exited?.() === true) throw new Error(`${what} exited before listening on 127.0.0.1:${port}${log()}`)
+    if (await listening(port)) return
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
-  throw new Error(`${what} listens on 127.0.0.1:${port}`)
+  throw new Error(`${what} listens on 127.0.0.1:${port}${log()}`)
+}
+
+/** Starts `binary` with its output collected, supervised by PID. */
+export const spawnLogged = (binary: string, args: ReadonlyArray<string>) => {
+  const child = spawn(binary, [...args], { stdio: ["ignore", "pipe", "pipe"] })
+  const pid = child.pid
+  if (pid === undefined) throw new Error(`cannot start ${binary}`)
+  let output = ""
+  child.stdout!.setEncoding("utf8").on("data", (t: string) => void (output += t))
+  child.stderr!.setEncoding("utf8").on("data", (t: string) => void (output += t))
+  return { pid, output: () => output, ...supervise(child) }
 }

@@ -10,6 +10,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
+import { freePort } from "./runtimes.ts"
 
 export interface TestRedis {
   readonly port: number
@@ -21,17 +22,6 @@ export interface TestRedis {
   /** Sends one inline command and returns the raw reply text (e.g. `"+PONG\r\n"`). */
   readonly command: (line: string) => Promise<string>
 }
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 const inline = (port: number, line: string, timeoutMs = 1000): Promise<string> =>
   new Promise((resolve, reject) => {
