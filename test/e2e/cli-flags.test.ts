@@ -20,6 +20,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { maildirFiles } from "../support/bridge.ts"
 import { type Dnsmasq, startDnsmasq, txt } from "../support/dnsmasq.ts"
 import { type CliProcess, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
@@ -49,12 +50,6 @@ const serve = async (args: ReadonlyArray<string>): Promise<{ readonly cli: CliPr
     await cli.kill()
     throw error
   }
-}
-
-const maildirFiles = (maildir: string): ReadonlyArray<Buffer> => {
-  const dir = path.join(maildir, "new")
-  if (!fs.existsSync(dir)) return []
-  return fs.readdirSync(dir).sort().map((f) => fs.readFileSync(path.join(dir, f)))
 }
 
 const headerBlock = (message: string): string => message.slice(0, message.indexOf("\r\n\r\n") + 2)

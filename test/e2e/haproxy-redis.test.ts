@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { maildirMessages } from "../support/bridge.ts"
 import { dial, type Haproxy, haproxyAvailable, startHaproxy } from "../support/haproxy.ts"
 import { startRedis, type TestRedis } from "../support/redis.ts"
 import { type CliProcess, freePort, spawnCli } from "../support/runtimes.ts"
@@ -68,11 +69,8 @@ const startInstance = async (name: string, users: string, redis: TestRedis): Pro
   return { name, port, maildir, process }
 }
 
-const mailOf = (instance: Instance): ReadonlyArray<string> => {
-  const dir = path.join(instance.maildir, "new")
-  if (!fs.existsSync(dir)) return []
-  return fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f), "utf8"))
-}
+/** The messages in an instance's Maildir/new. */
+const mailOf = (instance: Instance): ReadonlyArray<string> => maildirMessages(instance.maildir)
 
 /** One session through the balancer as alice: the instance that greeted, and the MAIL reply or the final reply. */
 const sendVia = async (port: number, n: number): Promise<{ readonly instance: string; readonly reply: string }> => {

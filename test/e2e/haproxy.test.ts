@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { maildirMessages } from "../support/bridge.ts"
 import { dial, type Haproxy, haproxyAvailable, startHaproxy, type Wire } from "../support/haproxy.ts"
 import { type CliProcess, freePort, spawnCli } from "../support/runtimes.ts"
 
@@ -47,11 +48,7 @@ const startInstance = async (name: string): Promise<Instance> => {
 }
 
 /** The messages in an instance's Maildir/new. */
-const mailOf = (instance: Instance): ReadonlyArray<string> => {
-  const dir = path.join(instance.maildir, "new")
-  if (!fs.existsSync(dir)) return []
-  return fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f), "utf8"))
-}
+const mailOf = (instance: Instance): ReadonlyArray<string> => maildirMessages(instance.maildir)
 
 const subjectOf = (message: string): string => /^Subject: (.*)\r$/m.exec(message)?.[1] ?? ""
 const receivedOf = (message: string): string => /^Received: (.*(?:\r\n[ \t].*)*)/m.exec(message)?.[1] ?? ""

@@ -11,6 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { hashPassword } from "../../plugins/auth-htpasswd/index.ts"
+import { maildirMessages } from "../support/bridge.ts"
 import { servedFingerprint, testCertificate } from "../support/certs.ts"
 import { type CliProcess, type Runtime, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
@@ -123,7 +124,7 @@ describe(`--watch-config under ${runtime}`, () => {
     expect(await open.command("DATA")).toMatch(/^354 /)
     expect(await open.command("Subject: across a watched reload\r\n\r\nStill here.\r\n.")).toMatch(/^250 2\.0\.0 Ok: queued as /)
     expect(await open.command("QUIT")).toMatch(/^221 /)
-    const delivered = fs.readdirSync(path.join(maildir, "new")).map((f) => fs.readFileSync(path.join(maildir, "new", f), "utf8"))
+    const delivered = maildirMessages(maildir)
     expect(delivered.some((m) => m.includes("Subject: across a watched reload"))).toBe(true)
   })
 

@@ -23,6 +23,16 @@ export interface TestBridge {
   readonly stop: () => Promise<void>
 }
 
+/** The files in `maildir`/new, oldest first (their names sort by time), as raw bytes. */
+export const maildirFiles = (maildir: string): ReadonlyArray<Buffer> => {
+  const dir = path.join(maildir, "new")
+  if (!fs.existsSync(dir)) return []
+  return fs.readdirSync(dir).sort().map((f) => fs.readFileSync(path.join(dir, f)))
+}
+
+/** The same as text. */
+export const maildirMessages = (maildir: string): ReadonlyArray<string> => maildirFiles(maildir).map((b) => b.toString("utf8"))
+
 export const startBridge = async (input: ConfigInput = {}): Promise<TestBridge> => {
   const maildir = input.maildir ?? fs.mkdtempSync(path.join(os.tmpdir(), "sb-maildir-"))
   const config = await Effect.runPromise(Resolve.resolve({
@@ -43,11 +53,7 @@ export const startBridge = async (input: ConfigInput = {}): Promise<TestBridge> 
     tlsPort: implicit?.port,
     maildir,
     running,
-    delivered: () => {
-      const dir = path.join(maildir, "new")
-      if (!fs.existsSync(dir)) return []
-      return fs.readdirSync(dir).sort().map((f) => fs.readFileSync(path.join(dir, f)))
-    },
+    delivered: () => maildirFiles(maildir),
     stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
