@@ -4,17 +4,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import * as ProxyProtocol from "../../../src/protocol/ProxyProtocol.ts"
 import * as Cidr from "../../../src/util/Cidr.ts"
+import { concat as concatAll, utf8 } from "./helpers.ts"
 
-const text = (s: string): Uint8Array => new TextEncoder().encode(s)
-const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
-  return out
-}
+const text = utf8
+const concat = (...parts: ReadonlyArray<Uint8Array>): Uint8Array => concatAll(parts)
 
 const signature = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]
 const be16 = (n: number): Array<number> => [(n >> 8) & 0xff, n & 0xff]
