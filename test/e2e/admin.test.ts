@@ -6,6 +6,7 @@ import * as net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBridge, type TestBridge } from "../support/bridge.ts"
 import { connect } from "../support/SmtpClient.ts"
+import { until } from "../support/eventually.ts"
 
 const get = async (port: number, path: string): Promise<{ status: number; type: string; body: string }> => {
   const response = await fetch(`http://127.0.0.1:${port}${path}`)
@@ -52,18 +53,20 @@ describe("admin /metrics", () => {
     expect(await c.command("QUIT")).toMatch(/^221 /)
     await c.closed()
 
-    // The session's end is counted as its fiber finishes, just after the close.
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    const after = (await get(adminPort(bridge), "/metrics")).body
-    const delta = (series: string) => sample(after, series) - sample(before, series)
-    expect(delta("smtp_bridge_connections_total")).toBe(1)
-    expect(delta("smtp_bridge_messages_accepted_total")).toBe(1)
+    // The session's end is counted as its fiber finishes, just after the close: poll for it.
+    const delta = (after: string) => (series: string) => sample(after, series) - sample(before, series)
+    const after = await until("the session's end in /metrics", async () => {
+      const body = (await get(adminPort(bridge), "/metrics")).body
+      return delta(body)(`smtp_bridge_sessions_total{outcome="quit"}`) >= 1 && body
+    })
+    expect(delta(after)("smtp_bridge_connections_total")).toBe(1)
+    expect(delta(after)("smtp_bridge_messages_accepted_total")).toBe(1)
     // The bytes delivered: what the client sent plus the Received header the bridge added.
-    expect(delta("smtp_bridge_bytes_accepted_total")).toBeGreaterThan(body.length)
-    expect(delta(`smtp_bridge_rejections_total{code="503",enhanced="5.5.1"}`)).toBe(1)
-    expect(delta(`smtp_bridge_rejections_total{code="500",enhanced="5.5.2"}`)).toBe(1)
-    expect(delta(`smtp_bridge_sessions_total{outcome="quit"}`)).toBe(1)
-    expect(delta(`smtp_bridge_delivery_duration_seconds_count{outcome="ok",transport="default"}`)).toBe(1)
+    expect(delta(after)("smtp_bridge_bytes_accepted_total")).toBeGreaterThan(body.length)
+    expect(delta(after)(`smtp_bridge_rejections_total{code="503",enhanced="5.5.1"}`)).toBe(1)
+    expect(delta(after)(`smtp_bridge_rejections_total{code="500",enhanced="5.5.2"}`)).toBe(1)
+    expect(delta(after)(`smtp_bridge_sessions_total{outcome="quit"}`)).toBe(1)
+    expect(delta(after)(`smtp_bridge_delivery_duration_seconds_count{outcome="ok",transport="default"}`)).toBe(1)
     expect(sample(after, "smtp_bridge_connections_open")).toBe(sample(before, "smtp_bridge_connections_open"))
   })
 

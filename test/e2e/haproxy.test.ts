@@ -15,6 +15,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { maildirMessages } from "../support/bridge.ts"
+import { until } from "../support/eventually.ts"
 import { dial, type Haproxy, haproxyAvailable, startHaproxy, type Wire } from "../support/haproxy.ts"
 import { type CliProcess, freePort, spawnCli } from "../support/runtimes.ts"
 
@@ -176,10 +177,12 @@ describe.skipIf(!haproxyAvailable())("two bridge instances behind HAProxy with P
         }
       })()
 
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      // The stream has started before bridge-a is told to stop, and bridge-a has begun draining
+      // (its log says so) before the transaction in flight is finished.
+      await until("the first accepted message of the stream", () => accepted.length > 0)
       const beforeStop = accepted.length
       a.process.signal("SIGTERM")
-      await new Promise((resolve) => setTimeout(resolve, 300))
+      await until("bridge-a to start draining", () => /draining \d+ connection/.test(a.process.output()))
       // bridge-a is draining: the transaction in flight still completes.
       expect(await c.command("second half\r\n.")).toMatch(/^250 2\.0\.0 /)
       accepted.push("in flight")

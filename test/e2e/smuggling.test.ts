@@ -7,7 +7,7 @@
 //   C: <headers><body><vector>MAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\nDATA\r\nSmuggled\r\n.\r\nQUIT\r\n
 //   S: 250 2.0.0 Ok: queued as ...      (exactly one)
 //   S: 221 2.0.0 ...
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
 import type { TestBridge } from "../support/bridge.ts"
 import { startBridge, stripTrace } from "../support/bridge.ts"
 import type { Client } from "../support/SmtpClient.ts"
@@ -93,11 +93,12 @@ describe("the reference normalizer used by these specifications", () => {
 })
 
 describe("smuggling vectors under bareLineEndings: normalize", () => {
+  // A bridge per test: one vector that breaks a session cannot fail the vectors after it.
   let bridge: TestBridge
-  beforeAll(async () => {
+  beforeEach(async () => {
     bridge = await startBridge({ trust: ["127.0.0.0/8"] })
   })
-  afterAll(() => bridge.stop())
+  afterEach(() => bridge.stop())
 
   for (const [name, vector] of vectors) {
     it(`${name}: one message, byte-exact and CRLF-only, one 250, no second transaction`, async () => {
@@ -171,11 +172,12 @@ describe("smuggling vectors under bareLineEndings: normalize", () => {
 })
 
 describe("smuggling vectors under bareLineEndings: reject", () => {
+  // A bridge per test: one vector that breaks a session cannot fail the vectors after it.
   let bridge: TestBridge
-  beforeAll(async () => {
+  beforeEach(async () => {
     bridge = await startBridge({ trust: ["127.0.0.0/8"], bareLineEndings: "reject" })
   })
-  afterAll(() => bridge.stop())
+  afterEach(() => bridge.stop())
 
   for (const [name, vector] of vectors.filter(([, v]) => /\r(?!\n)|(?<!\r)\n/.test(v))) {
     it(`${name}: 550 5.6.0, nothing delivered, no second transaction`, async () => {

@@ -2,7 +2,7 @@
 // before the greeting's first command, between commands and in the middle of a message.
 //
 //   S: 220 bridge.test ESMTP smtp-bridge
-//   (300 ms of silence)
+//   (1.5 s of silence)
 //   S: 421 4.4.2 Timeout, closing connection
 //   (the server closes)
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
@@ -15,7 +15,8 @@ describe("timeouts", () => {
   beforeAll(async () => {
     bridge = await startBridge({
       trust: ["127.0.0.0/8"],
-      limits: { greetingTimeout: 300, idleTimeout: 300, dataTimeout: 300 }
+      // Wide enough that a loaded machine never times out a client that talks every 300 ms.
+      limits: { greetingTimeout: 1_500, idleTimeout: 1_500, dataTimeout: 1_500 }
     })
   })
   afterAll(() => bridge.stop())
@@ -23,8 +24,8 @@ describe("timeouts", () => {
   it("says 421 4.4.2 and closes when no command follows the greeting", async () => {
     const c = await connect(bridge.port)
     expect(await c.read()).toMatch(/^220 /)
-    expect(await c.read(3_000)).toBe("421 4.4.2 Timeout, closing connection")
-    await c.closed(3_000)
+    expect(await c.read(10_000)).toBe("421 4.4.2 Timeout, closing connection")
+    await c.closed(10_000)
   })
 
   it("says 421 4.4.2 and closes when the session idles between commands", async () => {
@@ -32,15 +33,15 @@ describe("timeouts", () => {
     await c.read()
     expect(await c.command("EHLO client.test")).toMatch(/^250-/)
     expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
-    expect(await c.read(3_000)).toBe("421 4.4.2 Timeout, closing connection")
-    await c.closed(3_000)
+    expect(await c.read(10_000)).toBe("421 4.4.2 Timeout, closing connection")
+    await c.closed(10_000)
   })
 
   it("keeps a session that talks more often than the idle timeout", async () => {
     const c = await connect(bridge.port)
     await c.read()
     for (let i = 0; i < 4; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      await new Promise((resolve) => setTimeout(resolve, 300))
       expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
     }
     expect(await c.command("QUIT")).toMatch(/^221 /)
@@ -54,8 +55,8 @@ describe("timeouts", () => {
     expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
     expect(await c.command("DATA")).toMatch(/^354 /)
     c.send("Subject: half\r\n\r\npart of the body")
-    expect(await c.read(3_000)).toBe("421 4.4.2 Timeout, closing connection")
-    await c.closed(3_000)
+    expect(await c.read(10_000)).toBe("421 4.4.2 Timeout, closing connection")
+    await c.closed(10_000)
     expect(bridge.delivered()).toHaveLength(0)
   })
 
@@ -66,8 +67,8 @@ describe("timeouts", () => {
     await c.command("MAIL FROM:<alice@example.org>")
     await c.command("RCPT TO:<bob@example.net>")
     c.send("BDAT 1000 LAST\r\nSubject: half\r\n\r\n")
-    expect(await c.read(3_000)).toBe("421 4.4.2 Timeout, closing connection")
-    await c.closed(3_000)
+    expect(await c.read(10_000)).toBe("421 4.4.2 Timeout, closing connection")
+    await c.closed(10_000)
     expect(bridge.delivered()).toHaveLength(0)
   })
 })

@@ -1,5 +1,6 @@
 /** Helpers for the real servers the tests start (smtp-sink, dovecot, HAProxy): stop by PID, wait for a port. */
 import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as net from "node:net"
 
 export interface Supervised {
@@ -67,6 +68,53 @@ export const waitForPort = async (
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   throw new Error(`${what} listens on 127.0.0.1:${port}${log()}`)
+}
+
+/**
+ * The TCP port a process listens on, read back from Linux's /proc (its socket inodes matched
+ * against the kernel's LISTEN table), for servers started on port 0 that do not print the port
+ * they got (smtp-sink). Binding port 0 leaves no window in which another process can take a port
+ * that was probed free; polls until the process listens (`attempts` × 50 ms at most).
+ */
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export const listeningPort = async (pid: number, what: string, attempts = 100): Promise<number> => {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const inodes = new Set<string>()
+    let fds: Array<string> = []
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`)
+    } catch {
+      // Unreadable for a moment while the process execs or drops privileges; gone for good only
+      // when the PID no longer exists.
+      if (!alive(pid)) throw new Error(`${what} (pid ${pid}) exited before listening`)
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: "utf8" }))
+        if (m !== null) inodes.add(m[1]!)
+      } catch {
+        // closed since it was listed
+      }
+    }
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      const rows = fs.existsSync(table) ? fs.readFileSync(table, "utf8").split("\n").slice(1) : []
+      for (const row of rows) {
+        const f = row.trim().split(/\s+/)
+        // f[1] local address HEX:PORT, f[3] state (0A is LISTEN), f[9] the socket's inode.
+        if (f[3] === "0A" && f[9] !== undefined && inodes.has(f[9])) return Number.parseInt(f[1]!.split(":")[1]!, 16)
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`${what} (pid ${pid}) does not listen on any TCP port`)
 }
 
 /** Starts `binary` with its output collected, supervised by PID. */

@@ -20,8 +20,7 @@ import * as path from "node:path"
 import * as Notes from "../../src/pipeline/Notes.ts"
 import type { Mailbox, MailParams, RcptParams } from "../../src/protocol/Envelope.ts"
 import type { OutgoingMessage } from "../../src/transport/Transport.ts"
-import { freePort } from "./runtimes.ts"
-import { waitForPort } from "./process.ts"
+import { listeningPort, waitForPort } from "./process.ts"
 
 export interface SinkOptions {
   /** Listen on this loopback port (e.g. one a transport already names while the sink was down); a free one by default. */
@@ -62,7 +61,9 @@ export const startSink = async (options: SinkOptions = {}): Promise<Sink> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-sink-"))
   // smtp-sink drops privileges to `nobody` when started as root, and must still write here.
   fs.chmodSync(dir, 0o777)
-  const port = options.port ?? (await freePort())
+  // Port 0 unless the caller names one (a sink restarted where a transport already points):
+  // the kernel picks the port and it is read back, with no probe-then-bind race.
+  const wanted = options.port ?? 0
   const args: Array<string> = []
   if (process.getuid?.() === 0) args.push("-u", "nobody")
   args.push("-c", "-d", path.join(dir, "%Y%m%d%H%M%S."))
@@ -74,7 +75,7 @@ export const startSink = async (options: SinkOptions = {}): Promise<Sink> => {
   if (options.noDsn === true) args.push("-N")
   if (options.lmtp === true) args.push("-L")
   if (options.dataDelay !== undefined) args.push("-w", String(options.dataDelay))
-  args.push(`127.0.0.1:${port}`, "16")
+  args.push(`127.0.0.1:${wanted}`, "16")
   const child = spawn("/usr/sbin/smtp-sink", args, { stdio: ["ignore", "pipe", "pipe"] })
   const pid = child.pid
   if (pid === undefined) throw new Error("cannot start /usr/sbin/smtp-sink")
@@ -98,7 +99,9 @@ export const startSink = async (options: SinkOptions = {}): Promise<Sink> => {
     }
     listeners.add(check)
   })
+  let port = wanted
   try {
+    if (port === 0) port = await listeningPort(pid, "smtp-sink")
     await waitForPort(port, "no smtp-sink")
     await Promise.race([probed, new Promise((_, reject) => setTimeout(() => reject(new Error("smtp-sink did not count its probe")), 5_000))])
   } catch (error) {
