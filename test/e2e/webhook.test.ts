@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Stream } from "effect"
+import { Effect, Either, Logger, Stream } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Notes from "../../src/pipeline/Notes.ts"
@@ -99,6 +99,26 @@ describe("Webhook transport", () => {
         const result = yield* Effect.flip(hook.deliver(message("x\r\n")))
         expect(result.reply?.code).toBe(code)
       }
+    }))
+
+  it.scoped("logs a redirect at WARN with its status and the Location, redacted, and fails with a transient 451", () =>
+    Effect.gen(function*() {
+      const upstream = yield* Effect.acquireRelease(
+        Effect.async<http.Server>((resume) => {
+          const s = http.createServer((req, res) => {
+            req.resume()
+            req.on("end", () => res.writeHead(308, { location: "https://bot:pw@evil.test/hook/T0K3N?key=s3cr3t" }).end())
+          })
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.sync(() => s.close())
+      )
+      const lines: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${String(message)}`))
+      const hook = yield* Webhook.make({ url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/inbound` })
+      const error = yield* Effect.flip(hook.deliver(message("x\r\n"))).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      expect(error.reply?.code).toBe(451)
+      expect(lines).toEqual(["WARN webhook: webhook answered HTTP 308 with Location https://****@evil.test/****?key=****; redirects are never followed"])
     }))
 
   it.scopedLive("treats an unreachable endpoint and a timeout as transient failures", () =>
