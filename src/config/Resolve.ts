@@ -17,6 +17,7 @@ import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
 import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
 import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
 import * as Udp from "../dns/Udp.ts"
+import * as Redact from "../util/Redact.ts"
 import * as Delivery from "./Delivery.ts"
 import * as Telemetry from "./Telemetry.ts"
 import * as Syntax from "./Syntax.ts"
@@ -146,18 +147,10 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
 type SourceOf = (field: string) => string
 
 /** A ConfigError for one field, with the message every caller prints. */
-/** Error lines end up in logs: never print a secret or a URL's password. */
-const redact = (field: string, got: unknown): unknown =>
-  // Telemetry headers carry a collector's API key.
-  (/secret/i.test(field) || field.startsWith("telemetry.headers")) && got !== undefined
-    ? "(hidden)"
-    : typeof got === "string"
-    ? got.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, "$1****@")
-    : got
-
 const invalid = (field: string, expected: string, value: unknown, sourceOf: SourceOf): ConfigError => {
   const source = sourceOf(field)
-  const got = redact(field, value)
+  // Error lines end up in logs: never print a secret or a URL's credentials, path or query.
+  const got = Redact.value(field, value)
   return new ConfigError({
     reason: "Invalid",
     field,

@@ -79,6 +79,24 @@ const noRedirects: globalThis.RequestInit = { redirect: "manual" }
 /** Header values must be one line of visible ASCII. */
 const headerSafe = (s: string): string => s.replace(/[^\x20-\x7e]/g, (c) => encodeURIComponent(c))
 
+/**
+ * The platform's own error messages end with the full request URL, and Deno's fetch errors repeat
+ * it ("error sending request for url (...)"): a token in the webhook's path or query would reach
+ * the logs. The message is rebuilt around the redacted URL instead.
+ */
+const httpError = (reason: string, cause: unknown, url: string): string => {
+  const shown = Redact.url(url)
+  let detail = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause)
+  const forms = [url]
+  try {
+    forms.push(new URL(url).href)
+  } catch {
+    // Not parseable: the raw form is all there is to hide.
+  }
+  for (const form of forms) detail = detail.split(form).join(shown)
+  return `POST ${shown}: ${reason} error${detail === "" ? "" : `: ${detail}`}`
+}
+
 /** A relative Location is shown against the configured URL, so the log names the full target. */
 const resolveLocation = (location: string, base: string): string => {
   try {
@@ -127,8 +145,8 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
           // receiver still took it, the retry carries the same idempotency key.
           Effect.disconnect,
           Effect.timeoutFail({ duration: timeout, onTimeout: () => fail("Timeout", `no answer within ${Duration.format(timeout)}`) }),
-          Effect.catchTag("RequestError", (e) => Effect.fail(fail("Unreachable", e.message))),
-          Effect.catchTag("ResponseError", (e) => Effect.fail(fail("Protocol", e.message)))
+          Effect.catchTag("RequestError", (e) => Effect.fail(fail("Unreachable", httpError(e.reason, e.cause, options.url)))),
+          Effect.catchTag("ResponseError", (e) => Effect.fail(fail("Protocol", httpError(e.reason, e.cause, options.url))))
         )
         const status = response.status
         if (status >= 200 && status < 300) {

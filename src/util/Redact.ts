@@ -65,7 +65,9 @@ export const url = (text: string): string => {
     search = parts[3] ?? ""
     fragment = parts[4] ?? ""
   }
-  const shownPath = (scheme === "http" || scheme === "https") && path !== "" && path !== "/" ? "/****" : path
+  // The parser adds "/" to an http URL without a path: show the URL as it was written.
+  const written = /^[^/?#]*\//.test(rest)
+  const shownPath = !written ? "" : (scheme === "http" || scheme === "https") && path !== "/" ? "/****" : path
   return `${scheme}://${userinfo}${host}${shownPath}${query(scheme, search)}${fragment === "" ? "" : "#****"}`
 }
 
@@ -76,6 +78,9 @@ export const url = (text: string): string => {
  */
 const secretField = /(?:^|\.)(?:[A-Za-z]*secret|[A-Za-z]*password|pass|[A-Za-z]*token|apiKey|[A-Za-z]*credentials?)$/i
 const underHeaders = /(?:^|\.)headers(?:\.|\[|$)/
+/** Fields that hold a URL: a value there that is not one may be a token pasted in the wrong place. */
+const urlField = /(?:^|\.)(?:relay|webhook|url|otlpEndpoint|redis)$/
+const hasScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//
 
 export const isSecretField = (field: string): boolean => secretField.test(field) || underHeaders.test(field)
 
@@ -86,7 +91,12 @@ export const isSecretField = (field: string): boolean => secretField.test(field)
 export const value = (field: string, got: unknown): unknown => {
   if (got === undefined) return got
   if (isSecretField(field)) return hidden
-  if (typeof got === "string") return /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(got) || got.includes("@") ? url(got) : got
+  if (typeof got === "string") {
+    if (hasScheme.test(got)) return url(got)
+    // A bare host:port is shown (the user forgot the scheme); anything else could be a token.
+    if (urlField.test(field)) return /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/.test(got) ? got : "(hidden: not a URL)"
+    return got.includes("@") ? url(got) : got
+  }
   if (Array.isArray(got)) return got.map((item, i) => value(`${field}[${i}]`, item))
   if (typeof got === "object" && got !== null && Object.getPrototypeOf(got) === Object.prototype) {
     return Object.fromEntries(Object.entries(got).map(([k, v]) => [k, value(`${field}.${k}`, v)]))
