@@ -18,6 +18,7 @@ import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
 import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
 import * as Udp from "../dns/Udp.ts"
 import * as Redact from "../util/Redact.ts"
+import * as AdminConfig from "./Admin.ts"
 import * as Delivery from "./Delivery.ts"
 import * as Telemetry from "./Telemetry.ts"
 import * as Syntax from "./Syntax.ts"
@@ -111,7 +112,7 @@ const InputSchema = Schema.Struct({
   arcSeal: optional(pluginOptions("arc-seal options: { domain, selector, keyFile }")),
   rateLimit: optional(Schema.declare((u: unknown): u is RateLimitOptions => typeof u === "object" && u !== null && !Array.isArray(u))
     .annotations(expecting("rate-limit options: { perIp?, perUser?, limits?, redis?, ... }"))),
-  admin: optional(ListenAddress),
+  ...AdminConfig.fields,
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),
   watchConfig: optional(Bool),
   ...Delivery.fields,
@@ -355,7 +356,7 @@ export const resolve = (
         : decoded.verify as MailauthVerifyOptions,
       dkimSign: yield* dkimSignOf(decoded.dkimSign as DkimSignOptions | undefined, sourceOf),
       arcSeal: decoded.arcSeal as ArcSealOptions | undefined,
-      admin: decoded.admin === undefined ? undefined : Syntax.parseHostPort(decoded.admin),
+      admin: yield* AdminConfig.resolve(decoded, (field, expected, got) => invalid(field, expected, got, sourceOf)),
       telemetry: Telemetry.resolve(decoded.telemetry),
       logFormat: decoded.logFormat,
       watchConfig: decoded.watchConfig ?? false,
