@@ -4,8 +4,11 @@
  * pass-through mode so that it keeps the message and retries.
  */
 import { afterEach, describe, expect, it } from "vitest"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import { startBridge, type TestBridge } from "../support/bridge.ts"
 import { connect } from "../support/SmtpClient.ts"
 
@@ -94,6 +97,29 @@ describe("Webhook redirects", () => {
       expect(bridge.delivered()).toEqual([])
     })
   }
+
+  it("with a spool, answers 250 and retries the redirected message until the webhook itself answers 200", async () => {
+    const elsewhere = await listen((res) => res.writeHead(200).end("ok"))
+    cleanups.push(elsewhere.close)
+    let answers = 0
+    const hook = await listen((res) => {
+      answers++
+      if (answers === 1) res.writeHead(308, { location: `${elsewhere.url}/steal` }).end()
+      else res.writeHead(200).end("ok")
+    })
+    cleanups.push(hook.close)
+    const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-redirect-spool-"))
+    cleanups.push(async () => fs.rmSync(spoolDir, { recursive: true, force: true }))
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], webhook: `${hook.url}/inbound`, spool: { dir: spoolDir, initialDelay: 200 } })
+    cleanups.push(bridge.stop)
+    expect(await send(bridge)).toMatch(/^250 2\.0\.0 /)
+    const deadline = Date.now() + 10_000
+    while (hook.seen.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    expect(hook.seen.length).toBe(2)
+    expect(hook.seen[1]!.body).toContain("the body that must not travel")
+    expect(hook.seen[1]!.headers["idempotency-key"]).toBe(hook.seen[0]!.headers["idempotency-key"])
+    expect(elsewhere.seen).toEqual([])
+  })
 
   it("answers 451 4.4.0 to a relative Location too, without a second request to the same server", async () => {
     const hook = await listen((res) => res.writeHead(307, { location: "/other" }).end())
