@@ -6,6 +6,7 @@ import * as Notes from "../../src/pipeline/Notes.ts"
 import { mailbox } from "../../src/protocol/Address.ts"
 import * as Webhook from "../../src/transport/Webhook.ts"
 import type { OutgoingMessage } from "../../src/transport/Transport.ts"
+import { freePort } from "../support/runtimes.ts"
 
 interface Received {
   readonly headers: http.IncomingHttpHeaders
@@ -119,6 +120,18 @@ describe("Webhook transport", () => {
       const error = yield* Effect.flip(hook.deliver(message("x\r\n"))).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
       expect(error.reply?.code).toBe(451)
       expect(lines).toEqual(["WARN webhook: webhook answered HTTP 308 with Location https://****@evil.test/****?key=****; redirects are never followed"])
+    }))
+
+  it.scoped("names an unreachable webhook by its redacted URL, never its path or query token", () =>
+    Effect.gen(function*() {
+      // A port just freed (not port 1, which Deno's fetch blocks before trying): Deno's message then
+      // repeats the whole URL ("error sending request for url (...)").
+      const port = yield* Effect.promise(() => freePort())
+      const down = yield* Webhook.make({ url: `http://127.0.0.1:${port}/hooks/PathToken?token=QueryToken` })
+      const error = yield* Effect.flip(down.deliver(message("x\r\n")))
+      expect(error.reason).toBe("Unreachable")
+      expect(error.message).toContain(`POST http://127.0.0.1:${port}/****?token=****`)
+      expect(error.message).not.toMatch(/PathToken|QueryToken/)
     }))
 
   it.scopedLive("treats an unreachable endpoint and a timeout as transient failures", () =>
