@@ -103,9 +103,12 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
     const bound: { server: SmtpServer.RunningServer | undefined } = { server: undefined }
     // The admin listener comes before the server: it answers 503 while the listeners bind and
     // while they drain, rather than refusing connections.
+    const exposure = config.admin === undefined ? undefined : Admin.exposureWarning(config.admin.host, config.admin.token !== undefined)
+    if (exposure !== undefined) yield* Effect.logWarning(exposure)
     const admin = config.admin === undefined ? undefined : yield* Admin.make({
       host: config.admin.host,
       port: config.admin.port,
+      token: config.admin.token,
       // Read at each request: a reload may change the transports to probe.
       ready: Effect.suspend(() => Readiness.run([{ name: "listeners", check: listenersReady(bound.server) }, ...Readiness.forConfig(state.config)])),
       beforeScrape: config.spool === undefined ? Effect.void : spoolGauges(config.spool.dir)

@@ -58,6 +58,7 @@ const configOptions = {
   proxyProtocol: repeatedText("proxy-protocol", "CIDR", "Accept PROXY v1/v2 headers from these load balancers; repeatable"),
   spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries"),
   admin: optionalText("admin", "HOST:PORT", "Admin HTTP listener with /metrics, /healthz and /readyz (off by default; keep it private)"),
+  adminTokenFile: optionalText("admin-token-file", "FILE", "File holding the bearer token the admin listener requires (or set SMTP_BRIDGE_ADMIN_TOKEN)"),
   otlpEndpoint: optionalText("otlp-endpoint", "URL", "Send OpenTelemetry traces over OTLP/HTTP to this collector, like http://127.0.0.1:4318 (off by default)"),
   logFormat: Options.choice("log-format", ["json", "pretty"]).pipe(
     Options.withDescription("Log lines as JSON objects or readable text (default: text on a terminal, JSON otherwise)"),
@@ -114,6 +115,11 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
       ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }
       : {}),
     ...given("admin", o.admin),
+    ...given("adminTokenFile", o.adminTokenFile),
+    // From the environment, not a flag: the process list shows every argument to local users.
+    ...(Option.isNone(o.adminTokenFile) && process.env.SMTP_BRIDGE_ADMIN_TOKEN !== undefined
+      ? { adminToken: process.env.SMTP_BRIDGE_ADMIN_TOKEN }
+      : {}),
     // Merged into the file's `telemetry`, which keeps its serviceName and headers.
     ...(Option.isSome(o.otlpEndpoint) ? { telemetry: { otlpEndpoint: o.otlpEndpoint.value } } : {}),
     ...given("logFormat", o.logFormat),
@@ -207,7 +213,7 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
     `max recipients ${config.limits.maxRecipients}`,
     `idle timeout ${Duration.format(config.limits.idleTimeout)}`,
     `plugins ${config.plugins.length === 0 ? "none" : config.plugins.map((p) => p.name).join(", ")}`,
-    `admin ${config.admin === undefined ? "off" : `${config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host}:${config.admin.port}`}`,
+    `admin ${config.admin === undefined ? "off" : `${config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host}:${config.admin.port}${config.admin.token === undefined ? "" : " (bearer token)"}`}`,
     `telemetry ${Telemetry.describe(config.telemetry)}`
   ].join("; ")
 }

@@ -1,15 +1,19 @@
 /**
  * The admin HTTP listener (`serve --admin HOST:PORT`, off by default): `GET /metrics` in the
  * Prometheus text format, `GET /healthz` (200 while the process serves HTTP at all) and
- * `GET /readyz` (200 when every readiness probe passes, else 503 with the failing ones). It has
- * no authentication: bind it to loopback or a private network.
+ * `GET /readyz` (200 when every readiness probe passes, else 503 with the failing ones). With a
+ * `token`, every path answers 401 unless the request carries `Authorization: Bearer <token>`
+ * (compared in constant time); without one, bind it to loopback or a private network (the bridge
+ * warns at start-up when it is not loopback).
  *
  * @example
  * const admin = yield* Admin.make({ host: "127.0.0.1", port: 9100, ready: Readiness.run(probes), beforeScrape: Effect.void })
  * admin.port // the bound port (useful with port 0)
  */
 import { Data, Effect, Metric, Runtime, type Scope } from "effect"
+import { createHash, timingSafeEqual } from "node:crypto"
 import * as Http from "node:http"
+import * as Cidr from "../util/Cidr.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import * as Prometheus from "../observability/Prometheus.ts"
 import type * as Readiness from "./Readiness.ts"
@@ -25,6 +29,8 @@ export interface Options {
   readonly ready: Effect.Effect<Readiness.Report>
   /** Runs before each scrape: refreshes gauges that are read rather than counted (spool depth). */
   readonly beforeScrape: Effect.Effect<void>
+  /** When set, every request needs `Authorization: Bearer <token>`. */
+  readonly token?: string | undefined
 }
 
 export interface Admin {
@@ -39,6 +45,30 @@ interface Response {
 }
 
 const textType = "text/plain; charset=utf-8"
+
+// Digests of equal length, so that neither the comparison's time nor an early length check tells
+// a guesser how much of the token was right.
+const digest = (s: string): Buffer => createHash("sha256").update(s).digest()
+
+const authorized = (expected: Buffer, header: string | undefined): boolean => {
+  const m = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header)
+  return m !== null && timingSafeEqual(digest(m[1]!), expected)
+}
+
+const loopback = [Cidr.parse("127.0.0.0/8")!, Cidr.parse("::1/128")!]
+
+/**
+ * The start-up warning for a listener others may reach (`0.0.0.0`, `::`, a public or private
+ * address), or undefined on loopback.
+ */
+export const exposureWarning = (host: string, token: boolean): string | undefined => {
+  if (host.toLowerCase() === "localhost" || Cidr.matchAny(loopback, host)) return undefined
+  const shown = host.includes(":") ? `[${host}]` : host
+  return token
+    ? `admin listener on ${shown} is not loopback: reachable by others, who need the bearer token`
+    : `admin listener on ${shown} is not loopback and has no token: anyone who reaches it reads /metrics and /readyz; ` +
+      `bind it to 127.0.0.1 or set adminTokenFile (--admin-token-file) or SMTP_BRIDGE_ADMIN_TOKEN`
+}
 
 const route = (options: Options, method: string, path: string): Effect.Effect<Response> => {
   if (method !== "GET" && method !== "HEAD") return Effect.succeed({ status: 405, type: textType, body: "method not allowed\n" })
@@ -71,7 +101,13 @@ export const make = (options: Options): Effect.Effect<Admin, AdminError, Scope.S
   Effect.gen(function*() {
     yield* Metrics.register
     const runtime = yield* Effect.runtime<never>()
+    const expected = options.token === undefined ? undefined : digest(options.token)
     const server = Http.createServer((request, response) => {
+      if (expected !== undefined && !authorized(expected, request.headers.authorization)) {
+        response.writeHead(401, { "content-type": textType, "www-authenticate": `Bearer realm="smtp-bridge admin"`, "cache-control": "no-store" })
+        response.end(request.method === "HEAD" ? undefined : "unauthorized: send Authorization: Bearer <token>\n")
+        return
+      }
       const path = new URL(request.url ?? "/", "http://admin").pathname
       Runtime.runPromise(runtime)(route(options, request.method ?? "GET", path)).then(
         (r) => {

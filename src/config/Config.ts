@@ -2,6 +2,7 @@
  * The validated configuration: what `smtp-bridge.config.ts` (through `defineConfig`) and the CLI
  * flags produce together. Every field has a safe default.
  */
+import type { AdminConfig } from "./Admin.ts"
 import type { Duration } from "effect"
 import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
 import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
@@ -94,7 +95,7 @@ export interface BridgeConfig extends DeliveryConfig {
   /** Rate limiting, validated; the plugin runs when set. */
   readonly rateLimit: RateLimitOptions | undefined
   /** The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when undefined. */
-  readonly admin: { readonly host: string; readonly port: number } | undefined
+  readonly admin: AdminConfig | undefined
   /** OpenTelemetry tracing; off when undefined, and then no OpenTelemetry module is even loaded. */
   readonly telemetry: TelemetryConfig | undefined
   /** Log format; undefined picks `pretty` when stdout is a terminal and `json` otherwise. */

@@ -162,6 +162,13 @@ export interface ConfigInput {
   readonly plugins?: ReadonlyArray<Plugin>
   /** Admin HTTP listener `"HOST:PORT"` serving `/metrics`, `/healthz` and `/readyz`; off by default. Keep it on a private address. */
   readonly admin?: string
+  /**
+   * Bearer token the admin listener requires (RFC 6750 syntax, at least 16 characters); e.g.
+   * `process.env.ADMIN_TOKEN`. The CLI also reads `SMTP_BRIDGE_ADMIN_TOKEN`. Never shown.
+   */
+  readonly adminToken?: string
+  /** A file whose first line is that token (`--admin-token-file`); not with `adminToken`. */
+  readonly adminTokenFile?: string
   /** OpenTelemetry tracing to an OTLP/HTTP collector; off by default. */
   readonly telemetry?: TelemetryInput
   /** `"json"` (one object per line) or `"pretty"`; default `"pretty"` on a terminal, `"json"` otherwise. */

@@ -17,6 +17,8 @@ import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
 import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
 import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
 import * as Udp from "../dns/Udp.ts"
+import * as Redact from "../util/Redact.ts"
+import * as AdminConfig from "./Admin.ts"
 import * as Delivery from "./Delivery.ts"
 import * as Telemetry from "./Telemetry.ts"
 import * as Syntax from "./Syntax.ts"
@@ -110,7 +112,7 @@ const InputSchema = Schema.Struct({
   arcSeal: optional(pluginOptions("arc-seal options: { domain, selector, keyFile }")),
   rateLimit: optional(Schema.declare((u: unknown): u is RateLimitOptions => typeof u === "object" && u !== null && !Array.isArray(u))
     .annotations(expecting("rate-limit options: { perIp?, perUser?, limits?, redis?, ... }"))),
-  admin: optional(ListenAddress),
+  ...AdminConfig.fields,
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),
   watchConfig: optional(Bool),
   ...Delivery.fields,
@@ -146,18 +148,10 @@ const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
 type SourceOf = (field: string) => string
 
 /** A ConfigError for one field, with the message every caller prints. */
-/** Error lines end up in logs: never print a secret or a URL's password. */
-const redact = (field: string, got: unknown): unknown =>
-  // Telemetry headers carry a collector's API key.
-  (/secret/i.test(field) || field.startsWith("telemetry.headers")) && got !== undefined
-    ? "(hidden)"
-    : typeof got === "string"
-    ? got.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, "$1****@")
-    : got
-
 const invalid = (field: string, expected: string, value: unknown, sourceOf: SourceOf): ConfigError => {
   const source = sourceOf(field)
-  const got = redact(field, value)
+  // Error lines end up in logs: never print a secret or a URL's credentials, path or query.
+  const got = Redact.value(field, value)
   return new ConfigError({
     reason: "Invalid",
     field,
@@ -362,7 +356,7 @@ export const resolve = (
         : decoded.verify as MailauthVerifyOptions,
       dkimSign: yield* dkimSignOf(decoded.dkimSign as DkimSignOptions | undefined, sourceOf),
       arcSeal: decoded.arcSeal as ArcSealOptions | undefined,
-      admin: decoded.admin === undefined ? undefined : Syntax.parseHostPort(decoded.admin),
+      admin: yield* AdminConfig.resolve(decoded, (field, expected, got) => invalid(field, expected, got, sourceOf)),
       telemetry: Telemetry.resolve(decoded.telemetry),
       logFormat: decoded.logFormat,
       watchConfig: decoded.watchConfig ?? false,

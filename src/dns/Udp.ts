@@ -6,6 +6,7 @@
 import { Effect } from "effect"
 import * as Dgram from "node:dgram"
 import * as NodeDns from "node:dns"
+import * as Cidr from "../util/Cidr.ts"
 import { DnsError } from "./Dns.ts"
 import * as Wire from "./Wire.ts"
 
@@ -52,11 +53,27 @@ const randomId = (): number => crypto.getRandomValues(new Uint16Array(1))[0]!
 const temporary = (name: string, type: string, code: string, message: string) =>
   new DnsError({ reason: "Temporary", code, name, rrtype: type, message: `${type} ${name}: ${message}` })
 
-/** One UDP exchange: sends the query and waits for the reply from that server with the same id. */
-const exchange = (server: Server, name: string, type: Wire.RRType, timeoutMs: number) =>
+/**
+ * The server's address in canonical form: a name is looked up once here, so that the query goes
+ * to the very address the answer must then come from.
+ */
+const addressOf = (server: Server, name: string, type: string): Effect.Effect<string, DnsError> => {
+  const literal = Cidr.canonical(server.host)
+  if (literal !== undefined) return Effect.succeed(literal)
+  return Effect.tryPromise({
+    try: () => NodeDns.promises.lookup(server.host, { family: 4 }),
+    catch: (e) => temporary(name, type, "ECONNREFUSED", `DNS server ${server.host}: ${e instanceof Error ? e.message : String(e)}`)
+  }).pipe(Effect.map((found) => Cidr.canonical(found.address) ?? found.address))
+}
+
+/**
+ * One UDP exchange: sends the query to `address` and waits for the reply from that address and
+ * port with the same id.
+ */
+const exchange = (server: Server, address: string, name: string, type: Wire.RRType, timeoutMs: number) =>
   Effect.async<Wire.Response, DnsError>((resume) => {
     const id = randomId()
-    const socket = Dgram.createSocket(server.host.includes(":") ? "udp6" : "udp4")
+    const socket = Dgram.createSocket(address.includes(":") ? "udp6" : "udp4")
     let done = false
     const finish = (result: Effect.Effect<Wire.Response, DnsError>) => {
       if (done) return
@@ -75,8 +92,9 @@ const exchange = (server: Server, name: string, type: Wire.RRType, timeoutMs: nu
     )
     socket.on("error", (e) => finish(Effect.fail(temporary(name, type, "ECONNREFUSED", e.message))))
     socket.on("message", (msg: Uint8Array, rinfo: Dgram.RemoteInfo) => {
-      // Replies from elsewhere or for another question are ignored, not trusted (spoofing).
-      if (rinfo.port !== server.port) return
+      // Replies from elsewhere or for another question are ignored, not trusted (spoofing): the
+      // port alone is not enough, any host can send from port 53.
+      if (rinfo.port !== server.port || Cidr.canonical(rinfo.address) !== address) return
       let response: Wire.Response
       try {
         response = Wire.decodeResponse(msg)
@@ -87,7 +105,7 @@ const exchange = (server: Server, name: string, type: Wire.RRType, timeoutMs: nu
       if (response.question !== undefined && response.question.name !== Wire.normalizeName(name)) return
       finish(Effect.succeed(response))
     })
-    socket.send(Wire.encodeQuery(id, name, type), server.port, server.host, (e) => {
+    socket.send(Wire.encodeQuery(id, name, type), server.port, address, (e) => {
       if (e) finish(Effect.fail(temporary(name, type, "ECONNREFUSED", e.message)))
     })
     return Effect.sync(() => finish(Effect.never))
@@ -147,7 +165,8 @@ export const lookup = (options: UdpOptions): Lookup => (name, type) => {
   const tries = Array.from({ length: options.attempts }, () => options.servers).flat()
   const attempt = (i: number): Effect.Effect<Outcome, DnsError> => {
     const server = tries[i]!
-    const once = exchange(server, name, type, options.timeoutMs).pipe(
+    const once = addressOf(server, name, type).pipe(
+      Effect.flatMap((address) => exchange(server, address, name, type, options.timeoutMs)),
       Effect.flatMap((response) =>
         response.truncated ? fromTcpFallback(server, name, type, options.timeoutMs) : outcomeOf(response, name, type)
       )

@@ -4,6 +4,7 @@ import type { TransportConfig } from "../config/Config.ts"
 import * as Maildir from "./Maildir.ts"
 import * as SmtpRelay from "./smtp/SmtpRelay.ts"
 import type { Transport } from "./Transport.ts"
+import * as Redact from "../util/Redact.ts"
 import * as Webhook from "./Webhook.ts"
 
 
@@ -43,5 +44,5 @@ export const make = (
 /** One line per transport for the start-up summary (credentials never shown). */
 export const describe = (transports: Readonly<Record<string, TransportConfig>>): string =>
   Object.entries(transports).map(([name, t]) =>
-    `${name}=${t.type === "maildir" ? `maildir ${t.dir}` : `${t.type} ${t.url.replace(/\/\/[^@/]*@/, "//****@")}`}`
+    `${name}=${t.type === "maildir" ? `maildir ${t.dir}` : `${t.type} ${Redact.url(t.url)}`}`
   ).join(", ")

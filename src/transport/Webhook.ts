@@ -6,16 +6,23 @@
  * Replies: 2xx → delivered; 408, 429, 5xx, network errors and timeouts → transient (4xx to the
  * client); any other status → permanent (5xx).
  *
+ * Redirects are never followed: a 307/308 would re-send the body, the signature and the
+ * configured headers to wherever `Location` points, and a 301/302/303 would turn the POST into a
+ * bodiless GET whose 200 looks like a delivery. Any 3xx (and the status-0 "opaqueredirect"
+ * answer a spec-following fetch gives for `redirect: "manual"`) is a transient failure, logged
+ * with the status and the redacted Location, so that the spool or the client retries once the
+ * configuration is fixed.
+ *
  * @example
  * const hook = yield* Webhook.make({ name: "api", url: "https://api.example.com/inbound", secret: "s3cret" })
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { FetchHttpClient } from "@effect/platform"
+import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Duration, Effect } from "effect"
 import { createHash, createHmac } from "node:crypto"
 import { collect } from "../pipeline/Message.ts"
 import { formatPath } from "../protocol/Address.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as Redact from "../util/Redact.ts"
 import { type OutgoingMessage, type Transport, TransportError } from "./Transport.ts"
 
 export interface WebhookOptions {
@@ -66,8 +73,38 @@ const jsonBody = (message: OutgoingMessage, raw: Uint8Array): Uint8Array =>
     message: Buffer.from(raw).toString("base64")
   }))
 
+/** Asks fetch for the 3xx itself instead of following it (Bun, Deno and Node all honour it). */
+const noRedirects: globalThis.RequestInit = { redirect: "manual" }
+
 /** Header values must be one line of visible ASCII. */
 const headerSafe = (s: string): string => s.replace(/[^\x20-\x7e]/g, (c) => encodeURIComponent(c))
+
+/**
+ * The platform's own error messages end with the full request URL, and Deno's fetch errors repeat
+ * it ("error sending request for url (...)"): a token in the webhook's path or query would reach
+ * the logs. The message is rebuilt around the redacted URL instead.
+ */
+const httpError = (reason: string, cause: unknown, url: string): string => {
+  const shown = Redact.url(url)
+  let detail = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause)
+  const forms = [url]
+  try {
+    forms.push(new URL(url).href)
+  } catch {
+    // Not parseable: the raw form is all there is to hide.
+  }
+  for (const form of forms) detail = detail.split(form).join(shown)
+  return `POST ${shown}: ${reason} error${detail === "" ? "" : `: ${detail}`}`
+}
+
+/** A relative Location is shown against the configured URL, so the log names the full target. */
+const resolveLocation = (location: string, base: string): string => {
+  try {
+    return new URL(location, base).href
+  } catch {
+    return location
+  }
+}
 
 export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
   Effect.gen(function*() {
@@ -103,12 +140,13 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
         )
         const response = yield* client.execute(request).pipe(
           Effect.scoped,
+          Effect.provideService(FetchHttpClient.RequestInit, noRedirects),
           // A fetch in flight may not stop at once: answer the client on time regardless. If the
           // receiver still took it, the retry carries the same idempotency key.
           Effect.disconnect,
           Effect.timeoutFail({ duration: timeout, onTimeout: () => fail("Timeout", `no answer within ${Duration.format(timeout)}`) }),
-          Effect.catchTag("RequestError", (e) => Effect.fail(fail("Unreachable", e.message))),
-          Effect.catchTag("ResponseError", (e) => Effect.fail(fail("Protocol", e.message)))
+          Effect.catchTag("RequestError", (e) => Effect.fail(fail("Unreachable", httpError(e.reason, e.cause, options.url)))),
+          Effect.catchTag("ResponseError", (e) => Effect.fail(fail("Protocol", httpError(e.reason, e.cause, options.url))))
         )
         const status = response.status
         if (status >= 200 && status < 300) {
@@ -118,6 +156,18 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
               reply: Reply.make(250, "2.0.0", `${name}: accepted (HTTP ${status})`)
             }))
           }
+        }
+        if ((status >= 300 && status < 400) || status === 0) {
+          const location = response.headers["location"]
+          const shown = location === undefined ? "(none)" : Redact.url(resolveLocation(location, options.url))
+          yield* Effect.logWarning(`${name}: webhook answered HTTP ${status} with Location ${shown}; redirects are never followed`).pipe(
+            Effect.annotateLogs({ transport: name, status, location: shown })
+          )
+          return yield* Effect.fail(fail(
+            "Rejected",
+            `HTTP ${status} redirect to ${shown} (not followed)`,
+            Reply.make(451, "4.4.0", `webhook answered HTTP ${status} (a redirect, not followed), try again later`)
+          ))
         }
         const transient = status === 408 || status === 429 || status >= 500
         return yield* Effect.fail(fail(

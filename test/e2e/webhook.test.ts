@@ -1,11 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Stream } from "effect"
+import { Effect, Either, Logger, Stream } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Notes from "../../src/pipeline/Notes.ts"
 import { mailbox } from "../../src/protocol/Address.ts"
 import * as Webhook from "../../src/transport/Webhook.ts"
 import type { OutgoingMessage } from "../../src/transport/Transport.ts"
+import { freePort } from "../support/runtimes.ts"
 
 interface Received {
   readonly headers: http.IncomingHttpHeaders
@@ -99,6 +100,38 @@ describe("Webhook transport", () => {
         const result = yield* Effect.flip(hook.deliver(message("x\r\n")))
         expect(result.reply?.code).toBe(code)
       }
+    }))
+
+  it.scoped("logs a redirect at WARN with its status and the Location, redacted, and fails with a transient 451", () =>
+    Effect.gen(function*() {
+      const upstream = yield* Effect.acquireRelease(
+        Effect.async<http.Server>((resume) => {
+          const s = http.createServer((req, res) => {
+            req.resume()
+            req.on("end", () => res.writeHead(308, { location: "https://bot:pw@evil.test/hook/T0K3N?key=s3cr3t" }).end())
+          })
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.sync(() => s.close())
+      )
+      const lines: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${String(message)}`))
+      const hook = yield* Webhook.make({ url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/inbound` })
+      const error = yield* Effect.flip(hook.deliver(message("x\r\n"))).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      expect(error.reply?.code).toBe(451)
+      expect(lines).toEqual(["WARN webhook: webhook answered HTTP 308 with Location https://****@evil.test/****?key=****; redirects are never followed"])
+    }))
+
+  it.scoped("names an unreachable webhook by its redacted URL, never its path or query token", () =>
+    Effect.gen(function*() {
+      // A port just freed (not port 1, which Deno's fetch blocks before trying): Deno's message then
+      // repeats the whole URL ("error sending request for url (...)").
+      const port = yield* Effect.promise(() => freePort())
+      const down = yield* Webhook.make({ url: `http://127.0.0.1:${port}/hooks/PathToken?token=QueryToken` })
+      const error = yield* Effect.flip(down.deliver(message("x\r\n")))
+      expect(error.reason).toBe("Unreachable")
+      expect(error.message).toContain(`POST http://127.0.0.1:${port}/****?token=****`)
+      expect(error.message).not.toMatch(/PathToken|QueryToken/)
     }))
 
   it.scopedLive("treats an unreachable endpoint and a timeout as transient failures", () =>

@@ -25,6 +25,7 @@
  * // Either.right({ protocol: "smtp", endpoint: { host: "relay.example", port: 587 }, tls: "required", ... })
  */
 import { Data, Either } from "effect"
+import * as Redact from "../../util/Redact.ts"
 
 export type TlsMode = "implicit" | "required" | "opportunistic" | "none"
 
@@ -58,7 +59,7 @@ export class UrlError extends Data.TaggedError("UrlError")<{
 const defaultPorts = { smtp: 25, smtps: 465, lmtp: 24 } as const
 
 /** Hides the password so that errors and logs never carry it. */
-export const redact = (url: string): string => url.replace(/^([a-z+]+:\/\/[^:@/]*:)[^@/]*@/i, "$1****@")
+export const redact = (url: string): string => Redact.url(url)
 
 /** The target written back as a URL for logs, without credentials. */
 export const describe = (target: RelayTarget): string => {
@@ -136,6 +137,12 @@ export const parse = (url: string): Either.Either<RelayTarget, UrlError> => {
   const colon = url.indexOf(":")
   const scheme = colon === -1 ? "" : url.slice(0, colon).toLowerCase()
   let rest = url.slice(colon + 1)
+  // A password with an unencoded "/", "?" or "#" would be cut into a host, a path or a query
+  // below, and those pieces named in the error: refuse it before anything is split.
+  const lastAt = rest.lastIndexOf("@")
+  if (rest.startsWith("//") && !rest.startsWith("///") && lastAt !== -1 && /[/?#]/.test(rest.slice(2, lastAt))) {
+    return Either.left(fail("Credentials", "the user name or password holds a \"/\", \"?\" or \"#\": percent-encode it (%2F, %3F, %23; %40 for @, %25 for %)"))
+  }
   const hash = rest.indexOf("#")
   if (hash !== -1) return Either.left(fail("Query", "a #fragment has no meaning here"))
   const q = rest.indexOf("?")

@@ -61,7 +61,7 @@ describe("telemetry config", () => {
       ["an endpoint that is not a URL", { telemetry: { otlpEndpoint: "collector:4318" } },
         `Invalid config: telemetry.otlpEndpoint: ${endpoint}, got "collector:4318" (test.config.ts)`],
       ["an endpoint with credentials, its password masked", { telemetry: { otlpEndpoint: "https://user:hunter2@collector.example" } },
-        `Invalid config: telemetry.otlpEndpoint: ${endpoint}, got "https://user:****@collector.example" (test.config.ts)`],
+        `Invalid config: telemetry.otlpEndpoint: ${endpoint}, got "https://****@collector.example" (test.config.ts)`],
       ["telemetry without an endpoint", { telemetry: { serviceName: "mx" } },
         `Invalid config: telemetry.otlpEndpoint: ${endpoint}, got nothing (test.config.ts)`],
       ["telemetry as a bare URL", { telemetry: "http://collector:4318" },

@@ -68,7 +68,16 @@ describe("relay URLs", () => {
   it("never repeats the password in an error", () => {
     const e = error("smtp://bob:hunter2@relay.example:0")
     expect(e.message).not.toContain("hunter2")
-    expect(e.message).toContain("smtp://bob:****@relay.example:0")
+    expect(e.message).toContain("smtp://****@relay.example:0")
+    expect(e.message).not.toContain("bob")
+  })
+
+  it("refuses a password with an unencoded /, ? or # as Credentials, naming no part of it", () => {
+    for (const password of ["Pw/Secret", "Pw?Secret", "Pw#Secret"]) {
+      const e = error(`smtp://bob:${password}@relay.example:587`)
+      expect(e.reason).toBe("Credentials")
+      expect(e.message).not.toMatch(/Secret|bob/)
+    }
   })
 
   it("describes a target without credentials", () => {
