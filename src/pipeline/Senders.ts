@@ -15,6 +15,7 @@
  * Senders.fromHeaders(message.headers) // { _tag: "Ok", from: [...], sender: undefined }
  */
 import { domainToASCII } from "node:url"
+import * as Address from "../protocol/Address.ts"
 import * as AddressList from "../protocol/AddressList.ts"
 import type { Mailbox } from "../protocol/Envelope.ts"
 import * as Notes from "./Notes.ts"
@@ -32,7 +33,7 @@ const LDH_DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0
  * (Deno keeps spaces and brackets), so the result is checked as a host name again.
  */
 export const canonicalDomain = (domain: string): string | undefined => {
-  if (domain.startsWith("[")) return domain.replace(/[A-Z]/g, (c) => c.toLowerCase())
+  if (domain.startsWith("[")) return Address.isAddressLiteral(domain) ? domain.replace(/[A-Z]/g, (c) => c.toLowerCase()) : undefined
   const ascii = /^[A-Za-z0-9.-]+$/.test(domain) && !/(^|\.)xn--/i.test(domain)
     ? domain.toLowerCase()
     : domainToASCII(domain.normalize("NFC"))
