@@ -197,6 +197,28 @@ describe("header From of an authenticated user with forgedFrom: unsigned", () =>
     expect(signatures(delivered(bridge, subject))).toEqual([])
   })
 
+  it("does not carry one message's check over to the next on the same connection: legitimate signed, forged after it unsigned", async () => {
+    const c = await connect(bridge.port)
+    try {
+      expect(await c.read()).toMatch(/^220 /)
+      await c.command("EHLO client.test")
+      expect(await c.command("STARTTLS")).toMatch(/^220 /)
+      await c.startTls()
+      await c.command("EHLO client.test")
+      expect(await c.command(`AUTH PLAIN ${plainToken("alice", "secret")}`)).toMatch(/^235 /)
+      for (const [head, subject] of [["From: alice@example.test\r\n", "same connection 1"], ["From: ceo@example.test\r\n", "same connection 2"]]) {
+        expect(await c.command("MAIL FROM:<alice@example.test>")).toBe("250 2.1.0 Ok")
+        expect(await c.command("RCPT TO:<bob@example.net>")).toMatch(/^250 /)
+        expect(await c.command("DATA")).toMatch(/^354 /)
+        expect(await c.command(`${message(head!, subject!)}.`, 20_000)).toMatch(/^250 2\.0\.0 /)
+      }
+    } finally {
+      c.close()
+    }
+    expect(signatures(delivered(bridge, "same connection 1"))).toHaveLength(1)
+    expect(signatures(delivered(bridge, "same connection 2"))).toEqual([])
+  })
+
   it("still signs alice's own From, and dkimpy verifies it", async () => {
     const subject = "relaxed legitimate"
     expect(await sendAsAlice(bridge, message("From: alice@example.test\r\n", subject))).toMatch(/^250 2\.0\.0 /)
