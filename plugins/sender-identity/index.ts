@@ -1,6 +1,8 @@
 /**
  * sender-identity: an authenticated user may only use the MAIL FROM addresses the operator gave
- * them, so that one account cannot send as another.
+ * them, so that one account cannot send as another; and, at end of data, the same for every
+ * address of the header From and Sender (550 5.7.1 naming the header, or with `forgedFrom:
+ * "unsigned"` accepted without the `Senders.HeaderFromAllowed` note DKIM signers need).
  *
  * @example
  * import { senderIdentity } from "./plugins/sender-identity/index.ts"
@@ -59,9 +61,15 @@ export const senderIdentity = (options: SenderIdentityOptions): Plugin => {
     return own === undefined ? [] : [own]
   }
 
-  /** The first mailbox of the header that `user` may not use, if any. */
-  const notOwned = (user: string, mailboxes: ReadonlyArray<Mailbox>): Mailbox | undefined =>
-    mailboxes.find((mailbox) => !Senders.allows(rulesFor(user), mailbox))
+  /** What is wrong with the From and Sender of `user`'s message, naming the header; `undefined` when nothing. */
+  const headerProblem = (user: string, headers: Senders.Headers): { readonly header: string; readonly text: string } | undefined => {
+    if (headers._tag === "Invalid") return { header: headers.header, text: `the field ${headers.reason}` }
+    const notOwned = (header: string, mailboxes: ReadonlyArray<Mailbox>) => {
+      const found = mailboxes.find((mailbox) => !Senders.allows(rulesFor(user), mailbox))
+      return found === undefined ? undefined : { header, text: `${Senders.printable(found.address)} is not owned by user ${user}` }
+    }
+    return notOwned("From", headers.from) ?? notOwned("Sender", headers.sender === undefined ? [] : [headers.sender])
+  }
 
   return definePlugin({
     name: "sender-identity",
@@ -81,21 +89,16 @@ export const senderIdentity = (options: SenderIdentityOptions): Plugin => {
     data: Effect.fnUntraced(function*({ session, transaction, message }) {
       const user = session.user
       if (user === undefined) return Verdict.Continue
-      const headers = Senders.fromHeaders(message.headers)
-      if (headers._tag === "Invalid") {
-        return reject ? forged(headers.header, `the field ${headers.reason}`) : Verdict.Continue
+      const problem = headerProblem(user, Senders.fromHeaders(message.headers))
+      if (problem === undefined) {
+        transaction.notes.set(Senders.HeaderFromAllowed, true)
+        return Verdict.Continue
       }
-      const from = notOwned(user, headers.from)
-      if (from !== undefined) {
-        return reject ? forged("From", `${Senders.printable(from.address)} is not owned by user ${user}`) : Verdict.Continue
-      }
-      if (headers.sender !== undefined && notOwned(user, [headers.sender]) !== undefined) {
-        return reject
-          ? forged("Sender", `${Senders.printable(headers.sender.address)} is not owned by user ${user}`)
-          : Verdict.Continue
-      }
-      transaction.notes.set(Senders.HeaderFromAllowed, true)
-      return Verdict.Continue
+      // Logged either way: a forged From is worth an operator's attention even when let through.
+      yield* Effect.logWarning(
+        `sender-identity: header ${problem.header} ${reject ? "refused" : "accepted unsigned"}: ${problem.text}`
+      )
+      return reject ? forged(problem.header, problem.text) : Verdict.Continue
     })
   })
 }
