@@ -52,9 +52,11 @@ const SPECIALS = "<>:;,@."
 
 /**
  * Characters allowed inside atoms, quoted strings and comments beyond ASCII (RFC 6532
- * UTF8-non-ascii), minus C1 controls, lone surrogates and U+FFFD (what invalid UTF-8 decodes to).
+ * UTF8-non-ascii), minus C1 controls (some readers end a line at U+0085) and lone surrogates.
+ * U+FFFD, what invalid UTF-8 decodes to, is let through here so that a legacy client's Latin-1
+ * display name is not refused, and refused in the address itself.
  */
-const isNonAscii = (cp: number): boolean => cp >= 0xa0 && cp !== 0xfffd && !(cp >= 0xd800 && cp <= 0xdfff)
+const isNonAscii = (cp: number): boolean => cp >= 0xa0 && !(cp >= 0xd800 && cp <= 0xdfff)
 
 const tokenize = (text: string): ReadonlyArray<Token> => {
   const tokens: Array<Token> = []
@@ -223,6 +225,7 @@ class Parser {
       local = this.dotAtom("local part")
     }
     if (ENCODED_WORD.test(local)) fail("an encoded word in an address")
+    if (local.includes("\uFFFD")) fail("invalid UTF-8 in an address")
     this.expect("@", "\"@\" in an address")
     const head = this.peek()
     let domain: string
