@@ -34,7 +34,7 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   // Before AUTH: its auth hook delays and refuses brute-force attempts before credentials are checked.
   ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : []),
   ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
-  senderIdentity({ senders: config.senders }),
+  senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
   ...config.plugins,
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),

@@ -52,6 +52,7 @@ const configOptions = {
     Options.withDescription("Check SPF, DKIM, DMARC and ARC on every message and add Authentication-Results (rejects nothing)")
   ),
   dkimSignKeys: repeatedText("dkim-sign", "DOMAIN:SELECTOR:KEYFILE", "DKIM-sign mail from DOMAIN with this key; repeatable (RSA and Ed25519 may both sign)"),
+  dkimTrustedFrom: repeatedText("dkim-trusted-from", "CIDR=SENDER", "Sign mail from clients without AUTH in CIDR when From is SENDER (a@b, @b or *); repeatable (default: sign none of theirs)"),
   dns: repeatedText("dns", "HOST:PORT", "DNS server for mail authentication; repeatable (default: the system's)"),
   rateLimit: repeatedText("rate-limit", "SCOPE=COUNT/PERIOD", "Rate limit (scopes ip, user, sender-domain, recipients; periods second, minute, hour, day); repeatable"),
   redis: optionalText("redis", "URL", "Keep rate-limit state in Redis (redis://[:password@]host:port[/db]) so instances share it"),
@@ -86,6 +87,17 @@ const dkimKey = (text: string) => {
   return { domain, selector, keyFile: rest.join(":") }
 }
 
+/** `CIDR=SENDER` flags, grouped by network. */
+const trustedFrom = (flags: ReadonlyArray<string>): Record<string, Array<string>> => {
+  const out: Record<string, Array<string>> = {}
+  for (const flag of flags) {
+    const eq = flag.indexOf("=")
+    const network = eq < 0 ? flag : flag.slice(0, eq)
+    ;(out[network] ??= []).push(eq < 0 ? "" : flag.slice(eq + 1))
+  }
+  return out
+}
+
 /** Only the flags actually given, so that the config file keeps everything else. */
 const flagsOf = (o: ConfigOptions): Load.Flags => {
   const tls = { ...given("cert", o.tlsCert), ...given("key", o.tlsKey) }
@@ -109,7 +121,9 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
     ...given("spool", o.spool),
     ...nonEmpty("proxyProtocol", o.proxyProtocol),
     ...(o.verify ? { verify: true } : {}),
-    ...(o.dkimSignKeys.length > 0 ? { dkimSign: { keys: o.dkimSignKeys.map(dkimKey) } } : {}),
+    ...(o.dkimSignKeys.length > 0 || o.dkimTrustedFrom.length > 0
+      ? { dkimSign: { ...nonEmpty("keys", o.dkimSignKeys.map(dkimKey)), ...(o.dkimTrustedFrom.length > 0 ? { trustedFrom: trustedFrom(o.dkimTrustedFrom) } : {}) } }
+      : {}),
     ...(o.dns.length > 0 ? { dns: { servers: o.dns } } : {}),
     ...(o.rateLimit.length > 0 || Option.isSome(o.redis)
       ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }

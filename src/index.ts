@@ -12,6 +12,8 @@ export * as Notes from "./pipeline/Notes.ts"
 export * as Message from "./pipeline/Message.ts"
 export * as Reply from "./protocol/Reply.ts"
 export * as Relay from "./pipeline/Relay.ts"
+export * as Senders from "./pipeline/Senders.ts"
+export * as AddressList from "./protocol/AddressList.ts"
 export { definePlugin, hookNames } from "./pipeline/Plugin.ts"
 export type {
   AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,

@@ -3,6 +3,11 @@
  * Ed25519-SHA256 or both (one signature per key), relaxed/relaxed, with oversigning. A message
  * from a domain without a key passes unsigned or is refused, as configured.
  *
+ * A signature makes a From pass DMARC, so it is given only to a From the client may use: for an
+ * authenticated user, when sender-identity found the header From and Sender to be theirs (the
+ * `Senders.HeaderFromAllowed` note); for a client without AUTH, when its network's entry in
+ * `trustedFrom` allows every address in them. By default nothing from such a client is signed.
+ *
  * Run it after every plugin that changes signed header fields (it signs the header fields as
  * received); trace fields added later (Received) are not signed and do not break it.
  *
@@ -12,8 +17,8 @@
  */
 import { Clock, Duration, Effect, Schema } from "effect"
 import { readFile } from "node:fs/promises"
-import { definePlugin, Dkim, Message, Verdict } from "../../src/index.ts"
-import type { Plugin } from "../../src/index.ts"
+import { Cidr, definePlugin, Dkim, Senders, Verdict } from "../../src/index.ts"
+import type { DataContext, Mailbox, Plugin } from "../../src/index.ts"
 
 export interface KeyConfig {
   /** The signing domain (d=). */
@@ -39,6 +44,15 @@ export interface DkimSignOptions {
   readonly unsigned?: "pass" | "reject"
   /** Sign mail from a subdomain with its parent domain's key (default true; DMARC relaxed alignment accepts it). */
   readonly subdomains?: boolean
+  /**
+   * Clients without AUTH (trusted networks): per client network (CIDR), the From and Sender
+   * addresses signed for it, as sender patterns (`a@example.com`, `@example.com`, `*`). Default
+   * none: nothing a client without AUTH sends is signed.
+   *
+   * @example
+   * trustedFrom: { "10.1.0.0/16": ["@example.com"], "10.2.0.5/32": ["billing@example.com"] }
+   */
+  readonly trustedFrom?: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 /** A key could not be read (`Read`) or is not an RSA or Ed25519 private key (`Key`). */
@@ -47,11 +61,44 @@ export class DkimSignError extends Schema.TaggedError<DkimSignError>()("DkimSign
   message: Schema.String
 }) {}
 
-/** The domain of the first address in a From field value, lower case. */
-export const fromDomain = (value: string): string | undefined => {
-  const angle = /<[^<>]*@([^<>@\s]+)>/.exec(value)
-  const bare = angle ?? /@([A-Za-z0-9.-]+)/.exec(value)
-  return bare?.[1]?.toLowerCase().replace(/\.$/, "")
+/** One `trustedFrom` entry, parsed. */
+interface TrustedEntry {
+  readonly network: Cidr.Cidr
+  readonly patterns: ReadonlyArray<Senders.Pattern>
+}
+
+/** Parses `trustedFrom`; throws naming the entry that is no CIDR or no sender pattern. */
+export const parseTrustedFrom = (trustedFrom: Readonly<Record<string, ReadonlyArray<string>>>): ReadonlyArray<TrustedEntry> =>
+  Object.entries(trustedFrom).map(([network, entries]) => {
+    const parsed = Cidr.parseList([network])
+    if ("error" in parsed) throw new Error(`dkim-sign: trustedFrom: invalid network ${JSON.stringify(network)}: ${parsed.error}`)
+    const patterns = entries.map((entry) => {
+      const pattern = Senders.parsePattern(entry)
+      if (pattern === undefined) {
+        throw new Error(`dkim-sign: trustedFrom[${JSON.stringify(network)}]: invalid sender ${JSON.stringify(entry)}; expected local@domain, @domain or *`)
+      }
+      return pattern
+    })
+    return { network: parsed.ok[0]!, patterns }
+  })
+
+/**
+ * Whether this message's From may be signed for this client, and its From mailboxes: an
+ * authenticated user's only after sender-identity allowed it, another client's only through
+ * `trusted`. A From field that is absent, repeated or unparseable is never signed.
+ */
+export const signable = (
+  ctx: Pick<DataContext, "session" | "transaction" | "message">,
+  trusted: ReadonlyArray<TrustedEntry>
+): { readonly from: ReadonlyArray<Mailbox>; readonly allowed: boolean } => {
+  const headers = Senders.fromHeaders(ctx.message.headers)
+  if (headers._tag === "Invalid") return { from: [], allowed: false }
+  if (ctx.session.user !== undefined) {
+    return { from: headers.from, allowed: ctx.transaction.notes.get(Senders.HeaderFromAllowed) === true }
+  }
+  const patterns = trusted.filter((t) => Cidr.matchAny([t.network], ctx.session.remoteAddress)).flatMap((t) => t.patterns)
+  const claimed = headers.sender === undefined ? headers.from : [...headers.from, headers.sender]
+  return { from: headers.from, allowed: claimed.every((mailbox) => Senders.allows(patterns, mailbox)) }
 }
 
 const loadKey = (config: KeyConfig): Effect.Effect<Dkim.Sign.Key, DkimSignError> =>
@@ -70,7 +117,7 @@ const loadKey = (config: KeyConfig): Effect.Effect<Dkim.Sign.Key, DkimSignError>
       try: () => Dkim.Keys.privateKeyOf(pem),
       catch: (e) => new DkimSignError({ reason: "Key", message: `dkim-sign: key for ${label}: ${e instanceof Error ? e.message : String(e)}` })
     })
-    return { domain: config.domain.toLowerCase(), selector: config.selector, key }
+    return { domain: Senders.canonicalDomain(config.domain) ?? config.domain.toLowerCase(), selector: config.selector, key }
   })
 
 /** The keys that sign for `domain`: its own, else (with `subdomains`) the nearest parent's. */
@@ -99,8 +146,11 @@ export const keysFor = (keys: ReadonlyArray<Dkim.Sign.Key>, domain: string, subd
  *   unsigned: "reject"
  * })
  */
-export const dkimSign = (options: DkimSignOptions): Plugin =>
-  definePlugin({
+export const dkimSign = (options: DkimSignOptions): Plugin => {
+  const trusted = parseTrustedFrom(options.trustedFrom ?? {})
+  const unsigned = (text: string) =>
+    options.unsigned === "reject" ? Verdict.reject(text, { code: 550, enhanced: "5.7.1" }) : Verdict.Continue
+  return definePlugin({
     name: "dkim-sign",
     setup: Effect.gen(function*() {
       const keys = yield* Effect.forEach(options.keys, loadKey)
@@ -111,18 +161,16 @@ export const dkimSign = (options: DkimSignOptions): Plugin =>
         ...(options.expires !== undefined ? { expires: Math.floor(Duration.toSeconds(options.expires)) } : {})
       }
       return {
-        data: Effect.fn("dkim-sign.data")(function*({ message, addHeader }) {
-          const from = Message.header(message, "From")
-          const domain = from === undefined ? undefined : fromDomain(from)
+        data: Effect.fn("dkim-sign.data")(function*(ctx) {
+          const { message, addHeader } = ctx
+          const { from, allowed } = signable(ctx, trusted)
+          const first = from[0]
+          if (first === undefined) return unsigned("Message has no From address to sign for")
+          if (!allowed) return unsigned("Not signing: the From or Sender address is not one this client may use")
+          const domain = Senders.canonicalDomain(first.domain)
           const signing = domain === undefined ? [] : keysFor(keys, domain, subdomains)
           if (signing.length === 0) {
-            if (options.unsigned !== "reject") return Verdict.Continue
-            return Verdict.reject(
-              domain === undefined
-                ? "Message has no From address to sign for"
-                : `No DKIM key for ${domain}: this server does not send mail from that domain`,
-              { code: 550, enhanced: "5.7.1" }
-            )
+            return unsigned(`No DKIM key for ${domain ?? "that domain"}: this server does not send mail from that domain`)
           }
           const time = Math.floor((yield* Clock.currentTimeMillis) / 1000)
           const values = yield* Dkim.Sign.sign(
@@ -137,5 +185,6 @@ export const dkimSign = (options: DkimSignOptions): Plugin =>
       }
     })
   })
+}
 
 export default dkimSign

@@ -10,7 +10,8 @@
  * //   (authenticated); Tue, 01 Jul 2025 12:00:00 +0000
  */
 import { Clock, Effect } from "effect"
-import { Cidr, definePlugin, Verdict } from "../../src/index.ts"
+import { domainToUnicode } from "node:url"
+import { Cidr, definePlugin, Senders, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo, TransactionInfo } from "../../src/index.ts"
 
 export interface ReceivedOptions {
@@ -44,10 +45,29 @@ export const rfc5322Date = (millis: number): string => {
     `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`
 }
 
-// The HELO name and user name come from the client: keep them to one token that cannot close a
-// comment, start a new clause or end the header.
-const token = (s: string): string => s.replace(/[\s()\\;"<>\u0000-\u001f\u007f]/g, "_") || "unknown"
-const commentText = (s: string): string => s.replace(/[\u0000-\u001f\u007f]/g, "_").replace(/[()\\]/g, "\\$&")
+/** Longest client-given text written: a domain name's limit (RFC 1035 §2.3.4). */
+export const maxNameLength = 255
+
+const cap = (s: string): string => (s.length > maxNameLength ? `${s.slice(0, maxNameLength - 3)}...` : s)
+
+// The HELO name and user name come from the client: keep them to one token of printable ASCII
+// that cannot close a comment, start a new clause or end the header. Anything else (C1 controls
+// such as U+0085, which some readers take as a line end, U+FFFD, line and paragraph separators,
+// bidi overrides) becomes `_`, one per code point.
+const token = (s: string): string => cap(Array.from(s, (c) => (/^[\x21-\x7e]$/.test(c) && !/[()\\;"<>]/.test(c) ? c : "_")).join("")) || "unknown"
+const commentText = (s: string): string =>
+  cap(Array.from(s, (c) => (/^[\x20-\x7e]$/.test(c) ? c : "_")).join("")).replace(/[()\\]/g, "\\$&")
+
+/**
+ * The EHLO name as written: printable ASCII, or a valid internationalised domain name as its
+ * U-labels under SMTPUTF8 (RFC 6531 §3.7.3) and as its A-labels otherwise.
+ */
+export const heloText = (name: string, smtputf8: boolean): string => {
+  if (/^[\x21-\x7e]*$/.test(name)) return token(name)
+  const ascii = Senders.canonicalDomain(name)
+  if (ascii === undefined) return token(name)
+  return smtputf8 ? cap(domainToUnicode(ascii)) : ascii
+}
 
 // RFC 5321 address-literal: IPv6 clients appear as `[IPv6:...]`, IPv4-mapped ones as IPv4.
 const addressLiteral = (address: string): string => {
@@ -64,7 +84,7 @@ export const receivedValue = (
   options: ReceivedOptions = {}
 ): string => {
   const parts = [
-    `from ${token(session.helo?.name ?? "unknown")} (${addressLiteral(session.remoteAddress)})`,
+    `from ${heloText(session.helo?.name ?? "unknown", transaction.mailParams.smtputf8 === true)} (${addressLiteral(session.remoteAddress)})`,
     `by ${session.hostname} (smtp-bridge)`,
     `with ${protocolOf(session, transaction)}`,
     `id ${transaction.id}`

@@ -77,6 +77,8 @@ export interface BridgeConfig extends DeliveryConfig {
   readonly proxyProtocol: ReadonlyArray<string>
   /** Per user, the MAIL FROM addresses (`a@b`) or domains (`@b`) allowed; `*` for any. Users absent may use their own name if it is an address. */
   readonly senders: Readonly<Record<string, ReadonlyArray<string>>>
+  /** A header From or Sender the authenticated user may not use: refused (550 5.7.1), or accepted and never signed. */
+  readonly forgedFrom: "reject" | "unsigned"
   /** Maildir that receives mail by default. */
   readonly maildir: string
   /** Bare CR or LF inside DATA/BDAT: `normalize` turns each into CRLF, `reject` refuses the message (550 5.6.0). */

@@ -125,6 +125,8 @@ export interface ConfigInput {
   readonly proxyProtocol?: ReadonlyArray<string>
   /** Per user, the MAIL FROM addresses (`"a@b"`) or domains (`"@b"`) allowed, or `"*"`. */
   readonly senders?: Readonly<Record<string, ReadonlyArray<string>>>
+  /** An authenticated message whose header From or Sender is not the user's: `"reject"` (550 5.7.1, default) or accept it `"unsigned"` (never DKIM-signed). */
+  readonly forgedFrom?: "reject" | "unsigned"
   /** Maildir that receives mail by default; default `"./mail"`. */
   readonly maildir?: string
   /** Bare CR or LF inside a message: `"normalize"` (default) rewrites them as CRLF, `"reject"` refuses the message. */

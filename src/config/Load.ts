@@ -9,16 +9,19 @@ import { Effect } from "effect"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type { BridgeConfig } from "./Config.ts"
+import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
 import type { ConfigInput, LimitsInput, TlsInput } from "./Input.ts"
 import * as Resolve from "./Resolve.ts"
 
 /**
  * Flags are a `Partial<ConfigInput>`, except that `tls` may be half given (`--tls-cert` alone
- * completes the file's `tls`).
+ * completes the file's `tls`), and so may `dkimSign` (`--dkim-trusted-from` alone completes the
+ * file's keys).
  */
-export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits"> & {
+export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits" | "dkimSign"> & {
   readonly tls?: Partial<TlsInput>
   readonly limits?: LimitsInput
+  readonly dkimSign?: Partial<DkimSignOptions>
 }
 
 const isRecord = (u: unknown): u is Record<string, unknown> =>

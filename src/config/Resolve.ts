@@ -89,6 +89,7 @@ const InputSchema = Schema.Struct({
       expecting("an object mapping user names to arrays of addresses")
     )
   ),
+  forgedFrom: optional(Schema.Literal("reject", "unsigned").annotations(expecting("\"reject\" or \"unsigned\""))),
   maildir: optional(FilePath.annotations(expecting("a directory path"))),
   bareLineEndings: optional(Schema.Literal("normalize", "reject").annotations(expecting("\"normalize\" or \"reject\""))),
   limits: optional(LimitsSchema),
@@ -264,6 +265,18 @@ const dkimSignOf = (options: DkimSignOptions | undefined, source: SourceOf): Eff
       return Effect.fail(invalid(`dkimSign.keys[${i}]`, "{ domain, selector, keyFile or privateKey } (flag: DOMAIN:SELECTOR:KEYFILE)", key, source))
     }
   }
+  const trusted: unknown = options.trustedFrom
+  if (trusted !== undefined) {
+    if (typeof trusted !== "object" || trusted === null || Array.isArray(trusted)) {
+      return Effect.fail(invalid("dkimSign.trustedFrom", "an object mapping CIDRs to arrays of senders", trusted, source))
+    }
+    for (const [network, senders] of Object.entries(trusted)) {
+      const field = `dkimSign.trustedFrom[${JSON.stringify(network)}]`
+      if (!Syntax.isCidr(network)) return Effect.fail(invalid(field, "a CIDR like 10.0.0.0/8 as the key (flag: CIDR=SENDER)", network, source))
+      const ok = Array.isArray(senders) && senders.every((s) => typeof s === "string" && Syntax.isSenderPattern(s))
+      if (!ok) return Effect.fail(invalid(field, "an array of addresses (a@example.com), domains (@example.com) or *", senders, source))
+    }
+  }
   return Effect.succeed(options)
 }
 
@@ -328,6 +341,7 @@ export const resolve = (
       trust: decoded.trust ?? [],
       proxyProtocol: decoded.proxyProtocol ?? [],
       senders: decoded.senders ?? {},
+      forgedFrom: decoded.forgedFrom ?? "reject",
       maildir,
       bareLineEndings: decoded.bareLineEndings ?? "normalize",
       limits: {

@@ -2,6 +2,7 @@
  * Parsers for the small languages inside config values: addresses with ports, CIDR blocks, sizes.
  * Pure and runtime-neutral (no `node:net`), so they run wherever the config is checked.
  */
+import * as Senders from "../pipeline/Senders.ts"
 import * as Cidr from "../util/Cidr.ts"
 
 const octet = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)"
@@ -82,11 +83,8 @@ export const parseSize = (input: unknown): number | undefined => {
   return Number.isSafeInteger(bytes) ? bytes : undefined
 }
 
-/** A `senders` entry: `"*"`, a domain `"@example.com"` or an address `"alice@example.com"`. */
-export const isSenderPattern = (s: string): boolean => {
-  if (s === "*") return true
-  const at = s.lastIndexOf("@")
-  if (at < 0 || /[\s<>]/.test(s)) return false
-  const domain = s.slice(at + 1)
-  return domain.length > 0 && (isHostname(domain) || /^\[.+\]$/.test(domain))
-}
+/**
+ * A `senders` entry: `"*"`, a domain `"@example.com"` or an address `"alice@example.com"`; the
+ * domain may be an IDN (`@bücher.example`), as the sender rules compare A-labels.
+ */
+export const isSenderPattern = (s: string): boolean => !/[\s<>]/.test(s) && Senders.parsePattern(s) !== undefined

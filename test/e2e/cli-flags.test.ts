@@ -4,7 +4,7 @@
 //
 //   $ smtp-bridge dkim keygen --domain example.com --selector s1 --out KEY
 //   v=DKIM1; k=rsa; p=...                        (published at s1._domainkey.example.com)
-//   $ smtp-bridge serve --dkim-sign example.com:s1:KEY --verify --dns 127.0.0.1:PORT ...
+//   $ smtp-bridge serve --dkim-sign example.com:s1:KEY --dkim-trusted-from 127.0.0.0/8=@example.com --verify --dns 127.0.0.1:PORT ...
 //   C: MAIL FROM:<a@example.com> ... DATA (From: a@example.com)
 //   S: 250 2.0.0 Ok: queued as ...    -> DKIM-Signature: ... d=example.com; s=s1 ...
 //                                        Authentication-Results: cli-flags.test; ...
@@ -74,6 +74,7 @@ describe("serve --dkim-sign --verify --dns (real CLI under Bun)", () => {
     bridge = await serve([
       "--hostname", "cli-flags.test",
       "--dkim-sign", `example.com:s1:${keyFile}`,
+      "--dkim-trusted-from", "127.0.0.0/8=@example.com",
       "--verify",
       "--dns", dns.server,
       "--trust", "127.0.0.0/8",

@@ -28,7 +28,7 @@ describe.each(runtimes)("docs/examples/smtp-bridge.config.ts under %s", (runtime
     try {
       const started = await serve.waitForLog(/listening on 127\.0\.0\.1:(\d+).*$/m, 40_000)
       // The user's plugin runs after the built-in rcptTo checks and before the Received header.
-      expect(started[0]).toMatch(/plugins [^;]*sender-identity\[mailFrom\] -> no-example-dot-com\[rcptTo\] -> received\[data\]/)
+      expect(started[0]).toMatch(/plugins [^;]*sender-identity\[mailFrom,data\] -> no-example-dot-com\[rcptTo\] -> received\[data\]/)
       expect(started[0]).toContain(`default=maildir ${maildir}`)
       const c = await connect(Number(started[1]))
       expect(await c.read()).toBe("220 mx.bridge.test ESMTP smtp-bridge")

@@ -15,7 +15,7 @@ import { type Client, connect } from "../support/SmtpClient.ts"
 
 const plainToken = (user: string, pass: string): string => Buffer.from(`\0${user}\0${pass}`).toString("base64")
 
-describe("senders: { alice: [alice@example.com, @example.org] }", () => {
+describe("senders: { alice: [alice@example.com, @example.org], kate: [kate@example.com, åse@example.com, @bücher.example] }", () => {
   let bridge: TestBridge
 
   beforeAll(async () => {
@@ -23,11 +23,11 @@ describe("senders: { alice: [alice@example.com, @example.org] }", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-sender-"))
     const users = path.join(dir, "users.htpasswd")
     const hash = await hashPassword("secret", 4)
-    fs.writeFileSync(users, `alice:${hash}\nbob@example.net:${hash}\nmallory:${hash}\n`)
+    fs.writeFileSync(users, `alice:${hash}\nbob@example.net:${hash}\nmallory:${hash}\nkate:${hash}\n`)
     bridge = await startBridge({
       tls: { cert, key },
       users,
-      senders: { alice: ["alice@example.com", "@example.org"] }
+      senders: { alice: ["alice@example.com", "@example.org"], kate: ["kate@example.com", "åse@example.com", "@bücher.example"] }
     })
   })
   afterAll(() => bridge.stop())
@@ -69,6 +69,50 @@ describe("senders: { alice: [alice@example.com, @example.org] }", () => {
       expect(await c.command(`MAIL FROM:<${from}>`)).toMatch(/^553 5\.7\.1 .*alice/)
       // The session is still usable: the right sender goes through.
       expect(await c.command("MAIL FROM:<alice@example.com>")).toBe("250 2.1.0 Ok")
+    } finally {
+      c.close()
+    }
+  })
+
+  // toLowerCase() folds U+212A KELVIN SIGN to k and U+212B ANGSTROM SIGN to å: other mailboxes
+  // to a mail system that stores local parts as they are. Only ASCII case is ignored there.
+  it.each([
+    ["\u212Aate@example.com", "a Kelvin sign for k"],
+    ["\u212Bse@example.com", "an Ångström sign for å"],
+    ["ÅSE@example.com", "a non-ASCII capital"],
+    ["ka\u200Bte@example.com", "a zero-width space"]
+  ])("refuses MAIL FROM:<%s> SMTPUTF8 from kate (%s) with 553 5.7.1", async (from) => {
+    const c = await login("kate")
+    try {
+      expect(await c.command(`MAIL FROM:<${from}> SMTPUTF8`)).toMatch(/^553 5\.7\.1 .*kate/)
+      expect(await c.command("MAIL FROM:<KATE@Example.COM>")).toBe("250 2.1.0 Ok")
+    } finally {
+      c.close()
+    }
+  })
+
+  it.each([
+    ["x@xn--bcher-kva.example", "", "the A-label of bücher.example"],
+    ["x@bu\u0308cher.example", " SMTPUTF8", "bücher.example decomposed (NFD)"],
+    ["x@BÜCHER.example", " SMTPUTF8", "bücher.example in capitals (IDNA maps them)"],
+    ["åse@example.com", " SMTPUTF8", "a non-ASCII local part byte for byte"]
+  ])("accepts MAIL FROM:<%s>%s from kate (%s) with 250 2.1.0", async (from, param) => {
+    const c = await login("kate")
+    try {
+      expect(await c.command(`MAIL FROM:<${from}>${param}`)).toBe("250 2.1.0 Ok")
+    } finally {
+      c.close()
+    }
+  })
+
+  it("refuses a header From with a Kelvin sign for k after end of data with 550 5.7.1", async () => {
+    const c = await login("kate")
+    try {
+      expect(await c.command("MAIL FROM:<kate@example.com> SMTPUTF8")).toBe("250 2.1.0 Ok")
+      expect(await c.command("RCPT TO:<bob@example.net>")).toMatch(/^250 /)
+      expect(await c.command("DATA")).toMatch(/^354 /)
+      expect(await c.command("From: Kate <\u212Aate@example.com>\r\nSubject: kelvin\r\n\r\nx\r\n."))
+        .toBe("550 5.7.1 Header From rejected: ?ate@example.com is not owned by user kate")
     } finally {
       c.close()
     }

@@ -50,7 +50,9 @@ describe("dkim-sign and arc-seal, verified by dkimpy and mailauth", () => {
             { domain: "example.test", selector: "rsa1", keyFile: path.join(dir, "rsa.pem") },
             { domain: "example.test", selector: "ed1", privateKey: ed.privateKeyPem }
           ],
-          unsigned: "reject"
+          unsigned: "reject",
+          // These clients send without AUTH: only their networks' trustedFrom entry makes them signable.
+          trustedFrom: { "127.0.0.0/8": ["*"] }
         }),
         withDns(arcSeal({ domain: "forwarder.test", selector: "arc1", privateKey: arc.privateKeyPem }), layer)
       ]

@@ -18,6 +18,7 @@ describe("Resolve", () => {
       expect(config.users).toBeUndefined()
       expect(config.trust).toEqual([])
       expect(config.senders).toEqual({})
+      expect(config.forgedFrom).toBe("reject")
       expect(config.maildir).toBe("./mail")
       expect(config.bareLineEndings).toBe("normalize")
       expect(config.plugins).toEqual([])
@@ -103,6 +104,12 @@ describe("Resolve", () => {
         "Invalid config: trust[1]: expected a CIDR like 10.0.0.0/8, got \"10.0.0.0/33\" (test.config.ts)"],
       ["a bad sender pattern", { senders: { "alice@example.com": ["@example.com", "nobody"] } },
         "Invalid config: senders[\"alice@example.com\"][1]: expected an address (alice@example.com), a domain (@example.com) or *, got \"nobody\" (test.config.ts)"],
+      ["a bad forgedFrom", { forgedFrom: "sign" },
+        "Invalid config: forgedFrom: expected \"reject\" or \"unsigned\", got \"sign\" (test.config.ts)"],
+      ["a bad dkimSign.trustedFrom network", { dkimSign: { keys: [{ domain: "example.com", selector: "s", keyFile: "k.pem" }], trustedFrom: { "10.0.0.0/33": ["*"] } } },
+        "Invalid config: dkimSign.trustedFrom[\"10.0.0.0/33\"]: expected a CIDR like 10.0.0.0/8 as the key (flag: CIDR=SENDER), got \"10.0.0.0/33\" (test.config.ts)"],
+      ["a bad dkimSign.trustedFrom sender", { dkimSign: { keys: [{ domain: "example.com", selector: "s", keyFile: "k.pem" }], trustedFrom: { "10.0.0.0/8": ["example.com"] } } },
+        "Invalid config: dkimSign.trustedFrom[\"10.0.0.0/8\"]: expected an array of addresses (a@example.com), domains (@example.com) or *, got an array (test.config.ts)"],
       ["a bad bareLineEndings", { bareLineEndings: "ignore" },
         "Invalid config: bareLineEndings: expected \"normalize\" or \"reject\", got \"ignore\" (test.config.ts)"],
       ["a tls without key", { tls: { cert: "c.pem" } },

@@ -1,21 +1,30 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
-import { dkimSign, fromDomain, keysFor } from "../../../plugins/dkim-sign/index.ts"
+import { dkimSign, keysFor } from "../../../plugins/dkim-sign/index.ts"
 import type { DkimSignOptions } from "../../../plugins/dkim-sign/index.ts"
 import * as Keys from "../../../src/dkim/Keys.ts"
 import * as Static from "../../../src/dns/Static.ts"
-import { Verdict } from "../../../src/index.ts"
+import { Senders, Verdict } from "../../../src/index.ts"
+import type { SessionInfo, TransactionInfo } from "../../../src/index.ts"
 import { data, session, transaction } from "./context.ts"
 
 const rsa = Keys.keygen({ algorithm: "rsa", domain: "example.org", selector: "rsa1", bits: 1024 })
 const ed = Keys.keygen({ algorithm: "ed25519", domain: "example.org", selector: "ed1" })
 
-/** Runs setup, then the data hook over a message From `from`. */
-const signAs = (from: string, options: DkimSignOptions) =>
+// The client of `session()` (203.0.113.5) may have anything signed, unless a test says otherwise.
+const everything = { "203.0.113.0/24": ["*"] }
+
+/** Runs setup, then the data hook over a message whose header section starts with `head`. */
+const signAs = (
+  from: string,
+  options: DkimSignOptions,
+  context: { readonly session?: SessionInfo; readonly transaction?: TransactionInfo; readonly head?: string } = {}
+) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const hooks = yield* Scope.extend(dkimSign(options).setup!, scope)
-    const { ctx, added } = data(session(), transaction(), `From: ${from}\r\nSubject: hi\r\n\r\nbody\r\n`)
+    const hooks = yield* Scope.extend(dkimSign({ trustedFrom: everything, ...options }).setup!, scope)
+    const head = context.head ?? `From: ${from}\r\n`
+    const { ctx, added } = data(context.session ?? session(), context.transaction ?? transaction(), `${head}Subject: hi\r\n\r\nbody\r\n`)
     const verdict = yield* hooks.data!(ctx)
     yield* Scope.close(scope, Exit.void)
     return { verdict, added }
@@ -52,6 +61,43 @@ layer(Static.layer({}))("dkim-sign", (it) => {
       )
     }))
 
+  it.effect("signs nothing for a client without AUTH by default, and only what its network's trustedFrom entry allows", () =>
+    Effect.gen(function*() {
+      const keys = [{ domain: "example.org", selector: "ed1", privateKey: ed.privateKeyPem }]
+      expect((yield* signAs("a@example.org", { keys, trustedFrom: {} })).added).toHaveLength(0)
+      const trustedFrom = { "203.0.113.0/28": ["@example.org"], "198.51.100.0/24": ["*"] }
+      expect((yield* signAs("a@example.org", { keys, trustedFrom })).added).toHaveLength(1)
+      // A Sender the entry does not allow, an address of another domain, another network: unsigned.
+      expect((yield* signAs("", { keys, trustedFrom }, { head: "From: a@example.org\r\nSender: x@other.test\r\n" })).added).toHaveLength(0)
+      expect((yield* signAs("a@example.org, b@other.test", { keys, trustedFrom })).added).toHaveLength(0)
+      expect((yield* signAs("a@example.org", { keys, trustedFrom }, { session: session({ remoteAddress: "203.0.113.99" }) })).added).toHaveLength(0)
+    }))
+
+  it.effect("signs an authenticated user's message only when sender-identity allowed its header From", () =>
+    Effect.gen(function*() {
+      const keys = [{ domain: "example.org", selector: "ed1", privateKey: ed.privateKeyPem }]
+      const alice = session({ user: "alice" })
+      expect((yield* signAs("a@example.org", { keys }, { session: alice })).added).toHaveLength(0)
+      const checked = transaction()
+      checked.notes.set(Senders.HeaderFromAllowed, true)
+      expect((yield* signAs("a@example.org", { keys }, { session: alice, transaction: checked })).added).toHaveLength(1)
+    }))
+
+  it.effect("never signs a message with two From fields, or a From that is no address list", () =>
+    Effect.gen(function*() {
+      const keys = [{ domain: "example.org", selector: "ed1", privateKey: ed.privateKeyPem }]
+      expect((yield* signAs("", { keys }, { head: "From: a@example.org\r\nFrom: ceo@example.org\r\n" })).added).toHaveLength(0)
+      expect((yield* signAs("a@example.org <ceo@example.org>", { keys })).added).toHaveLength(0)
+      expect((yield* signAs("a@example.org", { keys, unsigned: "reject" }, { head: "From: a@example.org\r\nfrom: b@example.org\r\n" })).verdict)
+        .toEqual(Verdict.reject("Message has no From address to sign for", { code: 550, enhanced: "5.7.1" }))
+    }))
+
+  it("throws at creation naming a trustedFrom network or sender that is invalid", () => {
+    const keys = [{ domain: "example.org", selector: "ed1", privateKey: ed.privateKeyPem }]
+    expect(() => dkimSign({ keys, trustedFrom: { "10.0.0.0/33": ["*"] } })).toThrow(/dkim-sign: trustedFrom: invalid network "10\.0\.0\.0\/33"/)
+    expect(() => dkimSign({ keys, trustedFrom: { "10.0.0.0/8": ["example.org"] } })).toThrow(/invalid sender "example\.org"/)
+  })
+
   it.effect("fails setup with DkimSignError naming the key when the file is missing or not a key", () =>
     Effect.gen(function*() {
       const missing = yield* Effect.flip(Effect.scoped(dkimSign({ keys: [{ domain: "example.org", selector: "s", keyFile: "/nonexistent.pem" }] }).setup!))
@@ -63,12 +109,6 @@ layer(Static.layer({}))("dkim-sign", (it) => {
 })
 
 describe("dkim-sign helpers", () => {
-  it("reads the From domain from angle addresses and bare ones", () => {
-    expect(fromDomain(`"Doe, J" <j@Example.ORG>`)).toBe("example.org")
-    expect(fromDomain("j@example.org (J)")).toBe("example.org")
-    expect(fromDomain("undisclosed")).toBeUndefined()
-  })
-
   it("picks the nearest parent's keys for a subdomain", () => {
     const key = Keys.privateKeyOf(ed.privateKeyPem)
     const keys = [{ domain: "example.org", selector: "a", key }, { domain: "mail.example.org", selector: "b", key }]

@@ -84,4 +84,12 @@ layer(Resolver.layer())("received", (it) => {
       expect(value).toContain("from x__by_evil__y ([203.0.113.5]) by mx.bridge.test")
       expect(value).toContain("(authenticated as a\\)b\\\\c)")
     }))
+
+  it.effect("writes a user name as printable ASCII of at most 255 characters", () =>
+    Effect.gen(function*() {
+      const value = yield* stamp(session({ user: "al\u0085ice\uFFFD" }), transaction(), { includeUser: true })
+      expect(value).toContain("(authenticated as al_ice_);")
+      const long = yield* stamp(session({ user: "u".repeat(1000) }), transaction(), { includeUser: true })
+      expect(long).toContain(`(authenticated as ${"u".repeat(252)}...);`)
+    }))
 })

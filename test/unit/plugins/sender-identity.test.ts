@@ -2,9 +2,9 @@ import { expect, layer } from "@effect/vitest"
 import * as Resolver from "../../../src/dns/Resolver.ts"
 import { Effect } from "effect"
 import { senderIdentity } from "../../../plugins/sender-identity/index.ts"
-import { Verdict } from "../../../src/index.ts"
+import { Senders, Verdict } from "../../../src/index.ts"
 import type { SenderIdentityOptions } from "../../../plugins/sender-identity/index.ts"
-import { mailbox, session } from "./context.ts"
+import { data, mailbox, session, transaction } from "./context.ts"
 
 const check = (options: SenderIdentityOptions, user: string | undefined, from: string | null) => {
   const mailFrom = senderIdentity(options).mailFrom
@@ -70,6 +70,23 @@ layer(Resolver.layer())("sender-identity", (it) => {
   it.effect("continues unauthenticated sessions (relay-policy decides those)", () =>
     Effect.gen(function*() {
       expect(yield* check({ senders }, undefined, "anyone@example.com")).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("notes a header From and Sender the user owns, and refuses or only leaves unnoted one they do not", () =>
+    Effect.gen(function*() {
+      const run = (options: SenderIdentityOptions, head: string) =>
+        Effect.gen(function*() {
+          const t = transaction()
+          const { ctx } = data(session({ user: "alice" }), t, `${head}Subject: hi\r\n\r\nbody\r\n`)
+          const verdict = yield* senderIdentity(options).data!(ctx)
+          return { verdict, noted: t.notes.get(Senders.HeaderFromAllowed) === true }
+        })
+      expect(yield* run({ senders }, "From: Alice <alice@example.com>\r\nSender: x@alice.example\r\n")).toEqual({ verdict: Verdict.Continue, noted: true })
+      expect(yield* run({ senders }, "From: \"alice@example.com\" <ceo@example.com>\r\n")).toEqual({
+        verdict: Verdict.Reject({ code: 550, enhanced: "5.7.1", text: "Header From rejected: ceo@example.com is not owned by user alice" }),
+        noted: false
+      })
+      expect(yield* run({ senders, forgedFrom: "unsigned" }, "From: ceo@example.com\r\n")).toEqual({ verdict: Verdict.Continue, noted: false })
     }))
 
   it("throws at creation naming an invalid entry and its user", () => {
