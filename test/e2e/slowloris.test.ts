@@ -299,6 +299,24 @@ describe("connections per network", () => {
     }
   })
 
+  it("counts IPv6 clients by their /64: the third connection from ::1 gets 421 4.7.0 with maxConnectionsPerNetwork 2", async () => {
+    const bridge = await startBridge({ listen: ["[::1]:0"], limits: { maxConnectionsPerNetwork: 2 } })
+    const clients: Array<Client> = []
+    const open6 = async () => {
+      const c = await connect(bridge.port, { host: "::1", timeoutMs: 5_000 })
+      clients.push(c)
+      return c.read()
+    }
+    try {
+      expect(await open6()).toMatch(/^220 /)
+      expect(await open6()).toMatch(/^220 /)
+      expect(await open6()).toBe(networkRefusal)
+    } finally {
+      for (const c of clients) c.close()
+      await bridge.stop()
+    }
+  })
+
   it("does not hold trusted networks to maxConnectionsPerNetwork (as for the per-address limit)", async () => {
     const bridge = await startBridge({ trust: ["127.0.5.0/24"], limits: { maxConnectionsPerNetwork: 2 } })
     const clients: Array<Client> = []
