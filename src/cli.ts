@@ -45,6 +45,13 @@ const configOptions = {
   maildir: optionalText("maildir", "DIR", "Maildir that receives the mail"),
   maxSize: optionalText("max-size", "BYTES", "Largest message, in bytes or like 25MB"),
   maxRecipients: optionalText("max-recipients", "N", "Recipients per message"),
+  maxConnectionsPerNetwork: optionalText(
+    "max-connections-per-network",
+    "N",
+    "Open connections from one network (IPv4 /24 and IPv6 /64 unless set below; default 100); trusted networks are exempt"
+  ),
+  ipv4NetworkPrefix: optionalText("ipv4-network-prefix", "BITS", "IPv4 prefix length of a network for --max-connections-per-network (default 24)"),
+  ipv6NetworkPrefix: optionalText("ipv6-network-prefix", "BITS", "IPv6 prefix length of a network for --max-connections-per-network (default 64)"),
   relay: optionalText("relay", "URL", "Relay all mail to smtp://[user:pass@]host:port, smtps://host:port or lmtp://host:port"),
   webhook: optionalText("webhook", "URL", "Deliver all mail to this HTTP endpoint"),
   webhookSecret: optionalText("webhook-secret", "SECRET", "HMAC-SHA256 key that signs webhook requests"),
@@ -104,7 +111,10 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
   const limits = {
     ...given("maxMessageSize", Option.map(o.maxSize, size)),
     // Not a number gives NaN, which the config check rejects naming the field.
-    ...given("maxRecipients", Option.map(o.maxRecipients, Number))
+    ...given("maxRecipients", Option.map(o.maxRecipients, Number)),
+    ...given("maxConnectionsPerNetwork", Option.map(o.maxConnectionsPerNetwork, Number)),
+    ...given("ipv4NetworkPrefix", Option.map(o.ipv4NetworkPrefix, Number)),
+    ...given("ipv6NetworkPrefix", Option.map(o.ipv6NetworkPrefix, Number))
   }
   return {
     ...nonEmpty("listen", o.listen),

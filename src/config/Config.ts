@@ -34,15 +34,24 @@ export interface Limits {
   readonly maxLineLength: number
   readonly maxConnections: number
   readonly maxConnectionsPerIp: number
+  /** Open connections from one network (`ipv4NetworkPrefix` / `ipv6NetworkPrefix` wide); trusted networks are exempt. */
+  readonly maxConnectionsPerNetwork: number
+  readonly ipv4NetworkPrefix: number
+  readonly ipv6NetworkPrefix: number
   /** Unknown or invalid commands before 421 and close. */
   readonly maxInvalidCommands: number
   /** Failed AUTH attempts before 421 and close. */
   readonly maxAuthFailures: number
+  /** From the greeting until the first command line is complete. */
   readonly greetingTimeout: Duration.Duration
-  /** Waiting for the next command (RFC 5321 says at least 5 minutes). */
+  /** Waiting for the next command to start (RFC 5321 says at least 5 minutes); also how long a write may wait for a client that does not read. */
   readonly idleTimeout: Duration.Duration
+  /** One command line, from its first byte to its end, however the bytes trickle in. */
+  readonly commandTimeout: Duration.Duration
   /** Waiting for the next chunk of DATA or BDAT. */
   readonly dataTimeout: Duration.Duration
+  /** One message's whole transfer: from DATA's 354 to the final dot, from the first BDAT to BDAT LAST. */
+  readonly transferTimeout: Duration.Duration
   /** Message bytes kept in memory before spilling to a temporary file. */
   readonly spillThreshold: number
 }

@@ -27,6 +27,10 @@ export const Bool = Schema.Boolean.annotations(expecting("true or false"))
 export const integer = (min: number, phrase: string) =>
   Schema.Number.pipe(Schema.filter((n) => Number.isSafeInteger(n) && n >= min)).annotations(expecting(phrase))
 export const PositiveInt = integer(1, "a positive integer")
+export const PrefixLength = (bits: 32 | 128) =>
+  Schema.Number.pipe(Schema.filter((n) => Number.isSafeInteger(n) && n >= 0 && n <= bits)).annotations(
+    expecting(`a prefix length from 0 to ${bits}`)
+  )
 export const LineLength = integer(512, "an integer of at least 512 (the RFC 5321 minimum)")
 
 export const size = (min: number, phrase: string) =>

@@ -46,16 +46,26 @@ export interface LimitsInput {
   readonly maxConnections?: number
   /** Open connections from one client address; default 50. */
   readonly maxConnectionsPerIp?: number
+  /** Open connections from one network (an IPv4 /24, an IPv6 /64 by default); default 100. Trusted networks are exempt. */
+  readonly maxConnectionsPerNetwork?: number
+  /** The width of a "network" for `maxConnectionsPerNetwork`: IPv4 prefix length, default 24. */
+  readonly ipv4NetworkPrefix?: number
+  /** IPv6 prefix length, default 64 (what one subscriber usually holds). */
+  readonly ipv6NetworkPrefix?: number
   /** Unknown or invalid commands before the connection is closed; default 10. */
   readonly maxInvalidCommands?: number
   /** Failed AUTH attempts before the connection is closed; default 3. */
   readonly maxAuthFailures?: number
-  /** Until the greeting is sent; default `"30 seconds"`. */
+  /** From the greeting until the first command line is complete; default `"30 seconds"`. */
   readonly greetingTimeout?: DurationInput
-  /** Waiting for the next command; default `"5 minutes"` (the RFC 5321 minimum). */
+  /** Waiting for the next command, and for a client to read a reply; default `"5 minutes"` (the RFC 5321 minimum). */
   readonly idleTimeout?: DurationInput
+  /** One command line from its first byte to its end; default `"1 minute"`. */
+  readonly commandTimeout?: DurationInput
   /** Waiting for the next DATA or BDAT chunk; default `"10 minutes"`. */
   readonly dataTimeout?: DurationInput
+  /** A message's whole transfer (DATA's 354 to the final dot, first BDAT to BDAT LAST); default `"30 minutes"`. */
+  readonly transferTimeout?: DurationInput
   /** Message bytes kept in memory before spilling to a temporary file; default `"256KB"`. */
   readonly spillThreshold?: SizeInput
 }

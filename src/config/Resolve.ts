@@ -22,7 +22,7 @@ import * as AdminConfig from "./Admin.ts"
 import * as Delivery from "./Delivery.ts"
 import * as Telemetry from "./Telemetry.ts"
 import * as Syntax from "./Syntax.ts"
-import { Bool, Cidr, FilePath, Hostname, LineLength, ListenAddress, MessageSize, PositiveInt, SenderPattern, ShutdownTimeout, SpillSize, Timeout, decodeDuration, expectedOf, expecting, list, optional } from "./Fields.ts"
+import { Bool, Cidr, FilePath, Hostname, LineLength, ListenAddress, MessageSize, PositiveInt, PrefixLength, SenderPattern, ShutdownTimeout, SpillSize, Timeout, decodeDuration, expectedOf, expecting, list, optional } from "./Fields.ts"
 
 export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
   /** `Invalid`: a value is wrong; `Unreadable`: the config file could not be imported. */
@@ -58,11 +58,16 @@ const LimitsSchema = Schema.Struct({
   maxLineLength: optional(LineLength),
   maxConnections: optional(PositiveInt),
   maxConnectionsPerIp: optional(PositiveInt),
+  maxConnectionsPerNetwork: optional(PositiveInt),
+  ipv4NetworkPrefix: optional(PrefixLength(32)),
+  ipv6NetworkPrefix: optional(PrefixLength(128)),
   maxInvalidCommands: optional(PositiveInt),
   maxAuthFailures: optional(PositiveInt),
   greetingTimeout: optional(Timeout),
   idleTimeout: optional(Timeout),
+  commandTimeout: optional(Timeout),
   dataTimeout: optional(Timeout),
+  transferTimeout: optional(Timeout),
   spillThreshold: optional(SpillSize)
 }).annotations(expecting("an object of limits"))
 
@@ -310,11 +315,19 @@ export const defaults = {
   maxLineLength: 4096,
   maxConnections: 1000,
   maxConnectionsPerIp: 50,
+  // A tenth of the slots: one /24 (or /64) of slow clients cannot hold them all.
+  maxConnectionsPerNetwork: 100,
+  ipv4NetworkPrefix: 24,
+  ipv6NetworkPrefix: 64,
   maxInvalidCommands: 10,
   maxAuthFailures: 3,
   greetingTimeout: "30 seconds",
   idleTimeout: "5 minutes",
+  // A line arrives in one packet from any real client; a minute leaves room for a person typing.
+  commandTimeout: "1 minute",
   dataTimeout: "10 minutes",
+  // The default 25 MB limit at about 110 kbit/s; raise it with maxMessageSize on slow links.
+  transferTimeout: "30 minutes",
   spillThreshold: 256 * 1024,
   shutdownTimeout: "30 seconds"
 } as const
@@ -350,11 +363,16 @@ export const resolve = (
         maxLineLength: limits.maxLineLength ?? defaults.maxLineLength,
         maxConnections: limits.maxConnections ?? defaults.maxConnections,
         maxConnectionsPerIp: limits.maxConnectionsPerIp ?? defaults.maxConnectionsPerIp,
+        maxConnectionsPerNetwork: limits.maxConnectionsPerNetwork ?? defaults.maxConnectionsPerNetwork,
+        ipv4NetworkPrefix: limits.ipv4NetworkPrefix ?? defaults.ipv4NetworkPrefix,
+        ipv6NetworkPrefix: limits.ipv6NetworkPrefix ?? defaults.ipv6NetworkPrefix,
         maxInvalidCommands: limits.maxInvalidCommands ?? defaults.maxInvalidCommands,
         maxAuthFailures: limits.maxAuthFailures ?? defaults.maxAuthFailures,
         greetingTimeout: time(limits.greetingTimeout, defaults.greetingTimeout),
         idleTimeout: time(limits.idleTimeout, defaults.idleTimeout),
+        commandTimeout: time(limits.commandTimeout, defaults.commandTimeout),
         dataTimeout: time(limits.dataTimeout, defaults.dataTimeout),
+        transferTimeout: time(limits.transferTimeout, defaults.transferTimeout),
         spillThreshold: bytes(limits.spillThreshold, defaults.spillThreshold)
       },
       shutdownTimeout: time(decoded.shutdownTimeout, defaults.shutdownTimeout),

@@ -28,6 +28,8 @@ export interface LineDecoder {
   readonly buffered: () => number
   /** Bytes of overlong lines skipped so far. */
   readonly discarded: () => number
+  /** Whether a line has begun and not ended: some of it is held, or the rest of an overlong one is being skipped. */
+  readonly midLine: () => boolean
 }
 
 const CR = 0x0d
@@ -148,6 +150,7 @@ export const make = (maxLineLength: number, onDiscard?: (bytes: number) => void)
     next,
     takeRemaining,
     buffered: () => queued + partialLength,
-    discarded: () => skipped
+    discarded: () => skipped,
+    midLine: () => discarding || queued + partialLength > 0
   }
 }

@@ -99,10 +99,10 @@ const wrap = (raw: net.Socket, endpoint: Endpoint, initialTls: TlsInfo | undefin
   let secured = initialTls
   inbox.attach(raw)
 
-  // One plain timer per wait: the relay's per-command deadlines sit on the hot path.
+  // The inbox's one lazy timer: the relay's per-command deadlines sit on the hot path.
   const readWithin = (timeoutMs: number): Effect.Effect<Uint8Array | undefined | "timeout"> =>
     // Never woken: the client side does not wait `wakeable`.
-    Effect.map(inbox.next(timeoutMs, false), (chunk) => (chunk === "eof" ? undefined : chunk === "woken" ? "timeout" : chunk))
+    Effect.map(Effect.suspend(() => inbox.next(Inbox.now() + timeoutMs, false)), (chunk) => (chunk === "eof" ? undefined : chunk === "woken" ? "timeout" : chunk))
 
   // Commands and small messages are taken by the kernel during `write` (nothing left in
   // `writableLength`): no timer and no wait then. Only a backlog waits, bounded by the timer.

@@ -1,7 +1,12 @@
 /**
  * Buffered, backpressured reads from a `node:net` socket, shared by the server-side and the
  * client-side wrappers: chunks queue up to a high-water mark (then the socket pauses), and a
- * reader waits with one plain timer rather than a forked timeout fiber.
+ * reader waits until an absolute deadline with one plain timer rather than a forked timeout fiber.
+ *
+ * The timer is lazy: it stays armed across reads and is only replaced when a wait's deadline is
+ * earlier than the one it is armed for. When it fires before the current deadline it re-arms for
+ * the rest. A stream of chunks (a message body, a command line dribbled byte by byte) then costs
+ * one deadline comparison per read instead of a setTimeout/clearTimeout pair.
  */
 import { Effect } from "effect"
 import type * as net from "node:net"
@@ -14,8 +19,11 @@ export interface Inbox {
   readonly detach: (socket: net.Socket) => void
   /** The next chunk; `undefined` once the peer closed or the socket failed. */
   readonly read: Effect.Effect<Uint8Array | undefined>
-  /** The next chunk within `timeoutMs`; `woken` when `wake` is called during a `wakeable` wait. */
-  readonly next: (timeoutMs: number, wakeable: boolean) => Effect.Effect<Next>
+  /**
+   * The next chunk, or `timeout` once `until` (a `now()` time) has passed without one; `woken` when
+   * `wake` is called during a `wakeable` wait. A chunk already queued is returned whatever the time.
+   */
+  readonly next: (until: number, wakeable: boolean) => Effect.Effect<Next>
   readonly wake: () => void
   /** Puts bytes back in front (what a header parser did not use). */
   readonly unread: (bytes: Uint8Array) => void
@@ -27,12 +35,39 @@ export interface Inbox {
   readonly empty: () => boolean
 }
 
+/** The clock of every read deadline: monotonic, so a wall-clock step neither ends nor stretches a wait. */
+export const now = (): number => performance.now()
+
 export const make = (current: () => net.Socket, highWaterMark: number): Inbox => {
   const queue: Array<Uint8Array> = []
   let queued = 0
   let closed = false
   let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
   let wakeWaiter: (() => void) | undefined
+  let timeoutWaiter: (() => void) | undefined
+  // The lazy timer: when it fires (`armedAt`), and the deadline of the wait in progress.
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let armedAt = 0
+  let until = 0
+
+  const arm = (deadline: number) => {
+    if (timer !== undefined) {
+      if (armedAt <= deadline) return
+      clearTimeout(timer)
+    }
+    armedAt = deadline
+    timer = setTimeout(fire, Math.max(0, deadline - now()))
+  }
+  const fire = () => {
+    timer = undefined
+    if (timeoutWaiter === undefined) return
+    if (now() >= until) timeoutWaiter()
+    else arm(until)
+  }
+  const disarm = () => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+  }
 
   const onData = (chunk: Buffer) => {
     if (waiter) {
@@ -47,6 +82,7 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
   }
   const onEnd = () => {
     closed = true
+    disarm()
     if (waiter) {
       const w = waiter
       waiter = undefined
@@ -75,21 +111,23 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
     })
   })
 
-  const next = (timeoutMs: number, wakeable: boolean): Effect.Effect<Next> =>
+  const next = (deadline: number, wakeable: boolean): Effect.Effect<Next> =>
     Effect.suspend(() => {
       const chunk = shift()
       if (chunk !== undefined) return Effect.succeed(chunk)
       if (closed) return Effect.succeed("eof" as const)
       return Effect.async<Next>((resume) => {
         const done = () => {
-          clearTimeout(timer)
           waiter = undefined
           wakeWaiter = undefined
+          timeoutWaiter = undefined
         }
-        const timer = setTimeout(() => {
+        until = deadline
+        timeoutWaiter = () => {
           done()
           resume(Effect.succeed("timeout"))
-        }, Math.max(0, timeoutMs))
+        }
+        arm(deadline)
         waiter = (c) => {
           done()
           resume(Effect.succeed(c ?? "eof"))

@@ -114,7 +114,10 @@ export const make = (
 
 let runtimeCollect: Collect | undefined
 
+/** A full collection now, with the runtime's collector (what tests call before they measure memory). */
+export const collectNow: Collect = () => (runtimeCollect ??= collector())()
+
 /** The process-wide reclaimer, collecting with the runtime's collector (looked up at first use). */
-const shared = make(() => (runtimeCollect ??= collector())())
+const shared = make(collectNow)
 
 export const { due, release, released, settle } = shared

@@ -26,14 +26,21 @@ export interface TlsState {
 
 export interface SmtpSocket {
   /**
-   * The next chunk, or why there is none: the peer closed (`eof`), nothing came within
-   * `timeoutMs` (`timeout`), or `wake` was called while waiting with `wakeable` (`woken`).
+   * The next chunk, or why there is none: the peer closed (`eof`), nothing came before `until`
+   * (a `now()` time: `timeout`), or `wake` was called while waiting with `wakeable` (`woken`).
    */
-  readonly next: (timeoutMs: number, wakeable: boolean) => Effect.Effect<Uint8Array | "eof" | "timeout" | "woken">
+  readonly next: (until: number, wakeable: boolean) => Effect.Effect<Uint8Array | "eof" | "timeout" | "woken">
   /** Ends a `wakeable` wait in progress. */
   readonly wake: () => void
-  /** Writes and waits until the kernel took it (or the socket is gone); no wait when it took it at once. */
+  /**
+   * Writes and waits until the kernel took it (or the socket is gone); no wait when it took it at
+   * once. A peer that does not take it within the write timeout (it does not read, so its receive
+   * window stays shut) is cut off: the connection is destroyed, unread input dropped, and the next
+   * read says `eof`.
+   */
   readonly write: (data: string | Uint8Array) => Effect.Effect<void>
+  /** Whether the write timeout cut the peer off. */
+  readonly stalled: () => boolean
   /** Drops whatever the peer sent that was not read yet (plaintext pipelined after STARTTLS). */
   readonly discardInput: () => void
   /** Gives bytes back: the next `read` returns them first (what a PROXY header parser did not use). */
@@ -62,19 +69,39 @@ export const secureContext = (options: { readonly cert: string; readonly key: st
 const normaliseAddress = (address: string | undefined): string =>
   address === undefined ? "" : address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address
 
-export const wrap = (raw: net.Socket): SmtpSocket => {
+/** The clock of `next`'s deadlines. */
+export const now = Inbox.now
+
+export interface WrapOptions {
+  /** How long a write may wait for the peer to take it before the connection is cut off. */
+  readonly writeTimeoutMs: number
+}
+
+export const wrap = (raw: net.Socket, options: WrapOptions): SmtpSocket => {
   let socket: net.Socket = raw
   const inbox = Inbox.make(() => socket, highWaterMark)
   let secured: TlsState | undefined
+  let stalled = false
   raw.setNoDelay(true)
   inbox.attach(raw)
 
+  // A client that does not read: nothing it sent after this point may be acted upon (its replies
+  // could never reach it), and the session must see the end of the stream at once.
+  const cutOff = () => {
+    stalled = true
+    inbox.drain()
+    inbox.end()
+    socket.destroy()
+  }
+
   // A reply is small: the kernel takes it during `write` on every runtime (nothing is left in
-  // `writableLength`), and then there is nothing to wait for. Only a backlog waits for the callback.
+  // `writableLength`), and then there is nothing to wait for. Only a backlog waits for the
+  // callback, and then with a timer: without one a client that never reads held its session (and
+  // the replies queued for it) for ever.
   const write = (data: string | Uint8Array): Effect.Effect<void> =>
     Effect.suspend(() => {
       const s = socket
-      if (s.destroyed || !s.writable) return Effect.void
+      if (stalled || s.destroyed || !s.writable) return Effect.void
       let written = false
       let wake: (() => void) | undefined
       s.write(data, () => {
@@ -84,7 +111,19 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
       if (written || s.writableLength === 0) return Effect.void
       return Effect.async<void>((resume) => {
         if (written) return resume(Effect.void)
-        wake = () => resume(Effect.void)
+        const timer = setTimeout(() => {
+          wake = undefined
+          cutOff()
+          resume(Effect.void)
+        }, options.writeTimeoutMs)
+        wake = () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        }
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          wake = undefined
+        })
       })
     })
 
@@ -141,6 +180,8 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
   // for the lingering: it ends once the reply and FIN are with the kernel.
   const close = Effect.async<void>((resume) => {
     const s = socket
+    // Also stops the inbox's read timer, which would otherwise outlive the session.
+    inbox.end()
     if (s.destroyed) return resume(Effect.void)
     inbox.detach(s)
     s.on("data", ignore)
@@ -165,6 +206,7 @@ export const wrap = (raw: net.Socket): SmtpSocket => {
     next: inbox.next,
     wake: inbox.wake,
     write,
+    stalled: () => stalled,
     unread: inbox.unread,
     discardInput: () => void inbox.drain(),
     upgradeTls,

@@ -127,6 +127,7 @@ export const startTls = Effect.fnUntraced(function*(c: Conn) {
   reply(c, Reply.make(220, "2.0.0", "Ready to start TLS"))
   const out = c.out.join("")
   c.out.length = 0
+  c.outBytes = 0
   // Input queued until the 220 leaves was sent before it: plaintext, never to be read as a command.
   // What comes after it is the ClientHello, kept for the handshake: the fiber may not get to the
   // upgrade before it arrives (a scheduler turn, a write that waits for the kernel).

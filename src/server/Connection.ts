@@ -10,7 +10,7 @@ import * as ProxyProtocol from "../protocol/ProxyProtocol.ts"
 import * as Reply from "../protocol/Reply.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
 import * as Memory from "../runtime/Memory.ts"
-import type { SmtpSocket } from "../runtime/Socket.ts"
+import * as Socket from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"
 import { auth } from "./Auth.ts"
 import * as Commands from "./Commands.ts"
@@ -20,7 +20,8 @@ import * as Transfer from "./Transfer.ts"
 
 export type LineEvent = LineDecoder.LineEvent | { readonly _tag: "End"; readonly why: "eof" | "timeout" | "drain" | "closed" }
 export type LineRead = (c: Conn) => Effect.Effect<LineEvent>
-export type ChunkRead = (c: Conn, timeout: Duration.Duration) => Effect.Effect<Uint8Array | "eof" | "timeout">
+/** The next chunk of message content: within the DATA timeout, and not past `until` (the transfer's deadline). */
+export type ChunkRead = (c: Conn, until: number) => Effect.Effect<Uint8Array | "eof" | "timeout">
 
 const end = (why: "eof" | "timeout" | "drain" | "closed"): LineEvent => ({ _tag: "End", why })
 
@@ -30,21 +31,51 @@ const end = (why: "eof" | "timeout" | "drain" | "closed"): LineEvent => ({ _tag:
  */
 const maxSkipped = 1024 * 1024
 
-export const readChunk: ChunkRead = (c, timeout) =>
+/**
+ * Characters of pipelined replies queued before they are written, even with more commands
+ * buffered: an EHLO line of 8 bytes gets about 250 back, so a 64 KB read of them made 2 MB of
+ * replies, all held for a client that might never read them.
+ */
+const maxQueuedReplies = 64 * 1024
+
+export const readChunk: ChunkRead = (c, until) =>
   Effect.flatMap(flush(c), () =>
-    Effect.map(c.socket.next(Duration.toMillis(timeout), false), (chunk) => (chunk === "woken" ? "timeout" : chunk)))
+    Effect.map(
+      c.socket.next(Math.min(until, Socket.now() + Duration.toMillis(c.env.config.limits.dataTimeout)), false),
+      (chunk) => (chunk === "woken" ? "timeout" : chunk)
+    ))
+
+/**
+ * When the next read gives up. Before a line starts: the idle timeout (the greeting's deadline
+ * for the first). Once its first byte is in, the line has `commandTimeout` to end, counted from
+ * that byte: a client dribbling one byte every few seconds no longer restarts the clock.
+ */
+const readDeadline = (c: Conn): number => {
+  const limits = c.env.config.limits
+  if (c.lines.midLine()) {
+    if (c.lineDeadline === 0) {
+      const own = Socket.now() + Duration.toMillis(limits.commandTimeout)
+      c.lineDeadline = c.commands === 0 ? Math.min(own, c.greetingDeadline) : own
+    }
+    return c.lineDeadline
+  }
+  return c.commands === 0 ? c.greetingDeadline : Socket.now() + Duration.toMillis(limits.idleTimeout)
+}
 
 /** The next command line. An idle session (no transaction open) also wakes up when draining starts. */
 export const readLine: LineRead = Effect.fnUntraced(function*(c) {
   for (;;) {
     const event = c.lines.next()
-    if (event !== undefined) return event
-    const timeout = c.commands === 0 ? c.env.config.limits.greetingTimeout : c.env.config.limits.idleTimeout
+    if (event !== undefined) {
+      c.lineDeadline = 0
+      if (c.outBytes > maxQueuedReplies) yield* flush(c)
+      return event
+    }
     const idle = c.tx === undefined && c.chunking === undefined
     if (idle && c.env.isDraining()) return end("drain")
     yield* flush(c)
     // An idle session is woken when draining starts (SmtpServer calls `wake` on every socket).
-    const chunk = yield* c.socket.next(Duration.toMillis(timeout), idle)
+    const chunk = yield* c.socket.next(readDeadline(c), idle)
     if (chunk === "woken") return end("drain")
     if (typeof chunk === "string") return end(chunk)
     c.lines.push(chunk)
@@ -114,8 +145,18 @@ const greet = Effect.fnUntraced(function*(c: Conn) {
     return false
   }
   reply(c, Reply.make(220, undefined, `${c.env.config.hostname} ESMTP smtp-bridge`))
+  c.greetingDeadline = Socket.now() + Duration.toMillis(c.env.config.limits.greetingTimeout)
   return true
 })
+
+/** The write timeout cut off a client that did not read its replies: a timeout, logged as such. */
+const stalled = (c: Conn) =>
+  Effect.as(
+    Effect.logInfo(
+      `closed: the client did not read its replies for ${Duration.format(c.env.config.limits.idleTimeout)}`
+    ),
+    "timeout" as const
+  )
 
 const endedBy = { eof: "disconnected", timeout: "timeout", drain: "shutdown", closed: "closed" } as const
 
@@ -127,6 +168,7 @@ const loop = Effect.fnUntraced(function*(c: Conn) {
     if (event._tag === "End") {
       if (event.why === "timeout") replyAndClose(c, Reply.timeout)
       else if (event.why === "drain") replyAndClose(c, Reply.shuttingDown)
+      else if (event.why === "eof" && c.socket.stalled()) return yield* stalled(c)
       return endedBy[event.why]
     }
     c.commands++
@@ -137,18 +179,18 @@ const loop = Effect.fnUntraced(function*(c: Conn) {
 })
 
 export interface Accepted {
-  readonly socket: SmtpSocket
+  readonly socket: Socket.SmtpSocket
   /** Set for implicit-TLS listeners: the handshake runs before the greeting. */
   readonly implicitTls: boolean
 }
 
 /** Reads a PROXY header from a trusted balancer; what follows it is given back to the socket. */
-const readProxyHeader = Effect.fnUntraced(function*(socket: SmtpSocket, timeout: Duration.Duration) {
+const readProxyHeader = Effect.fnUntraced(function*(socket: Socket.SmtpSocket, timeout: Duration.Duration) {
   let buffer: Uint8Array = new Uint8Array(0)
   // One deadline for the whole header: a balancer may not drip-feed it byte by byte.
-  const deadline = Date.now() + Duration.toMillis(timeout)
+  const deadline = Socket.now() + Duration.toMillis(timeout)
   for (;;) {
-    const chunk = yield* socket.next(deadline - Date.now(), false)
+    const chunk = yield* socket.next(deadline, false)
     if (typeof chunk === "string") return undefined
     buffer = buffer.byteLength === 0 ? chunk : Buffer.concat([buffer, chunk])
     const parsed = ProxyProtocol.parse(buffer)
@@ -163,7 +205,7 @@ const readProxyHeader = Effect.fnUntraced(function*(socket: SmtpSocket, timeout:
 })
 
 /** The client's real address: the socket's, or the PROXY header's when a trusted balancer sent one. */
-const clientOf = Effect.fnUntraced(function*(env: ServerEnv, socket: SmtpSocket) {
+const clientOf = Effect.fnUntraced(function*(env: ServerEnv, socket: Socket.SmtpSocket) {
   const direct = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort }
   if (!Cidr.matchAny(env.proxies, socket.remoteAddress)) return direct
   const header = yield* readProxyHeader(socket, env.config.limits.greetingTimeout)
@@ -184,8 +226,9 @@ export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<Sessi
   const { socket } = accepted
   const client = yield* clientOf(env, socket)
   if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
-  if (!env.admit(client.remoteAddress)) {
-    yield* socket.write(Reply.format(Reply.make(421, "4.7.0", "Too many connections from your address, try again later")))
+  const admission = env.admit(client.remoteAddress)
+  if (admission !== "admitted") {
+    yield* socket.write(Reply.format(Reply.make(421, "4.7.0", `Too many connections from your ${admission}, try again later`)))
     return yield* Effect.as(socket.close, "refused" as const)
   }
   return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
@@ -212,6 +255,9 @@ const session = Effect.fnUntraced(function*(
       notes: Notes.make()
     },
     out: [],
+    outBytes: 0,
+    lineDeadline: 0,
+    greetingDeadline: 0,
     tx: undefined,
     chunking: undefined,
     invalid: 0,
@@ -248,6 +294,7 @@ const serve = Effect.fnUntraced(function*(c: Conn, implicitTls: boolean) {
     Effect.onInterrupt(() => {
       // Forced shutdown: say so if the connection is still there.
       c.out.length = 0
+      c.outBytes = 0
       reply(c, Reply.shuttingDown)
       return flush(c)
     }),

@@ -79,6 +79,14 @@ export const make = (options: {
     const { config } = options
     let isDraining = false
     const perIp = new Map<string, number>()
+    // Keyed by the network (`192.0.2.0/24`) under the generation's prefixes; a session releases
+    // under the key it was admitted with, so a reload that changes the prefixes stays balanced.
+    const perNetwork = new Map<string, number>()
+    const decrement = (counts: Map<string, number>, key: string) => {
+      const n = (counts.get(key) ?? 1) - 1
+      if (n <= 0) counts.delete(key)
+      else counts.set(key, n)
+    }
     const goLive = (gen: Generation) =>
       Effect.gen(function*() {
         const tls = yield* loadTls(gen.config)
@@ -88,6 +96,7 @@ export const make = (options: {
         // application servers themselves) are not held to the per-address connection limit.
         const parsedTrust = Cidr.parseList(gen.config.trust)
         const exempt = "error" in parsedTrust ? [] : parsedTrust.ok
+        const networkOf = (ip: string) => Cidr.aggregate(ip, gen.config.limits.ipv4NetworkPrefix, gen.config.limits.ipv6NetworkPrefix)
         const live: Live = {
           tls,
           active: 0,
@@ -101,18 +110,24 @@ export const make = (options: {
             tls: () => live.tls,
             isDraining: () => isDraining,
             proxies: parsedProxies.ok,
+            // One address, or one network of slow clients, must not take every slot: 30
+            // addresses of one /24 dribbling a byte every 3 s held all 1,000 of them.
             admit: (ip) => {
-              if (Cidr.matchAny(exempt, ip)) return true
+              if (Cidr.matchAny(exempt, ip)) return "admitted"
+              const { limits } = gen.config
               const n = perIp.get(ip) ?? 0
-              if (n >= gen.config.limits.maxConnectionsPerIp) return false
+              if (n >= limits.maxConnectionsPerIp) return "address"
+              const network = networkOf(ip)
+              const m = perNetwork.get(network) ?? 0
+              if (m >= limits.maxConnectionsPerNetwork) return "network"
               perIp.set(ip, n + 1)
-              return true
+              perNetwork.set(network, m + 1)
+              return "admitted"
             },
             release: (ip) => {
               if (Cidr.matchAny(exempt, ip)) return
-              const n = (perIp.get(ip) ?? 1) - 1
-              if (n <= 0) perIp.delete(ip)
-              else perIp.set(ip, n)
+              decrement(perIp, ip)
+              decrement(perNetwork, networkOf(ip))
             }
           }
         }
@@ -125,8 +140,9 @@ export const make = (options: {
     const run = yield* FiberSet.runtime(fibers)<never>()
 
     const accept = (raw: Parameters<typeof Socket.wrap>[0], mode: "plain" | "implicit") => {
-      const socket = Socket.wrap(raw)
       const live = current
+      // A client that does not read its replies is given as long as an idle one.
+      const socket = Socket.wrap(raw, { writeTimeoutMs: Duration.toMillis(live.env.config.limits.idleTimeout) })
       if (isDraining || open >= live.env.config.limits.maxConnections) {
         // Refused before any session exists: one reply, then close.
         Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.close).pipe(

@@ -29,8 +29,11 @@ export interface ServerEnv {
   readonly isDraining: () => boolean
   /** Load balancers whose connections start with a PROXY header. */
   readonly proxies: ReadonlyArray<Cidr.Cidr>
-  /** Counts a connection from this client address; false past `maxConnectionsPerIp`. */
-  readonly admit: (ip: string) => boolean
+  /**
+   * Counts a connection from this client address, or says which limit refuses it:
+   * `maxConnectionsPerIp` (`address`) or `maxConnectionsPerNetwork` (`network`).
+   */
+  readonly admit: (ip: string) => "admitted" | "address" | "network"
   readonly release: (ip: string) => void
 }
 
@@ -45,6 +48,8 @@ export interface Transaction extends Mutable<TransactionInfo> {
 
 export interface Chunking {
   readonly buffer: MessageBuffer
+  /** When the whole BDAT transfer must be over (`Socket.now()` time): `transferTimeout` after the first BDAT. */
+  readonly deadline: number
   readonly normalizer: LineEndings.Normalizer
   bare: boolean
 }
@@ -56,6 +61,12 @@ export interface Conn {
   readonly session: Mutable<SessionInfo> & { tls: TlsInfo | undefined }
   /** Replies waiting for the next flush: pipelined replies leave in one write. */
   readonly out: Array<string>
+  /** Their length in characters (bytes: replies are ASCII but for SMTPUTF8 text), to bound the backlog. */
+  outBytes: number
+  /** When the command line being received must be complete (`Socket.now()` time); 0 while none is. */
+  lineDeadline: number
+  /** When the first command line must be complete (the greeting timeout); only read before the first command. */
+  greetingDeadline: number
   tx: Transaction | undefined
   /** A BDAT transfer in progress. */
   chunking: Chunking | undefined
@@ -71,7 +82,9 @@ export interface Conn {
 
 export const reply = (c: Conn, r: Reply.Reply): void => {
   Metrics.replied(r)
-  c.out.push(Reply.format(r))
+  const text = Reply.format(r)
+  c.outBytes += text.length
+  c.out.push(text)
 }
 
 /** Queues a reply and marks the connection to close after it. */
@@ -84,6 +97,7 @@ export const flush = (c: Conn): Effect.Effect<void> => {
   if (c.out.length === 0) return Effect.void
   const data = c.out.length === 1 ? c.out[0]! : c.out.join("")
   c.out.length = 0
+  c.outBytes = 0
   return c.socket.write(data)
 }
 

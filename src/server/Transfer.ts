@@ -1,8 +1,9 @@
 /** Receiving message content: DATA (dot-stuffed, CRLF.CRLF) and BDAT chunks (RFC 3030). */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import * as DataDecoder from "../protocol/DataDecoder.ts"
 import * as LineEndings from "../protocol/LineEndings.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as Socket from "../runtime/Socket.ts"
 import type { ChunkRead } from "./Connection.ts"
 import * as Delivery from "./Delivery.ts"
 import * as MessageBuffer from "./MessageBuffer.ts"
@@ -24,6 +25,9 @@ const store = (buffer: MessageBuffer.MessageBuffer, state: { storageFailed: bool
         state.storageFailed = true
       })))
 
+/** When a transfer starting now must be over, however steadily its bytes trickle in. */
+const transferDeadline = (c: Conn): number => Socket.now() + Duration.toMillis(c.env.config.limits.transferTimeout)
+
 /** The connection ends in mid-transfer: nothing is delivered. */
 const lost = Effect.fnUntraced(function*(c: Conn, buffer: MessageBuffer.MessageBuffer, why: "eof" | "timeout") {
   yield* buffer.dispose
@@ -43,6 +47,7 @@ export const data = Effect.fnUntraced(function*(c: Conn, readChunk: ChunkRead) {
   const decoder = DataDecoder.make({ bareLineEndings: c.env.config.bareLineEndings })
   const buffer = newBuffer(c)
   const state = { storageFailed: false, bare: false }
+  const deadline = transferDeadline(c)
   let pending = c.lines.takeRemaining()
   for (;;) {
     if (pending.byteLength > 0) {
@@ -54,7 +59,7 @@ export const data = Effect.fnUntraced(function*(c: Conn, readChunk: ChunkRead) {
         break
       }
     }
-    const chunk = yield* readChunk(c, c.env.config.limits.dataTimeout)
+    const chunk = yield* readChunk(c, deadline)
     if (typeof chunk === "string") return yield* lost(c, buffer, chunk)
     pending = chunk
   }
@@ -70,15 +75,23 @@ export const bdat = Effect.fnUntraced(function*(c: Conn, readChunk: ChunkRead, s
     ? Reply.make(554, "5.5.1", "No valid recipients")
     : undefined
   if (problem === undefined && c.chunking === undefined) {
-    c.chunking = { buffer: newBuffer(c), normalizer: LineEndings.make(c.env.config.bareLineEndings), bare: false }
+    c.chunking = {
+      buffer: newBuffer(c),
+      deadline: transferDeadline(c),
+      normalizer: LineEndings.make(c.env.config.bareLineEndings),
+      bare: false
+    }
   }
   const chunking = problem === undefined ? c.chunking : undefined
+  // Checked here too: many small chunks, each arriving with its command, never wait for bytes.
+  if (chunking !== undefined && Socket.now() >= chunking.deadline) return yield* lost(c, chunking.buffer, "timeout")
+  const deadline = chunking?.deadline ?? transferDeadline(c)
   const state = { storageFailed: false }
   let remaining = size
   let pending = c.lines.takeRemaining()
   while (remaining > 0) {
     if (pending.byteLength === 0) {
-      const chunk = yield* readChunk(c, c.env.config.limits.dataTimeout)
+      const chunk = yield* readChunk(c, deadline)
       if (typeof chunk === "string") {
         if (chunking !== undefined) return yield* lost(c, chunking.buffer, chunk)
         c.closing = true

@@ -17,6 +17,8 @@ import * as tls from "node:tls"
 export interface ConnectOptions {
   /** 127.0.0.1 by default. */
   readonly host?: string
+  /** The source address, e.g. `127.0.5.1` (all of 127.0.0.0/8 is local on Linux): per-address and per-network limits see it. */
+  readonly localAddress?: string
   /** Implicit TLS from the first byte (certificates are not verified). */
   readonly tls?: boolean
   /** SNI name for TLS; `localhost` by default. */
@@ -201,9 +203,10 @@ export const connect = (port: number, options: ConnectOptions = {}): Promise<Cli
 
   return withTimeout<Client>(`a connection to ${host}:${port}`, defaultTimeout, (resolve, reject) => {
     const onConnectError = (error: Error) => reject(fail(`cannot connect to ${host}:${port}: ${error.message}`))
+    const from = options.localAddress === undefined ? {} : { localAddress: options.localAddress }
     const s = options.tls === true
-      ? tls.connect({ host, port, rejectUnauthorized: false, servername: options.servername ?? "localhost" })
-      : net.connect({ host, port })
+      ? tls.connect({ host, port, ...from, rejectUnauthorized: false, servername: options.servername ?? "localhost" })
+      : net.connect({ host, port, ...from })
     s.once("error", onConnectError)
     s.once(options.tls === true ? "secureConnect" : "connect", () => {
       s.off("error", onConnectError)

@@ -23,20 +23,25 @@ describe("Resolve", () => {
       expect(config.bareLineEndings).toBe("normalize")
       expect(config.plugins).toEqual([])
       expect(config.tempDir).toBeUndefined()
-      const { greetingTimeout, idleTimeout, dataTimeout, ...sizes } = config.limits
+      const { greetingTimeout, idleTimeout, commandTimeout, dataTimeout, transferTimeout, ...sizes } = config.limits
       expect(sizes).toEqual({
         maxMessageSize: 26214400,
         maxRecipients: 100,
         maxLineLength: 4096,
         maxConnections: 1000,
         maxConnectionsPerIp: 50,
+        maxConnectionsPerNetwork: 100,
+        ipv4NetworkPrefix: 24,
+        ipv6NetworkPrefix: 64,
         maxInvalidCommands: 10,
         maxAuthFailures: 3,
         spillThreshold: 262144
       })
       expect(Duration.toMillis(greetingTimeout)).toBe(30_000)
       expect(Duration.toMillis(idleTimeout)).toBe(300_000)
+      expect(Duration.toMillis(commandTimeout)).toBe(60_000)
       expect(Duration.toMillis(dataTimeout)).toBe(600_000)
+      expect(Duration.toMillis(transferTimeout)).toBe(1_800_000)
       expect(Duration.toMillis(config.shutdownTimeout)).toBe(30_000)
     }))
 
@@ -88,6 +93,14 @@ describe("Resolve", () => {
         "Invalid config: limits.maxConnections: expected a positive integer, got 1.5 (test.config.ts)"],
       ["a line length below RFC 5321's 512", { limits: { maxLineLength: 100 } },
         "Invalid config: limits.maxLineLength: expected an integer of at least 512 (the RFC 5321 minimum), got 100 (test.config.ts)"],
+      ["a per-network limit of zero", { limits: { maxConnectionsPerNetwork: 0 } },
+        "Invalid config: limits.maxConnectionsPerNetwork: expected a positive integer, got 0 (test.config.ts)"],
+      ["an IPv4 network prefix past 32", { limits: { ipv4NetworkPrefix: 33 } },
+        "Invalid config: limits.ipv4NetworkPrefix: expected a prefix length from 0 to 32, got 33 (test.config.ts)"],
+      ["a fractional IPv6 network prefix", { limits: { ipv6NetworkPrefix: 48.5 } },
+        "Invalid config: limits.ipv6NetworkPrefix: expected a prefix length from 0 to 128, got 48.5 (test.config.ts)"],
+      ["a command timeout of zero", { limits: { commandTimeout: 0 } },
+        "Invalid config: limits.commandTimeout: expected a duration like \"30 seconds\" or \"5 minutes\", or milliseconds above 0, got 0 (test.config.ts)"],
       ["a size in unknown units", { limits: { maxMessageSize: "25 parsecs" } },
         "Invalid config: limits.maxMessageSize: expected a positive size in bytes, or a string like \"25MB\", got \"25 parsecs\" (test.config.ts)"],
       ["a duration that Effect cannot read", { limits: { idleTimeout: "soon" } },

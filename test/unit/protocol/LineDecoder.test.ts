@@ -50,6 +50,23 @@ describe("LineDecoder", () => {
     expect(decoder.buffered()).toBe(0)
   })
 
+  it("says a line has begun from its first byte until it ends, and while an overlong one is skipped", () => {
+    const decoder = LineDecoder.make(16)
+    expect(decoder.midLine()).toBe(false)
+    decoder.push(utf8("N"))
+    expect(decoder.next()).toBeUndefined()
+    expect(decoder.midLine()).toBe(true)
+    decoder.push(utf8("OOP\r\n"))
+    expect(drain(decoder)).toEqual([{ _tag: "Line", line: "NOOP" }])
+    expect(decoder.midLine()).toBe(false)
+    decoder.push(utf8("x".repeat(20)))
+    expect(drain(decoder)).toEqual([{ _tag: "TooLong" }])
+    expect(decoder.midLine()).toBe(true)
+    decoder.push(utf8("xx\r\n"))
+    expect(drain(decoder)).toEqual([])
+    expect(decoder.midLine()).toBe(false)
+  })
+
   it("decodes UTF-8, even when a character is split across chunks", () => {
     const bytesOf = utf8("RCPT TO:<jöhn@例え.jp>\r\n")
     expect(decodeChunks([bytesOf.subarray(0, 11), bytesOf.subarray(11)]).events).toEqual([line("RCPT TO:<jöhn@例え.jp>")])
