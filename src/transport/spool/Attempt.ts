@@ -181,7 +181,14 @@ const save = (dir: string, record: Record.Record) =>
   Effect.gen(function*() {
     if (!(yield* Store.exists(Store.recordPath(dir, record.id)))) return false
     if (record.recipients.every((r) => r.state !== "pending")) yield* Store.removeMessage(dir, record.id)
-    else yield* Store.writeRecord(dir, record)
+    else {
+      yield* Store.writeRecord(dir, record)
+      // A removal that ran between the check above and the rename: it wins (see Store.removeMessage).
+      if (!(yield* Store.exists(Store.messagePath(dir, record.id)))) {
+        yield* Store.removeMessage(dir, record.id)
+        return false
+      }
+    }
     return true
   })
 

@@ -128,15 +128,25 @@ export const listIds = (dir: string): Effect.Effect<ReadonlyArray<string>, Spool
     Effect.map((names) => names.filter((n) => n.endsWith(recordExt)).map((n) => n.slice(0, -recordExt.length)).sort())
   )
 
-/** Removes a message: the state file first, so that a crash in between leaves only garbage. */
+const unlinkRecord = (path: string) =>
+  Effect.tryPromise({
+    try: () => Fs.unlink(path).then(() => true, (error: unknown) => (isNotFound(error) ? false : Promise.reject(error))),
+    catch: fromUnknown("Write", path, "remove")
+  })
+
+/**
+ * Removes a message: the state file first, so that a crash in between leaves only garbage. A
+ * delivery attempt in flight (possibly in another process: `queue remove`) may rename a new state
+ * file into place meanwhile; the state file is unlinked again once the message file is gone, and
+ * the attempt checks for the message file after its own rename (`Attempt.save`), so that in every
+ * interleaving the removal wins and no state file outlives its message.
+ */
 export const removeMessage = (dir: string, id: string): Effect.Effect<boolean, SpoolError> =>
   Effect.gen(function*() {
     const path = recordPath(dir, id)
-    const removed = yield* Effect.tryPromise({
-      try: () => Fs.unlink(path).then(() => true, (error: unknown) => (isNotFound(error) ? false : Promise.reject(error))),
-      catch: fromUnknown("Write", path, "remove")
-    })
+    const removed = yield* unlinkRecord(path)
     yield* removeQuietly(messagePath(dir, id))
+    yield* unlinkRecord(path)
     yield* syncDir(dir)
     return removed
   })
