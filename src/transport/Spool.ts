@@ -150,7 +150,13 @@ export const make = (options: Options): Effect.Effect<Spool, SpoolError, Scope.S
       for (const id of known.keys()) if (!present.has(id)) known.delete(id)
       for (const id of held.keys()) if (!present.has(id)) held.delete(id)
       for (const id of flushed) if (!present.has(id)) flushed.delete(id)
-      if (yield* Store.takeFlushMarker(dir)) for (const id of ids) flushed.add(id)
+      // `queue flush` means now: it also lifts the hold taken after a state file could not be rewritten.
+      if (yield* Store.takeFlushMarker(dir)) {
+        for (const id of ids) {
+          flushed.add(id)
+          held.delete(id)
+        }
+      }
       const now = yield* Clock.currentTimeMillis
       const due: Array<readonly [string, number]> = []
       let soonest = Infinity
