@@ -9,16 +9,18 @@ import { Effect } from "effect"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type { BridgeConfig } from "./Config.ts"
-import type { ConfigInput, LimitsInput, TlsInput } from "./Input.ts"
+import type { ConfigInput, LimitsInput, SpoolInput, TlsInput } from "./Input.ts"
 import * as Resolve from "./Resolve.ts"
 
 /**
  * Flags are a `Partial<ConfigInput>`, except that `tls` may be half given (`--tls-cert` alone
  * completes the file's `tls`).
  */
-export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits"> & {
+export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits" | "spool"> & {
   readonly tls?: Partial<TlsInput>
   readonly limits?: LimitsInput
+  /** `--spool-min-free` alone completes the file's spool object. */
+  readonly spool?: string | Partial<SpoolInput>
 }
 
 const isRecord = (u: unknown): u is Record<string, unknown> =>

@@ -260,6 +260,13 @@ export const flush = (dir: string): Effect.Effect<number, SpoolError> =>
     return ids.length
   })
 
+/**
+ * Whether the spool's file system has `bytes` free beyond `floor` (checked at MAIL FROM, with
+ * the declared SIZE, so that a full disk is refused before the data is read, as Postfix does).
+ */
+export const hasRoom = (dir: string, bytes: number, floor: number): Effect.Effect<boolean> =>
+  Effect.map(Store.freeSpace(dir), (free) => free === undefined || free >= bytes + floor)
+
 /** Removes message `id` from the queue (`queue remove`); `false` when it was not queued. */
 export const remove = (dir: string, id: string): Effect.Effect<boolean, SpoolError> =>
   Effect.gen(function*() {
