@@ -65,6 +65,7 @@ const configOptions = {
   redis: optionalText("redis", "URL", "Keep rate-limit state in Redis (redis://[:password@]host:port[/db]) so instances share it"),
   proxyProtocol: repeatedText("proxy-protocol", "CIDR", "Accept PROXY v1/v2 headers from these load balancers; repeatable"),
   spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries"),
+  spoolMinFree: optionalText("spool-min-free", "BYTES", "Free space the spool keeps: MAIL FROM gets 452 4.3.1 below it plus SIZE (default 1MB)"),
   admin: optionalText("admin", "HOST:PORT", "Admin HTTP listener with /metrics, /healthz and /readyz (off by default; keep it private)"),
   adminTokenFile: optionalText("admin-token-file", "FILE", "File holding the bearer token the admin listener requires (or set SMTP_BRIDGE_ADMIN_TOKEN)"),
   otlpEndpoint: optionalText("otlp-endpoint", "URL", "Send OpenTelemetry traces over OTLP/HTTP to this collector, like http://127.0.0.1:4318 (off by default)"),
@@ -128,7 +129,10 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
     ...given("relay", o.relay),
     ...given("webhook", o.webhook),
     ...given("webhookSecret", o.webhookSecret),
-    ...given("spool", o.spool),
+    // With --spool-min-free the spool is an object; a config file's spool object keeps its other fields.
+    ...(Option.isSome(o.spoolMinFree)
+      ? { spool: { ...given("dir", o.spool), minFreeSpace: size(o.spoolMinFree.value) } }
+      : given("spool", o.spool)),
     ...nonEmpty("proxyProtocol", o.proxyProtocol),
     ...(o.verify ? { verify: true } : {}),
     ...(o.dkimSignKeys.length > 0 || o.dkimTrustedFrom.length > 0

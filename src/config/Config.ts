@@ -158,6 +158,8 @@ export interface SpoolConfig {
   readonly maxDelay: Duration.Duration
   readonly maxAge: Duration.Duration
   readonly concurrency: number
+  /** Bytes kept free on the spool's file system; MAIL FROM is refused (452 4.3.1) below it plus SIZE. */
+  readonly minFreeSpace: number
 }
 
 export interface DeliveryConfig {

@@ -5,7 +5,8 @@
 import { Duration, Effect, Either, Schema } from "effect"
 import * as Url from "../transport/smtp/Url.ts"
 import type { DeliveryConfig, RouteRule, SpoolConfig, TransportConfig } from "./Config.ts"
-import { Bool, Cidr, decodeDuration, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, Timeout } from "./Fields.ts"
+import { Bool, Cidr, decodeDuration, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, SpillSize, Timeout } from "./Fields.ts"
+import * as Syntax from "./Syntax.ts"
 
 const RelayUrl = Schema.String.pipe(Schema.filter((s) => Either.isRight(Url.parse(s))))
   .annotations(expecting("a URL like smtp://[user:pass@]host:port[?tls=required], smtps://host:465, lmtp://host:24 or lmtp:///path/to/socket"))
@@ -49,9 +50,10 @@ const SpoolSchema = Schema.Union(
     initialDelay: optional(Timeout),
     maxDelay: optional(Timeout),
     maxAge: optional(Timeout),
-    concurrency: optional(PositiveInt)
+    concurrency: optional(PositiveInt),
+    minFreeSpace: optional(SpillSize)
   })
-).annotations(expecting("a directory path or { dir, initialDelay?, maxDelay?, maxAge?, concurrency? }"))
+).annotations(expecting("a directory path or { dir, initialDelay?, maxDelay?, maxAge?, concurrency?, minFreeSpace? }"))
 
 /** The fields this module adds to the config file's schema. */
 export const fields = {
@@ -117,6 +119,9 @@ const relay = (url: string, t: Partial<Schema.Schema.Type<typeof TransportSchema
   dataTimeout: time(t.timeouts?.data, "10 minutes")
 })
 
+/** Postfix keeps 1.5 x the message size limit free; a fixed floor on top of SIZE says the same here. */
+const defaultMinFreeSpace = 1024 * 1024
+
 const spool = (input: Decoded["spool"]): SpoolConfig | undefined => {
   if (input === undefined) return undefined
   const s = typeof input === "string" ? { dir: input } : input
@@ -125,7 +130,8 @@ const spool = (input: Decoded["spool"]): SpoolConfig | undefined => {
     initialDelay: time("initialDelay" in s ? s.initialDelay : undefined, "5 minutes"),
     maxDelay: time("maxDelay" in s ? s.maxDelay : undefined, "1 hour"),
     maxAge: time("maxAge" in s ? s.maxAge : undefined, "5 days"),
-    concurrency: ("concurrency" in s ? s.concurrency : undefined) ?? 4
+    concurrency: ("concurrency" in s ? s.concurrency : undefined) ?? 4,
+    minFreeSpace: Syntax.parseSize(("minFreeSpace" in s ? s.minFreeSpace : undefined) ?? defaultMinFreeSpace) ?? defaultMinFreeSpace
   }
 }
 

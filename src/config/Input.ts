@@ -99,6 +99,12 @@ export interface SpoolInput {
   readonly maxDelay?: DurationInput
   readonly maxAge?: DurationInput
   readonly concurrency?: number
+  /**
+   * Free space the spool's file system keeps (`--spool-min-free`): MAIL FROM gets 452 4.3.1 when
+   * less than this plus the message's declared SIZE is free, rather than 451 after all the data
+   * was read. Default 1MB.
+   */
+  readonly minFreeSpace?: SizeInput
 }
 
 /**

@@ -10,7 +10,7 @@ import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type { BridgeConfig } from "./Config.ts"
 import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
-import type { ConfigInput, LimitsInput, TlsInput } from "./Input.ts"
+import type { ConfigInput, LimitsInput, SpoolInput, TlsInput } from "./Input.ts"
 import * as Resolve from "./Resolve.ts"
 
 /**
@@ -18,10 +18,12 @@ import * as Resolve from "./Resolve.ts"
  * completes the file's `tls`), and so may `dkimSign` (`--dkim-trusted-from` alone completes the
  * file's keys).
  */
-export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits" | "dkimSign"> & {
+export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits" | "dkimSign" | "spool"> & {
   readonly tls?: Partial<TlsInput>
   readonly limits?: LimitsInput
   readonly dkimSign?: Partial<DkimSignOptions>
+  /** `--spool-min-free` alone completes the file's spool object. */
+  readonly spool?: string | Partial<SpoolInput>
 }
 
 const isRecord = (u: unknown): u is Record<string, unknown> =>

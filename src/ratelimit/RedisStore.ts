@@ -23,7 +23,10 @@ export interface RedisStoreOptions extends Omit<RedisClient.RedisOptions, "onCon
   readonly prefix?: string
 }
 
-// ARGV: mode, then interval, period and cost per key. Mirrors Limiter.evaluate and Limiter.used.
+// ARGV: mode, then interval, period, cost and tolerance per key. Mirrors Limiter.evaluate and
+// Limiter.used operation for operation (Lua numbers are doubles too), and keeps
+// every TAT at full precision (%.17g): rounded to %.3f, the next decision drifted from the memory
+// store's by one event near the limit (found by test/e2e/rate-limit/redis-script.test.ts).
 export const script = `
 local mode = ARGV[1]
 local t = redis.call('TIME')
@@ -32,21 +35,22 @@ local out = {}
 local nexts = {}
 local all = 1
 for i = 1, #KEYS do
-  local interval = tonumber(ARGV[i * 3 - 1])
-  local period = tonumber(ARGV[i * 3])
-  local cost = tonumber(ARGV[i * 3 + 1])
+  local interval = tonumber(ARGV[i * 4 - 2])
+  local period = tonumber(ARGV[i * 4 - 1])
+  local cost = tonumber(ARGV[i * 4])
+  local tolerance = tonumber(ARGV[i * 4 + 1])
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
   local used = 0
-  if tat > now then used = math.ceil((tat - now) / interval - 1e-9) else tat = now end
+  if tat > now then used = math.max(0, math.ceil((tat - now - tolerance) / interval)) else tat = now end
   local nxt = tat + cost * interval
   local excess = nxt - now - period
   local allowed, remaining, retry = 1, 0, 0
-  if excess > 1e-6 then
+  if excess > tolerance then
     allowed = 0
     all = 0
     retry = math.ceil(excess)
   else
-    remaining = math.max(0, math.floor((period - (nxt - now)) / interval + 1e-9))
+    remaining = math.max(0, math.floor((period - (nxt - now) + tolerance) / interval))
   end
   nexts[i] = nxt
   out[i] = { allowed, remaining, retry, used }
@@ -55,7 +59,7 @@ if mode == 'reset' then
   for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
 elseif mode == 'consume' or (mode == 'acquire' and all == 1) then
   for i = 1, #KEYS do
-    redis.call('SET', KEYS[i], string.format('%.3f', nexts[i]), 'PX', math.max(1, math.ceil(nexts[i] - now)))
+    redis.call('SET', KEYS[i], string.format('%.17g', nexts[i]), 'PX', math.max(1, math.ceil(nexts[i] - now)))
   end
 end
 if mode == 'acquire' then
@@ -107,7 +111,7 @@ export const make = (options: RedisStoreOptions): Effect.Effect<Store, string, S
       if (requests.length === 0) return Effect.succeed([])
       const keys = requests.map((r) => prefix + r.key)
       const argv: Array<string | number> = [mode]
-      for (const r of requests) argv.push(Limiter.intervalOf(r.rate), r.rate.periodMs, r.cost)
+      for (const r of requests) argv.push(Limiter.intervalOf(r.rate), r.rate.periodMs, r.cost, Limiter.toleranceOf(r.rate))
       const evalsha = sha === undefined
         ? client.command(["EVAL", script, keys.length, ...keys, ...argv])
         : client.command(["EVALSHA", sha, keys.length, ...keys, ...argv])

@@ -5,6 +5,7 @@ import * as Relay from "../pipeline/Relay.ts"
 import type * as Verdict from "../pipeline/Verdict.ts"
 import type { Command } from "../protocol/Command.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as Spool from "../transport/Spool.ts"
 import { type Conn, invalid, newId, reply, replyAndClose } from "./State.ts"
 
 /** The reply for a verdict that refused; `undefined` when it let the command through. */
@@ -80,6 +81,12 @@ export const mail = Effect.fnUntraced(function*(c: Conn, command: Extract<Comman
   }
   const { verdict } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
   if (refuse(c, verdict)) return
+  const { spool } = c.env
+  const floor = c.env.config.spool?.minFreeSpace
+  if (spool !== undefined && floor !== undefined && !(yield* Spool.hasRoom(spool.dir, params.size ?? 0, floor))) {
+    yield* Effect.logWarning(`spool ${spool.dir}: less than ${(params.size ?? 0) + floor} bytes free; MAIL refused with 452 4.3.1`)
+    return reply(c, Reply.make(452, "4.3.1", "Insufficient system storage"))
+  }
   c.tx = { id: newId(), mailFrom: command.from, mailParams: params, recipients: [], notes: Notes.make() }
   reply(c, Reply.make(250, "2.1.0", "Ok"))
 })

@@ -150,7 +150,13 @@ export const make = (options: Options): Effect.Effect<Spool, SpoolError, Scope.S
       for (const id of known.keys()) if (!present.has(id)) known.delete(id)
       for (const id of held.keys()) if (!present.has(id)) held.delete(id)
       for (const id of flushed) if (!present.has(id)) flushed.delete(id)
-      if (yield* Store.takeFlushMarker(dir)) for (const id of ids) flushed.add(id)
+      // `queue flush` means now: it also lifts the hold taken after a state file could not be rewritten.
+      if (yield* Store.takeFlushMarker(dir)) {
+        for (const id of ids) {
+          flushed.add(id)
+          held.delete(id)
+        }
+      }
       const now = yield* Clock.currentTimeMillis
       const due: Array<readonly [string, number]> = []
       let soonest = Infinity
@@ -253,6 +259,13 @@ export const flush = (dir: string): Effect.Effect<number, SpoolError> =>
     yield* Store.writeAtomic(root, Store.flushMarker, Stream.succeed(new TextEncoder().encode(`${new Date().toISOString()}\n`)))
     return ids.length
   })
+
+/**
+ * Whether the spool's file system has `bytes` free beyond `floor` (checked at MAIL FROM, with
+ * the declared SIZE, so that a full disk is refused before the data is read, as Postfix does).
+ */
+export const hasRoom = (dir: string, bytes: number, floor: number): Effect.Effect<boolean> =>
+  Effect.map(Store.freeSpace(dir), (free) => free === undefined || free >= bytes + floor)
 
 /** Removes message `id` from the queue (`queue remove`); `false` when it was not queued. */
 export const remove = (dir: string, id: string): Effect.Effect<boolean, SpoolError> =>

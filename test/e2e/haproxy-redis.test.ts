@@ -21,6 +21,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { maildirMessages } from "../support/bridge.ts"
 import { dial, type Haproxy, haproxyAvailable, startHaproxy } from "../support/haproxy.ts"
+import { needTool } from "../support/tools.ts"
 import { startRedis, type TestRedis } from "../support/redis.ts"
 import { type CliProcess, freePort, spawnCli } from "../support/runtimes.ts"
 
@@ -95,7 +96,7 @@ const sendVia = async (port: number, n: number): Promise<{ readonly instance: st
   }
 }
 
-describe.skipIf(!haproxyAvailable())("a per-user rate limit shared by two instances behind HAProxy through Redis", () => {
+describe.skipIf(!needTool("haproxy", haproxyAvailable()))("a per-user rate limit shared by two instances behind HAProxy through Redis", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-haproxy-redis-"))
   let redis: TestRedis
   let a: Instance

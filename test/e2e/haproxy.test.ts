@@ -17,6 +17,7 @@ import * as path from "node:path"
 import { maildirMessages } from "../support/bridge.ts"
 import { until } from "../support/eventually.ts"
 import { dial, type Haproxy, haproxyAvailable, startHaproxy, type Wire } from "../support/haproxy.ts"
+import { needTool } from "../support/tools.ts"
 import { type CliProcess, freePort, spawnCli } from "../support/runtimes.ts"
 
 const client = "127.0.0.3"
@@ -83,7 +84,7 @@ const sendVia = async (port: number, subject: string): Promise<{ readonly reply:
   }
 }
 
-describe.skipIf(!haproxyAvailable())("two bridge instances behind HAProxy with PROXY protocol", () => {
+describe.skipIf(!needTool("haproxy", haproxyAvailable()))("two bridge instances behind HAProxy with PROXY protocol", () => {
   let a: Instance
   let b: Instance
   let lb: Haproxy

@@ -20,6 +20,7 @@ import type { ConfigInput } from "../../src/config/Input.ts"
 import * as Spool from "../../src/transport/Spool.ts"
 import { startBridge, type TestBridge } from "../support/bridge.ts"
 import { type Dovecot, dovecotAvailable, startDovecot } from "../support/dovecot.ts"
+import { needTool } from "../support/tools.ts"
 import { freePort } from "../support/runtimes.ts"
 import { dumpedEnvelope, dumpedMessage, startSink } from "../support/sink.ts"
 import { connect } from "../support/SmtpClient.ts"
@@ -74,7 +75,7 @@ const expectFailedDsn = (dsn: string, recipient: string, status: string) => {
   expect(dsn.match(/^Final-Recipient:/gm)).toHaveLength(1)
 }
 
-describe.skipIf(!dovecotAvailable())("partial delivery to dovecot LMTP", () => {
+describe.skipIf(!needTool("dovecot (tests run as root)", dovecotAvailable()))("partial delivery to dovecot LMTP", () => {
   let dovecot: Dovecot
   const lmtpConfig = (): ConfigInput => ({
     trust: ["127.0.0.1/32"],

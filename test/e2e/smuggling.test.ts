@@ -13,6 +13,7 @@ import { startBridge, stripTrace } from "../support/bridge.ts"
 import type { Client } from "../support/SmtpClient.ts"
 import { connect } from "../support/SmtpClient.ts"
 import { openData } from "../support/transcript.ts"
+import { reference, referenceBdat } from "../support/dataReference.ts"
 
 const headers = "From: <alice@example.org>\r\nTo: <bob@example.net>\r\nSubject: smuggling\r\n\r\n"
 const body = "Body part 1\r\nsecond line"
@@ -36,25 +37,6 @@ const vectors: ReadonlyArray<readonly [name: string, vector: string]> = [
   ["CR NUL LF . CR NUL LF", "\r\0\n.\r\0\n"],
   ["CRLF . SP CRLF", "\r\n. \r\n"]
 ]
-
-/**
- * The normalize policy, written independently of src/: split the DATA stream at CRLF only; the
- * first line that is exactly "." ends it; every other line loses one leading dot, and every CR or
- * LF left inside a line (a bare one) becomes CRLF.
- */
-const reference = (data: string): string => {
-  const lines = data.split("\r\n")
-  const end = lines.indexOf(".")
-  if (end === -1) throw new Error("reference: no CRLF.CRLF in the test input")
-  return lines
-    .slice(0, end)
-    .map((line) => (line.startsWith(".") ? line.slice(1) : line).replace(/\r|\n/g, "\r\n"))
-    .map((line) => `${line}\r\n`)
-    .join("")
-}
-
-/** The BDAT policy: no dot handling at all, every bare CR or LF becomes CRLF. */
-const referenceBdat = (chunk: string): string => chunk.replace(/\r\n|\r|\n/g, "\r\n")
 
 /** Files delivered since `before` was taken (Maildir names do not sort by time). */
 const since = (before: ReadonlyArray<Buffer>, now: ReadonlyArray<Buffer>): Array<Buffer> => {

@@ -5,17 +5,15 @@
  *
  * @example
  * const dns = await startDnsmasq({ zones: ["example.test"], lines: [txt("example.test", "v=spf1 -all")] })
- * Resolver.layer({ servers: [dns.server] })
+ * Resolver.layer({ servers: [dns.server] })          // or the bridge's own wiring:
+ * startBridge({ dns: { servers: [dns.server] }, ... }) // (`--dns 127.0.0.1:PORT` for the CLI)
  * await dns.stop()
  */
-import { Effect, type Layer } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Dns } from "../../src/dns/Dns.ts"
-import type { Hooks, Plugin } from "../../src/index.ts"
 
 export interface Dnsmasq {
   readonly port: number
@@ -126,22 +124,4 @@ export const startDnsmasq = async (options: DnsmasqOptions): Promise<Dnsmasq> =>
   }
   fs.rmSync(dir, { recursive: true, force: true })
   throw lastError
-}
-
-/**
- * The plugin with its hooks (and setup) given `layer` as their `Dns`, in place of the bridge's
- * own: points one plugin at a test DNS server while the config has no `--dns` yet.
- */
-export const withDns = (plugin: Plugin, layer: Layer.Layer<Dns>): Plugin => {
-  const wrap = (hooks: Hooks): Hooks => ({
-    ...hooks,
-    ...(hooks.mailFrom !== undefined ? { mailFrom: (ctx) => Effect.provide(hooks.mailFrom!(ctx), layer) } : {}),
-    ...(hooks.data !== undefined ? { data: (ctx) => Effect.provide(hooks.data!(ctx), layer) } : {})
-  })
-  return {
-    ...wrap(plugin),
-    name: plugin.name,
-    ...(plugin.timeout !== undefined ? { timeout: plugin.timeout } : {}),
-    ...(plugin.setup !== undefined ? { setup: Effect.map(Effect.provide(plugin.setup, layer), wrap) } : {})
-  }
 }

@@ -107,6 +107,8 @@ export interface SpawnOptions {
   readonly cwd?: string
   /** Added to (and overriding) the current environment. */
   readonly env?: Record<string, string>
+  /** A command that runs the runtime, e.g. `["strace", "-f", "-o", file, "--"]`; the PID is then the wrapper's. */
+  readonly prefix?: ReadonlyArray<string>
 }
 
 export interface Exit {
@@ -144,7 +146,10 @@ const commandFor = async (runtime: Runtime, args: ReadonlyArray<string>): Promis
 
 /** Starts `src/cli.ts <args>` under `runtime`. Always `kill()` it in a `finally`. */
 export const spawnCli = async (runtime: Runtime, args: ReadonlyArray<string>, options: SpawnOptions = {}): Promise<CliProcess> => {
-  const [command, argv] = await commandFor(runtime, args)
+  const [runtimeCommand, runtimeArgv] = await commandFor(runtime, args)
+  const [command, argv] = options.prefix === undefined || options.prefix.length === 0
+    ? [runtimeCommand, runtimeArgv]
+    : [options.prefix[0]!, [...options.prefix.slice(1), runtimeCommand, ...runtimeArgv]]
   const child = spawn(command, argv, {
     cwd: options.cwd ?? projectRoot,
     env: { ...process.env, NO_COLOR: "1", ...options.env },

@@ -241,6 +241,13 @@ export const stamp = (dir: string, id: string): Effect.Effect<string | undefined
     Fs.stat(recordPath(dir, id)).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}`, () => undefined)
   )
 
+/**
+ * Bytes free for unprivileged use on the file system that holds `dir`; `undefined` when the
+ * platform cannot tell (then nothing is refused on its account).
+ */
+export const freeSpace = (dir: string): Effect.Effect<number | undefined> =>
+  Effect.promise(() => Fs.statfs(dir).then((s) => Number(s.bavail) * Number(s.bsize), () => undefined))
+
 /** Consumes a `queue flush` request: `true` when there was one. */
 export const takeFlushMarker = (dir: string): Effect.Effect<boolean> =>
   Effect.promise(() => Fs.unlink(Path.join(dir, flushMarker)).then(() => true, () => false))

@@ -40,6 +40,25 @@ describe("Dns against a real server (dnsmasq on loopback)", () => {
       expect(yield* Effect.flip(r.txt("elsewhere.invalid"))).toMatchObject({ reason: "Temporary", code: "EREFUSED" })
     }))
 
+  it.live("answers a name that exists without the type asked (no data) as NotFound with ENODATA", () =>
+    Effect.gen(function*() {
+      const r = yield* Resolver.make({ servers: [dns.server], timeoutMs: 1000 })
+      // example.test holds TXT and MX only; mx.example.test holds A and AAAA only.
+      expect(yield* Effect.flip(r.aaaa("example.test"))).toMatchObject({ reason: "NotFound", code: "ENODATA" })
+      expect(yield* Effect.flip(r.txt("mx.example.test"))).toMatchObject({ reason: "NotFound", code: "ENODATA" })
+    }))
+
+  it.live("gives mailauth the node:dns shapes and error codes: ENOTFOUND, ENODATA, EREFUSED", () =>
+    Effect.gen(function*() {
+      const r = yield* Resolver.make({ servers: [dns.server], timeoutMs: 1000 })
+      const codeOf = (p: Promise<unknown>) => Effect.promise(() => p.then(() => "resolved", (e: { code?: string }) => e.code))
+      expect(yield* Effect.promise(() => r.mailauth("example.test", "TXT"))).toEqual([["v=spf1 ip4:127.0.0.1 -all"]])
+      expect(yield* Effect.promise(() => r.mailauth("example.test", "MX"))).toEqual([{ exchange: "mx.example.test", priority: 10 }])
+      expect(yield* codeOf(r.mailauth("nope.example.test", "TXT"))).toBe("ENOTFOUND")
+      expect(yield* codeOf(r.mailauth("example.test", "AAAA"))).toBe("ENODATA")
+      expect(yield* codeOf(r.mailauth("elsewhere.invalid", "TXT"))).toBe("EREFUSED")
+    }))
+
   it.live("keeps answers for their TTL: a cached name still resolves after the server is gone", () =>
     Effect.gen(function*() {
       const other = yield* Effect.promise(() =>

@@ -17,7 +17,7 @@ import * as Resolver from "../../../src/dns/Resolver.ts"
 import * as Mailauth from "../../../src/mailauth/Mailauth.ts"
 import { Stream } from "effect"
 import { startBridge, stripTrace, type TestBridge } from "../../support/bridge.ts"
-import { type Dnsmasq, startDnsmasq, txt, withDns } from "../../support/dnsmasq.ts"
+import { type Dnsmasq, startDnsmasq, txt } from "../../support/dnsmasq.ts"
 import { connect } from "../../support/SmtpClient.ts"
 import * as Dkimpy from "./dkimpy.ts"
 
@@ -41,9 +41,10 @@ describe("dkim-sign and arc-seal, verified by dkimpy and mailauth", () => {
       lines: [txt("example.test", "v=spf1 ip4:127.0.0.1 -all"), txt("_dmarc.example.test", "v=DMARC1; p=reject"),
         ...Object.entries(records).map(([k, v]) => txt(k, v))]
     })
-    const layer = Resolver.layer({ servers: [dns.server], timeoutMs: 500, attempts: 1 })
+    // The bridge's own DNS wiring (`--dns`), as a deployment points it at its resolver.
     bridge = await startBridge({
       trust: ["127.0.0.0/8"],
+      dns: { servers: [dns.server], timeoutMs: 500, attempts: 1 },
       plugins: [
         dkimSign({
           keys: [
@@ -54,7 +55,7 @@ describe("dkim-sign and arc-seal, verified by dkimpy and mailauth", () => {
           // These clients send without AUTH: only their networks' trustedFrom entry makes them signable.
           trustedFrom: { "127.0.0.0/8": ["*"] }
         }),
-        withDns(arcSeal({ domain: "forwarder.test", selector: "arc1", privateKey: arc.privateKeyPem }), layer)
+        arcSeal({ domain: "forwarder.test", selector: "arc1", privateKey: arc.privateKeyPem })
       ]
     })
   })

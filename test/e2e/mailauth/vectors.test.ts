@@ -1,7 +1,7 @@
 // Public DKIM test vectors, verified by our mailauth wrapper and by the mailauth-verify plugin on a
 // real bridge: the signed samples Debian's python3-dkim (dkimpy) ships in dkim/tests/data, with
-// the DNS records its test_dkim.py and test_dkim_ed25519.py answer for them (here from a fixed
-// zone, Static.layer). The files are read where the package installed them, never copied here.
+// the DNS records its test_dkim.py and test_dkim_ed25519.py answer for them (here served by a real
+// dnsmasq on loopback). The files are read where the package installed them, never copied here.
 //
 //   rfc6376.signed.msg      RFC 8463 sample (Ed25519, s=brisbane) + RSA-1024 (s=test), simple/simple
 //   rfc6376.signed.rsa.msg  the RSA signature alone
@@ -22,10 +22,11 @@ import * as Crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { mailauthVerify } from "../../../plugins/mailauth-verify/index.ts"
-import * as Static from "../../../src/dns/Static.ts"
+import type * as Dns from "../../../src/dns/Dns.ts"
+import * as Resolver from "../../../src/dns/Resolver.ts"
 import * as Mailauth from "../../../src/mailauth/Mailauth.ts"
 import { startBridge, type TestBridge } from "../../support/bridge.ts"
-import { withDns } from "../../support/dnsmasq.ts"
+import { type Dnsmasq, startDnsmasq, txt } from "../../support/dnsmasq.ts"
 import { run } from "../../support/exec.ts"
 import { connect } from "../../support/SmtpClient.ts"
 import * as Dkimpy from "./dkimpy.ts"
@@ -50,13 +51,16 @@ const GMAIL = "k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA1Kd87/UeJjen
   "MEeWUwg8Istjqz8BZeTWbf41fbNhte7Y+YqZOwq1Sd0DbvYAD9NOZK9vlfuac0598H" +
   "Y+vtSBczUiKERHv1yRbcaQtZFh5wtiRrN04BLUTD21MycBX5jYchHjPY/wIDAQAB"
 
-const zone = (): Static.Zone => ({
-  "brisbane._domainkey.football.example.com": { TXT: [BRISBANE] },
-  "test._domainkey.football.example.com": { TXT: [record("test.txt")] },
-  "sed._domainkey.test.ex": { TXT: [record("eximtest.dns")] },
-  "20120113._domainkey.gmail.com": { TXT: [GMAIL] },
-  "test._domainkey.example.net": { TXT: [`v=DKIM1; ${record("ed25519test.dns")}`] }
-})
+const records = (): ReadonlyArray<readonly [string, string]> => [
+  ["brisbane._domainkey.football.example.com", BRISBANE],
+  ["test._domainkey.football.example.com", record("test.txt")],
+  ["sed._domainkey.test.ex", record("eximtest.dns")],
+  ["20120113._domainkey.gmail.com", GMAIL],
+  ["test._domainkey.example.net", `v=DKIM1; ${record("ed25519test.dns")}`]
+]
+
+let dns: Dnsmasq | undefined
+let resolver: Dns.Resolver | undefined
 
 /** The message with the first occurrence of `from` in its body replaced by `to` (same length: one byte). */
 const tamper = (message: Buffer, from: string, to: string): Buffer => {
@@ -74,7 +78,7 @@ const verifyWithInfo = (message: Buffer, sender: string) =>
         helo: "client.example.test",
         sender,
         authservId: "bridge.test",
-        dns: Static.make(zone())
+        dns: resolver!
       }),
       (auth) => auth.dkim
     )
@@ -85,6 +89,14 @@ const verify = async (message: Buffer, sender: string) =>
 
 beforeAll(async () => {
   data = await locate()
+  dns = await startDnsmasq({
+    zones: ["football.example.com", "test.ex", "gmail.com", "example.net"],
+    lines: records().map(([name, value]) => txt(name, value))
+  })
+  resolver = await Effect.runPromise(Resolver.make({ servers: [dns.server], timeoutMs: 1000, attempts: 2 }))
+})
+afterAll(async () => {
+  await dns?.stop()
 })
 
 describe("dkimpy's published DKIM vectors, verified by Mailauth.authenticate", () => {
@@ -160,10 +172,11 @@ describe("dkimpy's published DKIM vectors, verified by Mailauth.authenticate", (
 describe("dkimpy's vectors through the mailauth-verify plugin on a real bridge", () => {
   let bridge: TestBridge
   beforeAll(async () => {
-    if (data === "") data = await locate()
+    // The bridge's own DNS wiring (`--dns`), pointed at the dnsmasq of this file.
     bridge = await startBridge({
       trust: ["127.0.0.0/8"],
-      plugins: [withDns(mailauthVerify({ skipTrusted: false, policy: { noValidDkim: "reject" } }), Static.layer(zone()))]
+      dns: { servers: [dns!.server], timeoutMs: 1000, attempts: 2 },
+      plugins: [mailauthVerify({ skipTrusted: false, policy: { noValidDkim: "reject" } })]
     })
   })
   afterAll(async () => {

@@ -7,10 +7,9 @@
 //   S: 550 5.7.1 DMARC policy of strict.test (p=reject) rejects this message
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as Keys from "../../../src/dkim/Keys.ts"
-import * as Resolver from "../../../src/dns/Resolver.ts"
 import { mailauthVerify } from "../../../plugins/mailauth-verify/index.ts"
 import { startBridge, type TestBridge } from "../../support/bridge.ts"
-import { type Dnsmasq, startDnsmasq, txt, withDns } from "../../support/dnsmasq.ts"
+import { type Dnsmasq, startDnsmasq, txt } from "../../support/dnsmasq.ts"
 import { connect } from "../../support/SmtpClient.ts"
 import * as Dkimpy from "./dkimpy.ts"
 
@@ -35,10 +34,11 @@ describe("mailauth-verify with dnsmasq and dkimpy-signed mail", () => {
         txt("_dmarc.strict.test", "v=DMARC1; p=reject")
       ]
     })
-    const layer = Resolver.layer({ servers: [dns.server], timeoutMs: 500, attempts: 1 })
+    // The bridge's own DNS wiring (`--dns`), as a deployment points it at its resolver.
     bridge = await startBridge({
       trust: ["127.0.0.0/8"],
-      plugins: [withDns(mailauthVerify({ skipTrusted: false, policy: { dmarcReject: "reject", temperror: "defer" } }), layer)]
+      dns: { servers: [dns.server], timeoutMs: 500, attempts: 1 },
+      plugins: [mailauthVerify({ skipTrusted: false, policy: { dmarcReject: "reject", temperror: "defer" } })]
     })
   })
   afterAll(async () => {

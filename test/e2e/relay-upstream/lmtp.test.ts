@@ -5,6 +5,7 @@ import { Effect, Either } from "effect"
 import * as SmtpRelay from "../../../src/transport/smtp/SmtpRelay.ts"
 import * as Url from "../../../src/transport/smtp/Url.ts"
 import { type Dovecot, dovecotAvailable, startDovecot } from "../../support/dovecot.ts"
+import { needTool } from "../../support/tools.ts"
 import { outgoing } from "../../support/sink.ts"
 
 const lmtp = (url: string) =>
@@ -12,7 +13,7 @@ const lmtp = (url: string) =>
 
 const message = "Subject: lmtp\r\n\r\n.leading dot\r\nbody\r\n"
 
-describe.skipIf(!dovecotAvailable())("LMTP to dovecot", () => {
+describe.skipIf(!needTool("dovecot (tests run as root)", dovecotAvailable()))("LMTP to dovecot", () => {
   let dovecot: Dovecot
   beforeAll(async () => {
     dovecot = await startDovecot({ users: ["known", "second"] })

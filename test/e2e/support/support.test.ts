@@ -9,6 +9,7 @@ import { run } from "../../support/exec.ts"
 import { connect } from "../../support/SmtpClient.ts"
 import { freePort } from "../../support/runtimes.ts"
 import { waitForPort } from "../../support/process.ts"
+import { installed, needTool } from "../../support/tools.ts"
 
 describe("support library against smtp-sink", () => {
   let port = 0
@@ -122,5 +123,27 @@ describe("startTls", () => {
       c.close()
       server.close()
     }
+  })
+})
+
+describe("needTool", () => {
+  const withCi = <A>(value: string | undefined, f: () => A): A => {
+    const before = process.env.CI
+    if (value === undefined) delete process.env.CI
+    else process.env.CI = value
+    try {
+      return f()
+    } finally {
+      if (before === undefined) delete process.env.CI
+      else process.env.CI = before
+    }
+  }
+
+  it("skips (false) a missing tool without CI, and fails with the tool's name when CI is set", () => {
+    expect(withCi(undefined, () => needTool("frobnicator", installed("/nonexistent/frobnicator")))).toBe(false)
+    expect(() => withCi("true", () => needTool("frobnicator", false))).toThrow(
+      "frobnicator is missing and CI is set: the tests that need it must run (install it, as .ci/run does)"
+    )
+    expect(withCi("true", () => needTool("sh", installed("/bin/sh")))).toBe(true)
   })
 })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import * as DataDecoder from "../../../src/protocol/DataDecoder.ts"
+import { reference } from "../../support/dataReference.ts"
 import { bytes, concat, cuts, framingBytes, hasOnlyCrlf, split, text } from "./helpers.ts"
 
 interface Decoded {
@@ -54,7 +55,7 @@ describe("DataDecoder", () => {
     it("throws when decode is called after the end of data", () => {
       const decoder = DataDecoder.make({ bareLineEndings: "reject" })
       decoder.decode(bytes(".\r\n"))
-      expect(() => decoder.decode(bytes("x"))).toThrow()
+      expect(() => decoder.decode(bytes("x"))).toThrow(new Error("DataDecoder.decode called after the end of data"))
     })
   })
 
@@ -95,6 +96,8 @@ describe("DataDecoder", () => {
           for (const result of [decode(input), byteByByte(input)]) {
             expect(result.done).toBe(true)
             expect(result.rest).toBe("")
+            // Exactly what the independent reference makes of it: no byte dropped, added or moved.
+            expect(result.output).toBe(reference(input))
             expect(result.output).toContain("MAIL FROM:<attacker@evil.example>\r\n")
             expect(hasOnlyCrlf(bytes(result.output))).toBe(true)
             expect(result.bare).toBe(vector !== "\r\n.\x00\r\n" && vector !== "\r\n .\r\n")
@@ -169,6 +172,18 @@ describe("DataDecoder", () => {
           expect(decodeChunks(split(input, points))).toEqual(decodeChunks([input]))
         }),
         { numRuns: 500 }
+      )
+    })
+
+    it("outputs exactly what the independent reference normalizer makes of any input", () => {
+      fc.assert(
+        fc.property(framingBytes(), cuts, (input, points) => {
+          const whole = concat([input, bytes("\r\n.\r\n")])
+          const result = decodeChunks(split(whole, points))
+          const expected = reference(text(whole))
+          expect(result.output).toBe(expected)
+        }),
+        { numRuns: 1000 }
       )
     })
 

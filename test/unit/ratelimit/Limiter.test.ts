@@ -68,6 +68,26 @@ describe("Limiter.evaluate (GCRA)", () => {
     expect(Limiter.evaluate(odd, tat, 1, 0)).toMatchObject({ allowed: false, retryAfterMs: 334 })
   })
 
+  it("lets a full burst of COUNT through at an epoch clock for any rate (rounding of 1.7e12 ms absorbed)", () => {
+    const now = 1_767_225_600_000
+    for (let count = 1; count <= 400; count++) {
+      for (const periodMs of [7, 18, 999, 1000, 10_000, 60_000, 3_600_000, 86_400_000]) {
+        const rate = { count, periodMs }
+        // Up to 1000 events a second: finer rates are beyond what a double at epoch times resolves.
+        if (Limiter.intervalOf(rate) < 1) continue
+        let tat: number | undefined
+        for (let i = 0; i < count; i++) {
+          const decision = Limiter.evaluate(rate, tat, 1, now)
+          expect(decision.allowed, `event ${i + 1} of ${count}/${periodMs} ms`).toBe(true)
+          expect(decision.remaining, `remaining after ${i + 1} of ${count}/${periodMs} ms`).toBe(count - i - 1)
+          tat = decision.tat
+        }
+        expect(Limiter.used(rate, tat, now)).toBe(count)
+        expect(Limiter.evaluate(rate, tat, 1, now).allowed, `event ${count + 1} of ${count}/${periodMs} ms`).toBe(false)
+      }
+    }
+  })
+
   it("counts the events a key holds, rounded up", () => {
     expect(Limiter.used(rate, undefined, 0)).toBe(0)
     expect(Limiter.used(rate, 40_000, 0)).toBe(2)

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Scope, Stream } from "effect"
+import { Effect, Exit, Logger, Scope, Stream } from "effect"
+import * as NodeFs from "node:fs"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { MessageError } from "../../../src/pipeline/Message.ts"
@@ -144,6 +145,39 @@ describe("Spool queue", () => {
       yield* Spool.flush(dir)
       yield* Effect.sleep("150 millis")
       expect(relay.calls).toHaveLength(1)
+    }))
+
+  it.scopedLive("queue flush overrides the in-memory hold taken when an attempt could not rewrite its state file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const tmp = Path.join(dir, "tmp")
+      const logs: Array<string> = []
+      const logger = Logger.make(({ message }) => void logs.push(Array.isArray(message) ? message.join(" ") : String(message)))
+      // The first delivery is deferred, and while it runs tmp/ becomes a file: the state file
+      // cannot be rewritten (as with a full disk; a file rather than chmod, which root ignores).
+      const relay = scripted("relay", (_address, call) => {
+        if (call === 1) {
+          NodeFs.renameSync(tmp, `${tmp}.away`)
+          NodeFs.writeFileSync(tmp, "")
+        }
+        return call === 1 ? later : ok
+      })
+      const spool = yield* Spool.make({
+        dir, hostname: "mx.bridge.test", retry: slow, pollInterval: "50 millis",
+        transports: new Map([["relay", relay.transport]])
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      const queued = entry([{ transport: "relay", recipients: [recipient("bob@example.org")] }])
+      yield* spool.enqueue(queued)
+      yield* eventually(Effect.sync(() => logs), (l) => l.some((line) => line.includes(`attempt for ${queued.id} failed; it stays queued`)))
+      NodeFs.rmSync(tmp)
+      NodeFs.renameSync(`${tmp}.away`, tmp)
+      // The state file still says "due" (it could not be rewritten); the 60 s hold alone keeps the
+      // message back, through several polls.
+      yield* Effect.sleep("300 millis")
+      expect(relay.calls).toHaveLength(1)
+      yield* Spool.flush(dir)
+      yield* eventually(Effect.sync(() => relay.calls.length), (n) => n === 2, 3_000)
+      yield* eventually(files(dir), (names) => names.length === 0)
     }))
 
   it.scopedLive("holds an entry handed over with a delay until it is due", () =>

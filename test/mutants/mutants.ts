@@ -1,0 +1,124 @@
+/**
+ * The bugs the mutation check plants (test/mutants/run.ts), each a precise search/replace in one
+ * file and the test files that must catch it. The first eleven are the planted bugs of the
+ * test-net review, four of which no test caught at the time. A search text must occur exactly
+ * once: when the code changes, the entry fails loudly and is updated with it.
+ */
+export interface Mutant {
+  readonly name: string
+  readonly file: string
+  readonly edits: ReadonlyArray<{ readonly search: string; readonly replace: string }>
+  /** Test files (relative to the repository) that must fail with the bug planted. */
+  readonly tests: ReadonlyArray<string>
+}
+
+export const mutants: ReadonlyArray<Mutant> = [
+  {
+    name: "bare LF as line end (DATA)",
+    file: "src/protocol/DataDecoder.ts",
+    edits: [{
+      search: "            runStart = i = j + 1\n            bare = true\n          } else if (j + 1 === n) {",
+      replace: "            runStart = i = j + 1\n            bare = true\n            state = \"LineStart\"\n          } else if (j + 1 === n) {"
+    }],
+    tests: ["test/unit/protocol/DataDecoder.test.ts", "test/e2e/smuggling.test.ts"]
+  },
+  {
+    name: "trusted note ignored (relay-policy)",
+    file: "plugins/relay-policy/index.ts",
+    edits: [{
+      search: "  session.user !== undefined || session.notes.get(Relay.Trusted) === true",
+      replace: "  session.user !== undefined"
+    }],
+    tests: ["test/unit/plugins/relay-policy.test.ts", "test/e2e/relay.test.ts"]
+  },
+  {
+    name: "RCPT fallback off",
+    file: "src/server/Commands.ts",
+    edits: [{
+      search: "if (verdict._tag === \"Continue\" && c.session.user === undefined",
+      replace: "if (false && verdict._tag === \"Continue\" && c.session.user === undefined"
+    }],
+    tests: ["test/e2e/relay-fallback.test.ts"]
+  },
+  {
+    name: "sender local part ignored",
+    file: "plugins/sender-identity/index.ts",
+    edits: [{
+      search: "      return fold(from.domain) === rule.domain && fold(from.local) === rule.local",
+      replace: "      return fold(from.domain) === rule.domain"
+    }],
+    tests: ["test/unit/plugins/sender-identity.test.ts", "test/e2e/sender.test.ts"]
+  },
+  {
+    name: "fsync removed (spool)",
+    file: "src/transport/spool/Store.ts",
+    edits: [{
+      search: "        yield* Effect.tryPromise({ try: () => handle.sync(), catch: fromUnknown(\"Write\", tmp, \"fsync\") })\n",
+      replace: ""
+    }],
+    tests: ["test/e2e/spool-durability.test.ts"]
+  },
+  {
+    name: "commit forked before 250",
+    file: "src/server/Delivery.ts",
+    edits: [
+      {
+        search: "\n  const queued = yield* Effect.either(spool.enqueue({\n    id: tx.id,",
+        replace: "\n  const queued = yield* Effect.either(Effect.forkDaemon(spool.enqueue({\n    id: tx.id,"
+      },
+      {
+        search: "    session: c.session\n  }))\n  if (Either.isLeft(queued)) {\n    yield* Effect.logError(`message ${tx.id}: cannot spool: ",
+        replace: "    session: c.session\n  })))\n  if (Either.isLeft(queued)) {\n    yield* Effect.logError(`message ${tx.id}: cannot spool: "
+      }
+    ],
+    tests: ["test/e2e/spool-durability.test.ts"]
+  },
+  {
+    name: "cost ignored in Limiter",
+    file: "src/ratelimit/Limiter.ts",
+    edits: [{ search: "  const next = start + cost * interval", replace: "  const next = start + interval" }],
+    tests: ["test/unit/ratelimit/Limiter.test.ts", "test/unit/ratelimit/MemoryStore.test.ts"]
+  },
+  {
+    name: "expired TAT kept",
+    file: "src/ratelimit/Limiter.ts",
+    edits: [{ search: "  const start = tat === undefined || tat < now ? now : tat", replace: "  const start = tat === undefined ? now : tat" }],
+    tests: ["test/unit/ratelimit/Limiter.test.ts", "test/unit/ratelimit/MemoryStore.test.ts"]
+  },
+  {
+    name: "Lua cost ignored",
+    file: "src/ratelimit/RedisStore.ts",
+    edits: [{ search: "  local nxt = tat + cost * interval", replace: "  local nxt = tat + interval" }],
+    tests: ["test/e2e/rate-limit/redis-script.test.ts", "test/e2e/rate-limit/redis-store.test.ts"]
+  },
+  {
+    name: "STARTTLS takeRemaining removed",
+    file: "src/server/Commands.ts",
+    edits: [{ search: "  c.lines.takeRemaining()\n  reply(c, Reply.make(220,", replace: "  reply(c, Reply.make(220," }],
+    tests: ["test/e2e/starttls.test.ts", "test/e2e/starttls-injection.test.ts"]
+  },
+  {
+    name: "discardInput removed",
+    file: "src/server/Commands.ts",
+    edits: [{ search: "    c.socket.discardInput()\n", replace: "" }],
+    tests: ["test/e2e/starttls.test.ts", "test/e2e/starttls-injection.test.ts"]
+  },
+  {
+    name: "trusted note ignored (RCPT fallback)",
+    file: "src/server/Commands.ts",
+    edits: [{ search: " && c.session.notes.get(Relay.Trusted) !== true) {", replace: ") {" }],
+    tests: ["test/e2e/relay-fallback.test.ts"]
+  },
+  {
+    name: "queue flush keeps the hold",
+    file: "src/transport/Spool.ts",
+    edits: [{ search: "          flushed.add(id)\n          held.delete(id)\n", replace: "          flushed.add(id)\n" }],
+    tests: ["test/unit/transport/Spool.queue.test.ts"]
+  },
+  {
+    name: "free space ignored at MAIL",
+    file: "src/server/Commands.ts",
+    edits: [{ search: "!(yield* Spool.hasRoom(spool.dir, params.size ?? 0, floor))", replace: "!(yield* Spool.hasRoom(spool.dir, 0, 0))" }],
+    tests: ["test/e2e/spool-storage.test.ts"]
+  }
+]
