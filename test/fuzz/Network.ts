@@ -14,7 +14,7 @@ import { hashPassword } from "../../plugins/auth-htpasswd/index.ts"
 import { type Runtime, spawnCli } from "../support/runtimes.ts"
 import * as Client from "./Client.ts"
 import * as Random from "./Random.ts"
-import { referenceBdat, referenceData } from "./Reference.ts"
+import { referenceBdat, referenceData } from "../support/dataReference.ts"
 
 export interface Options {
   readonly runtime: Runtime

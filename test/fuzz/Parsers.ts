@@ -14,7 +14,7 @@ import * as Reply from "../../src/protocol/Reply.ts"
 import * as Sasl from "../../src/protocol/Sasl.ts"
 import * as Xtext from "../../src/protocol/Xtext.ts"
 import * as Random from "./Random.ts"
-import { referenceBdat, referenceData } from "./Reference.ts"
+import { referenceBdat, referenceData } from "../support/dataReference.ts"
 
 export type Target = (r: Random.Random) => string | undefined
 
