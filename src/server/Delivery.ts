@@ -20,7 +20,7 @@ import * as Dsn from "../transport/Dsn.ts"
 import type { TransportError } from "../transport/Transport.ts"
 import { refuse } from "./Commands.ts"
 import type { MessageBuffer } from "./MessageBuffer.ts"
-import { type Conn, reply, type Transaction } from "./State.ts"
+import { type Conn, refused, reply, type Transaction } from "./State.ts"
 
 const storageFailure = Reply.make(451, "4.3.0", "Temporary storage failure, please try again later")
 
@@ -198,9 +198,9 @@ const finishMessage = Effect.fnUntraced(function*(
   buffer: MessageBuffer,
   flags: { readonly bare: boolean; readonly storageFailed: boolean }
 ) {
-  if (buffer.tooBig()) return reply(c, Reply.tooBig)
+  if (buffer.tooBig()) return yield* refused(c, Reply.tooBig, "bridge")
   if (flags.bare && c.env.config.bareLineEndings === "reject") {
-    return reply(c, Reply.make(550, "5.6.0", "Message contains bare CR or LF line endings"))
+    return yield* refused(c, Reply.make(550, "5.6.0", "Message contains bare CR or LF line endings"), "bridge")
   }
   if (flags.storageFailed) return reply(c, storageFailure)
   const content = yield* Effect.either(buffer.finish())
@@ -211,7 +211,7 @@ const finishMessage = Effect.fnUntraced(function*(
   const message = content.right
   const added: Array<{ name: string; value: string }> = []
   const removed: Array<(h: Message.Header) => boolean> = []
-  const { verdict } = yield* c.env.pipeline.run("data", {
+  const { verdict, plugin } = yield* c.env.pipeline.run("data", {
     session: c.session,
     transaction: tx,
     message,
@@ -221,7 +221,7 @@ const finishMessage = Effect.fnUntraced(function*(
       removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
     }
   })
-  if (refuse(c, verdict)) return
+  if (yield* refuse(c, verdict, plugin)) return
   const edits: Message.Edits = { added, removed }
   const transports = [...c.env.transports.keys()]
   const routes = yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })
