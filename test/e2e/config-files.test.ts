@@ -17,7 +17,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { hashPassword } from "../../plugins/auth-htpasswd/index.ts"
 import { testCertificate } from "../support/certs.ts"
 import { run } from "../support/exec.ts"
-import { bunBinary, projectRoot, spawnCli } from "../support/runtimes.ts"
+import { bunBinary, denoBinary, projectRoot, spawnCli } from "../support/runtimes.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-config-files-"))
 const file = (name: string, content: string): string => {
@@ -43,6 +43,42 @@ const refused = async (args: ReadonlyArray<string>): Promise<string> => {
 }
 
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+describe("config errors say where and what", () => {
+  // Line 4 lacks the comma after line 3: the error is at line 4, column 3.
+  const broken = () =>
+    file("broken.config.ts", 'export default {\n  listen: ["127.0.0.1:0"],\n  hostname: "x.example"\n  trust: ["127.0.0.1/32"]\n}\n')
+
+  it("gives the line and column of a syntax error in the config file under Bun", async () => {
+    const config = broken()
+    const r = await cli(["check-config", "--config", config])
+    expect(r.code).toBe(2)
+    expect(r.stderr.trimEnd()).toMatch(/^Invalid config: config: cannot load .*broken\.config\.ts: line 4, column 3: /)
+  })
+
+  it("gives the line and column of a syntax error in the config file under Deno", async () => {
+    const config = broken()
+    const r = await run(await denoBinary(), ["run", "-A", "--config", path.join(projectRoot, "deno.json"), path.join(projectRoot, "src", "cli.ts"), "check-config", "--config", config], { env: { NO_COLOR: "1" }, cwd: dir, timeoutMs: 60_000 })
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr.trimEnd()).toMatch(/^Invalid config: config: cannot load .*broken\.config\.ts: line 4, column 3: /)
+  })
+
+  it("names the tls parameter of a relay URL and the values it allows (?tls=require), hiding the password", async () => {
+    const line = await refused(["--relay", "smtp://me:hunter2@127.0.0.1:25?tls=require"])
+    expect(line).toMatch(/^Invalid config: relay: /)
+    expect(line).toContain('the tls parameter must be required, opportunistic or none, not "require"')
+    expect(line).not.toContain("hunter2")
+  })
+
+  it("names the parameter in a transport's URL in the config file too", async () => {
+    const config = file("relay.config.ts", 'export default {\n  trust: ["127.0.0.1/32"],\n  transports: { main: { type: "smtp", url: "smtp://127.0.0.1:25?tls=require" } },\n  defaultTransport: "main"\n}\n')
+    const r = await cli(["check-config", "--config", config])
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr.trimEnd()).toMatch(
+      /^Invalid config: transports\.main\.url: expected an smtp:\/\/ or smtps:\/\/ URL \(the tls parameter must be required, opportunistic or none, not "require"\)/
+    )
+  })
+})
 
 describe("check-config loads every file the config names", () => {
   const { cert, key } = testCertificate()
