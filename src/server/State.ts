@@ -70,6 +70,8 @@ export interface Conn {
   trace?: Trace
   /** The command being answered, for the refusal log line; undefined before the first. */
   command?: Command | undefined
+  /** Refusals so far (the log shows the first `maxLoggedRefusals`). */
+  refusals?: number
 }
 
 export const reply = (c: Conn, r: Reply.Reply): void => {
@@ -91,7 +93,11 @@ export const flush = (c: Conn): Effect.Effect<void> => {
 }
 
 /** The command as a log shows it: verb and address or name, never an AUTH response. */
-export const describeCommand = (command: Command | undefined): string => {
+export const describeCommand = (command: Command | undefined): string =>
+  // Client text: control characters escaped, so a line in a terminal cannot be forged.
+  describeRaw(command).replace(/[\x00-\x1f\x7f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`)
+
+const describeRaw = (command: Command | undefined): string => {
   if (command === undefined) return "connect"
   switch (command.verb) {
     case "MAIL":
@@ -112,6 +118,9 @@ export const describeCommand = (command: Command | undefined): string => {
   }
 }
 
+/** Refusals logged per session; see `refused`. */
+export const maxLoggedRefusals = 100
+
 /**
  * Answers with a policy refusal and logs it: the one place a refusal reply is produced, so that
  * an operator sees every one (INFO: refusing is policy working, not the bridge failing). `by` is
@@ -121,6 +130,15 @@ export const describeCommand = (command: Command | undefined): string => {
 export const refused = (c: Conn, r: Reply.Reply, by: string, options: { readonly close?: boolean } = {}): Effect.Effect<void> => {
   if (options.close === true) replyAndClose(c, r)
   else reply(c, r)
+  // A client refused over and over (a dictionary of RCPTs) would otherwise write to the log
+  // several times the bytes it sends: past the cap, one line says so and the rest are counted.
+  c.refusals = (c.refusals ?? 0) + 1
+  if (c.refusals > maxLoggedRefusals + 1) return Effect.void
+  if (c.refusals === maxLoggedRefusals + 1) {
+    return Effect.logInfo(`more than ${maxLoggedRefusals} refusals in this session: further ones are not logged`).pipe(
+      Effect.annotateLogs({ session: c.session.id, client: c.session.remoteAddress })
+    )
+  }
   const command = describeCommand(c.command)
   const text = `${r.code}${r.enhanced === undefined ? "" : ` ${r.enhanced}`} ${r.lines.join(" ")}`
   return Effect.logInfo(`refused ${command}: ${text}`).pipe(

@@ -72,6 +72,23 @@ describe("refusals of the bridge's built-in policy are logged", () => {
     }
   })
 
+  it("logs the first 100 refusals of a session, then one line saying the rest are not logged", async () => {
+    const c = await greeted(bridge.port)
+    try {
+      const n = 130
+      c.send(Array.from({ length: n }, (_, i) => `MAIL FROM:<flood${i}@example.org>\r\n`).join(""))
+      for (let i = 0; i < n; i++) expect(await c.read()).toBe("530 5.7.0 Authentication required")
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      const mine = bridge.logs().filter((l) => typeof l.command === "string" && l.command.startsWith("MAIL FROM:<flood"))
+      expect(mine).toHaveLength(100)
+      const session = mine[0]!.session
+      const capped = bridge.logs().filter((l) => l.session === session && String(l.message).startsWith("more than 100 refusals"))
+      expect(capped).toHaveLength(1)
+    } finally {
+      c.close()
+    }
+  })
+
   it("logs 553 5.7.1 for a user sending as someone else, naming the user and sender-identity, never the password", async () => {
     const c = await greeted(bridge.port)
     try {
