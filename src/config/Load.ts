@@ -58,7 +58,8 @@ export const importProblem = (error: unknown, file: string): string => {
   const position = (first as { position?: { line?: unknown; column?: unknown } } | undefined)?.position
   if (typeof position?.line === "number") {
     const column = typeof position.column === "number" ? `, column ${position.column}` : ""
-    return `line ${position.line}${column}: ${messageOf(first)}`
+    const message = (first as { message?: unknown }).message
+    return `line ${position.line}${column}: ${typeof message === "string" ? message.split("\n")[0]!.trim() : messageOf(first)}`
   }
   const text = error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error)
   const at = new RegExp(`${escape(Path.resolve(file))}:(\\d+)(?::(\\d+))?`).exec(text)
