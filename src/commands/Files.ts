@@ -1,6 +1,7 @@
 /**
  * Every file the config names, loaded and checked before anything starts: the TLS certificate
- * and key (each parses, and the key is the certificate's), the users file, the DKIM and ARC keys.
+ * and key (each parses, and the key is the certificate's), the users file, the DKIM and ARC keys,
+ * relays' CA files.
  * `check-config` and `serve` (at start-up and on reload) run it, so that a missing or swapped
  * file is one line naming the field and the file (exit 2) instead of an OpenSSL error naming
  * neither when the first client arrives.
@@ -15,6 +16,7 @@ import { parseHtpasswd } from "../../plugins/auth-htpasswd/index.ts"
 import type { BridgeConfig } from "../config/Config.ts"
 import { ConfigError } from "../config/Resolve.ts"
 import * as Keys from "../dkim/Keys.ts"
+import * as Url from "../transport/smtp/Url.ts"
 
 const reasonOf = (error: unknown): string =>
   (error instanceof Error ? error.message : String(error)).split("\n")[0]!.replace(/^error:[0-9A-Fa-f]+:/, "").trim()
@@ -65,6 +67,18 @@ const signingKey = (field: string, options: { readonly keyFile?: string | undefi
     yield* parsed(`${field}.keyFile`, options.keyFile, expected, () => Keys.privateKeyOf(pem))
   })
 
+/** A relay's CA file (the config's `ca`, else the URL's `ca=`) holds a certificate. */
+const relayCa = (name: string, transport: BridgeConfig["transports"][string]) =>
+  Effect.gen(function*() {
+    if (transport.type !== "smtp" && transport.type !== "lmtp") return
+    const fromUrl = Either.getOrUndefined(Url.parse(transport.url))?.caFile
+    const file = transport.ca ?? fromUrl
+    if (file === undefined) return
+    const field = transport.ca !== undefined ? `transports.${name}.tls.ca` : `transports.${name}.url (ca=)`
+    const pem = yield* read(field, file, "a PEM CA certificate")
+    yield* parsed(field, file, "a PEM CA certificate", () => new Crypto.X509Certificate(pem))
+  })
+
 /** Loads and checks every file the config names; gives the users file's entry count. */
 export const check = (config: BridgeConfig): Effect.Effect<{ readonly users: number | undefined }, ConfigError> =>
   Effect.gen(function*() {
@@ -73,5 +87,6 @@ export const check = (config: BridgeConfig): Effect.Effect<{ readonly users: num
     const dkim = config.dkimSign?.keys ?? []
     for (let i = 0; i < dkim.length; i++) yield* signingKey(`dkimSign.keys[${i}]`, dkim[i]!)
     if (config.arcSeal !== undefined) yield* signingKey("arcSeal", config.arcSeal)
+    for (const [name, transport] of Object.entries(config.transports)) yield* relayCa(name, transport)
     return { users: count }
   })

@@ -126,6 +126,13 @@ describe("check-config loads every file the config names", () => {
     )
   })
 
+  it("refuses a relay's missing CA file (ca=), naming the field and the file, never the relay's password", async () => {
+    const missing = path.join(dir, "missing-ca.pem")
+    const line = await refused(["--relay", `smtp://me:hunter2@127.0.0.1:25?ca=${missing}`])
+    expect(line).toMatch(new RegExp(`^Invalid config: transports\\.default\\.url \\(ca=\\): ${missing}: cannot read it`))
+    expect(line).not.toContain("hunter2")
+  })
+
   it("refuses a users file with a bad line, naming users, the file and the line", async () => {
     const users = file("bad.htpasswd", "alice-without-a-hash\n")
     expect(await refused(["--users", users, "--allow-insecure-auth"])).toMatch(/^Invalid config: users: .*bad\.htpasswd:1/)
