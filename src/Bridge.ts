@@ -123,6 +123,11 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
         `plugins ${order}; transports ${Build.describe(config.transports)}; spool ${config.spool === undefined ? "off" : config.spool.dir}; max size ${config.limits.maxMessageSize}; ` +
         `shutdown timeout ${Duration.format(config.shutdownTimeout)}; telemetry ${Telemetry.describe(config.telemetry)}`
     )
+    // relay-policy refuses MAIL without AUTH or a trusted network: with neither, every client
+    // would get 530 and the operator no hint why.
+    if (!pipeline.has("auth") && config.trust.length === 0) {
+      yield* Effect.logWarning("no users and no trusted networks: every message will be refused; try --trust 127.0.0.1/32 or --users FILE")
+    }
     if (admin !== undefined) yield* Effect.logInfo(`admin listening on http://${admin.host.includes(":") ? `[${admin.host}]` : admin.host}:${admin.port} (/metrics, /healthz, /readyz)`)
 
     // One reload at a time: each builds on the state the previous one left.

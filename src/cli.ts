@@ -5,12 +5,12 @@
  */
 import { Command, Options, Prompt } from "@effect/cli"
 import { Console, Data, Duration, Effect, Either, Option, Queue, Redacted } from "effect"
-import { readFile } from "node:fs/promises"
 import { createInterface } from "node:readline"
-import { hashPassword, parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
+import { hashPassword } from "../plugins/auth-htpasswd/index.ts"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
 import * as Bridge from "./Bridge.ts"
+import * as Files from "./commands/Files.ts"
 import * as Plugins from "./commands/Plugins.ts"
 import { dkim } from "./commands/Dkim.ts"
 import { queue } from "./commands/Queue.ts"
@@ -18,7 +18,7 @@ import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
 import * as Telemetry from "./config/Telemetry.ts"
 import * as Log from "./observability/Log.ts"
-import { ConfigError } from "./config/Resolve.ts"
+import type { ConfigError } from "./config/Resolve.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"
 
@@ -156,8 +156,9 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
   }
 }
 
+/** The config, with every file it names loaded and checked (`Files.ts`). */
 const loadConfig = (o: ConfigOptions, fresh = false): Effect.Effect<BridgeConfig, ConfigError> =>
-  Load.load({ ...given("file", o.config), flags: flagsOf(o), fresh })
+  Load.load({ ...given("file", o.config), flags: flagsOf(o), fresh }).pipe(Effect.tap(Files.check))
 
 /**
  * SIGHUP or a watched file's change: the config file and flags again, then the users and TLS
@@ -203,27 +204,6 @@ const pluginsCommand = Command.make("plugins", configOptions, (o) => Effect.flat
   Command.withDescription(Plugins.description)
 )
 
-/** Reads and parses the users file, so that a bad line fails the check, not the first AUTH. */
-const checkUsers = (file: string): Effect.Effect<number, ConfigError> => {
-  const invalid = (detail: string) =>
-    new ConfigError({
-      reason: "Invalid",
-      field: "users",
-      expected: "a readable htpasswd file of bcrypt entries",
-      source: file,
-      message: `Invalid config: users: ${detail}`
-    })
-  return Effect.tryPromise({
-    try: () => readFile(file, "utf8"),
-    catch: (error) => invalid(`cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`)
-  }).pipe(
-    Effect.flatMap((text) => Either.match(parseHtpasswd(text, file), {
-      onLeft: (error) => Effect.fail(invalid(error.message)),
-      onRight: (users) => Effect.succeed(users.size)
-    }))
-  )
-}
-
 const summary = (config: BridgeConfig, users: number | undefined): string => {
   const listeners = config.listeners
     .map((l) => `${l.host.includes(":") ? `[${l.host}]` : l.host}:${l.port}${l.mode === "implicit" ? " (TLS)" : ""}`)
@@ -248,8 +228,8 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
 
 const checkConfig = Command.make("check-config", configOptions, (o) =>
   Effect.gen(function*() {
-    const config = yield* loadConfig(o)
-    const users = config.users === undefined ? undefined : yield* checkUsers(config.users)
+    const config = yield* Load.load({ ...given("file", o.config), flags: flagsOf(o) })
+    const { users } = yield* Files.check(config)
     yield* Console.log(`config ok: ${summary(config, users)}`)
   })).pipe(Command.withDescription("Validate the config file and flags, then exit (0 ok, 2 invalid)"))
 

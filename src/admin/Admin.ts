@@ -88,7 +88,7 @@ const route = (options: Options, method: string, path: string): Effect.Effect<Re
       return Effect.map(options.ready, (report) => ({
         status: report.ready ? 200 : 503,
         type: textType,
-        body: report.checks.map((c) => `${c.ok ? "ok" : "FAIL"} ${c.name}${c.detail === undefined ? "" : `: ${c.detail}`}\n`).join("") ||
+        body: report.checks.map((c) => `${c.ok ? "ok" : c.advisory === true ? "down" : "FAIL"} ${c.name}${c.detail === undefined ? "" : `: ${c.detail}`}${!c.ok && c.advisory === true ? " (not counted: the spool accepts mail meanwhile)" : ""}\n`).join("") ||
           "ok\n"
       }))
     default:

@@ -5,7 +5,10 @@
  * - `transport <name>` for each `smtp`/`lmtp` relay: a TCP (or unix socket) connection to the
  *   upstream opens within 2 seconds, and is closed at once without speaking SMTP (no greeting
  *   is awaited, so a probe never holds an upstream session);
- * - `spool`: the spool directory can be listed.
+ * - `spool`: a file can be written in the spool directory.
+ *
+ * With a spool, mail is accepted while a relay is down (it waits in the queue), so readiness is
+ * the spool's: the relay probes are still shown, as `advisory`, but do not make `/readyz` fail.
  *
  * Webhooks and Maildirs are not probed: an HTTP endpoint may not accept a bodiless request, and
  * a Maildir problem shows up as 451 replies and in the logs.
@@ -24,18 +27,23 @@ export interface Probe {
   readonly name: string
   /** Succeeds when healthy; the failure is a short reason shown in the `/readyz` body. */
   readonly check: Effect.Effect<void, string>
+  /** Shown, but not counted: a failure does not make the bridge unready. */
+  readonly advisory?: boolean
 }
+
+type Check = { readonly name: string; readonly ok: boolean; readonly detail?: string; readonly advisory?: boolean }
 
 export interface Report {
   readonly ready: boolean
-  readonly checks: ReadonlyArray<{ readonly name: string; readonly ok: boolean; readonly detail?: string }>
+  readonly checks: ReadonlyArray<Check>
 }
 
 const probeTimeout = Duration.seconds(2)
 
 /** Opens and closes a connection to the relay's upstream. */
-export const upstream = (name: string, url: string): Probe => ({
+export const upstream = (name: string, url: string, advisory = false): Probe => ({
   name: `transport ${name}`,
+  advisory,
   check: Either.match(Url.parse(url), {
     onLeft: (error) => Effect.fail(error.message),
     onRight: (target) =>
@@ -47,12 +55,14 @@ export const upstream = (name: string, url: string): Probe => ({
 
 export const spool = (dir: string): Probe => ({
   name: "spool",
-  check: Effect.asVoid(Effect.mapError(Spool.list(dir), (error) => error.message))
+  check: Effect.mapError(Spool.probeWritable(dir), (error) => error.message)
 })
 
 /** The probes for a config, besides `listeners` (which the bridge adds, as it knows the server). */
 export const forConfig = (config: BridgeConfig): ReadonlyArray<Probe> => [
-  ...Object.entries(config.transports).flatMap(([name, t]) => (t.type === "smtp" || t.type === "lmtp" ? [upstream(name, t.url)] : [])),
+  ...Object.entries(config.transports).flatMap(([name, t]) =>
+    t.type === "smtp" || t.type === "lmtp" ? [upstream(name, t.url, config.spool !== undefined)] : []
+  ),
   ...(config.spool === undefined ? [] : [spool(config.spool.dir)])
 ]
 
@@ -62,7 +72,10 @@ export const run = (probes: ReadonlyArray<Probe>): Effect.Effect<Report> =>
     probe.check.pipe(
       Effect.timeoutFail({ duration: Duration.sum(probeTimeout, Duration.seconds(1)), onTimeout: () => "timed out" }),
       Effect.match({
-        onFailure: (detail) => ({ name: probe.name, ok: false, detail }),
-        onSuccess: () => ({ name: probe.name, ok: true })
-      })
-    ), { concurrency: "unbounded" }).pipe(Effect.map((checks) => ({ ready: checks.every((c) => c.ok), checks })))
+        onFailure: (detail): Check => ({ name: probe.name, ok: false, detail }),
+        onSuccess: (): Check => ({ name: probe.name, ok: true })
+      }),
+      Effect.map((check) => (probe.advisory === true ? { ...check, advisory: true } : check))
+    ), { concurrency: "unbounded" }).pipe(
+    Effect.map((checks) => ({ ready: checks.every((c) => c.ok || c.advisory === true), checks }))
+  )

@@ -8,7 +8,8 @@ import type { DeliveryConfig, RouteRule, SpoolConfig, TransportConfig } from "./
 import { Bool, Cidr, decodeDuration, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, SpillSize, Timeout } from "./Fields.ts"
 import * as Syntax from "./Syntax.ts"
 
-const RelayUrl = Schema.String.pipe(Schema.filter((s) => Either.isRight(Url.parse(s))))
+// The filter's message says what is wrong (which parameter, which values it allows).
+const RelayUrl = Schema.String.pipe(Schema.filter((s) => Either.match(Url.parse(s), { onLeft: (e) => e.detail, onRight: () => true })))
   .annotations(expecting("a URL like smtp://[user:pass@]host:port[?tls=required], smtps://host:465, lmtp://host:24 or lmtp:///path/to/socket"))
 const HttpUrl = Schema.String.pipe(Schema.filter((s) => /^https?:\/\/\S+$/i.test(s)))
   .annotations(expecting("an http:// or https:// URL"))
@@ -98,9 +99,10 @@ const transport = <E>(
     case "smtp":
     case "lmtp": {
       const scheme = t.type === "lmtp" ? /^lmtp:/i : /^smtps?:/i
-      if (t.url === undefined || !Schema.is(RelayUrl)(t.url) || !scheme.test(t.url)) {
-        return Effect.fail(invalid(`${field}.url`, t.type === "lmtp" ? "an lmtp:// URL" : "an smtp:// or smtps:// URL", t.url))
-      }
+      const expected = t.type === "lmtp" ? "an lmtp:// URL" : "an smtp:// or smtps:// URL"
+      if (t.url === undefined || !scheme.test(t.url)) return Effect.fail(invalid(`${field}.url`, expected, t.url))
+      const parsed = Url.parse(t.url)
+      if (Either.isLeft(parsed)) return Effect.fail(invalid(`${field}.url`, `${expected} (${parsed.left.detail})`, t.url))
       return Effect.succeed(relay(t.url, t))
     }
   }

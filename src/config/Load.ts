@@ -50,6 +50,28 @@ const withoutUndefined = (record: Record<string, unknown>): Record<string, unkno
 const messageOf = (error: unknown): string =>
   (error instanceof Error ? error.message : String(error)).split("\n")[0]!.trim()
 
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/**
+ * Why the config file could not be imported, with the line (and column) when the runtime says:
+ * Bun reports a syntax error as an AggregateError of build messages with a `position`; Deno and
+ * Node put `file:line:column` in the message or stack. The offending line's text is not shown:
+ * it may hold a password.
+ */
+export const importProblem = (error: unknown, file: string): string => {
+  const first = (error as { errors?: ReadonlyArray<unknown> } | null)?.errors?.[0]
+  const position = (first as { position?: { line?: unknown; column?: unknown } } | undefined)?.position
+  if (typeof position?.line === "number") {
+    const column = typeof position.column === "number" ? `, column ${position.column}` : ""
+    const message = (first as { message?: unknown }).message
+    return `line ${position.line}${column}: ${typeof message === "string" ? message.split("\n")[0]!.trim() : messageOf(first)}`
+  }
+  const text = error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error)
+  const at = new RegExp(`${escape(Path.resolve(file))}:(\\d+)(?::(\\d+))?`).exec(text)
+  const message = messageOf(error).replace(/^(TypeError: )?SyntaxError: /, "SyntaxError: ")
+  return at === null ? message : `line ${at[1]}${at[2] === undefined ? "" : `, column ${at[2]}`}: ${message}`
+}
+
 const unreadable = (file: string, expected: string, detail: string): Resolve.ConfigError =>
   new Resolve.ConfigError({
     reason: "Unreadable",
@@ -75,7 +97,7 @@ export const importFile = (file: string, options: { readonly fresh?: boolean } =
     const url = options.fresh === true ? `${base}?reload=${++generation}` : pathToFileURL(absolute).href
     const module = yield* Effect.tryPromise({
       try: (): Promise<unknown> => import(url),
-      catch: (error) => unreadable(file, "a config file that can be imported", messageOf(error))
+      catch: (error) => unreadable(file, "a config file that can be imported", importProblem(error, file))
     })
     if (!isRecord(module) || !("default" in module) || module.default === undefined) {
       return yield* Effect.fail(

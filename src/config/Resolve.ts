@@ -211,8 +211,12 @@ const fromIssue = (issue: ParseResult.ParseIssue, sourceOf: SourceOf): ConfigErr
       case "Missing":
         // Its ast is the property signature; the phrase sits on the property's type.
         return invalid(formatPath(path), expected ?? expectedOf(current.ast.type) ?? "a value", undefined, sourceOf)
-      default:
-        return invalid(formatPath(path), expected ?? "a valid value", current.actual, sourceOf)
+      default: {
+        // A filter that says what is wrong (a relay URL's parameter) adds it to the phrase.
+        const detail = current._tag === "Type" && typeof current.message === "string" ? current.message : undefined
+        const phrase = expected ?? "a valid value"
+        return invalid(formatPath(path), detail === undefined ? phrase : `${phrase} (${detail})`, current.actual, sourceOf)
+      }
     }
   }
 }

@@ -57,7 +57,7 @@ export const auth = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, mec
   }
   const credentials = mechanism === "PLAIN" ? yield* plain(c, readLine, initial) : yield* login(c, readLine, initial)
   if (credentials === undefined) return
-  const { verdict } = yield* c.env.pipeline.run("auth", { session: c.session, mechanism, ...credentials })
+  const { verdict, plugin } = yield* c.env.pipeline.run("auth", { session: c.session, mechanism, ...credentials })
   yield* c.env.pipeline.notify("authResult", {
     session: c.session,
     mechanism,
@@ -70,7 +70,7 @@ export const auth = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, mec
     return reply(c, Reply.make(235, "2.7.0", "Authentication successful"))
   }
   // A deferral or a disconnect is not a failed guess: it does not count against the client.
-  if (verdict._tag === "Defer" || verdict._tag === "Disconnect") return void refuse(c, verdict)
+  if (verdict._tag === "Defer" || verdict._tag === "Disconnect") return void (yield* refuse(c, verdict, plugin))
   c.authFailures++
   const r = verdict._tag === "Reject" ? Reply.make(verdict.code, verdict.enhanced, verdict.text) : Reply.badCredentials
   if (c.authFailures >= c.env.config.limits.maxAuthFailures) {

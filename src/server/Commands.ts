@@ -6,7 +6,7 @@ import type * as Verdict from "../pipeline/Verdict.ts"
 import type { Command } from "../protocol/Command.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Spool from "../transport/Spool.ts"
-import { type Conn, invalid, newId, reply, replyAndClose } from "./State.ts"
+import { type Conn, invalid, newId, refused, reply, replyAndClose } from "./State.ts"
 
 /** The reply for a verdict that refused; `undefined` when it let the command through. */
 export const refusal = (verdict: Verdict.Verdict): Reply.Reply | undefined => {
@@ -21,13 +21,16 @@ export const refusal = (verdict: Verdict.Verdict): Reply.Reply | undefined => {
   }
 }
 
-/** Applies a refusing verdict (closing on Disconnect); true when the command was refused. */
-export const refuse = (c: Conn, verdict: Verdict.Verdict): boolean => {
+const notRefused = Effect.succeed(false)
+
+/**
+ * Applies a refusing verdict (closing on Disconnect) and logs it naming `plugin`, the one that
+ * decided; true when the command was refused.
+ */
+export const refuse = (c: Conn, verdict: Verdict.Verdict, plugin: string | undefined): Effect.Effect<boolean> => {
   const r = refusal(verdict)
-  if (r === undefined) return false
-  if (verdict._tag === "Disconnect") replyAndClose(c, r)
-  else reply(c, r)
-  return true
+  if (r === undefined) return notRefused
+  return Effect.as(refused(c, r, plugin ?? "bridge", { close: verdict._tag === "Disconnect" }), true)
 }
 
 export const resetTransaction = (c: Conn): Effect.Effect<void> => {
@@ -61,8 +64,8 @@ const ehloLines = (c: Conn, name: string): Array<string> => {
 
 export const hello = Effect.fnUntraced(function*(c: Conn, verb: "EHLO" | "HELO" | "LHLO", name: string) {
   if (verb === "LHLO") return invalid(c, Reply.make(500, "5.5.2", "LHLO is for LMTP; this is SMTP"))
-  const { verdict } = yield* c.env.pipeline.run("helo", { session: c.session, verb, name })
-  if (refuse(c, verdict)) return
+  const { verdict, plugin } = yield* c.env.pipeline.run("helo", { session: c.session, verb, name })
+  if (yield* refuse(c, verdict, plugin)) return
   yield* resetTransaction(c)
   c.session.helo = { verb, name }
   if (verb === "HELO") reply(c, Reply.make(250, undefined, c.env.config.hostname))
@@ -74,18 +77,18 @@ export const mail = Effect.fnUntraced(function*(c: Conn, command: Extract<Comman
   if (c.tx !== undefined) return invalid(c, Reply.badSequence("Nested MAIL command"))
   const { params } = command
   if (params.requireTls === true && c.session.tls === undefined) {
-    return reply(c, Reply.make(530, "5.7.10", "REQUIRETLS needs a TLS session"))
+    return yield* refused(c, Reply.make(530, "5.7.10", "REQUIRETLS needs a TLS session"), "bridge")
   }
   if (params.size !== undefined && params.size > c.env.config.limits.maxMessageSize) {
-    return reply(c, Reply.tooBig)
+    return yield* refused(c, Reply.tooBig, "bridge")
   }
-  const { verdict } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
-  if (refuse(c, verdict)) return
+  const { verdict, plugin } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
+  if (yield* refuse(c, verdict, plugin)) return
   const { spool } = c.env
   const floor = c.env.config.spool?.minFreeSpace
   if (spool !== undefined && floor !== undefined && !(yield* Spool.hasRoom(spool.dir, params.size ?? 0, floor))) {
     yield* Effect.logWarning(`spool ${spool.dir}: less than ${(params.size ?? 0) + floor} bytes free; MAIL refused with 452 4.3.1`)
-    return reply(c, Reply.make(452, "4.3.1", "Insufficient system storage"))
+    return yield* refused(c, Reply.make(452, "4.3.1", "Insufficient system storage"), "bridge")
   }
   c.tx = { id: newId(), mailFrom: command.from, mailParams: params, recipients: [], notes: Notes.make() }
   reply(c, Reply.make(250, "2.1.0", "Ok"))
@@ -95,13 +98,13 @@ export const rcpt = Effect.fnUntraced(function*(c: Conn, command: Extract<Comman
   const tx = c.tx
   if (tx === undefined) return invalid(c, Reply.badSequence("Need MAIL before RCPT"))
   if (c.chunking !== undefined) return invalid(c, Reply.badSequence("RCPT not allowed during BDAT transfer"))
-  if (tx.recipients.length >= c.env.config.limits.maxRecipients) return reply(c, Reply.tooManyRecipients)
+  if (tx.recipients.length >= c.env.config.limits.maxRecipients) return yield* refused(c, Reply.tooManyRecipients, "bridge")
   const recipient = { mailbox: command.to, params: command.params }
-  const { verdict } = yield* c.env.pipeline.run("rcptTo", { session: c.session, transaction: tx, recipient })
-  if (refuse(c, verdict)) return
+  const { verdict, plugin } = yield* c.env.pipeline.run("rcptTo", { session: c.session, transaction: tx, recipient })
+  if (yield* refuse(c, verdict, plugin)) return
   // When every plugin continued, the bridge's own policy: no relaying for strangers.
   if (verdict._tag === "Continue" && c.session.user === undefined && c.session.notes.get(Relay.Trusted) !== true) {
-    return reply(c, Reply.relayDenied)
+    return yield* refused(c, Reply.relayDenied, "bridge")
   }
   tx.recipients.push(recipient)
   reply(c, Reply.make(250, "2.1.5", "Ok"))

@@ -15,7 +15,7 @@ import * as Cidr from "../util/Cidr.ts"
 import { auth } from "./Auth.ts"
 import * as Commands from "./Commands.ts"
 import * as Spans from "./Spans.ts"
-import { type Conn, flush, invalid, newId, reply, replyAndClose, type ServerEnv } from "./State.ts"
+import { type Conn, flush, invalid, newId, refused, reply, replyAndClose, type ServerEnv } from "./State.ts"
 import * as Transfer from "./Transfer.ts"
 
 export type LineEvent = LineDecoder.LineEvent | { readonly _tag: "End"; readonly why: "eof" | "timeout" | "drain" | "closed" }
@@ -96,6 +96,7 @@ const dispatch = (c: Conn, line: string): Effect.Effect<Command.Command["verb"] 
     invalid(c, parsed.reply)
     return Effect.succeed(undefined)
   }
+  c.command = parsed.command
   const run = Effect.as(execute(c, parsed.command), parsed.command.verb)
   // Inside a transaction every log line carries its id, as the Received header and the 250 do.
   const logged = c.tx === undefined ? run : Effect.annotateLogs(run, "transaction", c.tx.id)
@@ -137,11 +138,11 @@ const execute = Effect.fnUntraced(function*(c: Conn, command: Command.Command) {
 
 /** Sends the greeting; false when a `connect` verdict refused the session. */
 const greet = Effect.fnUntraced(function*(c: Conn) {
-  const { verdict } = yield* c.env.pipeline.run("connect", { session: c.session })
+  const { verdict, plugin } = yield* c.env.pipeline.run("connect", { session: c.session })
   const refusal = Commands.refusal(verdict)
   if (refusal !== undefined) {
     // RFC 5321 3.1 allows the 554 greeting; we close rather than wait for QUIT.
-    replyAndClose(c, refusal)
+    yield* refused(c, refusal, plugin ?? "bridge", { close: true })
     return false
   }
   reply(c, Reply.make(220, undefined, `${c.env.config.hostname} ESMTP smtp-bridge`))

@@ -16,11 +16,12 @@ import * as Message from "../pipeline/Message.ts"
 import type { RecipientResult, Route } from "../pipeline/Plugin.ts"
 import type { Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as AttemptLog from "../transport/AttemptLog.ts"
 import * as Dsn from "../transport/Dsn.ts"
 import type { TransportError } from "../transport/Transport.ts"
 import { refuse } from "./Commands.ts"
 import type { MessageBuffer } from "./MessageBuffer.ts"
-import { type Conn, reply, type Transaction } from "./State.ts"
+import { type Conn, refused, reply, type Transaction } from "./State.ts"
 
 const storageFailure = Reply.make(451, "4.3.0", "Temporary storage failure, please try again later")
 
@@ -66,7 +67,7 @@ const deliverRoute = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepa
     yield* Effect.logError(`route names unknown transport ${route.transport}`)
     return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: Reply.pluginFailure }))
   }
-  const outcome = yield* Effect.either(transport.deliver({
+  const outcome = yield* Effect.either(AttemptLog.deliver(transport, {
     id: tx.id,
     envelope: { mailFrom: tx.mailFrom, mailParams: tx.mailParams, recipients: route.recipients },
     session: c.session,
@@ -75,7 +76,6 @@ const deliverRoute = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepa
     inMemory: () => Message.renderInMemory(prepared.message, prepared.edits)
   }))
   if (Either.isLeft(outcome)) {
-    yield* Effect.logWarning(`delivery via ${route.transport} failed: ${outcome.left.message}`)
     const r = transportReply(outcome.left)
     return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: r }))
   }
@@ -122,7 +122,7 @@ const handOff = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: 
   })
   const bounce = c.env.transports.get(c.env.config.defaultTransport)
   const recipient: Recipient = { mailbox: tx.mailFrom, params: { raw: {} } }
-  const sent = bounce === undefined ? Either.left(undefined) : yield* Effect.either(bounce.deliver({
+  const sent = bounce === undefined ? Either.left(undefined) : yield* Effect.either(AttemptLog.deliver(bounce, {
     id: `${tx.id}.dsn`,
     envelope: { mailFrom: null, mailParams: { raw: {} }, recipients: [recipient] },
     session: c.session,
@@ -145,6 +145,21 @@ const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Rep
   return failures.find((f) => f.reply.code < 500)?.reply ?? failures[0]!.reply
 }
 
+/** The fields of the line about a message's outcome; its id once, as `transaction`. */
+const messageFields = (c: Conn, tx: Transaction, prepared: Prepared, final: Reply.Reply | undefined) => ({
+  session: c.session.id,
+  transaction: tx.id,
+  ...(c.session.user === undefined ? {} : { user: c.session.user }),
+  size: prepared.size,
+  recipients: tx.recipients.length,
+  transports: prepared.plan.map((r) => r.transport).join(","),
+  // A plain "250 Ok: queued as <id>" would only repeat the id; a partial 250 or a failure says more.
+  ...(final === undefined || combinedOk(tx, final) ? {} : { reply: Reply.format(final).trim() })
+})
+
+const combinedOk = (tx: Transaction, final: Reply.Reply): boolean =>
+  final.code === 250 && final.lines.length === 1 && final.lines[0] === `Ok: queued as ${tx.id}`
+
 const passThrough = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared) {
   const results = yield* deliverAll(c, tx, prepared)
   const combined = combine(tx.id, results)
@@ -154,8 +169,9 @@ const passThrough = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepar
     const handed = yield* handOff(c, tx, prepared, failures)
     final = Reply.make(250, "2.0.0", `Ok: queued as ${tx.id} (${results.length - failures.length} of ${results.length} recipients delivered${handed === undefined ? "" : `; the others ${handed}`})`)
   } else final = combined
-  yield* Effect.logInfo(`message ${tx.id}: ${final.code} ${final.lines.join(" ")}`).pipe(
-    Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
+  // The attempts logged their own lines; this one says what the client was told.
+  yield* Effect.logInfo(final.code < 300 ? "message accepted" : "message not accepted").pipe(
+    Effect.annotateLogs(messageFields(c, tx, prepared, final))
   )
   reply(c, final)
   if (final.code < 300) yield* Metrics.messageAccepted(prepared.size)
@@ -183,9 +199,7 @@ const spooled = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: 
     yield* Effect.logError(`message ${tx.id}: cannot spool: ${queued.left.message}`)
     return reply(c, storageFailure)
   }
-  yield* Effect.logInfo(`message ${tx.id}: spooled`).pipe(
-    Effect.annotateLogs({ session: c.session.id, transaction: tx.id, size: prepared.size, recipients: tx.recipients.length })
-  )
+  yield* Effect.logInfo("message spooled").pipe(Effect.annotateLogs(messageFields(c, tx, prepared, undefined)))
   reply(c, accepted(tx.id))
   yield* Metrics.messageAccepted(prepared.size)
   const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: accepted(tx.id) }))
@@ -198,9 +212,9 @@ const finishMessage = Effect.fnUntraced(function*(
   buffer: MessageBuffer,
   flags: { readonly bare: boolean; readonly storageFailed: boolean }
 ) {
-  if (buffer.tooBig()) return reply(c, Reply.tooBig)
+  if (buffer.tooBig()) return yield* refused(c, Reply.tooBig, "bridge")
   if (flags.bare && c.env.config.bareLineEndings === "reject") {
-    return reply(c, Reply.make(550, "5.6.0", "Message contains bare CR or LF line endings"))
+    return yield* refused(c, Reply.make(550, "5.6.0", "Message contains bare CR or LF line endings"), "bridge")
   }
   if (flags.storageFailed) return reply(c, storageFailure)
   const content = yield* Effect.either(buffer.finish())
@@ -211,7 +225,7 @@ const finishMessage = Effect.fnUntraced(function*(
   const message = content.right
   const added: Array<{ name: string; value: string }> = []
   const removed: Array<(h: Message.Header) => boolean> = []
-  const { verdict } = yield* c.env.pipeline.run("data", {
+  const { verdict, plugin } = yield* c.env.pipeline.run("data", {
     session: c.session,
     transaction: tx,
     message,
@@ -221,7 +235,7 @@ const finishMessage = Effect.fnUntraced(function*(
       removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
     }
   })
-  if (refuse(c, verdict)) return
+  if (yield* refuse(c, verdict, plugin)) return
   const edits: Message.Edits = { added, removed }
   const transports = [...c.env.transports.keys()]
   const routes = yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })

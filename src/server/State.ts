@@ -5,6 +5,7 @@ import * as Metrics from "../observability/Metrics.ts"
 import type * as Notes from "../pipeline/Notes.ts"
 import type { Pipeline } from "../pipeline/Pipeline.ts"
 import type { SessionInfo, TlsInfo, TransactionInfo } from "../pipeline/Session.ts"
+import type { Command } from "../protocol/Command.ts"
 import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import type * as LineDecoder from "../protocol/LineDecoder.ts"
 import type * as LineEndings from "../protocol/LineEndings.ts"
@@ -78,6 +79,10 @@ export interface Conn {
   commands: number
   /** The session's open spans, when a tracer collects them (`Spans.ts`). */
   trace?: Trace
+  /** The command being answered, for the refusal log line; undefined before the first. */
+  command?: Command | undefined
+  /** Refusals so far (the log shows the first `maxLoggedRefusals`). */
+  refusals?: number
 }
 
 export const reply = (c: Conn, r: Reply.Reply): void => {
@@ -99,6 +104,67 @@ export const flush = (c: Conn): Effect.Effect<void> => {
   c.out.length = 0
   c.outBytes = 0
   return c.socket.write(data)
+}
+
+/** The command as a log shows it: verb and address or name, never an AUTH response. */
+export const describeCommand = (command: Command | undefined): string =>
+  // Client text: control characters escaped, so a line in a terminal cannot be forged.
+  describeRaw(command).replace(/[\x00-\x1f\x7f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`)
+
+const describeRaw = (command: Command | undefined): string => {
+  if (command === undefined) return "connect"
+  switch (command.verb) {
+    case "MAIL":
+      return `MAIL FROM:<${command.from?.address ?? ""}>`
+    case "RCPT":
+      return `RCPT TO:<${command.to.address}>`
+    case "EHLO":
+    case "HELO":
+    case "LHLO":
+      return `${command.verb} ${command.domain}`
+    case "BDAT":
+      return `BDAT ${command.size}${command.last ? " LAST" : ""}`
+    case "AUTH":
+      // The initial response is the credentials: never logged.
+      return `AUTH ${command.mechanism}`
+    default:
+      return command.verb
+  }
+}
+
+/** Refusals logged per session; see `refused`. */
+export const maxLoggedRefusals = 100
+
+/**
+ * Answers with a policy refusal and logs it: the one place a refusal reply is produced, so that
+ * an operator sees every one (INFO: refusing is policy working, not the bridge failing). `by` is
+ * the plugin that decided, or "bridge" for the bridge's own policy. AUTH failures (535) are
+ * logged where they are counted, not here.
+ */
+export const refused = (c: Conn, r: Reply.Reply, by: string, options: { readonly close?: boolean } = {}): Effect.Effect<void> => {
+  if (options.close === true) replyAndClose(c, r)
+  else reply(c, r)
+  // A client refused over and over (a dictionary of RCPTs) would otherwise write to the log
+  // several times the bytes it sends: past the cap, one line says so and the rest are counted.
+  c.refusals = (c.refusals ?? 0) + 1
+  if (c.refusals > maxLoggedRefusals + 1) return Effect.void
+  if (c.refusals === maxLoggedRefusals + 1) {
+    return Effect.logInfo(`more than ${maxLoggedRefusals} refusals in this session: further ones are not logged`).pipe(
+      Effect.annotateLogs({ session: c.session.id, client: c.session.remoteAddress })
+    )
+  }
+  const command = describeCommand(c.command)
+  const text = `${r.code}${r.enhanced === undefined ? "" : ` ${r.enhanced}`} ${r.lines.join(" ")}`
+  return Effect.logInfo(`refused ${command}: ${text}`).pipe(
+    Effect.annotateLogs({
+      session: c.session.id,
+      client: c.session.remoteAddress,
+      ...(c.session.user === undefined ? {} : { user: c.session.user }),
+      command,
+      reply: text,
+      plugin: by
+    })
+  )
 }
 
 /** Short, unique, log-friendly ids (session and transaction). */

@@ -129,5 +129,5 @@ export const make = (options: Options): Effect.Effect<Transport, TransportError>
         return { recipients: message.envelope.recipients.map((recipient) => ({ recipient, reply: ok })) }
       }).pipe(Effect.withSpan("maildir.deliver", { attributes: { "message.id": message.id } }))
 
-    return { name: "maildir", deliver }
+    return { name: "maildir", upstream: dir, deliver }
   })

@@ -230,6 +230,9 @@ const toQueueEntry = (r: Record.Record): QueueEntry => ({
 })
 
 /** The queued messages in `dir`, oldest first; works without a running worker (`queue list`). */
+/** Whether a message could be written now (a file created and removed in the spool's `tmp/`). */
+export const probeWritable = (dir: string): Effect.Effect<void, SpoolError> => Store.probeWritable(Path.resolve(dir))
+
 export const list = (dir: string): Effect.Effect<ReadonlyArray<QueueEntry>, SpoolError> =>
   Effect.gen(function*() {
     const root = Path.resolve(dir)

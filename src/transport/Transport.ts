@@ -39,6 +39,8 @@ export class TransportError extends Data.TaggedError("TransportError")<{
 
 export interface Transport {
   readonly name: string
+  /** Where it delivers, for logs: `smtp://host:port`, a webhook's origin, a Maildir's path; never credentials. */
+  readonly upstream?: string | undefined
   readonly deliver: (message: OutgoingMessage) => Effect.Effect<DeliveryReport, TransportError>
 }
 

@@ -179,5 +179,16 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
         ))
       })
 
-    return { name, deliver }
+    return { name, upstream: origin(options.url), deliver }
   })
+
+/** Scheme, host and port only: a webhook URL's path, query or userinfo may hold a token. */
+const origin = (url: string): string | undefined => {
+  try {
+    const u = new URL(url)
+    const port = u.port !== "" ? u.port : u.protocol === "https:" ? "443" : "80"
+    return `${u.protocol}//${u.hostname}:${port}`
+  } catch {
+    return undefined
+  }
+}

@@ -2,7 +2,10 @@
  * The admin listener (`admin: "HOST:PORT"`): Prometheus `/metrics` scraped around real SMTP
  * sessions, `/healthz`, and `/readyz` following a relay upstream up and down.
  */
+import * as fs from "node:fs"
 import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBridge, type TestBridge } from "../support/bridge.ts"
 import { connect } from "../support/SmtpClient.ts"
@@ -116,6 +119,46 @@ describe("admin /readyz", () => {
     } finally {
       await bridge.stop()
       upstream.close()
+    }
+  })
+
+  it("with a spool, is 200 while the relay is down (the spool takes the mail, 250), 503 once the spool cannot be written", async () => {
+    const upstream = net.createServer((socket) => socket.destroy())
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve))
+    const port = (upstream.address() as net.AddressInfo).port
+    await new Promise<void>((resolve) => upstream.close(() => resolve()))
+    const spool = fs.mkdtempSync(path.join(os.tmpdir(), "sb-readyz-spool-"))
+    const bridge = await startBridge({
+      admin: "127.0.0.1:0",
+      trust: ["127.0.0.1/32"],
+      relay: `smtp://127.0.0.1:${port}?tls=none`,
+      spool: { dir: spool, initialDelay: "1 hour" }
+    })
+    try {
+      const down = await get(adminPort(bridge), "/readyz")
+      expect(down.status).toBe(200)
+      expect(down.body).toContain("ok listeners")
+      expect(down.body).toContain("ok spool")
+      expect(down.body).toMatch(new RegExp(`down transport default: smtp://127\\.0\\.0\\.1:${port}: .*\\(not counted: the spool accepts mail meanwhile\\)`))
+      // And it does take mail.
+      const c = await connect(bridge.port)
+      expect(await c.read()).toMatch(/^220 /)
+      expect(await c.command("EHLO client.test")).toMatch(/^250-/)
+      expect(await c.command("MAIL FROM:<a@example.org>")).toBe("250 2.1.0 Ok")
+      expect(await c.command("RCPT TO:<b@example.net>")).toBe("250 2.1.5 Ok")
+      expect(await c.command("DATA")).toMatch(/^354 /)
+      expect(await c.command("Subject: x\r\n\r\nqueued\r\n.")).toMatch(/^250 2\.0\.0 Ok: queued as /)
+      c.close()
+
+      // Where the spool writes is gone (a file in its place): no mail could be accepted now.
+      fs.rmSync(path.join(spool, "tmp"), { recursive: true, force: true })
+      fs.writeFileSync(path.join(spool, "tmp"), "")
+      const broken = await get(adminPort(bridge), "/readyz")
+      expect(broken.status).toBe(503)
+      expect(broken.body).toMatch(/^FAIL spool: /m)
+    } finally {
+      await bridge.stop()
+      fs.rmSync(spool, { recursive: true, force: true })
     }
   })
 })

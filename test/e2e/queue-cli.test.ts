@@ -58,7 +58,7 @@ describe("smtp-bridge queue, on a spool with one undeliverable message", () => {
       id = queued![1]!
       c.close()
       // The first attempt meets the closed port; its reply is what `queue list` shows.
-      await serve.waitForLog(new RegExp(`${id} via default failed`))
+      await serve.waitForLog(new RegExp(`"message":"delivery via default [^\\n]*failed[^\\n]*"id":"${id}"`))
       expect(await serve.kill()).toEqual({ code: 0, signal: null })
     } finally {
       await serve?.kill()

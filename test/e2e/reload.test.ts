@@ -70,13 +70,13 @@ describe(`SIGHUP reload of the CLI under ${runtime}`, () => {
     const id = /^250 2\.0\.0 Ok: queued as (\w+)$/.exec(queued)?.[1]
     expect(id).toBeDefined()
     await c.command("QUIT")
-    await cli.waitForLog(new RegExp(`"transaction":"${id}"`))
+    await cli.waitForLog(new RegExp(`"message":"message accepted".*"transaction":"${id}"`))
 
     const lines = cli.stdout().trim().split("\n")
     const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
     for (const r of records) expect(Object.keys(r)).toEqual(expect.arrayContaining(["time", "level", "message"]))
-    const message = records.find((r) => r.transaction === id)
-    expect(message?.message).toContain(`queued as ${id}`)
+    const message = records.find((r) => r.transaction === id && r.message === "message accepted")
+    expect(message).toMatchObject({ user: "alice", recipients: 1 })
     expect(message?.session).toMatch(/^[0-9A-F]{16}$/)
     const output = cli.output()
     expect(output).not.toContain(alicePassword)

@@ -2,12 +2,13 @@
  * Starts a real bridge in-process on loopback port 0 for end-to-end tests, with its own
  * temporary Maildir, and reads back what was delivered.
  */
-import { Effect, Exit, Logger, LogLevel, Scope } from "effect"
+import { Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Bridge from "../../src/Bridge.ts"
 import type { ConfigInput } from "../../src/config/Input.ts"
+import * as Log from "../../src/observability/Log.ts"
 import * as Resolve from "../../src/config/Resolve.ts"
 
 export interface TestBridge {
@@ -19,6 +20,8 @@ export interface TestBridge {
   readonly running: Bridge.Running
   /** The files in maildir/new, oldest first, as raw bytes. */
   readonly delivered: () => ReadonlyArray<Buffer>
+  /** Every line logged at INFO and above so far, as the JSON log format has it (level, message, fields). */
+  readonly logs: () => ReadonlyArray<Record<string, unknown>>
   /** Closes the server scope: graceful drain, as on SIGTERM. */
   readonly stop: () => Promise<void>
 }
@@ -42,9 +45,15 @@ export const startBridge = async (input: ConfigInput = {}): Promise<TestBridge> 
     maildir
   }, "test"))
   const scope = await Effect.runPromise(Scope.make())
-  const logLevel = process.env.SMTP_BRIDGE_TEST_LOG === "1" ? LogLevel.Debug : LogLevel.Warning
+  const shown = process.env.SMTP_BRIDGE_TEST_LOG === "1" ? LogLevel.Debug : LogLevel.Warning
+  // Lines from INFO up are kept for the tests to read; the console gets WARN and up unless asked.
+  const lines: Array<Record<string, unknown>> = []
+  const loggers = Layer.merge(
+    Logger.add(Logger.make((options) => void lines.push(Log.record(options)))),
+    Logger.replace(Logger.defaultLogger, Logger.filterLogLevel(Logger.defaultLogger, LogLevel.greaterThanEqual(shown)))
+  )
   const running = await Effect.runPromise(
-    Bridge.start(config).pipe(Scope.extend(scope), Logger.withMinimumLogLevel(logLevel))
+    Bridge.start(config).pipe(Scope.extend(scope), Logger.withMinimumLogLevel(LogLevel.lessThan(shown, LogLevel.Info) ? shown : LogLevel.Info), Effect.provide(loggers))
   )
   const plain = running.addresses.find((a) => a.mode === "plain")
   const implicit = running.addresses.find((a) => a.mode === "implicit")
@@ -54,6 +63,7 @@ export const startBridge = async (input: ConfigInput = {}): Promise<TestBridge> 
     maildir,
     running,
     delivered: () => maildirFiles(maildir),
+    logs: () => [...lines],
     stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

@@ -135,7 +135,7 @@ export const make = (options: Options): Effect.Effect<Transport, never, Scope.Sc
       )
     }
 
-    return { name, deliver }
+    return { name, upstream: where, deliver }
   })
 
 const readCa = (url: string, file: string) =>

@@ -54,6 +54,8 @@ export class UrlError extends Data.TaggedError("UrlError")<{
   readonly reason: "Scheme" | "Host" | "Port" | "Path" | "Credentials" | "Query"
   readonly url: string
   readonly message: string
+  /** The message without the URL: what is wrong, for errors that name the field themselves. */
+  readonly detail: string
 }> {}
 
 const defaultPorts = { smtp: 25, smtps: 465, lmtp: 24 } as const
@@ -92,7 +94,7 @@ const parseQuery = (query: string, fail: (reason: UrlError["reason"], message: s
     const key = eq === -1 ? pair : pair.slice(0, eq)
     const value = decode(eq === -1 ? "" : pair.slice(eq + 1))
     if (!["tls", "verify", "servername", "ca"].includes(key)) {
-      return Either.left(fail("Query", `unknown option "${key}" (known: tls, verify, servername, ca)`))
+      return Either.left(fail("Query", `unknown option "${key}"; the known parameters are tls, verify, servername and ca`))
     }
     if (value === undefined || value === "") return Either.left(fail("Query", `option "${key}" needs a value`))
     if (key in out) return Either.left(fail("Query", `option "${key}" is given twice`))
@@ -133,7 +135,7 @@ const parseHostPort = (
 export const parse = (url: string): Either.Either<RelayTarget, UrlError> => {
   const shown = redact(url)
   const fail = (reason: UrlError["reason"], message: string) =>
-    new UrlError({ reason, url: shown, message: `relay URL ${shown}: ${message}` })
+    new UrlError({ reason, url: shown, message: `relay URL ${shown}: ${message}`, detail: message })
   const colon = url.indexOf(":")
   const scheme = colon === -1 ? "" : url.slice(0, colon).toLowerCase()
   let rest = url.slice(colon + 1)
@@ -200,7 +202,7 @@ export const parse = (url: string): Either.Either<RelayTarget, UrlError> => {
   } else {
     const given = query.right.tls ?? (scheme === "smtp" ? "opportunistic" : "none")
     if (given !== "required" && given !== "opportunistic" && given !== "none") {
-      return Either.left(fail("Query", `tls must be required, opportunistic or none, not "${given}"`))
+      return Either.left(fail("Query", `the tls parameter must be required, opportunistic or none, not "${given}"`))
     }
     tls = given
   }

@@ -16,6 +16,7 @@ import { Clock, Effect, Option, Random, Stream } from "effect"
 import * as Message from "../../pipeline/Message.ts"
 import type { Mailbox, MailParams, Recipient } from "../../protocol/Envelope.ts"
 import * as Reply from "../../protocol/Reply.ts"
+import * as AttemptLog from "../AttemptLog.ts"
 import * as Dsn from "../Dsn.ts"
 import type { Transport, TransportError } from "../Transport.ts"
 import * as Entry from "./Entry.ts"
@@ -135,7 +136,7 @@ const deliverGroup = (
     return Effect.succeed(indexes.map((index) => ({ index, reply })))
   }
   const recipients = indexes.map((i) => record.recipients[i]!.recipient)
-  return transport.deliver({
+  return AttemptLog.deliver(transport, {
     id: record.id,
     envelope: { mailFrom: record.mailFrom, mailParams: record.mailParams, recipients },
     session: Entry.sessionOf(record.session, settings.hostname),
@@ -152,12 +153,8 @@ const deliverGroup = (
         return { index, reply: answers.splice(at, 1)[0]!.reply }
       })
     }),
-    Effect.catchAll((error) =>
-      Effect.as(
-        Effect.logWarning(`spool: ${record.id} via ${name} failed: ${error.message}`),
-        indexes.map((index) => ({ index, reply: replyOfError(error) }))
-      )
-    )
+    // AttemptLog has logged the failure with its cause.
+    Effect.catchAll((error) => Effect.succeed(indexes.map((index) => ({ index, reply: replyOfError(error) }))))
   )
 }
 

@@ -122,6 +122,26 @@ export const readRecord = (dir: string, id: string): Effect.Effect<Option.Option
   )
 }
 
+/**
+ * Creates and removes a file where messages are written (`tmp/`): readiness means the spool can
+ * take mail, which listing the directory does not prove (a full or read-only disk lists fine).
+ */
+export const probeWritable = (dir: string): Effect.Effect<void, SpoolError> => {
+  const path = Path.join(dir, "tmp", `.probe-${randomBytes(6).toString("hex")}`)
+  return Effect.tryPromise({
+    try: async () => {
+      const handle = await Fs.open(path, "wx", 0o600)
+      try {
+        await writeAll(handle, encoder.encode("probe\n"))
+      } finally {
+        await handle.close()
+        await Fs.rm(path, { force: true })
+      }
+    },
+    catch: fromUnknown("Write", path, "write")
+  })
+}
+
 /** Ids of the committed messages (those with a state file). */
 export const listIds = (dir: string): Effect.Effect<ReadonlyArray<string>, SpoolError> =>
   Effect.tryPromise({ try: () => Fs.readdir(dir), catch: fromUnknown("Read", dir, "list") }).pipe(

@@ -109,3 +109,31 @@ describe("Load", () => {
       expect(error.message).toContain("no default export")
     }))
 })
+
+describe("Load.importProblem", () => {
+  const file = "/etc/smtp-bridge/smtp-bridge.config.ts"
+
+  it("reads Bun's build messages: line, column and the first message", () => {
+    const error = Object.assign(new Error(`3 errors building "${file}"`), {
+      errors: [{ message: "Expected \"}\" but found \"trust\"", position: { line: 4, column: 3, lineText: "  trust: [\"secret\"]" } }]
+    })
+    expect(Load.importProblem(error, file)).toBe("line 4, column 3: Expected \"}\" but found \"trust\"")
+  })
+
+  it("reads Deno's file:line:column from the message, without the line's text", () => {
+    const error = new TypeError(`SyntaxError: Expected ',', got 'trust'\n  |\n4 |   trust: ["hunter2"]\n  |   ~~~~~\n    at file://${file}:4:3`)
+    const problem = Load.importProblem(error, file)
+    expect(problem).toBe("line 4, column 3: SyntaxError: Expected ',', got 'trust'")
+    expect(problem).not.toContain("hunter2")
+  })
+
+  it("reads Node's file:line at the top of the stack", () => {
+    const error = new SyntaxError("Expected ',', got 'ident'")
+    error.stack = `file://${file}:4\n  trust: ["hunter2"]\n  ^^^^^\n\nSyntaxError: Expected ',', got 'ident'`
+    expect(Load.importProblem(error, file)).toBe("line 4: Expected ',', got 'ident'")
+  })
+
+  it("gives the message alone when no position is known", () => {
+    expect(Load.importProblem(new Error("Cannot find module 'x'"), file)).toBe("Cannot find module 'x'")
+  })
+})

@@ -59,7 +59,7 @@ describe("relay URLs", () => {
     expect(error("smtp://:25").reason).toBe("Host")
     expect(error("smtp:///socket").reason).toBe("Host")
     expect(error("smtp://relay.example:99999").reason).toBe("Port")
-    expect(error("smtp://relay.example:25?tls=maybe").message).toContain("tls must be required, opportunistic or none")
+    expect(error("smtp://relay.example:25?tls=maybe").message).toContain("the tls parameter must be required, opportunistic or none, not \"maybe\"")
     expect(error("smtp://relay.example:25?tsl=none").message).toContain("unknown option \"tsl\"")
     expect(error("smtps://relay.example?tls=none").reason).toBe("Query")
     expect(error("smtp://:secret@relay.example").reason).toBe("Credentials")
