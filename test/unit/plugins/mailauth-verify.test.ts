@@ -1,6 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { authservIdOf, mailauthVerify, Results } from "../../../plugins/mailauth-verify/index.ts"
+import { authservIdOf, claimsAuthservId, mailauthVerify, Results } from "../../../plugins/mailauth-verify/index.ts"
 import type { MailauthVerifyOptions } from "../../../plugins/mailauth-verify/index.ts"
 import * as Static from "../../../src/dns/Static.ts"
 import { Relay, Verdict } from "../../../src/index.ts"
@@ -93,6 +93,27 @@ layer(zone)("mailauth-verify", (it) => {
         expect(removed).toEqual(["MX.BRIDGE.TEST; dkim=pass"])
       }))
 
+    it.effect("removes forged Authentication-Results in every RFC 8601 spelling of its id: nested comment, quoted, upper case, trailing dot", () =>
+      Effect.gen(function*() {
+        const forged = [
+          "(a (nested) comment) mx.bridge.test; dkim=pass",
+          "\"mx.bridge.test\"; dkim=pass",
+          "MX.BRIDGE.TEST.; dkim=pass",
+          "(x) \"MX.Bridge.Test.\" 1; spf=pass"
+        ]
+        const extra = forged.map((f) => `Authentication-Results: ${f}\r\n`).join("") + "Authentication-Results: other.test; spf=pass\r\n"
+        expect((yield* check("alice@good.test", {}, { extra })).removed).toEqual(forged)
+      }))
+
+    it.effect("removes forged Authentication-Results for authenticated and trusted senders, whose checks are skipped", () =>
+      Effect.gen(function*() {
+        const extra = "Authentication-Results: (forged) \"mx.bridge.test.\"; dkim=pass\r\nAuthentication-Results: other.test; spf=pass\r\n"
+        const authenticated = yield* check("m@bad.test", {}, { user: "alice", extra })
+        expect(authenticated.added).toEqual([])
+        expect(authenticated.removed).toEqual(["(forged) \"mx.bridge.test.\"; dkim=pass"])
+        expect((yield* check("m@bad.test", {}, { trusted: true, extra })).removed).toEqual(["(forged) \"mx.bridge.test.\"; dkim=pass"])
+      }))
+
     it.effect("skips authenticated and trusted sessions by default, and checks them when told", () =>
       Effect.gen(function*() {
         expect((yield* check("m@bad.test", { policy: { spfFail: "reject" } }, { user: "alice" })).added).toEqual([])
@@ -118,5 +139,37 @@ layer(zone)("mailauth-verify", (it) => {
     Effect.sync(() => {
       expect(authservIdOf("(forged) mx.bridge.test 1; spf=pass")).toBe("mx.bridge.test")
       expect(authservIdOf("mx.bridge.test;spf=pass")).toBe("mx.bridge.test")
+    }))
+
+  it.effect("reads the authserv-id as RFC 8601 does: nested comments with quoted-pairs, quoted-string, case and trailing dot", () =>
+    Effect.sync(() => {
+      expect(authservIdOf("(a (nested) comment) mx.test; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("(a \\) tricky (one)) mx.test; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("\"mx.test\"; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("\"mx\\.test\"; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("MX.TEST.; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("\t mx.test(c); none")).toBe("mx.test")
+      expect(authservIdOf("other.test; spf=pass (mx.test)")).toBe("other.test")
+    }))
+
+  it.effect("gives no authserv-id for a value that does not parse: an unclosed comment or quote, nothing before the `;`", () =>
+    Effect.sync(() => {
+      expect(authservIdOf("(unclosed (comment) mx.test; spf=pass")).toBeUndefined()
+      expect(authservIdOf("\"mx.test; spf=pass")).toBeUndefined()
+      expect(authservIdOf("; spf=pass")).toBeUndefined()
+    }))
+
+  it.effect("takes a value that does not parse as claiming the id when it names it, and others' ids as theirs", () =>
+    Effect.sync(() => {
+      expect(claimsAuthservId("(unclosed mx.test; dkim=pass", "mx.test")).toBe(true)
+      expect(claimsAuthservId("(unclosed; dkim=pass", "mx.test")).toBe(false)
+      expect(claimsAuthservId("mx.test.evil; dkim=pass", "mx.test")).toBe(false)
+      expect(claimsAuthservId("MX.TEST.; dkim=pass", "mx.test.")).toBe(true)
+    }))
+
+  it.effect("reads a 100,000-character comment nest in linear time", () =>
+    Effect.sync(() => {
+      const deep = "(".repeat(50_000) + ")".repeat(50_000) + " mx.test; none"
+      expect(authservIdOf(deep)).toBe("mx.test")
     }))
 })
