@@ -53,9 +53,9 @@ const splitParams = (tokens: ReadonlyArray<string>, utf8: boolean): Parsed<Raw> 
     const key = (eq === -1 ? token : token.slice(0, eq)).toUpperCase()
     const v = eq === -1 ? undefined : token.slice(eq + 1)
     if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key) || (v !== undefined && !value.test(v))) {
-      return unsupported(`Malformed parameter ${token}`)
+      return unsupported(`Malformed parameter ${Reply.echo(token)}`)
     }
-    if (Object.hasOwn(raw, key)) return { _tag: "Error", reply: Reply.syntax(`Duplicate parameter ${key}`) }
+    if (Object.hasOwn(raw, key)) return { _tag: "Error", reply: Reply.syntax(`Duplicate parameter ${Reply.echo(key)}`) }
     raw[key] = v
   }
   return { _tag: "Ok", value: raw }
@@ -103,7 +103,7 @@ export const parseMailParams = (tokens: ReadonlyArray<string>): Parsed<MailParam
         params.auth = value
         break
       default:
-        return unsupported(`Unsupported parameter ${key}`)
+        return unsupported(`Unsupported parameter ${Reply.echo(key)}`)
     }
   }
   return { _tag: "Ok", value: params }
@@ -142,7 +142,7 @@ export const parseRcptParams = (tokens: ReadonlyArray<string>, smtputf8: boolean
         params.orcpt = value
         break
       default:
-        return unsupported(`Unsupported parameter ${key}`)
+        return unsupported(`Unsupported parameter ${Reply.echo(key)}`)
     }
   }
   return { _tag: "Ok", value: params }
