@@ -9,7 +9,7 @@
  * mailauthVerify({ policy: { dmarcReject: "reject", spfFail: "tag" } })
  */
 import { Effect } from "effect"
-import { definePlugin, Dns, Mailauth, Notes, Relay, Verdict } from "../../src/index.ts"
+import { definePlugin, Dns, Mailauth, Notes, Relay, Reply, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo } from "../../src/index.ts"
 
 /**
@@ -132,7 +132,8 @@ export const findings = (auth: Mailauth.Authentication, policy: Required<Policy>
   if (dmarc !== undefined && dmarc.result === "fail" && dmarc.policy !== "none") {
     out.push({
       action: dmarc.policy === "reject" ? policy.dmarcReject : policy.dmarcQuarantine,
-      text: `DMARC policy of ${dmarc.domain ?? "the From domain"} (p=${dmarc.policy}) rejects this message`,
+      // The domain comes from the header From: a reply repeats it short and printable.
+      text: `DMARC policy of ${dmarc.domain === undefined ? "the From domain" : Reply.echo(dmarc.domain)} (p=${dmarc.policy}) rejects this message`,
       tag: `dmarc=fail policy=${dmarc.policy}`,
       enhanced: { reject: "5.7.1", defer: "4.7.1" }
     })
@@ -141,7 +142,7 @@ export const findings = (auth: Mailauth.Authentication, policy: Required<Policy>
   if (spf?.result === "fail" || spf?.result === "softfail") {
     out.push({
       action: spf.result === "fail" ? policy.spfFail : policy.spfSoftfail,
-      text: `SPF check failed: ${spf.domain} does not designate this client as a permitted sender`,
+      text: `SPF check failed: ${Reply.echo(spf.domain)} does not designate this client as a permitted sender`,
       tag: `spf=${spf.result} smtp.mailfrom=${spf.domain}`,
       enhanced: { reject: "5.7.23", defer: "4.7.23" }
     })
@@ -205,7 +206,7 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       if (spf.result === "fail" || spf.result === "softfail") {
         found.push({
           action: spf.result === "fail" ? policy.spfFail : policy.spfSoftfail,
-          text: `SPF check failed: ${spf.domain} does not designate this client as a permitted sender`,
+          text: `SPF check failed: ${Reply.echo(spf.domain)} does not designate this client as a permitted sender`,
           tag: "",
           enhanced: { reject: "5.7.23", defer: "4.7.23" }
         })
@@ -213,7 +214,7 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       if (spf.result === "temperror") {
         found.push({
           action: policy.temperror,
-          text: `Temporary DNS failure checking SPF for ${spf.domain}, try again later`,
+          text: `Temporary DNS failure checking SPF for ${Reply.echo(spf.domain)}, try again later`,
           tag: "",
           enhanced: { reject: "5.7.24", defer: "4.7.24" }
         })

@@ -7,6 +7,8 @@ import { Relay, Verdict } from "../../../src/index.ts"
 import type { DataContext } from "../../../src/index.ts"
 import { data, mailbox, session, transaction } from "./context.ts"
 
+const long = `${"a".repeat(60)}.${"b".repeat(60)}.test`
+
 // The client is 203.0.113.5 (context.ts); good.test allows it, bad.test does not.
 const zone = Static.layer({
   "good.test": { TXT: ["v=spf1 ip4:203.0.113.5 -all"] },
@@ -15,7 +17,9 @@ const zone = Static.layer({
   "_dmarc.bad.test": { TXT: ["v=DMARC1; p=reject"] },
   "soft.test": { TXT: ["v=spf1 ~all"] },
   "_dmarc.soft.test": { TXT: ["v=DMARC1; p=quarantine"] },
-  "slow.test": "TEMPFAIL"
+  "slow.test": "TEMPFAIL",
+  [long]: { TXT: ["v=spf1 ip4:192.0.2.1 -all"] },
+  [`_dmarc.${long}`]: { TXT: ["v=DMARC1; p=reject"] }
 })
 
 const mail = (from: string, extra = "") => `${extra}From: ${from}\r\nSubject: hi\r\n\r\nbody\r\n`
@@ -58,6 +62,12 @@ layer(zone)("mailauth-verify", (it) => {
       Effect.gen(function*() {
         const { verdict } = yield* check("mallory@bad.test", { policy: { dmarcReject: "reject" } })
         expect(verdict).toEqual(Verdict.reject("DMARC policy of bad.test (p=reject) rejects this message", { code: 550, enhanced: "5.7.1" }))
+      }))
+
+    it.effect("names a long From domain in its 550 by its first 64 characters and ...", () =>
+      Effect.gen(function*() {
+        const { verdict } = yield* check(`m@${long}`, { policy: { dmarcReject: "reject" } })
+        expect(verdict).toEqual(Verdict.reject(`DMARC policy of ${long.slice(0, 64)}... (p=reject) rejects this message`, { code: 550, enhanced: "5.7.1" }))
       }))
 
     it.effect("rejects an SPF fail with 550 5.7.23 and defers it with 451 4.7.23", () =>
