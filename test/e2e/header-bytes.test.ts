@@ -8,7 +8,10 @@
 //   C: X-Overlong: <C0 AE C0 AE>/etc/passwd
 //   S: 250 2.0.0 Ok: queued as ...   -> delivered: Received: ... then those bytes, unchanged
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as fs from "node:fs"
 import * as http from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
 import type { AddressInfo } from "node:net"
 import { dkimSign } from "../../plugins/dkim-sign/index.ts"
 import * as Keys from "../../src/dkim/Keys.ts"
@@ -86,6 +89,15 @@ describe("header bytes that are not UTF-8", () => {
   it("reach the Maildir transport byte for byte", async () => {
     const b = await bridge({})
     await send(b)
+    expectExact(octets(b.delivered()[0]!), octets(original))
+  })
+
+  it("reach the Maildir transport byte for byte through the spool", async () => {
+    const b = await bridge({ spool: { dir: fs.mkdtempSync(path.join(os.tmpdir(), "sb-spool-")) } })
+    await send(b)
+    // The spool answers 250 once the message is on disk; its worker delivers it right after.
+    for (let i = 0; i < 200 && b.delivered().length === 0; i++) await new Promise((r) => setTimeout(r, 25))
+    expect(b.delivered()).toHaveLength(1)
     expectExact(octets(b.delivered()[0]!), octets(original))
   })
 
