@@ -54,14 +54,24 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true })
 const CRLF = Uint8Array.of(13, 10)
 
+// Only the name is read for every field; `value` and `raw` are decoded when a plugin asks.
 const field = (bytes: Uint8Array): Header | undefined => {
   const colon = bytes.indexOf(58)
   if (colon <= 0) return undefined
   // Field names are printable ASCII (RFC 5322 2.2), so one byte is one character.
   const name = Buffer.from(bytes.buffer, bytes.byteOffset, colon).toString("latin1").trim()
-  const raw = decoder.decode(bytes)
-  const value = decoder.decode(bytes.subarray(colon + 1)).replace(/\r\n(?=[ \t])/g, "").trim()
-  return { name, value, raw, bytes }
+  let value: string | undefined
+  let raw: string | undefined
+  return {
+    name,
+    bytes,
+    get value() {
+      return value ??= decoder.decode(bytes.subarray(colon + 1)).replace(/\r\n(?=[ \t])/g, "").trim()
+    },
+    get raw() {
+      return raw ??= decoder.decode(bytes)
+    }
+  }
 }
 
 /**
