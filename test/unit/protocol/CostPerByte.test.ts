@@ -18,6 +18,10 @@ const cases: ReadonlyArray<readonly [string, string, string]> = [
   ["MAIL, blanks between parameters", `MAIL FROM:<a@example.com>${" ".repeat(n)}SIZE=1`, `MAIL FROM:<a@example.com> X-${"x".repeat(n)}=11`],
   ["RCPT, blanks after the path", `RCPT TO:<b@example.com>${" ".repeat(n)}x`, `RCPT TO:<b@example.com> ${"x".repeat(n)}`],
   ["AUTH, blanks then a response", `AUTH PLAIN${" ".repeat(n)}x`, `AUTH PLAIN ${"A".repeat(n)}`],
+  ["RCPT, an ORCPT of xtext escapes", `RCPT TO:<b@example.com> ORCPT=rfc822;${"+2B".repeat(n / 3)}`, `RCPT TO:<b@example.com> ORCPT=rfc822;${"abc".repeat(n / 3)}`],
+  ["MAIL, a quoted local part of escapes", `MAIL FROM:<"${"\\\"".repeat(n / 2)}"@example.com>`, `MAIL FROM:<"${"aa".repeat(n / 2)}"@example.com>`],
+  ["MAIL, a domain of empty labels", `MAIL FROM:<a@${".".repeat(n)}>`, `MAIL FROM:<a@${"a".repeat(n)}>`],
+  ["MAIL, an address literal of colons", `MAIL FROM:<a@[IPv6:${":".repeat(n)}]>`, `MAIL FROM:<a@[IPv6:${"a".repeat(n)}]>`],
   ["BDAT, blanks then LAST", `BDAT 10${" ".repeat(n)}LAST`, `BDAT 10 ${"L".repeat(n - 1)}LAST`]
 ]
 
