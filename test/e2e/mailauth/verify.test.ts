@@ -165,6 +165,20 @@ describe("mailauth-verify with its checks skipped", () => {
     expect(delivered).not.toMatch(/^Authentication-Results: bridge\.test;/m)
   })
 
+  it("refuses a header section over 256 KiB, whose forged fields it could not remove, with 552 5.3.4", async () => {
+    const c = await connect(trusting.port)
+    await c.read()
+    await c.command("EHLO client.example.test")
+    await c.command("MAIL FROM:<alice@example.test>")
+    await c.command("RCPT TO:<bob@example.net>")
+    expect(await c.command("DATA")).toMatch(/^354 /)
+    const pad = `X-Pad: ${"p".repeat(70)}\r\n`.repeat(4000)
+    c.send(message("Alice <alice@example.test>", forged + pad) + ".\r\n")
+    expect(await c.read(20_000)).toBe("552 5.3.4 Message header section exceeds 256 KiB")
+    expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+    c.close()
+  })
+
   it("drops every forged spelling from an unauthenticated sender on a trusted network: 250, then delivered without them", async () => {
     expect(await send(trusting, false)).toMatch(/^250 2\.0\.0 /)
     expect(trusting.delivered().length).toBe(1)
