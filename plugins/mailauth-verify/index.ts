@@ -9,7 +9,7 @@
  * mailauthVerify({ policy: { dmarcReject: "reject", spfFail: "tag" } })
  */
 import { Effect } from "effect"
-import { definePlugin, Dns, Mailauth, Notes, Relay, Verdict } from "../../src/index.ts"
+import { definePlugin, Dns, Mailauth, Notes, Relay, Reply, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo } from "../../src/index.ts"
 
 /**
@@ -62,9 +62,59 @@ export const defaultPolicy: Required<Policy> = {
   temperror: "accept"
 }
 
-/** The authserv-id an Authentication-Results value claims (RFC 8601 §2.2), lower case. */
-export const authservIdOf = (value: string): string =>
-  value.replace(/^\s*(\([^)]*\)\s*)*/, "").split(/[\s;]/)[0]!.toLowerCase()
+// RFC 2045 tspecials end a token; so do white space and controls.
+const TSPECIALS = "()<>@,;:\\\"/[]?="
+
+/**
+ * The authserv-id an Authentication-Results value claims, as RFC 8601 §2.2 reads it: past CFWS
+ * (comments nest and hold quoted-pairs, RFC 5322 §3.2.2), a token or a quoted-string; compared as a
+ * domain name, so lower case and without a trailing dot. `undefined` when the value does not
+ * parse (an unclosed comment or quote, nothing before the first `;`). A hand-written scanner in one
+ * pass, so a hostile value costs linear time.
+ */
+export const authservIdOf = (value: string): string | undefined => {
+  let i = 0
+  // CFWS: white space (folding is already undone) and comments, nested.
+  for (;;) {
+    while (i < value.length && (value[i] === " " || value[i] === "\t" || value[i] === "\r" || value[i] === "\n")) i++
+    if (value[i] !== "(") break
+    let depth = 0
+    for (; i < value.length; i++) {
+      const c = value[i]
+      if (c === "\\") i++
+      else if (c === "(") depth++
+      else if (c === ")" && --depth === 0) break
+    }
+    if (i >= value.length) return undefined
+    i++
+  }
+  let id = ""
+  if (value[i] === "\"") {
+    for (i++; i < value.length && value[i] !== "\""; i++) id += value[i] === "\\" ? value[++i] ?? "" : value[i]
+    if (i >= value.length) return undefined
+    // A quoted id with blanks around it would be trimmed by a lenient reader downstream.
+    id = id.trim()
+  } else {
+    for (; i < value.length; i++) {
+      const c = value.charCodeAt(i)
+      if (c <= 32 || c === 127 || TSPECIALS.includes(value[i]!)) break
+      id += value[i]
+    }
+  }
+  id = id.toLowerCase().replace(/\.$/, "")
+  return id === "" ? undefined : id
+}
+
+/**
+ * Whether an Authentication-Results value claims `ours` (RFC 8601 §5: such a field from outside
+ * is a forgery and goes). A value that does not parse claims it when it names it anywhere: a
+ * lenient reader downstream might take it for ours, and dropping it costs nothing.
+ */
+export const claimsAuthservId = (value: string, ours: string): boolean => {
+  const own = ours.toLowerCase().replace(/\.$/, "")
+  const id = authservIdOf(value)
+  return id === undefined ? value.toLowerCase().includes(own) : id === own
+}
 
 interface Finding {
   readonly action: Action
@@ -82,7 +132,8 @@ export const findings = (auth: Mailauth.Authentication, policy: Required<Policy>
   if (dmarc !== undefined && dmarc.result === "fail" && dmarc.policy !== "none") {
     out.push({
       action: dmarc.policy === "reject" ? policy.dmarcReject : policy.dmarcQuarantine,
-      text: `DMARC policy of ${dmarc.domain ?? "the From domain"} (p=${dmarc.policy}) rejects this message`,
+      // The domain comes from the header From: a reply repeats it short and printable.
+      text: `DMARC policy of ${dmarc.domain === undefined ? "the From domain" : Reply.echo(dmarc.domain)} (p=${dmarc.policy}) rejects this message`,
       tag: `dmarc=fail policy=${dmarc.policy}`,
       enhanced: { reject: "5.7.1", defer: "4.7.1" }
     })
@@ -91,7 +142,7 @@ export const findings = (auth: Mailauth.Authentication, policy: Required<Policy>
   if (spf?.result === "fail" || spf?.result === "softfail") {
     out.push({
       action: spf.result === "fail" ? policy.spfFail : policy.spfSoftfail,
-      text: `SPF check failed: ${spf.domain} does not designate this client as a permitted sender`,
+      text: `SPF check failed: ${Reply.echo(spf.domain)} does not designate this client as a permitted sender`,
       tag: `spf=${spf.result} smtp.mailfrom=${spf.domain}`,
       enhanced: { reject: "5.7.23", defer: "4.7.23" }
     })
@@ -155,7 +206,7 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       if (spf.result === "fail" || spf.result === "softfail") {
         found.push({
           action: spf.result === "fail" ? policy.spfFail : policy.spfSoftfail,
-          text: `SPF check failed: ${spf.domain} does not designate this client as a permitted sender`,
+          text: `SPF check failed: ${Reply.echo(spf.domain)} does not designate this client as a permitted sender`,
           tag: "",
           enhanced: { reject: "5.7.23", defer: "4.7.23" }
         })
@@ -163,7 +214,7 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       if (spf.result === "temperror") {
         found.push({
           action: policy.temperror,
-          text: `Temporary DNS failure checking SPF for ${spf.domain}, try again later`,
+          text: `Temporary DNS failure checking SPF for ${Reply.echo(spf.domain)}, try again later`,
           tag: "",
           enhanced: { reject: "5.7.24", defer: "4.7.24" }
         })
@@ -171,8 +222,12 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       return verdictOf(found)
     }),
     data: Effect.fn("mailauth-verify.data")(function*({ session, transaction, message, addHeader, removeHeader }) {
-      if (skip(session, options)) return Verdict.Continue
       const authservId = options.authservId ?? session.hostname
+      // A field claiming our own id is a forgery whether or not the checks run: a sender skipped
+      // because it authenticated could otherwise hand downstream filters a `dkim=pass` in our
+      // name. Others' results are theirs to report (RFC 8601 §5).
+      removeHeader("Authentication-Results", (value) => claimsAuthservId(value, authservId))
+      if (skip(session, options)) return Verdict.Continue
       const dns = yield* Dns
       const auth = yield* Mailauth.authenticate(message.stream(), {
         ip: session.remoteAddress,
@@ -187,9 +242,6 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       const found = findings(auth, policy)
       const verdict = verdictOf(found)
       if (verdict._tag !== "Continue") return verdict
-      // Only a field claiming our own id is a forgery: others' results are theirs to report (RFC 8601 §5).
-      const ours = authservId.toLowerCase()
-      removeHeader("Authentication-Results", (value) => authservIdOf(value) === ours)
       const tags = found.filter((f) => f.action === "tag").map((f) => f.tag)
       if (tags.length > 0) addHeader("X-Mailauth-Warning", tags.join("; "))
       addHeader("Authentication-Results", auth.authenticationResults)

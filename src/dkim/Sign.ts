@@ -46,18 +46,44 @@ export interface HeaderLine {
   readonly name: string
   /** The field as received, folding and final CRLF included. */
   readonly raw: string
+  /** The same as bytes, when known: what is signed then, so that 8-bit bytes are signed as sent. */
+  readonly bytes?: Uint8Array
+}
+
+// Only SP and HTAB are WSP: `trim()` would also take NBSP (U+00A0, or the byte A0 read as latin1),
+// VT and FF, and the signature would not verify on the bytes sent.
+const trimWsp = (s: string): string => {
+  let start = 0
+  let end = s.length
+  while (start < end && (s[start] === " " || s[start] === "\t")) start++
+  while (end > start && (s[end - 1] === " " || s[end - 1] === "\t")) end--
+  return s.slice(start, end)
 }
 
 /** RFC 6376 §3.4.2: lower-case name, unfolded value with runs of WSP as one space, trimmed. */
 export const relaxedHeader = (name: string, value: string): string =>
-  `${name.trim().toLowerCase()}:${value.replace(/\r\n(?=[ \t])/g, "").replace(/[ \t]+/g, " ").trim()}`
+  `${trimWsp(name).toLowerCase()}:${trimWsp(value.replace(/\r\n(?=[ \t])/g, "").replace(/[ \t]+/g, " "))}`
 
-const valueOfRaw = (raw: string): string => raw.slice(raw.indexOf(":") + 1).replace(/\r\n$/, "")
+/**
+ * Bytes as a string of one character per byte. Buffer's latin1, not `TextDecoder("latin1")`: the
+ * Encoding Standard makes that label windows-1252, which turns 80-9F into other characters (80
+ * into U+20AC), so UTF-8 text such as "€" (E2 82 AC) was hashed as other bytes and its signature
+ * failed.
+ */
+const latin1 = { decode: (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1") }
+
+/**
+ * The field as a string of one character per byte (latin1), which the canonicalisation keeps
+ * byte for byte: the bytes received when known, else the UTF-8 encoding of `raw`.
+ */
+const binary = (h: HeaderLine): string => latin1.decode(h.bytes ?? Buffer.from(h.raw, "utf8"))
+
+const valueOf = (field: string): string => field.slice(field.indexOf(":") + 1).replace(/\r\n$/, "")
 
 /**
  * A streaming RFC 6376 §3.4.4 relaxed body canonicaliser feeding a SHA-256: WSP runs become one
- * space, WSP at line ends goes, empty lines at the end go. Bytes are handled as latin1 so that
- * any octet passes through unchanged.
+ * space, WSP at line ends goes, empty lines at the end go. Bytes are handled as latin1 (see
+ * `latin1`) so that any octet passes through unchanged.
  */
 export const bodyHash = <E>(
   body: Stream.Stream<Uint8Array, E>,
@@ -65,7 +91,6 @@ export const bodyHash = <E>(
 ): Effect.Effect<string, E> =>
   Effect.gen(function*() {
     const hash = Crypto.createHash("sha256")
-    const decoder = new TextDecoder("latin1")
     let carry = ""
     let emptyLines = 0
     // A stream taken at the header section's end starts with the blank separator line.
@@ -86,7 +111,7 @@ export const bodyHash = <E>(
     }
     yield* Stream.runForEach(body, (chunk) =>
       Effect.sync(() => {
-        const parts = (carry + decoder.decode(chunk)).split("\r\n")
+        const parts = (carry + latin1.decode(chunk)).split("\r\n")
         carry = parts.pop()!
         for (const p of parts) line(p)
       }))
@@ -115,7 +140,8 @@ export const signedNames = (
 
 /**
  * The canonical header block hashed for `names` (RFC 6376 §5.4.2): each name takes the next
- * unused instance from the bottom; a name with none left (an oversigned one) adds nothing.
+ * unused instance from the bottom; a name with none left (an oversigned one) adds nothing. One
+ * character per byte (latin1), so 8-bit fields are hashed as they were received.
  */
 export const headerBlock = (headers: ReadonlyArray<HeaderLine>, names: ReadonlyArray<string>): string => {
   const used = new Set<number>()
@@ -125,7 +151,7 @@ export const headerBlock = (headers: ReadonlyArray<HeaderLine>, names: ReadonlyA
     for (let i = headers.length - 1; i >= 0; i--) {
       if (used.has(i) || headers[i]!.name.toLowerCase() !== lower) continue
       used.add(i)
-      out += relaxedHeader(headers[i]!.name, valueOfRaw(headers[i]!.raw)) + "\r\n"
+      out += relaxedHeader(headers[i]!.name, valueOf(binary(headers[i]!))) + "\r\n"
       break
     }
   }
@@ -155,7 +181,8 @@ export const signatureValue = (
     "b="
   ]
   const unsigned = tags.join("; ")
-  const data = Buffer.from(headerBlock(headers, names) + relaxedHeader("DKIM-Signature", unsigned), "utf8")
+  // Both parts are one character per byte: the fields as received, the signature as UTF-8.
+  const data = Buffer.from(headerBlock(headers, names) + latin1.decode(Buffer.from(relaxedHeader("DKIM-Signature", unsigned), "utf8")), "latin1")
   // RFC 8463 §3: Ed25519 signs the SHA-256 digest of the data, RSA signs the data with SHA-256.
   const b = ed25519
     ? Crypto.sign(null, Crypto.createHash("sha256").update(data).digest(), key.key)

@@ -10,12 +10,19 @@ export class MessageError extends Data.TaggedError("MessageError")<{
   readonly message: string
 }> {}
 
-/** One header field. `raw` is the field exactly as received, folding and final CRLF included. */
+/**
+ * One header field. `bytes` is the field exactly as received, folding and final CRLF included;
+ * it is what a transport gets. `value` and `raw` are decoded as UTF-8 for plugins, with U+FFFD
+ * for bytes that are not (8-bit text from old clients, overlongs such as `C0 AE`), so they are
+ * for reading only: a relay passes every byte it does not mean to change.
+ */
 export interface Header {
   readonly name: string
   /** Unfolded value without the leading space. */
   readonly value: string
+  /** `bytes` decoded, for reading. */
   readonly raw: string
+  readonly bytes: Uint8Array
 }
 
 export interface Content {
@@ -44,32 +51,58 @@ export const header = (content: Pick<Content, "headers">, name: string): string 
 }
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder("utf-8", { fatal: false })
+const decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true })
+const CRLF = Uint8Array.of(13, 10)
 
-/** Parses a header section (bytes up to, not including, the blank line). */
+// Only the name is read for every field; `value` and `raw` are decoded when a plugin asks.
+const field = (bytes: Uint8Array): Header | undefined => {
+  const colon = bytes.indexOf(58)
+  if (colon <= 0) return undefined
+  // Field names are printable ASCII (RFC 5322 2.2), so one byte is one character.
+  const name = Buffer.from(bytes.buffer, bytes.byteOffset, colon).toString("latin1").trim()
+  let value: string | undefined
+  let raw: string | undefined
+  return {
+    name,
+    bytes,
+    get value() {
+      return value ??= decoder.decode(bytes.subarray(colon + 1)).replace(/\r\n(?=[ \t])/g, "").trim()
+    },
+    get raw() {
+      return raw ??= decoder.decode(bytes)
+    }
+  }
+}
+
+/**
+ * Parses a header section (bytes up to, not including, the blank line) from its bytes: fields
+ * end at a CRLF not followed by a blank. Each field keeps its exact bytes.
+ */
 export const parseHeaders = (block: Uint8Array): ReadonlyArray<Header> => {
-  const text = decoder.decode(block)
   const out: Array<Header> = []
-  let current: string | undefined
-  const flush = () => {
-    if (current === undefined) return
-    const colon = current.indexOf(":")
-    if (colon > 0) {
-      const name = current.slice(0, colon).trim()
-      const value = current.slice(colon + 1).replace(/\r\n(?=[ \t])/g, "").trim()
-      out.push({ name, value, raw: current })
-    }
-    current = undefined
+  let start = -1
+  const flush = (end: number) => {
+    if (start === -1) return
+    // A last line without its CRLF (a BDAT message that ends there) gets one, as every field has.
+    const bytes = block[end - 1] === 10 && block[end - 2] === 13 ? block.subarray(start, end) : Bytes.concat([block.subarray(start, end), CRLF])
+    const h = field(bytes)
+    if (h !== undefined) out.push(h)
+    start = -1
   }
-  for (const line of text.split(/(?<=\r\n)/)) {
-    if (line === "" || line === "\r\n") continue
-    if ((line.startsWith(" ") || line.startsWith("\t")) && current !== undefined) current += line
-    else {
-      flush()
-      current = line.endsWith("\r\n") ? line : line + "\r\n"
+  let i = 0
+  while (i < block.length) {
+    let cr = block.indexOf(13, i)
+    while (cr !== -1 && block[cr + 1] !== 10) cr = block.indexOf(13, cr + 1)
+    const next = cr === -1 ? block.length : cr + 2
+    const empty = cr === i
+    const folded = (block[i] === 32 || block[i] === 9) && start !== -1
+    if (!folded) {
+      flush(i)
+      if (!empty) start = i
     }
+    i = next
   }
-  flush()
+  flush(block.length)
   return out
 }
 
@@ -97,11 +130,15 @@ export const formatHeader = (name: string, value: string): string => {
   return lines.join("\r\n") + "\r\n"
 }
 
+const kept = (content: Content, edits: Edits): ReadonlyArray<Header> =>
+  edits.removed.length === 0 ? content.headers : content.headers.filter((h) => !edits.removed.some((remove) => remove(h)))
+
+// Added fields are ours and UTF-8; kept ones go out as the bytes that came in.
 const renderHead = (content: Content, edits: Edits): Uint8Array => {
-  let head = ""
-  for (let i = edits.added.length - 1; i >= 0; i--) head += formatHeader(edits.added[i]!.name, edits.added[i]!.value)
-  for (const h of content.headers) if (!edits.removed.some((remove) => remove(h))) head += h.raw
-  return encoder.encode(head)
+  const parts: Array<Uint8Array> = []
+  for (let i = edits.added.length - 1; i >= 0; i--) parts.push(encoder.encode(formatHeader(edits.added[i]!.name, edits.added[i]!.value)))
+  for (const h of kept(content, edits)) parts.push(h.bytes)
+  return Bytes.concat(parts)
 }
 
 const unedited = (edits: Edits): boolean => edits.added.length === 0 && edits.removed.length === 0
@@ -125,7 +162,7 @@ export const renderedSize = (content: Content, edits: Edits): number => {
   if (edits.added.length === 0 && edits.removed.length === 0) return content.size
   let head = 0
   for (const a of edits.added) head += encoder.encode(formatHeader(a.name, a.value)).byteLength
-  for (const h of content.headers) if (!edits.removed.some((remove) => remove(h))) head += encoder.encode(h.raw).byteLength
+  for (const h of kept(content, edits)) head += h.bytes.byteLength
   return head + content.size - content.bodyOffset
 }
 

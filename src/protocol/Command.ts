@@ -53,9 +53,9 @@ const splitParams = (tokens: ReadonlyArray<string>, utf8: boolean): Parsed<Raw> 
     const key = (eq === -1 ? token : token.slice(0, eq)).toUpperCase()
     const v = eq === -1 ? undefined : token.slice(eq + 1)
     if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key) || (v !== undefined && !value.test(v))) {
-      return unsupported(`Malformed parameter ${token}`)
+      return unsupported(`Malformed parameter ${Reply.echo(token)}`)
     }
-    if (Object.hasOwn(raw, key)) return { _tag: "Error", reply: Reply.syntax(`Duplicate parameter ${key}`) }
+    if (Object.hasOwn(raw, key)) return { _tag: "Error", reply: Reply.syntax(`Duplicate parameter ${Reply.echo(key)}`) }
     raw[key] = v
   }
   return { _tag: "Ok", value: raw }
@@ -103,7 +103,7 @@ export const parseMailParams = (tokens: ReadonlyArray<string>): Parsed<MailParam
         params.auth = value
         break
       default:
-        return unsupported(`Unsupported parameter ${key}`)
+        return unsupported(`Unsupported parameter ${Reply.echo(key)}`)
     }
   }
   return { _tag: "Ok", value: params }
@@ -142,7 +142,7 @@ export const parseRcptParams = (tokens: ReadonlyArray<string>, smtputf8: boolean
         params.orcpt = value
         break
       default:
-        return unsupported(`Unsupported parameter ${key}`)
+        return unsupported(`Unsupported parameter ${Reply.echo(key)}`)
     }
   }
   return { _tag: "Ok", value: params }
@@ -159,6 +159,23 @@ export const nonAsciiAddress = Reply.make(553, "5.6.7", "Non-ASCII address requi
 
 // Bare CR, NUL and other controls have no place in a command and are how injection starts.
 const hasControl = (line: string): boolean => /[\x00-\x08\x0a-\x1f\x7f]/.test(line)
+
+/**
+ * The words of `s` between spaces, runs of spaces counting as one. Not `split(" ")`, which makes
+ * an empty string per blank: a 4 KB run of them cost 170 times an ordinary line.
+ */
+const words = (s: string): Array<string> => {
+  const out: Array<string> = []
+  let i = 0
+  while (i < s.length) {
+    while (s.charCodeAt(i) === 32) i++
+    if (i >= s.length) break
+    const end = s.indexOf(" ", i)
+    out.push(s.slice(i, end === -1 ? s.length : end))
+    i = end === -1 ? s.length : end
+  }
+  return out
+}
 
 /** Splits `<path> params` at the `>` that closes the path, honouring quoted local parts. */
 const splitPath = (s: string): { readonly path: string; readonly rest: string } | undefined => {
@@ -190,7 +207,7 @@ const pathArgument = (argument: string, keyword: "FROM:" | "TO:", badPath: Reply
   const split = splitPath(after)
   if (split === undefined) return { _tag: "Error", result: fail(badPath) }
   if (split.rest !== "" && !split.rest.startsWith(" ")) return { _tag: "Error", result: syntax() }
-  return { _tag: "Ok", path: split.path, params: split.rest.split(" ").filter((p) => p !== "") }
+  return { _tag: "Ok", path: split.path, params: words(split.rest) }
 }
 
 const pathError = (reason: "Syntax" | "NonAscii" | "TooLong", enhanced: string, who: string): ParseResult => {
@@ -235,8 +252,18 @@ const parseHello = (verb: "EHLO" | "HELO" | "LHLO", argument: string): ParseResu
   return ok({ verb, domain: argument })
 }
 
+/** At most three pieces split at single spaces: enough to tell one or two arguments from more. */
+const firstParts = (argument: string): Array<string> => {
+  const first = argument.indexOf(" ")
+  if (first === -1) return [argument]
+  const second = argument.indexOf(" ", first + 1)
+  return second === -1
+    ? [argument.slice(0, first), argument.slice(first + 1)]
+    : [argument.slice(0, first), argument.slice(first + 1, second), argument.slice(second + 1)]
+}
+
 const parseBdat = (argument: string): ParseResult => {
-  const parts = argument.split(" ")
+  const parts = firstParts(argument)
   const size = parts[0] ?? ""
   if (!/^[0-9]{1,15}$/.test(size) || parts.length > 2) return syntax("Syntax: BDAT chunk-size [LAST]")
   const last = parts[1]
@@ -245,7 +272,7 @@ const parseBdat = (argument: string): ParseResult => {
 }
 
 const parseAuth = (argument: string): ParseResult => {
-  const parts = argument.split(" ")
+  const parts = firstParts(argument)
   const mechanism = parts[0] ?? ""
   // RFC 4422 sasl-mech: 1*20 of upper-case letters, digits, "-" and "_" (case-folded here).
   if (!/^[A-Za-z0-9_-]{1,20}$/.test(mechanism) || parts.length > 2) return syntax("Syntax: AUTH mechanism [initial-response]")
@@ -262,11 +289,22 @@ const parseAuth = (argument: string): ParseResult => {
 const noArgument = (verb: "DATA" | "RSET" | "QUIT" | "STARTTLS", argument: string): ParseResult =>
   argument === "" ? ok({ verb }) : syntax(`Syntax: ${verb} takes no argument`)
 
+/**
+ * The line without its trailing spaces and tabs. A loop, not `/[ \t]+$/`: that regex retries from
+ * every blank of a run that is not at the end, so a 4 KB NOOP line of blanks then one letter cost
+ * ~7-10 ms of CPU (220 times an ordinary line).
+ */
+export const trimEndBlanks = (line: string): string => {
+  let end = line.length
+  while (end > 0 && (line.charCodeAt(end - 1) === 32 || line.charCodeAt(end - 1) === 9)) end--
+  return end === line.length ? line : line.slice(0, end)
+}
+
 /** Parses one command line, given without its line terminator. */
 export const parse = (line: string, options: ParseOptions): ParseResult => {
   if (hasControl(line)) return fail(invalidCharacter)
   // Trailing blanks are invisible in logs and harmless; clients that send them are not wrong enough to refuse.
-  const trimmed = line.replace(/[ \t]+$/, "")
+  const trimmed = trimEndBlanks(line)
   const space = trimmed.indexOf(" ")
   const verb = (space === -1 ? trimmed : trimmed.slice(0, space)).toUpperCase()
   const argument = space === -1 ? "" : trimmed.slice(space + 1)

@@ -20,6 +20,27 @@ export const make = (code: number, enhanced: string | undefined, text: string | 
 /** Replies never carry bare CR/LF from plugin text: they would inject a reply. */
 const clean = (s: string): string => s.replace(/[\r\n]+/g, " ")
 
+/** How many characters of a client's text a reply repeats. */
+export const echoLimit = 64
+
+/**
+ * Client text fit to repeat in a reply: printable ASCII only (each other character, UTF-8 or a
+ * control, becomes `?`), at most `max` characters, then `...`. A name or parameter echoed whole
+ * made a reply line longer than RFC 5321's 512 octets and carried non-ASCII bytes to the client.
+ *
+ * @example
+ * Reply.echo("bad\u00ffname") // "bad?name"
+ */
+export const echo = (text: string, max: number = echoLimit): string => {
+  let out = ""
+  for (const c of text) {
+    if (out.length >= max) return `${out}...`
+    const code = c.charCodeAt(0)
+    out += code >= 0x20 && code <= 0x7e ? c : "?"
+  }
+  return out
+}
+
 /** Encodes a reply as one or more CRLF-terminated lines, every line prefixed with the enhanced code. */
 export const format = (reply: Reply): string => {
   const lines = reply.lines.length === 0 ? [""] : reply.lines

@@ -46,7 +46,8 @@ export const authOffered = (c: Conn): boolean =>
 const ehloLines = (c: Conn, name: string): Array<string> => {
   const { config } = c.env
   const lines = [
-    `${config.hostname} greets ${name}`,
+    // The client's name as it sent it could be 4 KB of anything: repeat a printable, short form.
+    `${config.hostname} greets ${Reply.echo(name)}`,
     "PIPELINING",
     `SIZE ${config.limits.maxMessageSize}`,
     "8BITMIME",

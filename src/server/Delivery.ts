@@ -24,6 +24,7 @@ import type { MessageBuffer } from "./MessageBuffer.ts"
 import { type Conn, refused, reply, type Transaction } from "./State.ts"
 
 const storageFailure = Reply.make(451, "4.3.0", "Temporary storage failure, please try again later")
+const headerSectionTooLarge = Reply.make(552, "5.3.4", "Message header section exceeds 256 KiB")
 
 /** How a transport failure looks to the client: the upstream's class, or a 4xx for our side. */
 export const transportReply = (error: TransportError): Reply.Reply => {
@@ -222,6 +223,7 @@ const finishMessage = Effect.fnUntraced(function*(
     yield* Effect.logError(`cannot store message: ${content.left.message}`)
     return reply(c, storageFailure)
   }
+  if (buffer.headerSectionTooLarge()) return reply(c, headerSectionTooLarge)
   const message = content.right
   const added: Array<{ name: string; value: string }> = []
   const removed: Array<(h: Message.Header) => boolean> = []

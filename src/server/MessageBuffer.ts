@@ -11,7 +11,7 @@ import * as path from "node:path"
 import { type Content, MessageError, parseHeaders } from "../pipeline/Message.ts"
 import * as Memory from "../runtime/Memory.ts"
 
-/** Header sections larger than this are not parsed (the message is still kept whole). */
+/** Header sections larger than this are refused: unparsed, their fields could not be checked or removed. */
 const maxHeaderBytes = 256 * 1024
 const readChunk = 64 * 1024
 
@@ -20,6 +20,11 @@ export interface MessageBuffer {
   /** Bytes received, including any past the limit. */
   readonly size: () => number
   readonly tooBig: () => boolean
+  /**
+   * After `finish`: the header section ran past 256 KiB. Its fields were not parsed, so a forged
+   * one (Authentication-Results, From) could not be removed or checked: refuse the message.
+   */
+  readonly headerSectionTooLarge: () => boolean
   /** The stored message; call once, after the last append. */
   readonly finish: () => Effect.Effect<Content, MessageError>
   /** Deletes the temporary file, if any. Safe to call more than once. */
@@ -50,6 +55,7 @@ export const make = (options: {
   let file: fs.FileHandle | undefined
   let filePath: string | undefined
   let disposed = false
+  let headerOverflow = false
   // The first bytes, kept for header parsing even after a spill (shared with `memory` until then).
   const headParts: Array<Uint8Array> = []
   let headLength = 0
@@ -108,6 +114,7 @@ export const make = (options: {
       i = end + 2
     }
     if (stored <= maxHeaderBytes) return upTo(stored)
+    headerOverflow = true
     return { headers: [], bodyOffset: 0 }
   }
 
@@ -182,5 +189,5 @@ export const make = (options: {
     if (filePath !== undefined) await fs.unlink(filePath).catch(() => undefined)
   })
 
-  return { append, size: () => size, tooBig: () => size > options.maxSize, finish, dispose }
+  return { append, size: () => size, tooBig: () => size > options.maxSize, headerSectionTooLarge: () => headerOverflow, finish, dispose }
 }

@@ -50,6 +50,8 @@ export interface Sink {
   readonly pid: number
   /** Every message dumped so far, oldest first: smtp-sink's X-* lines, a Received field, then the message (LF line endings). */
   readonly messages: () => ReadonlyArray<string>
+  /** The same dumps as bytes, exactly as written (for byte-exact comparisons of 8-bit content). */
+  readonly files: () => ReadonlyArray<Buffer>
   /** The latest `-c` counters (updated when a session ends, on QUIT and on "."). */
   readonly counters: () => Counters
   /** Resolves once `predicate(counters)` holds; rejects after `timeoutMs`. */
@@ -115,6 +117,7 @@ export const startSink = async (options: SinkOptions = {}): Promise<Sink> => {
     pid,
     messages: () =>
       fs.readdirSync(dir).sort().map((f) => fs.readFileSync(path.join(dir, f), "utf8")),
+    files: () => fs.readdirSync(dir).sort().map((f) => fs.readFileSync(path.join(dir, f))),
     counters: () => counters,
     waitFor: (predicate, timeoutMs = 5_000) =>
       new Promise((resolve, reject) => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { dkimVerify } from "mailauth"
+import * as Crypto from "node:crypto"
 import * as Keys from "../../../src/dkim/Keys.ts"
 import * as Sign from "../../../src/dkim/Sign.ts"
 import * as Static from "../../../src/dns/Static.ts"
@@ -78,4 +79,11 @@ describe("DKIM signing", () => {
     expect(Buffer.from(p, "base64").byteLength).toBe(32)
     expect(rsa.dnsRecordName).toBe("rsa1._domainkey.example.org")
   })
+
+  it.effect("hashes body bytes 80-9F as they are (UTF-8 \"€\" is E2 82 AC; windows-1252 would read 82 as U+201A)", () =>
+    Effect.gen(function*() {
+      const body = Buffer.from("caf\u00e9 \u20ac \u0142\r\n", "utf8")
+      const expected = Crypto.createHash("sha256").update(body).digest("base64")
+      expect(yield* Sign.bodyHash(Stream.succeed(new Uint8Array(body)))).toBe(expected)
+    }))
 })

@@ -39,3 +39,47 @@ describe("Message rendering", () => {
     expect(Message.renderInMemory(content(false), Message.emptyEdits)).toBeUndefined()
   })
 })
+
+describe("Message header bytes", () => {
+  const octets = (b: Uint8Array) => Buffer.from(b).toString("latin1")
+  // Latin-1 8-bit, an overlong "." (C0 AE), a lone continuation byte, a folded field, a field whose
+  // last line has no CRLF of its own.
+  const head = Buffer.concat([
+    Buffer.from("Subject: caf\xe9\r\nX-Overlong: \xc0\xae\x80\r\nX-Folded: a\r\n\t\xff b\r\nX-Drop: \xfe\r\n", "latin1")
+  ])
+
+  it("keeps each field's exact bytes and decodes names and values for reading", () => {
+    const headers = Message.parseHeaders(head)
+    expect(headers.map((h) => octets(h.bytes))).toEqual([
+      "Subject: caf\xe9\r\n",
+      "X-Overlong: \xc0\xae\x80\r\n",
+      "X-Folded: a\r\n\t\xff b\r\n",
+      "X-Drop: \xfe\r\n"
+    ])
+    expect(headers.map((h) => h.name)).toEqual(["Subject", "X-Overlong", "X-Folded", "X-Drop"])
+    expect(headers[0]!.value).toBe("caf\uFFFD")
+    expect(headers[2]!.value).toBe("a\t\uFFFD b")
+  })
+
+  it("gives a last field without its CRLF one", () => {
+    expect(Message.parseHeaders(Buffer.from("A: 1\r\nB: \xe9", "latin1")).map((h) => octets(h.bytes))).toEqual(["A: 1\r\n", "B: \xe9\r\n"])
+  })
+
+  it.effect("renders an added field on top and the kept fields byte for byte, with the size it announces", () =>
+    Effect.gen(function*() {
+      const body = Buffer.from("\r\nbody \x85\r\n", "latin1")
+      const bytes = Buffer.concat([head, body])
+      const message: Message.Content = {
+        size: bytes.byteLength,
+        headers: Message.parseHeaders(bytes.subarray(0, head.byteLength)),
+        bodyOffset: head.byteLength,
+        stream: (start = 0) => Stream.succeed(bytes.subarray(start))
+      }
+      const e: Message.Edits = { added: [{ name: "Received", value: "from x by y" }], removed: [(h) => h.name === "X-Drop"] }
+      const rendered = yield* Message.collect(Message.render(message, e))
+      expect(octets(rendered)).toBe(
+        "Received: from x by y\r\nSubject: caf\xe9\r\nX-Overlong: \xc0\xae\x80\r\nX-Folded: a\r\n\t\xff b\r\n\r\nbody \x85\r\n"
+      )
+      expect(Message.renderedSize(message, e)).toBe(rendered.byteLength)
+    }))
+})

@@ -1,11 +1,13 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { authservIdOf, mailauthVerify, Results } from "../../../plugins/mailauth-verify/index.ts"
+import { authservIdOf, claimsAuthservId, mailauthVerify, Results } from "../../../plugins/mailauth-verify/index.ts"
 import type { MailauthVerifyOptions } from "../../../plugins/mailauth-verify/index.ts"
 import * as Static from "../../../src/dns/Static.ts"
 import { Relay, Verdict } from "../../../src/index.ts"
 import type { DataContext } from "../../../src/index.ts"
 import { data, mailbox, session, transaction } from "./context.ts"
+
+const long = `${"a".repeat(60)}.${"b".repeat(60)}.test`
 
 // The client is 203.0.113.5 (context.ts); good.test allows it, bad.test does not.
 const zone = Static.layer({
@@ -15,7 +17,9 @@ const zone = Static.layer({
   "_dmarc.bad.test": { TXT: ["v=DMARC1; p=reject"] },
   "soft.test": { TXT: ["v=spf1 ~all"] },
   "_dmarc.soft.test": { TXT: ["v=DMARC1; p=quarantine"] },
-  "slow.test": "TEMPFAIL"
+  "slow.test": "TEMPFAIL",
+  [long]: { TXT: ["v=spf1 ip4:192.0.2.1 -all"] },
+  [`_dmarc.${long}`]: { TXT: ["v=DMARC1; p=reject"] }
 })
 
 const mail = (from: string, extra = "") => `${extra}From: ${from}\r\nSubject: hi\r\n\r\nbody\r\n`
@@ -60,6 +64,12 @@ layer(zone)("mailauth-verify", (it) => {
         expect(verdict).toEqual(Verdict.reject("DMARC policy of bad.test (p=reject) rejects this message", { code: 550, enhanced: "5.7.1" }))
       }))
 
+    it.effect("names a long From domain in its 550 by its first 64 characters and ...", () =>
+      Effect.gen(function*() {
+        const { verdict } = yield* check(`m@${long}`, { policy: { dmarcReject: "reject" } })
+        expect(verdict).toEqual(Verdict.reject(`DMARC policy of ${long.slice(0, 64)}... (p=reject) rejects this message`, { code: 550, enhanced: "5.7.1" }))
+      }))
+
     it.effect("rejects an SPF fail with 550 5.7.23 and defers it with 451 4.7.23", () =>
       Effect.gen(function*() {
         const text = "SPF check failed: bad.test does not designate this client as a permitted sender"
@@ -93,6 +103,27 @@ layer(zone)("mailauth-verify", (it) => {
         expect(removed).toEqual(["MX.BRIDGE.TEST; dkim=pass"])
       }))
 
+    it.effect("removes forged Authentication-Results in every RFC 8601 spelling of its id: nested comment, quoted, upper case, trailing dot", () =>
+      Effect.gen(function*() {
+        const forged = [
+          "(a (nested) comment) mx.bridge.test; dkim=pass",
+          "\"mx.bridge.test\"; dkim=pass",
+          "MX.BRIDGE.TEST.; dkim=pass",
+          "(x) \"MX.Bridge.Test.\" 1; spf=pass"
+        ]
+        const extra = forged.map((f) => `Authentication-Results: ${f}\r\n`).join("") + "Authentication-Results: other.test; spf=pass\r\n"
+        expect((yield* check("alice@good.test", {}, { extra })).removed).toEqual(forged)
+      }))
+
+    it.effect("removes forged Authentication-Results for authenticated and trusted senders, whose checks are skipped", () =>
+      Effect.gen(function*() {
+        const extra = "Authentication-Results: (forged) \"mx.bridge.test.\"; dkim=pass\r\nAuthentication-Results: other.test; spf=pass\r\n"
+        const authenticated = yield* check("m@bad.test", {}, { user: "alice", extra })
+        expect(authenticated.added).toEqual([])
+        expect(authenticated.removed).toEqual(["(forged) \"mx.bridge.test.\"; dkim=pass"])
+        expect((yield* check("m@bad.test", {}, { trusted: true, extra })).removed).toEqual(["(forged) \"mx.bridge.test.\"; dkim=pass"])
+      }))
+
     it.effect("skips authenticated and trusted sessions by default, and checks them when told", () =>
       Effect.gen(function*() {
         expect((yield* check("m@bad.test", { policy: { spfFail: "reject" } }, { user: "alice" })).added).toEqual([])
@@ -118,5 +149,37 @@ layer(zone)("mailauth-verify", (it) => {
     Effect.sync(() => {
       expect(authservIdOf("(forged) mx.bridge.test 1; spf=pass")).toBe("mx.bridge.test")
       expect(authservIdOf("mx.bridge.test;spf=pass")).toBe("mx.bridge.test")
+    }))
+
+  it.effect("reads the authserv-id as RFC 8601 does: nested comments with quoted-pairs, quoted-string, case and trailing dot", () =>
+    Effect.sync(() => {
+      expect(authservIdOf("(a (nested) comment) mx.test; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("(a \\) tricky (one)) mx.test; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("\"mx.test\"; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("\"mx\\.test\"; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("MX.TEST.; spf=pass")).toBe("mx.test")
+      expect(authservIdOf("\t mx.test(c); none")).toBe("mx.test")
+      expect(authservIdOf("other.test; spf=pass (mx.test)")).toBe("other.test")
+    }))
+
+  it.effect("gives no authserv-id for a value that does not parse: an unclosed comment or quote, nothing before the `;`", () =>
+    Effect.sync(() => {
+      expect(authservIdOf("(unclosed (comment) mx.test; spf=pass")).toBeUndefined()
+      expect(authservIdOf("\"mx.test; spf=pass")).toBeUndefined()
+      expect(authservIdOf("; spf=pass")).toBeUndefined()
+    }))
+
+  it.effect("takes a value that does not parse as claiming the id when it names it, and others' ids as theirs", () =>
+    Effect.sync(() => {
+      expect(claimsAuthservId("(unclosed mx.test; dkim=pass", "mx.test")).toBe(true)
+      expect(claimsAuthservId("(unclosed; dkim=pass", "mx.test")).toBe(false)
+      expect(claimsAuthservId("mx.test.evil; dkim=pass", "mx.test")).toBe(false)
+      expect(claimsAuthservId("MX.TEST.; dkim=pass", "mx.test.")).toBe(true)
+    }))
+
+  it.effect("reads a 100,000-character comment nest in linear time", () =>
+    Effect.sync(() => {
+      const deep = "(".repeat(50_000) + ")".repeat(50_000) + " mx.test; none"
+      expect(authservIdOf(deep)).toBe("mx.test")
     }))
 })

@@ -1,8 +1,9 @@
 import { expect, layer } from "@effect/vitest"
 import * as Resolver from "../../../src/dns/Resolver.ts"
-import { Effect } from "effect"
+import { Effect, Runtime } from "effect"
 import { routing, unknownTransports } from "../../../plugins/routing/index.ts"
-import type { RouteContext } from "../../../src/index.ts"
+import type { Dns, RouteContext } from "../../../src/index.ts"
+import { costRatio } from "../../support/cost.ts"
 import { data, mailbox, recipient, session, transaction } from "./context.ts"
 
 const route = (plugin: ReturnType<typeof routing>, ctx: Omit<RouteContext, "message" | "transports">) =>
@@ -68,6 +69,34 @@ layer(Resolver.layer())("routing", (it) => {
       const v6 = session({ remoteAddress: "fd00::1" })
       expect(summary(yield* route(plugin, { session: v6, transaction: t }))).toEqual([["internal", ["bob@example.net"]]])
       expect(summary(yield* route(plugin, { session: session(), transaction: t }))).toEqual([["default", ["bob@example.net"]]])
+    }))
+
+  it.effect("matches patterns ASCII-case-insensitively, every star any run, and a Kelvin sign is no k", () =>
+    Effect.gen(function*() {
+      const plugin = routing({ rules: [{ recipient: ["*k*@*.example", "a*b*c@x"], transport: "t" }] })
+      const to = (address: string) =>
+        Effect.map(route(plugin, { session: session(), transaction: transaction({ recipients: [recipient(address)] }) }), (r) => r?.[0]?.transport)
+      expect(yield* to("BoOK@Mail.EXAMPLE")).toBe("t")
+      expect(yield* to("kk@a.b.example")).toBe("t")
+      expect(yield* to("abbbcc@x")).toBe("t")
+      expect(yield* to("ac@x")).toBe("default")
+      expect(yield* to("boo\u212a@mail.example")).toBe("default")
+      expect(yield* to("book@example")).toBe("default")
+    }))
+
+  it.effect("matches a many-star pattern against an address that almost matches at most 10 times the cost of an ordinary one", () =>
+    Effect.gen(function*() {
+      const plugin = routing({ rules: [{ recipient: "*a*a*a*a*b@*", transport: "t" }] })
+      const run = Runtime.runSync(yield* Effect.runtime<Dns>())
+      const routeOf = (address: string) => {
+        const t = transaction({ recipients: [recipient(address)] })
+        return () => void run(route(plugin, { session: session(), transaction: t }))
+      }
+      // `a`s that never end in `b`: a RegExp of `.*`s tries every way to split them among the stars
+      // (34 ms for 40 of them, 490 ms for 60).
+      const hostile = routeOf(`${"a".repeat(40)}@${"a".repeat(20)}.example`)
+      const ordinary = routeOf(`${"x".repeat(40)}@${"x".repeat(20)}.example`)
+      expect(costRatio(hostile, ordinary, { iterations: 20 })).toBeLessThan(10)
     }))
 
   it("refuses an invalid network naming the rule, and lists transports the config lacks", () => {
