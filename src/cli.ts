@@ -3,16 +3,16 @@
  * The `smtp-bridge` command: `serve`, `check-config` and `hash-password`. Wiring only: the config
  * comes from `config/Load.ts`, the server from `Bridge.ts`, exit codes from `runtime/Main.ts`.
  */
-import { Command, Options, Prompt } from "@effect/cli"
-import { Console, Data, Duration, Effect, Either, Option, Queue, Redacted } from "effect"
+import { Command, Options } from "@effect/cli"
+import { Console, Duration, Effect, Either, Option, Queue } from "effect"
 import { readFile } from "node:fs/promises"
-import { createInterface } from "node:readline"
-import { hashPassword, parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
+import { parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
 import * as Bridge from "./Bridge.ts"
 import * as Plugins from "./commands/Plugins.ts"
 import { dkim } from "./commands/Dkim.ts"
+import { hashPasswordCommand } from "./commands/HashPassword.ts"
 import { queue } from "./commands/Queue.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
@@ -21,9 +21,6 @@ import * as Log from "./observability/Log.ts"
 import { ConfigError } from "./config/Resolve.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"
-
-/** A problem with the command's own input (not the config); printed as one line, exit 1. */
-class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
 
 const optionalText = (name: string, pseudo: string, description: string) =>
   Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
@@ -218,47 +215,6 @@ const checkConfig = Command.make("check-config", configOptions, (o) =>
     const users = config.users === undefined ? undefined : yield* checkUsers(config.users)
     yield* Console.log(`config ok: ${summary(config, users)}`)
   })).pipe(Command.withDescription("Validate the config file and flags, then exit (0 ok, 2 invalid)"))
-
-/** One line from a pipe (`echo secret | smtp-bridge hash-password`). */
-const readLine: Effect.Effect<string, CliError> = Effect.async((resume) => {
-  const lines = createInterface({ input: process.stdin, terminal: false })
-  let answered = false
-  lines.once("line", (line) => {
-    answered = true
-    lines.close()
-    resume(Effect.succeed(line))
-  })
-  lines.once("close", () => {
-    if (!answered) resume(Effect.fail(new CliError({ message: "no password on stdin" })))
-  })
-  return Effect.sync(() => lines.close())
-})
-
-const readPassword = Effect.suspend(() =>
-  process.stdin.isTTY
-    ? Prompt.password({ message: "Password" }).pipe(
-      Effect.map(Redacted.value),
-      Effect.mapError(() => new CliError({ message: "no password given" }))
-    )
-    : readLine
-)
-
-const hashPasswordCommand = Command.make("hash-password", {
-  user: optionalText("user", "NAME", "User name; prints a whole htpasswd line user:hash"),
-  password: optionalText("password", "PASSWORD", "Password (visible in the process list; omit it to read stdin)")
-}, (o) =>
-  Effect.gen(function*() {
-    const password = Option.isSome(o.password) ? o.password.value : yield* readPassword
-    if (password === "") return yield* new CliError({ message: "the password is empty" })
-    if (Option.isSome(o.user) && /[:\s]/.test(o.user.value)) {
-      return yield* new CliError({ message: "the user name may not contain ':' or spaces" })
-    }
-    const hash = yield* Effect.tryPromise({
-      try: () => hashPassword(password),
-      catch: (error) => new CliError({ message: `cannot hash: ${error instanceof Error ? error.message : String(error)}` })
-    })
-    yield* Console.log(Option.isSome(o.user) ? `${o.user.value}:${hash}` : hash)
-  })).pipe(Command.withDescription("Print a bcrypt htpasswd entry for the users file"))
 
 const command = Command.make("smtp-bridge").pipe(
   Command.withDescription("SMTP submission bridge"),
