@@ -43,6 +43,14 @@ describe("package manifests", () => {
     for (const target of targets) expect(staged, target).toMatch(new RegExp(`^100755 \\w+ 0\\t${target.replaceAll(".", "\\.")}$`, "m"))
   })
 
+  // `deno task` runs a command it finds in node_modules/.bin as a JavaScript file, and npm puts the
+  // deno and bun executables there: a bare `deno run ...` task died with a SyntaxError at 1:1.
+  it("deno.json tasks start deno and bun by their path, never by a bare name", () => {
+    for (const [task, command] of Object.entries(denoJson.tasks as Record<string, string>)) {
+      expect(command, task).not.toMatch(/(^|[;&|]\s*)(deno|bun)\s/)
+    }
+  })
+
   it("deno.json has a task for every package.json script", () => {
     const scripts = Object.keys(packageJson.scripts as Record<string, string>).sort()
     expect(Object.keys(denoJson.tasks as Record<string, string>).sort()).toEqual(scripts)
