@@ -1,6 +1,6 @@
 /**
  * Runs a command on a pseudo-terminal (python3's `pty` module), as a person at a terminal would:
- * stdin and stderr are the terminal, stdout is a pipe (like `cmd > file`). Each answer is typed
+ * stdin and stderr are the terminal, stdout is a pipe (like `cmd > file`) or the terminal too. Each answer is typed
  * after its prompt appeared on the terminal.
  *
  * @example
@@ -21,11 +21,12 @@ export interface TerminalRun {
 
 const driver = String.raw`
 import json, os, pty, select, sys, time
-argv, answers = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+argv, answers, stdout_on_terminal = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3] == "terminal"
 out_r, out_w = os.pipe()
 pid, fd = pty.fork()
 if pid == 0:
-    os.dup2(out_w, 1)
+    if not stdout_on_terminal: os.dup2(out_w, 1)
+    os.close(out_w)
     os.execvp(argv[0], argv)
 os.close(out_w)
 screen, stdout, missing, seen, open_fds = b"", b"", [], 0, [fd, out_r]
@@ -59,11 +60,16 @@ print(json.dumps({"stdout": stdout.decode(), "terminal": screen.decode(), "missi
 export const onTerminal = async (
   argv: ReadonlyArray<string>,
   answers: ReadonlyArray<readonly [prompt: string, answer: string]>,
-  options: { readonly cwd?: string } = {}
+  options: {
+    readonly cwd?: string
+    readonly env?: Record<string, string>
+    /** "terminal": stdout is the terminal too (its output is then in `terminal`); a pipe by default. */
+    readonly stdout?: "pipe" | "terminal"
+  } = {}
 ): Promise<TerminalRun> => {
-  const result = await run("python3", ["-c", driver, JSON.stringify(argv), JSON.stringify(answers)], {
+  const result = await run("python3", ["-c", driver, JSON.stringify(argv), JSON.stringify(answers), options.stdout ?? "pipe"], {
     timeoutMs: 90_000,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
     ...(options.cwd === undefined ? {} : { cwd: options.cwd })
   })
   if (result.code !== 0) throw new Error(`the terminal driver failed (${result.code}):\n${result.stderr}`)
