@@ -21,6 +21,7 @@ import * as Load from "./config/Load.ts"
 import * as Telemetry from "./config/Telemetry.ts"
 import * as Log from "./observability/Log.ts"
 import { ConfigError } from "./config/Resolve.ts"
+import * as Embedded from "./runtime/Embedded.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"
 
@@ -180,6 +181,8 @@ const command = Command.make("smtp-bridge").pipe(
 
 const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.version })
 
+// A config file loaded by a single executable imports "smtp-bridge" from inside the executable.
+Embedded.install()
 // serve, check-config and plugins print their own grouped help (see commands/Help.ts).
 const help = Help.requested(process.argv.slice(2))
 Main.runMain(Help.plainUnlessColour(help === undefined ? cli(process.argv) : Console.log(Help.render(help, Help.colour()))))
