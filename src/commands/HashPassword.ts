@@ -35,6 +35,8 @@ const readLine: Effect.Effect<string, HashPasswordError> = Effect.async((resume)
  * One line typed on the terminal with echo off. Enter ends it, Backspace and Ctrl-U edit it,
  * Ctrl-C and Ctrl-D (on an empty line) give up; escape sequences (arrow keys) are ignored.
  */
+const maxLength = 1024
+
 const readHidden = (prompt: string): Effect.Effect<string, HashPasswordError> =>
   Effect.async((resume) => {
     const input = process.stdin
@@ -65,6 +67,10 @@ const readHidden = (prompt: string): Effect.Effect<string, HashPasswordError> =>
         if (ch === "\u007f" || ch === "\b") typed = typed.slice(0, -1)
         else if (ch === "\u0015") typed = []
         else if (ch >= " ") typed.push(ch)
+        // bcrypt reads 72 bytes at most; the bound keeps a runaway paste from growing without end.
+        if (typed.length > maxLength) {
+          return finish(Effect.fail(new HashPasswordError({ message: `the password is longer than ${maxLength} characters` })))
+        }
       }
     }
     // Echo goes off before the prompt appears: a password typed or pasted right after the prompt

@@ -42,6 +42,23 @@ describe.each(runtimes)("hash-password under %s", (runtime) => {
     expect(result.terminal).toContain("smtp-bridge: the passwords do not match")
   })
 
+  it("at a terminal stops at Ctrl-C with exit 1, writing nothing to stdout", async () => {
+    const argv = await commandFor(runtime, ["hash-password", "--user", user])
+    const result = await onTerminal(argv.flat(), [["Password: ", "half typed\u0003"]])
+    expect(result.code).toBe(1)
+    expect(result.stdout).toBe("")
+    expect(result.terminal).toContain("smtp-bridge: interrupted")
+    expect(result.terminal).not.toContain("half typed")
+  })
+
+  it("at a terminal refuses a password past 1024 characters (a runaway paste) with exit 1", async () => {
+    const argv = await commandFor(runtime, ["hash-password", "--user", user])
+    const result = await onTerminal(argv.flat(), [["Password: ", "x".repeat(1500)]])
+    expect(result.code).toBe(1)
+    expect(result.stdout).toBe("")
+    expect(result.terminal).toContain("smtp-bridge: the password is longer than 1024 characters")
+  })
+
   it("reads the password from a piped stdin and prints nothing but the line", async () => {
     const [command, args] = await commandFor(runtime, ["hash-password", "--user", user])
     const result = await run(command, args, { input: `${password}\n`, timeoutMs: 60_000, env: { NO_COLOR: "1" } })
