@@ -3,82 +3,28 @@
  * The `smtp-bridge` command: `serve`, `check-config` and `hash-password`. Wiring only: the config
  * comes from `config/Load.ts`, the server from `Bridge.ts`, exit codes from `runtime/Main.ts`.
  */
-import { Command, Options, Prompt } from "@effect/cli"
-import { Console, Data, Duration, Effect, Either, Option, Queue, Redacted } from "effect"
-import { createInterface } from "node:readline"
-import { hashPassword } from "../plugins/auth-htpasswd/index.ts"
+import { Command } from "@effect/cli"
+import { Console, Duration, Effect, Either, Option, Queue } from "effect"
+import { readFile } from "node:fs/promises"
+import { parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
 import * as Bridge from "./Bridge.ts"
+import * as ConfigFlags from "./commands/ConfigFlags.ts"
 import * as Files from "./commands/Files.ts"
+import * as Help from "./commands/Help.ts"
 import * as Plugins from "./commands/Plugins.ts"
 import { dkim } from "./commands/Dkim.ts"
+import { hashPasswordCommand } from "./commands/HashPassword.ts"
 import { queue } from "./commands/Queue.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
 import * as Telemetry from "./config/Telemetry.ts"
 import * as Log from "./observability/Log.ts"
-import type { ConfigError } from "./config/Resolve.ts"
+import { ConfigError } from "./config/Resolve.ts"
+import * as Embedded from "./runtime/Embedded.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"
-
-/** A problem with the command's own input (not the config); printed as one line, exit 1. */
-class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
-
-const optionalText = (name: string, pseudo: string, description: string) =>
-  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
-const repeatedText = (name: string, pseudo: string, description: string) =>
-  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.repeated)
-
-const configOptions = {
-  config: optionalText("config", "FILE", "Config file (smtp-bridge.config.ts) whose default export is defineConfig({...})"),
-  listen: repeatedText("listen", "HOST:PORT", "Plain listener HOST:PORT (STARTTLS when TLS is set); repeatable, replaces the file's"),
-  listenTls: repeatedText("listen-tls", "HOST:PORT", "Implicit-TLS listener HOST:PORT; repeatable"),
-  hostname: optionalText("hostname", "NAME", "Name in the greeting and Received header"),
-  tlsCert: optionalText("tls-cert", "FILE", "PEM certificate chain file"),
-  tlsKey: optionalText("tls-key", "FILE", "PEM private key file"),
-  users: optionalText("users", "FILE", "htpasswd file (bcrypt) of users allowed to AUTH"),
-  allowInsecureAuth: Options.boolean("allow-insecure-auth").pipe(
-    Options.withDescription("Offer AUTH without TLS (tests and private links only)")
-  ),
-  trust: repeatedText("trust", "CIDR", "Network (CIDR) allowed to relay without AUTH; repeatable"),
-  maildir: optionalText("maildir", "DIR", "Maildir that receives the mail"),
-  maxSize: optionalText("max-size", "BYTES", "Largest message, in bytes or like 25MB"),
-  maxRecipients: optionalText("max-recipients", "N", "Recipients per message"),
-  maxConnectionsPerNetwork: optionalText(
-    "max-connections-per-network",
-    "N",
-    "Open connections from one network (IPv4 /24 and IPv6 /64 unless set below; default 100); trusted networks are exempt"
-  ),
-  ipv4NetworkPrefix: optionalText("ipv4-network-prefix", "BITS", "IPv4 prefix length of a network for --max-connections-per-network (default 24)"),
-  ipv6NetworkPrefix: optionalText("ipv6-network-prefix", "BITS", "IPv6 prefix length of a network for --max-connections-per-network (default 64)"),
-  relay: optionalText("relay", "URL", "Relay all mail to smtp://[user:pass@]host:port, smtps://host:port or lmtp://host:port"),
-  webhook: optionalText("webhook", "URL", "Deliver all mail to this HTTP endpoint"),
-  webhookSecret: optionalText("webhook-secret", "SECRET", "HMAC-SHA256 key that signs webhook requests"),
-  verify: Options.boolean("verify").pipe(
-    Options.withDescription("Check SPF, DKIM, DMARC and ARC on every message and add Authentication-Results (rejects nothing)")
-  ),
-  dkimSignKeys: repeatedText("dkim-sign", "DOMAIN:SELECTOR:KEYFILE", "DKIM-sign mail from DOMAIN with this key; repeatable (RSA and Ed25519 may both sign)"),
-  dkimTrustedFrom: repeatedText("dkim-trusted-from", "CIDR=SENDER", "Sign mail from clients without AUTH in CIDR when From is SENDER (a@b, @b or *); repeatable (default: sign none of theirs)"),
-  dns: repeatedText("dns", "HOST:PORT", "DNS server for mail authentication; repeatable (default: the system's)"),
-  rateLimit: repeatedText("rate-limit", "SCOPE=COUNT/PERIOD", "Rate limit (scopes ip, user, sender-domain, recipients; periods second, minute, hour, day); repeatable"),
-  redis: optionalText("redis", "URL", "Keep rate-limit state in Redis (redis://[:password@]host:port[/db]) so instances share it"),
-  proxyProtocol: repeatedText("proxy-protocol", "CIDR", "Accept PROXY v1/v2 headers from these load balancers; repeatable"),
-  spool: optionalText("spool", "DIR", "Durable queue: store each message before answering 250, deliver with retries"),
-  spoolMinFree: optionalText("spool-min-free", "BYTES", "Free space the spool keeps: MAIL FROM gets 452 4.3.1 below it plus SIZE (default 1MB)"),
-  admin: optionalText("admin", "HOST:PORT", "Admin HTTP listener with /metrics, /healthz and /readyz (off by default; keep it private)"),
-  adminTokenFile: optionalText("admin-token-file", "FILE", "File holding the bearer token the admin listener requires (or set SMTP_BRIDGE_ADMIN_TOKEN)"),
-  otlpEndpoint: optionalText("otlp-endpoint", "URL", "Send OpenTelemetry traces over OTLP/HTTP to this collector, like http://127.0.0.1:4318 (off by default)"),
-  logFormat: Options.choice("log-format", ["json", "pretty"]).pipe(
-    Options.withDescription("Log lines as JSON objects or readable text (default: text on a terminal, JSON otherwise)"),
-    Options.optional
-  ),
-  watchConfig: Options.boolean("watch-config").pipe(
-    Options.withDescription("Reload, as SIGHUP does, when the config file, the users file or the TLS certificate or key changes")
-  )
-}
-
-type ConfigOptions = Command.Command.ParseConfig<typeof configOptions>
 
 const given = <K extends string, A>(key: K, value: Option.Option<A>): { [P in K]?: A } =>
   (Option.isSome(value) ? { [key]: value.value } : {}) as { [P in K]?: A }
@@ -107,7 +53,7 @@ const trustedFrom = (flags: ReadonlyArray<string>): Record<string, Array<string>
 }
 
 /** Only the flags actually given, so that the config file keeps everything else. */
-const flagsOf = (o: ConfigOptions): Load.Flags => {
+const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
   const tls = { ...given("cert", o.tlsCert), ...given("key", o.tlsKey) }
   const limits = {
     ...given("maxMessageSize", Option.map(o.maxSize, size)),
@@ -157,14 +103,14 @@ const flagsOf = (o: ConfigOptions): Load.Flags => {
 }
 
 /** The config, with every file it names loaded and checked (`Files.ts`). */
-const loadConfig = (o: ConfigOptions, fresh = false): Effect.Effect<BridgeConfig, ConfigError> =>
+const loadConfig = (o: ConfigFlags.ConfigOptions, fresh = false): Effect.Effect<BridgeConfig, ConfigError> =>
   Load.load({ ...given("file", o.config), flags: flagsOf(o), fresh }).pipe(Effect.tap(Files.check))
 
 /**
  * SIGHUP or a watched file's change: the config file and flags again, then the users and TLS
  * files; a bad one changes nothing. Gives the config applied, or undefined when refused.
  */
-const reload = (o: ConfigOptions, running: Bridge.Running, request: Reload.Request) =>
+const reload = (o: ConfigFlags.ConfigOptions, running: Bridge.Running, request: Reload.Request) =>
   Effect.gen(function*() {
     yield* Effect.logInfo(`${request}: reloading the config, users and TLS files`)
     const refused = (message: string) =>
@@ -178,7 +124,7 @@ const reload = (o: ConfigOptions, running: Bridge.Running, request: Reload.Reque
     )
   })
 
-const serve = Command.make("serve", configOptions, (o) =>
+const serve = Command.make("serve", ConfigFlags.options, (o) =>
   Effect.gen(function*() {
     const config = yield* loadConfig(o)
     // Serves until SIGINT/SIGTERM interrupts us; closing the scope drains gracefully.
@@ -198,10 +144,10 @@ const serve = Command.make("serve", configOptions, (o) =>
         Effect.forever
       )
     })).pipe(Log.withFormat(Log.formatFor(config.logFormat)))
-  })).pipe(Command.withDescription("Start the bridge"))
+  })).pipe(Command.withDescription(Help.commands.serve))
 
-const pluginsCommand = Command.make("plugins", configOptions, (o) => Effect.flatMap(loadConfig(o), Plugins.print)).pipe(
-  Command.withDescription(Plugins.description)
+const pluginsCommand = Command.make("plugins", ConfigFlags.options, (o) => Effect.flatMap(loadConfig(o), Plugins.print)).pipe(
+  Command.withDescription(Help.commands.plugins)
 )
 
 const summary = (config: BridgeConfig, users: number | undefined): string => {
@@ -226,53 +172,12 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
   ].join("; ")
 }
 
-const checkConfig = Command.make("check-config", configOptions, (o) =>
+const checkConfig = Command.make("check-config", ConfigFlags.options, (o) =>
   Effect.gen(function*() {
     const config = yield* Load.load({ ...given("file", o.config), flags: flagsOf(o) })
     const { users } = yield* Files.check(config)
     yield* Console.log(`config ok: ${summary(config, users)}`)
-  })).pipe(Command.withDescription("Validate the config file and flags, then exit (0 ok, 2 invalid)"))
-
-/** One line from a pipe (`echo secret | smtp-bridge hash-password`). */
-const readLine: Effect.Effect<string, CliError> = Effect.async((resume) => {
-  const lines = createInterface({ input: process.stdin, terminal: false })
-  let answered = false
-  lines.once("line", (line) => {
-    answered = true
-    lines.close()
-    resume(Effect.succeed(line))
-  })
-  lines.once("close", () => {
-    if (!answered) resume(Effect.fail(new CliError({ message: "no password on stdin" })))
-  })
-  return Effect.sync(() => lines.close())
-})
-
-const readPassword = Effect.suspend(() =>
-  process.stdin.isTTY
-    ? Prompt.password({ message: "Password" }).pipe(
-      Effect.map(Redacted.value),
-      Effect.mapError(() => new CliError({ message: "no password given" }))
-    )
-    : readLine
-)
-
-const hashPasswordCommand = Command.make("hash-password", {
-  user: optionalText("user", "NAME", "User name; prints a whole htpasswd line user:hash"),
-  password: optionalText("password", "PASSWORD", "Password (visible in the process list; omit it to read stdin)")
-}, (o) =>
-  Effect.gen(function*() {
-    const password = Option.isSome(o.password) ? o.password.value : yield* readPassword
-    if (password === "") return yield* new CliError({ message: "the password is empty" })
-    if (Option.isSome(o.user) && /[:\s]/.test(o.user.value)) {
-      return yield* new CliError({ message: "the user name may not contain ':' or spaces" })
-    }
-    const hash = yield* Effect.tryPromise({
-      try: () => hashPassword(password),
-      catch: (error) => new CliError({ message: `cannot hash: ${error instanceof Error ? error.message : String(error)}` })
-    })
-    yield* Console.log(Option.isSome(o.user) ? `${o.user.value}:${hash}` : hash)
-  })).pipe(Command.withDescription("Print a bcrypt htpasswd entry for the users file"))
+  })).pipe(Command.withDescription(Help.commands["check-config"]))
 
 const command = Command.make("smtp-bridge").pipe(
   Command.withDescription("SMTP submission bridge"),
@@ -281,4 +186,8 @@ const command = Command.make("smtp-bridge").pipe(
 
 const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.version })
 
-Main.runMain(cli(process.argv))
+// A config file loaded by a single executable imports "smtp-bridge" from inside the executable.
+Embedded.install()
+// serve, check-config and plugins print their own grouped help (see commands/Help.ts).
+const help = Help.requested(process.argv.slice(2))
+Main.runMain(Help.plainUnlessColour(help === undefined ? cli(process.argv) : Console.log(Help.render(help, Help.colour()))))

@@ -29,6 +29,8 @@ export { defineConfig } from "./config/Input.ts"
 export type { ConfigInput } from "./config/Input.ts"
 export { Dns, DnsError } from "./dns/Dns.ts"
 export type { MxRecord, Resolver } from "./dns/Dns.ts"
+/** A `Dns` over a fixed zone, to provide the service hooks require in a plugin's unit tests. */
+export * as StaticDns from "./dns/Static.ts"
 export * as Mailauth from "./mailauth/Mailauth.ts"
 export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"

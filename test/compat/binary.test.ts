@@ -11,13 +11,20 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { run } from "../support/exec.ts"
 import { bunBinary, projectRoot } from "../support/runtimes.ts"
-import { connect } from "../support/SmtpClient.ts"
+import { type Client, connect } from "../support/SmtpClient.ts"
 
-/** Starts the binary from an empty directory, sends one message, stops it with SIGTERM. */
-const deliverThrough = async (binary: string) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-binary-run-"))
+/**
+ * Starts the binary from `dir` (an empty directory by default), sends one message, stops it with
+ * SIGTERM. `beforeData` runs on the session after a first accepted RCPT.
+ */
+const deliverThrough = async (
+  binary: string,
+  options: { readonly dir?: string; readonly args?: ReadonlyArray<string>; readonly beforeData?: (c: Client) => Promise<void> } = {}
+) => {
+  const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "sb-binary-run-"))
   const maildir = path.join(dir, "mail")
-  const child = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--hostname", "binary.test", "--maildir", maildir, "--trust", "127.0.0.1/32"], {
+  const args = ["serve", "--listen", "127.0.0.1:0", "--hostname", "binary.test", "--maildir", maildir, "--trust", "127.0.0.1/32", ...(options.args ?? [])]
+  const child = spawn(binary, args, {
     cwd: dir,
     env: { ...process.env, NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"]
@@ -45,6 +52,7 @@ const deliverThrough = async (binary: string) => {
     await c.command("EHLO client.test")
     expect(await c.command("MAIL FROM:<alice@example.com>")).toBe("250 2.1.0 Ok")
     expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
+    await options.beforeData?.(c)
     expect(await c.command("DATA")).toMatch(/^354 /)
     expect(await c.command("Subject: single binary\r\n\r\nDelivered by one file.\r\n.")).toMatch(/^250 2\.0\.0 Ok: queued as \w+$/)
     await c.command("QUIT")
@@ -70,6 +78,32 @@ describe("single executables", () => {
       await deliverThrough(out)
     } finally {
       fs.rmSync(path.dirname(out), { recursive: true, force: true })
+    }
+  }, 180_000)
+
+  it("the Bun binary loads a config file that imports smtp-bridge and a custom plugin, which refuses RCPT with 550 5.1.2", async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sb-binary-")), "smtp-bridge")
+    const build = await run(await bunBinary(), ["build", "--compile", path.join(projectRoot, "src", "cli.ts"), "--outfile", out], {
+      cwd: projectRoot,
+      timeoutMs: 120_000
+    })
+    expect(build.code, build.stdout + build.stderr).toBe(0)
+    // The example config and plugin (they import "smtp-bridge" and "effect"), in a directory with no node_modules.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-binary-config-"))
+    for (const file of ["smtp-bridge.config.ts", "no-example-dot-com.ts"]) {
+      fs.copyFileSync(path.join(projectRoot, "docs", "examples", file), path.join(dir, file))
+    }
+    try {
+      await deliverThrough(out, {
+        dir,
+        args: ["--config", "smtp-bridge.config.ts"],
+        beforeData: async (c) => {
+          expect(await c.command("RCPT TO:<carol@example.com>")).toBe("550 5.1.2 Domain example.com does not accept mail")
+        }
+      })
+    } finally {
+      fs.rmSync(path.dirname(out), { recursive: true, force: true })
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   }, 180_000)
 })

@@ -132,7 +132,8 @@ export interface CliProcess {
   kill(graceMs?: number): Promise<Exit>
 }
 
-const commandFor = async (runtime: Runtime, args: ReadonlyArray<string>): Promise<[string, Array<string>]> => {
+/** The program and arguments that start `src/cli.ts <args>` under `runtime`. */
+export const commandFor = async (runtime: Runtime, args: ReadonlyArray<string>): Promise<[string, Array<string>]> => {
   const cli = join(projectRoot, "src", "cli.ts")
   switch (runtime) {
     case "bun":

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 
@@ -30,8 +31,24 @@ describe("package manifests", () => {
     expect(normalize(imports["smtp-bridge"])).toBe(exportsOf(packageJson)["."])
   })
 
-  it("package.json bin smtp-bridge points at src/cli.ts", () => {
-    expect(packageJson.bin).toEqual({ "smtp-bridge": "src/cli.ts" })
+  it("package.json bin smtp-bridge is the launcher that any Node can parse, and it starts src/cli.ts", () => {
+    expect(packageJson.bin).toEqual({ "smtp-bridge": "bin/smtp-bridge.js" })
+    expect(readFileSync(`${root}bin/smtp-bridge.js`, "utf8")).toContain(`new URL("../src/cli.ts", import.meta.url)`)
+  })
+
+  // npm makes every bin target executable: committed otherwise, `git status` shows it modified after `npm install`.
+  it("every bin target is committed executable (mode 100755), as npm leaves it", () => {
+    const targets = Object.values(packageJson.bin as Record<string, string>)
+    const staged = execFileSync("git", ["ls-files", "--stage", "--", ...targets], { cwd: root, encoding: "utf8" })
+    for (const target of targets) expect(staged, target).toMatch(new RegExp(`^100755 \\w+ 0\\t${target.replaceAll(".", "\\.")}$`, "m"))
+  })
+
+  // `deno task` runs a command it finds in node_modules/.bin as a JavaScript file, and npm puts the
+  // deno and bun executables there: a bare `deno run ...` task died with a SyntaxError at 1:1.
+  it("deno.json tasks start deno and bun by their path, never by a bare name", () => {
+    for (const [task, command] of Object.entries(denoJson.tasks as Record<string, string>)) {
+      expect(command, task).not.toMatch(/(^|[;&|]\s*)(deno|bun)\s/)
+    }
   })
 
   it("deno.json has a task for every package.json script", () => {

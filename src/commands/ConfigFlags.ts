@@ -1,0 +1,102 @@
+/**
+ * The flags of `serve`, `check-config` and `plugins`: each declared once with its group, its
+ * one-line description and its default, from which come the @effect/cli options (for parsing) and
+ * the help text (`Help.ts`). The defaults shown are the config's own (`Resolve.defaults`).
+ *
+ * @example
+ * Command.make("serve", ConfigFlags.options, (o) => Load.load({ flags: ConfigFlags.flagsOf(o) }))
+ */
+import { type Command, Options } from "@effect/cli"
+import * as Resolve from "../config/Resolve.ts"
+
+export const groups = ["Listeners and TLS", "Authentication", "Policy", "Delivery", "Limits", "Operations"] as const
+
+export interface FlagDoc {
+  readonly group: (typeof groups)[number]
+  readonly name: string
+  /** What the value looks like (`HOST:PORT`); none for a switch. */
+  readonly pseudo?: string
+  readonly description: string
+  readonly default: string
+  readonly repeatable?: true
+}
+
+const mib = (bytes: number) => `${bytes} (${bytes / 1024 / 1024}MB)`
+
+export const docs = {
+  listen: { group: "Listeners and TLS", name: "listen", pseudo: "HOST:PORT", repeatable: true, description: "Plain listener, with STARTTLS when TLS is set; replaces the file's list", default: Resolve.defaults.listen.join(", ") },
+  listenTls: { group: "Listeners and TLS", name: "listen-tls", pseudo: "HOST:PORT", repeatable: true, description: "Implicit-TLS listener (RFC 8314, like port 465); needs --tls-cert and --tls-key", default: "none" },
+  hostname: { group: "Listeners and TLS", name: "hostname", pseudo: "NAME", description: "Name in the greeting, the EHLO reply, Received headers and DSNs", default: "this machine's host name" },
+  tlsCert: { group: "Listeners and TLS", name: "tls-cert", pseudo: "FILE", description: "PEM certificate chain for STARTTLS and implicit TLS", default: "none (no TLS)" },
+  tlsKey: { group: "Listeners and TLS", name: "tls-key", pseudo: "FILE", description: "PEM private key of that certificate", default: "none" },
+  proxyProtocol: { group: "Listeners and TLS", name: "proxy-protocol", pseudo: "CIDR", repeatable: true, description: "Load balancers whose connections start with a PROXY v1/v2 header", default: "none" },
+  users: { group: "Authentication", name: "users", pseudo: "FILE", description: "htpasswd file (bcrypt, see hash-password) of the users allowed to AUTH", default: "none (no AUTH)" },
+  allowInsecureAuth: { group: "Authentication", name: "allow-insecure-auth", description: "Offer AUTH without TLS (tests and private links only)", default: "off" },
+  trust: { group: "Policy", name: "trust", pseudo: "CIDR", repeatable: true, description: "Network allowed to relay without AUTH", default: "none (every client must AUTH)" },
+  verify: { group: "Policy", name: "verify", description: "Check SPF, DKIM, DMARC and ARC and add Authentication-Results (rejects nothing)", default: "off" },
+  dkimSignKeys: { group: "Policy", name: "dkim-sign", pseudo: "DOMAIN:SELECTOR:KEYFILE", repeatable: true, description: "DKIM-sign mail from DOMAIN with this key (RSA and Ed25519 may both sign)", default: "off" },
+  dkimTrustedFrom: { group: "Policy", name: "dkim-trusted-from", pseudo: "CIDR=SENDER", repeatable: true, description: "Sign mail from clients without AUTH in CIDR when its From is SENDER (a@b, @b or *)", default: "none (their mail is not signed)" },
+  dns: { group: "Policy", name: "dns", pseudo: "HOST:PORT", repeatable: true, description: "DNS server for mail authentication", default: "the system's resolvers" },
+  rateLimit: { group: "Policy", name: "rate-limit", pseudo: "SCOPE=COUNT/PERIOD", repeatable: true, description: "Limit on accepted mail: scope ip, user, sender-domain or recipients; period second to day", default: "off" },
+  redis: { group: "Policy", name: "redis", pseudo: "URL", description: "Keep rate-limit counters in Redis (redis://[:password@]host:port[/db]) so instances share them", default: "in memory" },
+  maildir: { group: "Delivery", name: "maildir", pseudo: "DIR", description: "Maildir the default transport delivers into", default: Resolve.defaults.maildir },
+  relay: { group: "Delivery", name: "relay", pseudo: "URL", description: "Relay all mail to smtp://[user:pass@]host:port[?tls=required|opportunistic|none], smtps:// or lmtp://", default: "off (the Maildir)" },
+  webhook: { group: "Delivery", name: "webhook", pseudo: "URL", description: "POST all mail to this HTTP endpoint", default: "off (the Maildir)" },
+  webhookSecret: { group: "Delivery", name: "webhook-secret", pseudo: "SECRET", description: "HMAC-SHA256 key that signs webhook requests", default: "none (unsigned)" },
+  spool: { group: "Delivery", name: "spool", pseudo: "DIR", description: "Durable queue: store each message before the 250, deliver with retries", default: "off (pass-through)" },
+  spoolMinFree: { group: "Delivery", name: "spool-min-free", pseudo: "BYTES", description: "Free space the spool keeps: MAIL FROM gets 452 4.3.1 below it plus SIZE", default: "1MB" },
+  maxSize: { group: "Limits", name: "max-size", pseudo: "BYTES", description: "Largest message (SIZE), in bytes or like 25MB; 552 5.3.4 past it", default: mib(Resolve.defaults.maxMessageSize) },
+  maxRecipients: { group: "Limits", name: "max-recipients", pseudo: "N", description: "Recipients per message; 452 4.5.3 past it", default: String(Resolve.defaults.maxRecipients) },
+  maxConnectionsPerNetwork: { group: "Limits", name: "max-connections-per-network", pseudo: "N", description: "Open connections from one network; 421 4.7.0 past it (trusted networks are exempt)", default: "100" },
+  ipv4NetworkPrefix: { group: "Limits", name: "ipv4-network-prefix", pseudo: "BITS", description: "IPv4 prefix length of one network for --max-connections-per-network", default: "24" },
+  ipv6NetworkPrefix: { group: "Limits", name: "ipv6-network-prefix", pseudo: "BITS", description: "IPv6 prefix length of one network for --max-connections-per-network", default: "64" },
+  config: { group: "Operations", name: "config", pseudo: "FILE", description: "Config file (smtp-bridge.config.ts) exporting defineConfig({...}); flags override it", default: "none" },
+  admin: { group: "Operations", name: "admin", pseudo: "HOST:PORT", description: "Admin HTTP listener: /metrics, /healthz, /readyz (keep it private)", default: "off" },
+  adminTokenFile: { group: "Operations", name: "admin-token-file", pseudo: "FILE", description: "File holding the bearer token the admin listener requires (or set SMTP_BRIDGE_ADMIN_TOKEN)", default: "none" },
+  logFormat: { group: "Operations", name: "log-format", pseudo: "json|pretty", description: "Log lines as JSON objects or readable text", default: "pretty on a terminal, json otherwise" },
+  otlpEndpoint: { group: "Operations", name: "otlp-endpoint", pseudo: "URL", description: "Send OpenTelemetry traces over OTLP/HTTP to this collector (http://127.0.0.1:4318)", default: "off" },
+  watchConfig: { group: "Operations", name: "watch-config", description: "Reload, as SIGHUP does, when the config, users or TLS files change", default: "off" }
+} as const satisfies Record<string, FlagDoc>
+
+const described = (doc: FlagDoc) => `${doc.description} [default: ${doc.default}]`
+const text = (doc: FlagDoc) => Options.text(doc.name).pipe(Options.withPseudoName(doc.pseudo ?? "VALUE"), Options.withDescription(described(doc)))
+const optionalText = (doc: FlagDoc) => text(doc).pipe(Options.optional)
+const repeatedText = (doc: FlagDoc) => text(doc).pipe(Options.repeated)
+const flag = (doc: FlagDoc) => Options.boolean(doc.name).pipe(Options.withDescription(described(doc)))
+
+export const options = {
+  config: optionalText(docs.config),
+  listen: repeatedText(docs.listen),
+  listenTls: repeatedText(docs.listenTls),
+  hostname: optionalText(docs.hostname),
+  tlsCert: optionalText(docs.tlsCert),
+  tlsKey: optionalText(docs.tlsKey),
+  users: optionalText(docs.users),
+  allowInsecureAuth: flag(docs.allowInsecureAuth),
+  trust: repeatedText(docs.trust),
+  maildir: optionalText(docs.maildir),
+  maxSize: optionalText(docs.maxSize),
+  maxRecipients: optionalText(docs.maxRecipients),
+  maxConnectionsPerNetwork: optionalText(docs.maxConnectionsPerNetwork),
+  ipv4NetworkPrefix: optionalText(docs.ipv4NetworkPrefix),
+  ipv6NetworkPrefix: optionalText(docs.ipv6NetworkPrefix),
+  relay: optionalText(docs.relay),
+  webhook: optionalText(docs.webhook),
+  webhookSecret: optionalText(docs.webhookSecret),
+  verify: flag(docs.verify),
+  dkimSignKeys: repeatedText(docs.dkimSignKeys),
+  dkimTrustedFrom: repeatedText(docs.dkimTrustedFrom),
+  dns: repeatedText(docs.dns),
+  rateLimit: repeatedText(docs.rateLimit),
+  redis: optionalText(docs.redis),
+  proxyProtocol: repeatedText(docs.proxyProtocol),
+  spool: optionalText(docs.spool),
+  spoolMinFree: optionalText(docs.spoolMinFree),
+  admin: optionalText(docs.admin),
+  adminTokenFile: optionalText(docs.adminTokenFile),
+  otlpEndpoint: optionalText(docs.otlpEndpoint),
+  logFormat: Options.choice(docs.logFormat.name, ["json", "pretty"]).pipe(Options.withDescription(described(docs.logFormat)), Options.optional),
+  watchConfig: flag(docs.watchConfig)
+} satisfies Record<keyof typeof docs, unknown>
+
+export type ConfigOptions = Command.Command.ParseConfig<typeof options>

@@ -1,0 +1,51 @@
+/**
+ * A single executable (`bun build --compile`) carries smtp-bridge and Effect inside it, but the
+ * config file beside it is loaded from disk, and Bun looked its `import ... from "smtp-bridge"`
+ * (and a plugin's `from "effect"`) up in a node_modules that is not there: "Cannot find package
+ * 'smtp-bridge'". Bun's runtime plugin API registers virtual modules, so inside such a binary these
+ * names resolve to the modules it already holds; a plugin then shares the bridge's Effect runtime,
+ * service tags and Notes keys, as it does when run from the sources.
+ *
+ * Only in a compiled binary: from the sources, "smtp-bridge" resolves to src/index.ts by the
+ * package's own name and "effect" to node_modules, which are these same modules.
+ *
+ * @example
+ * Embedded.install()   // before the config file is imported
+ */
+import * as EffectIndex from "effect"
+import * as SmtpBridge from "../index.ts"
+
+interface VirtualModule {
+  readonly exports: Record<string, unknown>
+  readonly loader: "object"
+}
+
+interface BunRuntime {
+  readonly plugin: (plugin: {
+    readonly name: string
+    readonly setup: (build: { readonly module: (specifier: string, load: () => VirtualModule) => void }) => void
+  }) => void
+}
+
+const bun = (globalThis as { readonly Bun?: BunRuntime }).Bun
+
+// Bun serves a compiled binary's own modules from a virtual file system: /$bunfs/ (B:/~BUN/ on Windows).
+const compiled = (): boolean => /\$bunfs|~BUN/.test(import.meta.url)
+
+const namespace = (module: object): VirtualModule => ({ exports: { ...module }, loader: "object" })
+
+/** In a Bun single executable, makes "smtp-bridge", "effect" and "effect/<Module>" importable by files loaded from disk. */
+export const install = (): void => {
+  if (bun === undefined || !compiled()) return
+  bun.plugin({
+    name: "smtp-bridge embedded modules",
+    setup(build) {
+      build.module("smtp-bridge", () => namespace(SmtpBridge))
+      build.module("effect", () => namespace(EffectIndex))
+      // "effect/Schema" and the like: the root module re-exports each one as a namespace.
+      for (const [name, value] of Object.entries(EffectIndex)) {
+        if (/^[A-Z]/.test(name) && typeof value === "object" && value !== null) build.module(`effect/${name}`, () => namespace(value))
+      }
+    }
+  })
+}
