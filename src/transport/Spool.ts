@@ -259,6 +259,8 @@ export const flush = (dir: string): Effect.Effect<number, SpoolError> =>
   Effect.gen(function*() {
     const root = Path.resolve(dir)
     const ids = yield* Store.listIds(root)
+    // Nothing queued (or a directory no bridge has spooled into yet, without tmp/): nothing to do.
+    if (ids.length === 0) return 0
     yield* Store.writeAtomic(root, Store.flushMarker, Stream.succeed(new TextEncoder().encode(`${new Date().toISOString()}\n`)))
     return ids.length
   })

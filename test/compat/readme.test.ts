@@ -154,9 +154,10 @@ const documented: Record<string, (() => Promise<void>) | { readonly skip: string
   "npx bun src/cli.ts queue list|flush|remove ID --spool DIR": async () => {
     const synopsis = documentedCommand("queue list")
     fs.mkdirSync(path.join(checkout, "spool"), { recursive: true })
-    // `flush` is not run: on a directory no bridge has spooled into yet it fails (ENOENT on spool/tmp).
     const list = await sh(synopsis.replace("list|flush|remove ID", "list").replace("DIR", "spool"))
     expect(list.code, list.stderr).toBe(0)
+    const flush = await sh(synopsis.replace("list|flush|remove ID", "flush").replace("DIR", "spool"))
+    expect(flush.code, flush.stderr).toBe(0)
     const remove = await sh(synopsis.replace("list|flush|remove ID", "remove nosuchid").replace("DIR", "spool"))
     expect(remove.stderr).toMatch(/nosuchid/)
   }

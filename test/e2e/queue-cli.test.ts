@@ -83,6 +83,15 @@ describe("smtp-bridge queue, on a spool with one undeliverable message", () => {
     expect(r).toMatchObject({ code: 0, stdout: "1 message(s) due now\n" })
   })
 
+  it("queue flush on a directory no bridge has spooled into prints \"0 message(s) due now\" and exits 0", async () => {
+    const fresh = fs.mkdtempSync(path.join(os.tmpdir(), "sb-queue-fresh-"))
+    try {
+      expect(await cli(["queue", "flush", "--spool", fresh])).toMatchObject({ code: 0, stdout: "0 message(s) due now\n" })
+    } finally {
+      fs.rmSync(fresh, { recursive: true, force: true })
+    }
+  })
+
   it("queue remove ID prints \"removed ID\" and exits 0; a second remove exits 1 with \"no queued message ID\"", async () => {
     expect(await cli(["queue", "remove", id, "--spool", dir])).toMatchObject({ code: 0, stdout: `removed ${id}\n` })
     const again = await cli(["queue", "remove", id, "--spool", dir])
