@@ -79,6 +79,9 @@ export const mail = Effect.fnUntraced(function*(c: Conn, command: Extract<Comman
     return reply(c, Reply.tooBig)
   }
   const { verdict } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
+  // 530 (authenticate first) is what a stranger probing for an open relay gets, MAIL after MAIL:
+  // it counts toward the invalid-command limit like any other command that could not succeed.
+  if (verdict._tag === "Reject" && verdict.code === 530) return invalid(c, Reply.make(verdict.code, verdict.enhanced, verdict.text))
   if (refuse(c, verdict)) return
   c.tx = { id: newId(), mailFrom: command.from, mailParams: params, recipients: [], notes: Notes.make() }
   reply(c, Reply.make(250, "2.1.0", "Ok"))
