@@ -259,6 +259,58 @@ print("SENT")
       }
     })
 
+    it("answers an overlong AUTH PLAIN response with 500 5.5.6 and stays in step: NOOP gets its own 250", async () => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH PLAIN")).toMatch(/^334 ?$/)
+        // C: 4,095 `A`s: over the 4,096-byte line limit with the CRLF.
+        expect(await c.command("A".repeat(4095))).toBe("500 5.5.6 Authentication exchange line is too long")
+        expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+        expect(await c.command(`AUTH PLAIN ${plainToken("alice", "secret")}`)).toBe("235 2.7.0 Authentication successful")
+      } finally {
+        c.close()
+      }
+    })
+
+    it.each(["user name", "password"] as const)("answers an overlong AUTH LOGIN %s with 500 5.5.6, then NOOP gets 250", async (which) => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH LOGIN")).toBe(`334 ${b64("Username:")}`)
+        if (which === "password") expect(await c.command(b64("alice"))).toBe(`334 ${b64("Password:")}`)
+        expect(await c.command("A".repeat(4095))).toBe("500 5.5.6 Authentication exchange line is too long")
+        expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+      } finally {
+        c.close()
+      }
+    })
+
+    it("counts an overlong AUTH response as an AUTH failure: the second one (maxAuthFailures 2) closes with 421 4.7.0", async () => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH PLAIN")).toMatch(/^334 ?$/)
+        expect(await c.command("A".repeat(4095))).toBe("500 5.5.6 Authentication exchange line is too long")
+        expect(await c.command("AUTH PLAIN")).toMatch(/^334 ?$/)
+        expect(await c.command("A".repeat(5000))).toMatch(/^421 4\.7\.0 /)
+        await c.closed()
+      } finally {
+        c.close()
+      }
+    })
+
+    it("refuses base64 with non-zero bits before the padding (QR==) with 501 5.5.2", async () => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH LOGIN QR==")).toBe("501 5.5.2 Invalid base64 data")
+        expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+      } finally {
+        c.close()
+      }
+    })
+
     it("refuses AUTH before EHLO (STARTTLS forgot the first EHLO) with 503 5.5.1", async () => {
       const c = await connect(bridge.port)
       try {

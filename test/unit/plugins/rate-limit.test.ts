@@ -151,7 +151,7 @@ describe("rate-limit AUTH brute-force control", () => {
       const fiber = yield* Effect.fork(hooks.auth({ session: s, mechanism: "PLAIN", username, password: "x", authzid: undefined }))
       yield* TestClock.adjust("10 seconds")
       const verdict = yield* Fiber.join(fiber)
-      if (verdict._tag === "Continue") yield* hooks.authResult({ session: s, mechanism: "PLAIN", username, success })
+      if (verdict._tag === "Continue") yield* hooks.authResult({ session: s, mechanism: "PLAIN", username, success, outcome: success ? "success" : "failure" })
       return verdict
     })
 
@@ -167,7 +167,7 @@ describe("rate-limit AUTH brute-force control", () => {
           yield* TestClock.adjust("500 millis")
           waited += 500
         }
-        yield* hooks.authResult({ session: s, mechanism: "PLAIN", username: "alice", success: false })
+        yield* hooks.authResult({ session: s, mechanism: "PLAIN", username: "alice", success: false, outcome: "failure" })
         return waited
       })
       expect([yield* delayOf, yield* delayOf, yield* delayOf, yield* delayOf]).toEqual([0, 1000, 2000, 3000])
