@@ -16,6 +16,10 @@ import { type Client, connect } from "../support/SmtpClient.ts"
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64")
 const plainToken = (user: string, pass: string): string => b64(`\0${user}\0${pass}`)
 
+// These tests send wrong passwords on purpose, many from one address: the AUTH throttle (on by
+// default with users; its own tests are in auth-throttle.test.ts) is set wide and quick here.
+const wideThrottle = { authFailures: { perIp: "1000/hour", perUser: "1000/hour", delay: "1 millis", maxDelay: "1 millis" } } as const
+
 const usersFile = async (): Promise<string> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-auth-"))
   const file = path.join(dir, "users.htpasswd")
@@ -37,7 +41,7 @@ describe("AUTH over STARTTLS", () => {
 
   beforeAll(async () => {
     const { cert, key } = testCertificate()
-    bridge = await startBridge({ tls: { cert, key }, users: await usersFile(), senders: { alice: ["alice@example.com"] }, limits: { maxAuthFailures: 2 } })
+    bridge = await startBridge({ tls: { cert, key }, users: await usersFile(), senders: { alice: ["alice@example.com"] }, limits: { maxAuthFailures: 2 }, rateLimit: wideThrottle })
   })
   afterAll(() => bridge.stop())
 

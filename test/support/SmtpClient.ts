@@ -23,6 +23,8 @@ export interface ConnectOptions {
   readonly servername?: string
   /** Default limit for every wait of this client, 10 s unless given. */
   readonly timeoutMs?: number
+  /** Source address (any 127.x.y.z is loopback): a client from another network. */
+  readonly localAddress?: string
 }
 
 export interface Client {
@@ -54,6 +56,7 @@ const isContinuation = (line: string): boolean => /^\d{3}-/.test(line)
 export const connect = (port: number, options: ConnectOptions = {}): Promise<Client> => {
   const host = options.host ?? "127.0.0.1"
   const defaultTimeout = options.timeoutMs ?? 10_000
+  const local = options.localAddress === undefined ? {} : { localAddress: options.localAddress }
   const log: Array<string> = []
   const replies: Array<string> = []
   const waiters: Array<Waiter> = []
@@ -202,8 +205,8 @@ export const connect = (port: number, options: ConnectOptions = {}): Promise<Cli
   return withTimeout<Client>(`a connection to ${host}:${port}`, defaultTimeout, (resolve, reject) => {
     const onConnectError = (error: Error) => reject(fail(`cannot connect to ${host}:${port}: ${error.message}`))
     const s = options.tls === true
-      ? tls.connect({ host, port, rejectUnauthorized: false, servername: options.servername ?? "localhost" })
-      : net.connect({ host, port })
+      ? tls.connect({ host, port, rejectUnauthorized: false, servername: options.servername ?? "localhost", ...local })
+      : net.connect({ host, port, ...local })
     s.once("error", onConnectError)
     s.once(options.tls === true ? "secureConnect" : "connect", () => {
       s.off("error", onConnectError)
