@@ -30,3 +30,5 @@ export type { MxRecord, Resolver } from "./dns/Dns.ts"
 export * as Mailauth from "./mailauth/Mailauth.ts"
 export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"
+/** bcrypt off the event loop (Bun's native pool, or worker threads), for password backends. */
+export * as Password from "./runtime/Password.ts"
