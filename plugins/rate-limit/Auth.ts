@@ -39,12 +39,14 @@ export const authHooks = (
   const network = (session: SessionInfo) => Cidr.aggregate(session.remoteAddress, auth.ipv4Prefix, auth.ipv6Prefix)
 
   // User names compare case-insensitively: a backend that ignores case must not give an attacker
-  // one fresh counter per spelling. The network is part of the key: see the module comment.
+  // one fresh counter per spelling. The network is part of the key: see the module comment. Names
+  // are cut at 256 characters: an AUTH line carries up to 4 KB, and the store keeps up to
+  // `maxKeys` keys (two names sharing 256 characters share a counter, which only slows them).
   const keysFor = (session: SessionInfo, username: string) => {
     const net = network(session)
     return [
       { request: { key: `auth-net:${net}`, rate: auth.perIp, cost: 1 }, what: `from ${net}` },
-      { request: { key: `auth-user:${net}:${username.trim().toLowerCase()}`, rate: auth.perUser, cost: 1 }, what: `for this user from ${net}` }
+      { request: { key: `auth-user:${net}:${username.trim().toLowerCase().slice(0, 256)}`, rate: auth.perUser, cost: 1 }, what: `for this user from ${net}` }
     ]
   }
 

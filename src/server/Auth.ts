@@ -75,6 +75,9 @@ const login = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, initial: 
  * in the metric; then against the connection's `maxAuthFailures` (past which it is closed with
  * 421 4.7.0), except malformed base64, a syntax error that counts as an invalid command.
  */
+/** The client's user name for a log line: cut at 256 characters (an AUTH line carries up to 4 KB). */
+const shown = (username: string): string => username.length > 256 ? `${username.slice(0, 256)}...` : username
+
 const failed = Effect.fnUntraced(function*(
   c: Conn,
   mechanism: Mechanism,
@@ -85,9 +88,9 @@ const failed = Effect.fnUntraced(function*(
   yield* Metrics.authFailure({ mechanism, reason })
   // The user name is the client's text: quoted, so that no byte of it can forge a log field.
   yield* Effect.logWarning(
-    `AUTH ${mechanism} failed for user ${username === undefined ? "(none)" : JSON.stringify(username)} from ` +
+    `AUTH ${mechanism} failed for user ${username === undefined ? "(none)" : JSON.stringify(shown(username))} from ` +
       `${c.session.remoteAddress} (session ${c.session.id}): ${reason}, answered ${r.code} ${r.enhanced ?? ""}`.trimEnd()
-  ).pipe(Effect.annotateLogs({ user: username ?? "", mechanism, reason }))
+  ).pipe(Effect.annotateLogs({ user: shown(username ?? ""), mechanism, reason }))
   if (reason === "malformed") return invalid(c, r)
   c.authFailures++
   if (c.authFailures >= c.env.config.limits.maxAuthFailures) {
@@ -130,10 +133,10 @@ export const auth = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, mec
   if (verdict._tag === "Defer" || verdict._tag === "Disconnect") {
     yield* Metrics.authFailure({ mechanism, reason: "deferred" })
     yield* Effect.logWarning(
-      `AUTH ${mechanism} for user ${JSON.stringify(credentials.username)} from ${c.session.remoteAddress} ` +
+      `AUTH ${mechanism} for user ${JSON.stringify(shown(credentials.username))} from ${c.session.remoteAddress} ` +
         `(session ${c.session.id}) not checked: ${verdict.code} ${verdict.enhanced} ${verdict.text}` +
         (plugin === undefined ? "" : ` (${plugin})`)
-    ).pipe(Effect.annotateLogs({ user: credentials.username, mechanism, reason: "deferred" }))
+    ).pipe(Effect.annotateLogs({ user: shown(credentials.username), mechanism, reason: "deferred" }))
     return void refuse(c, verdict)
   }
   const r = verdict._tag === "Reject" ? Reply.make(verdict.code, verdict.enhanced, verdict.text) : Reply.badCredentials

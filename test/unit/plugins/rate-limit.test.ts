@@ -244,6 +244,23 @@ describe("rate-limit AUTH brute-force control", () => {
       expect([yield* delayOf, yield* delayOf, yield* delayOf, yield* delayOf]).toEqual([1000, 2000, 3000, 3000])
     }))
 
+  it.effect("keeps store keys short whatever the user name: a 3,000-character name is cut at 256", () =>
+    Effect.gen(function*() {
+      const keys: Array<string> = []
+      const memory = yield* RateLimit.makeMemory()
+      const recording: RateLimit.Store = {
+        description: "recording",
+        update: (mode, requests) => {
+          keys.push(...requests.map((r) => r.key))
+          return memory.update(mode, requests)
+        }
+      }
+      const hooks = yield* make(options, recording)
+      yield* attempt(hooks, session(), "x".repeat(3000))
+      expect(keys.length).toBeGreaterThan(0)
+      expect(Math.max(...keys.map((k) => k.length))).toBeLessThan(300)
+    }))
+
   it.effect("can be turned off", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ authFailures: false })
