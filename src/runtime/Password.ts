@@ -37,8 +37,24 @@ interface Pooled {
   readonly jobs: Map<number, { readonly resolve: (value: string | boolean) => void; readonly reject: (error: Error) => void }>
 }
 
-// Two threads: enough to keep a few logins moving while the rest of the CPU serves sessions.
-const poolSize = Math.max(1, Math.min(2, availableParallelism()))
+// Checks at once, on either path: one core fewer than the machine has (at most 4), so that a
+// flood of AUTH never takes the core the event loop needs. With every core busy hashing (Bun's
+// pool uses them all), NOOP p99 was 29-31 ms on 2 cores; bench/RESULTS.md has the figures.
+const poolSize = Math.max(1, Math.min(4, availableParallelism() - 1))
+let running = 0
+const waiting: Array<() => void> = []
+
+/** Runs `task` when fewer than `poolSize` checks are running; the rest wait in order. */
+const limited = async <A>(task: () => Promise<A>): Promise<A> => {
+  if (running >= poolSize) await new Promise<void>((resolve) => waiting.push(resolve))
+  running++
+  try {
+    return await task()
+  } finally {
+    running--
+    waiting.shift()?.()
+  }
+}
 const pool: Array<Pooled> = []
 let nextId = 1
 
@@ -89,13 +105,13 @@ export const hash = async (password: string, cost: number): Promise<string> => {
   if (byteLength(password) > maxBytes) {
     throw new RangeError(`the password is ${byteLength(password)} bytes long; bcrypt uses only the first ${maxBytes}, so the rest would be ignored`)
   }
-  if (bun !== undefined) return bun.hash(password, { algorithm: "bcrypt", cost })
-  return (await run({ op: "hash", password, cost })) as string
+  if (bun !== undefined) return limited(() => bun.hash(password, { algorithm: "bcrypt", cost }))
+  return (await limited(() => run({ op: "hash", password, cost }))) as string
 }
 
 /** Whether `password` matches the bcrypt `hash`; always false for a password over 72 bytes. */
 export const verify = async (password: string, hash: string): Promise<boolean> => {
   if (byteLength(password) > maxBytes) return false
-  if (bun !== undefined) return bun.verify(password, hash)
-  return (await run({ op: "verify", password, hash })) === true
+  if (bun !== undefined) return limited(() => bun.verify(password, hash))
+  return (await limited(() => run({ op: "verify", password, hash }))) === true
 }
