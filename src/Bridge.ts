@@ -31,8 +31,9 @@ export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly mess
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   relayPolicy({ trust: config.trust }),
-  // Before AUTH: its auth hook delays and refuses brute-force attempts before credentials are checked.
-  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : []),
+  // Before AUTH: its auth hook counts each attempt before credentials are checked, and slows down
+  // and defers brute force. With users and no rate limits configured it runs for AUTH alone, in memory.
+  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : config.users !== undefined ? [rateLimit({})] : []),
   ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),

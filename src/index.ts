@@ -34,3 +34,5 @@ export * as StaticDns from "./dns/Static.ts"
 export * as Mailauth from "./mailauth/Mailauth.ts"
 export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"
+/** bcrypt off the event loop (Bun's native pool, or worker threads), for password backends. */
+export * as Password from "./runtime/Password.ts"

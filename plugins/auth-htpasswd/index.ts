@@ -6,10 +6,9 @@
  * import { authHtpasswd } from "./plugins/auth-htpasswd/index.ts"
  * authHtpasswd({ file: "/etc/smtp-bridge/users.htpasswd" })
  */
-import * as bcrypt from "bcryptjs"
 import { Effect, Either, Ref, Schema } from "effect"
 import { readFile } from "node:fs/promises"
-import { definePlugin, Verdict } from "../../src/index.ts"
+import { definePlugin, Password, Verdict } from "../../src/index.ts"
 import type { Plugin } from "../../src/index.ts"
 
 export interface AuthHtpasswdOptions {
@@ -69,8 +68,10 @@ export const parseHtpasswd = (text: string, file: string): Either.Either<Users, 
 
 /**
  * Hashes a password for an htpasswd file, as a `$2y$` bcrypt hash (the prefix Apache's
- * `htpasswd -B` writes; bcryptjs produces `$2b$`, the same algorithm). `cost` is bcrypt's log2
- * of rounds, 4 to 31, default 10.
+ * `htpasswd -B` writes; bcrypt libraries produce `$2b$`, the same algorithm). `cost` is bcrypt's
+ * log2 of rounds, 4 to 31, default 10. Rejects a password over 72 UTF-8 bytes: bcrypt would
+ * ignore the rest, so `correct horse battery staple...X` and `...Y` would be one password.
+ * The work runs off the event loop (`Password`).
  *
  * @example
  * const line = `alice:${await hashPassword("s3cret")}` // "alice:$2y$10$..."
@@ -79,7 +80,14 @@ export const hashPassword = async (password: string, cost = 10): Promise<string>
   if (!Number.isInteger(cost) || cost < 4 || cost > 31) {
     throw new RangeError(`bcrypt cost must be an integer from 4 to 31, got ${cost}`)
   }
-  const hash = await bcrypt.hash(password, await bcrypt.genSalt(cost))
+  const bytes = Password.byteLength(password)
+  if (bytes > Password.maxBytes) {
+    throw new RangeError(
+      `the password is ${bytes} bytes long, but bcrypt uses only the first ${Password.maxBytes} and would silently ignore the rest; ` +
+        `choose a password of at most ${Password.maxBytes} bytes (UTF-8)`
+    )
+  }
+  const hash = await Password.hash(password, cost)
   return `$2y$${hash.slice(4)}`
 }
 
@@ -123,7 +131,7 @@ const load = (file: string): Effect.Effect<State, HtpasswdError> =>
 // A rejection here is a bug or a corrupt hash, not a wrong password: it fails the hook (451 4.3.0).
 const compare = (password: string, hash: string) =>
   Effect.tryPromise({
-    try: () => bcrypt.compare(password, hash),
+    try: () => Password.verify(password, hash),
     catch: (cause) => new Error(`bcrypt compare failed: ${cause instanceof Error ? cause.message : String(cause)}`)
   })
 
@@ -144,6 +152,9 @@ export const authHtpasswd = (options: AuthHtpasswdOptions): Plugin =>
       const state = yield* Ref.make(yield* load(options.file))
       return {
         auth: Effect.fn("auth-htpasswd.auth")(function*({ username, password, authzid }) {
+          // Over 72 bytes bcrypt would check a prefix only (and Bun pre-hashes instead): such a
+          // password never authenticates, as `hashPassword` never makes a hash for one.
+          if (Password.byteLength(password) > Password.maxBytes) return invalid
           const { users, dummy } = yield* Ref.get(state)
           const hash = users.get(username)
           const ok = yield* compare(password, hash ?? dummy)

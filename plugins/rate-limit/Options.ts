@@ -21,14 +21,21 @@ export interface UserOverride {
 }
 
 export interface AuthFailureOptions {
-  /** Failed AUTH exchanges from one client network; default `"10/hour"`. */
+  /** AUTH attempts (failed or in progress) from one client network (see `ipv4Prefix`); default `"30/hour"`. */
   readonly perIp?: RateInput
-  /** Failed AUTH exchanges for one user name, from anywhere; default `"20/hour"`. */
+  /**
+   * AUTH attempts for one user name from one client network; default `"5/15 minutes"`. Never
+   * counted across networks: an attacker must not be able to lock the owner out.
+   */
   readonly perUser?: RateInput
-  /** Delay before checking credentials after the first failure, doubled per failure; default 1 second. */
+  /** Delay of the first failure's reply, doubled per attempt already counted; default 1 second. */
   readonly delay?: Duration.DurationInput
-  /** Longest delay; default 8 seconds. */
+  /** Longest delay, also that of the 454 once a limit is reached; default 8 seconds. */
   readonly maxDelay?: Duration.DurationInput
+  /** IPv4 clients count together per network of this prefix; default 24. */
+  readonly ipv4Prefix?: number
+  /** IPv6 clients count together per network of this prefix; default 64. */
+  readonly ipv6Prefix?: number
 }
 
 export interface RedisInput {
@@ -94,6 +101,8 @@ export interface Plan {
     readonly perUser: RateLimit.Rate
     readonly delay: Duration.Duration
     readonly maxDelay: Duration.Duration
+    readonly ipv4Prefix: number
+    readonly ipv6Prefix: number
   } | undefined
   readonly onStoreError: "allow" | "deny"
 }
@@ -169,10 +178,12 @@ export const plan = (options: RateLimitOptions): Plan => {
     ipv6Prefix: prefixOf(options.ipv6Prefix, 64, 128, "ipv6Prefix"),
     exempt: "ok" in exempt ? exempt.ok : [],
     auth: auth === undefined ? undefined : {
-      perIp: rateOf(auth.perIp ?? "10/hour", "authFailures.perIp"),
-      perUser: rateOf(auth.perUser ?? "20/hour", "authFailures.perUser"),
+      perIp: rateOf(auth.perIp ?? "30/hour", "authFailures.perIp"),
+      perUser: rateOf(auth.perUser ?? "5/15 minutes", "authFailures.perUser"),
       delay: durationOf(auth.delay, Duration.seconds(1), "authFailures.delay"),
-      maxDelay: durationOf(auth.maxDelay, Duration.seconds(8), "authFailures.maxDelay")
+      maxDelay: durationOf(auth.maxDelay, Duration.seconds(8), "authFailures.maxDelay"),
+      ipv4Prefix: prefixOf(auth.ipv4Prefix, 24, 32, "authFailures.ipv4Prefix"),
+      ipv6Prefix: prefixOf(auth.ipv6Prefix, 64, 128, "authFailures.ipv6Prefix")
     },
     onStoreError
   }

@@ -1,7 +1,7 @@
 /**
  * rate-limit: limits messages per client network, per authenticated user and per sender domain,
- * and recipients per user, over rolling windows (GCRA); and slows down, then disconnects, AUTH
- * brute force. Counts live in memory or in Redis, shared by every bridge instance.
+ * and recipients per user, over rolling windows (GCRA); and slows down, then defers, AUTH brute
+ * force per client network and per (network, user) (Auth.ts). Counts live in memory or in Redis, shared by every bridge instance.
  *
  * Checks peek (MAIL, RCPT, connect) and only delivered mail is counted (in `delivered`), so a
  * refused RCPT or a failed delivery burns nothing. See README.md for the replies and the races.
@@ -11,10 +11,11 @@
  * rateLimit({ perUser: "100/hour", recipients: "1000/day", redis: "redis://127.0.0.1:6379" })
  */
 import { Context, Duration, Effect, Layer } from "effect"
-import { Cidr, definePlugin, Metrics, Notes, RateLimit, Verdict } from "../../src/index.ts"
+import { Cidr, definePlugin, Metrics, RateLimit, Verdict } from "../../src/index.ts"
 import type {
-  AuthContext, AuthResultContext, ConnectContext, DeliveredContext, MailFromContext, Plugin, RcptToContext, SessionInfo
+  ConnectContext, DeliveredContext, MailFromContext, Plugin, RcptToContext, SessionInfo
 } from "../../src/index.ts"
+import { authHooks } from "./Auth.ts"
 import { plan as planOf, type Plan, type RateLimitOptions, type Rule } from "./Options.ts"
 
 export type { AuthFailureOptions, RateInput, RatesInput, RateLimitOptions, RedisInput, UserOverride } from "./Options.ts"
@@ -50,12 +51,7 @@ const refusal = (keys: ReadonlyArray<Keyed>, results: ReadonlyArray<RateLimit.Re
   return worst
 }
 
-// Set when this plugin itself refused the AUTH exchange: no credentials were checked, so the
-// `authResult` that follows is not a failure to count.
-const RefusedAuth = Notes.key<boolean>("rate-limit.refusedAuth")
-
 const unavailable = Verdict.defer("Rate limit service unavailable, try again later", { code: 451, enhanced: "4.3.0" })
-const authUnavailable = Verdict.defer("Temporary authentication failure", { code: 454, enhanced: "4.7.0" })
 
 const storeOf = (options: RateLimitOptions): Layer.Layer<RateLimit.RateLimitStore, unknown> => {
   if (options.store !== undefined) return options.store
@@ -93,14 +89,6 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
     return rulesFor("recipients", session.user).map((r) => keyed(r, who, "for recipients", cost))
   }
 
-  // User names compare case-insensitively here: a backend that ignores case must not give an
-  // attacker one fresh counter per spelling.
-  const authKeys = (session: SessionInfo, username: string): Array<Keyed> =>
-    plan.auth === undefined ? [] : [
-      { request: { key: `auth-ip:${network(session)}`, rate: plan.auth.perIp, cost: 1 }, what: `from ${shown(network(session))}` },
-      { request: { key: `auth-user:${username.trim().toLowerCase()}`, rate: plan.auth.perUser, cost: 1 }, what: "for this user" }
-    ]
-
   const decide = (mode: RateLimit.Mode, keys: ReadonlyArray<Keyed>) =>
     keys.length === 0 ? Effect.succeed([]) : store.update(mode, keys.map((k) => k.request))
 
@@ -116,14 +104,11 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
     connect: Effect.fn("rate-limit.connect")(function*({ session }: ConnectContext) {
       if (exempt(session)) return Verdict.Continue
       const keys = messageKeys(session, undefined)
-      const auth = plan.auth === undefined ? [] : [authKeys(session, "")[0]!]
+      // AUTH failures never refuse a connection: its mail may be legitimate (Auth.ts).
       const verdict = yield* Effect.catchAll(
-        Effect.map(decide("peek", [...keys, ...auth]), (results) => {
-          const worst = refusal(keys, results.slice(0, keys.length))
-          if (worst !== undefined) return Verdict.disconnect(`Too many messages ${worst.what}, ${retry(worst.retryAfterMs)}`)
-          const locked = refusal(auth, results.slice(keys.length))
-          if (locked !== undefined) return Verdict.disconnect(`Too many authentication failures ${locked.what}, ${retry(locked.retryAfterMs)}`)
-          return Verdict.Continue
+        Effect.map(decide("peek", keys), (results) => {
+          const worst = refusal(keys, results)
+          return worst === undefined ? Verdict.Continue : Verdict.disconnect(`Too many messages ${worst.what}, ${retry(worst.retryAfterMs)}`)
         }),
         // At connect a store failure never disconnects: "deny" refuses at MAIL and AUTH instead.
         onError(Verdict.Continue)
@@ -141,37 +126,7 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
       )
     }),
 
-    auth: Effect.fn("rate-limit.auth")(function*({ session, username }: AuthContext) {
-      if (plan.auth === undefined || exempt(session)) return Verdict.Continue
-      const keys = authKeys(session, username)
-      const results = yield* Effect.either(decide("peek", keys))
-      if (results._tag === "Left") {
-        const verdict = yield* onError(authUnavailable)(results.left)
-        if (verdict._tag !== "Continue") session.notes.set(RefusedAuth, true)
-        return verdict
-      }
-      const locked = refusal(keys, results.right)
-      if (locked !== undefined) {
-        session.notes.set(RefusedAuth, true)
-        return Verdict.disconnect(`Too many authentication failures ${locked.what}, ${retry(locked.retryAfterMs)}`)
-      }
-      const failures = Math.max(...results.right.map((r) => r.used))
-      if (failures > 0) {
-        // Doubling per failure makes guessing slow long before the lock-out, without punishing one typo much.
-        const ms = Math.min(Duration.toMillis(plan.auth.maxDelay), Duration.toMillis(plan.auth.delay) * 2 ** Math.min(failures - 1, 30))
-        yield* Effect.sleep(Duration.millis(ms))
-      }
-      return Verdict.Continue
-    }),
-
-    // A success resets nothing: an attacker with one valid account could otherwise clear the
-    // per-network counter between guesses, and the owner logging in from elsewhere would clear
-    // the per-user counter that protects the account.
-    authResult: Effect.fn("rate-limit.authResult")(function*({ session, success, username }: AuthResultContext) {
-      if (success || plan.auth === undefined || exempt(session)) return
-      if (session.notes.get(RefusedAuth) === true) return session.notes.set(RefusedAuth, false)
-      yield* Effect.catchAll(decide("consume", authKeys(session, username)), onError(Verdict.Continue))
-    }),
+    ...authHooks(plan.auth, store, { exempt, onStoreError: plan.onStoreError }),
 
     mailFrom: Effect.fn("rate-limit.mailFrom")(function*({ from, session }: MailFromContext) {
       if (exempt(session)) return Verdict.Continue

@@ -78,6 +78,17 @@ const authAttempts = Metric.counter(`${prefix}auth_attempts_total`, {
   description: "AUTH exchanges checked by the auth plugins, by mechanism and result",
   incremental: true
 })
+const authFailures = Metric.counter(`${prefix}auth_failures_total`, {
+  description: "Failed AUTH exchanges (each also logged at WARN), by mechanism and reason",
+  incremental: true
+})
+
+/**
+ * Why an AUTH exchange failed: `credentials` refused by the backend, `deferred` (a throttle or a
+ * backend said not now), `malformed` (bad base64 or PLAIN layout), `too-long` (a response over
+ * the line limit).
+ */
+export type AuthFailureReason = "credentials" | "deferred" | "malformed" | "too-long"
 
 // Tagged metrics are made once per label set: making one builds and hashes a new key, several
 // times per message otherwise. The label values come from a small fixed set (outcomes,
@@ -131,6 +142,10 @@ export const replied = (reply: Reply): void => {
   }
 }
 
+/** One failed AUTH exchange. */
+export const authFailure = (options: { readonly mechanism: string; readonly reason: AuthFailureReason }): Effect.Effect<void> =>
+  Metric.increment(tagged(authFailures, { mechanism: options.mechanism, reason: options.reason }))
+
 /** For plugins: one command refused by a rate limit (`limit` names which one, e.g. `perUser`). */
 export const rateLimitHit = (options: { readonly plugin: string; readonly limit: string }): Effect.Effect<void> =>
   Metric.increment(tagged(rateLimitHits, { plugin: options.plugin, limit: options.limit }))
@@ -163,7 +178,7 @@ export const instrumentPipeline = (pipeline: Pipeline): Pipeline => {
   const notify = pipeline.notify as (hook: "authResult" | "delivered" | "disconnect", ctx: NotifyContext) => Effect.Effect<void>
   const observe = (hook: "authResult" | "delivered" | "disconnect", ctx: NotifyContext): Effect.Effect<void> => {
     if (hook === "authResult" && "success" in ctx) {
-      return Metric.increment(tagged(authAttempts, { mechanism: ctx.mechanism, result: ctx.success ? "success" : "failure" }))
+      return Metric.increment(tagged(authAttempts, { mechanism: ctx.mechanism, result: ctx.outcome }))
     }
     const mode = ctx.session.tls?.mode
     return hook === "disconnect" && mode !== undefined ? Metric.increment(tagged(tlsSessions, { mode })) : Effect.void

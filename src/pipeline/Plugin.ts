@@ -48,6 +48,11 @@ export interface AuthResultContext {
   readonly username: string
   /** Whether the exchange authenticated the session; never carries the password. */
   readonly success: boolean
+  /**
+   * `failure`: the credentials were checked and refused; `deferred`: a hook answered Defer or
+   * Disconnect (a backend down, a throttle), so nothing was learnt about the password.
+   */
+  readonly outcome: "success" | "failure" | "deferred"
 }
 
 export interface MailFromContext {

@@ -25,7 +25,9 @@ const value = (text: string, i: number): number => {
 
 /**
  * Decodes RFC 4648 base64 strictly: standard alphabet, length a multiple of 4, `=` only as final
- * padding, no whitespace. Credentials that decode two ways would make logs and limits lie.
+ * padding, no whitespace, and the unused bits before the padding zero (RFC 4648 3.5: `QR==` and
+ * `QQ==` would otherwise both be "A"). Credentials that decode two ways would make logs and
+ * limits lie.
  */
 export const decodeBase64 = (text: string): Uint8Array | undefined => {
   if (text.length % 4 !== 0) return undefined
@@ -39,6 +41,8 @@ export const decodeBase64 = (text: string): Uint8Array | undefined => {
     const c = last && padding === 2 ? 0 : value(text, i + 2)
     const d = last && padding >= 1 ? 0 : value(text, i + 3)
     if (a < 0 || b < 0 || c < 0 || d < 0) return undefined
+    // The bits that padding leaves over must be zero: 4 of `b` before `==`, 2 of `c` before `=`.
+    if (last && ((padding === 2 && (b & 0x0f) !== 0) || (padding === 1 && (c & 0x03) !== 0))) return undefined
     const n = (a << 18) | (b << 12) | (c << 6) | d
     out[o++] = n >> 16
     if (o < out.length) out[o++] = (n >> 8) & 0xff

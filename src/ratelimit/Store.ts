@@ -16,6 +16,7 @@ export interface Request {
   /** Opaque; stores prefix it with their namespace. */
   readonly key: string
   readonly rate: Limiter.Rate
+  /** Events this request stands for; negative with `consume` gives back what an earlier one counted. */
   readonly cost: number
 }
 

@@ -1,49 +1,102 @@
 /** AUTH PLAIN and LOGIN (RFC 4954), with the credentials checked by `auth` plugin hooks. */
 import { Effect } from "effect"
+import * as Metrics from "../observability/Metrics.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Sasl from "../protocol/Sasl.ts"
 import { authOffered, refuse } from "./Commands.ts"
 import type { LineRead } from "./Connection.ts"
 import { type Conn, invalid, reply, replyAndClose } from "./State.ts"
 
+type Mechanism = "PLAIN" | "LOGIN"
+
 const cancelled = Reply.make(501, "5.0.0", "Authentication cancelled")
 const badBase64 = Reply.make(501, "5.5.2", "Invalid base64 data")
+// RFC 4954 4: a response longer than the server accepts is answered 500 5.5.6.
+const tooLong = Reply.make(500, "5.5.6", "Authentication exchange line is too long")
 
 type Credentials = { readonly username: string; readonly password: string; readonly authzid: string | undefined }
 
-/** Asks for one SASL response line; undefined when the exchange ended (reply already queued). */
-const challenge = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, prompt: string) {
+/** Why an exchange failed, for the log line and `smtp_bridge_auth_failures_total{reason}`. */
+type FailureReason = Metrics.AuthFailureReason
+
+/** The exchange ended without credentials to check: the reply for the client and what to count. */
+interface Broken {
+  readonly _tag: "Broken"
+  readonly reply: Reply.Reply
+  /** Counted as a failed AUTH when set (a cancel or a closed connection is not one). */
+  readonly reason: FailureReason | undefined
+  /** The user name, when the client got as far as sending one (AUTH LOGIN). */
+  readonly username: string | undefined
+}
+
+const broken = (r: Reply.Reply, reason: FailureReason | undefined, username?: string): Broken => ({
+  _tag: "Broken",
+  reply: r,
+  reason,
+  username
+})
+
+/** The connection ended mid-exchange: nothing to answer. */
+const gone: Broken = broken(Reply.make(421, "4.4.2", "Connection ended"), undefined)
+
+/** Asks for one SASL response line; a `Broken` when the exchange ended there. */
+const challenge = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, prompt: string, username?: string) {
   reply(c, Reply.make(334, undefined, prompt))
   const event = yield* readLine(c)
-  if (event._tag !== "Line") return undefined
-  if (Sasl.isCancel(event.line)) {
-    reply(c, cancelled)
-    return undefined
-  }
+  if (event._tag === "End") return gone
+  // Left unanswered, the client would read the reply to its next command as the AUTH result.
+  if (event._tag === "TooLong") return broken(tooLong, "too-long", username)
+  if (Sasl.isCancel(event.line)) return broken(cancelled, undefined)
   return event.line
 })
 
 const plain = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, initial: string | undefined) {
   const response = initial ?? (yield* challenge(c, readLine, ""))
-  if (response === undefined) return undefined
+  if (typeof response !== "string") return response
   const decoded = Sasl.decodePlain(response)
-  if (decoded === undefined) {
-    reply(c, badBase64)
-    return undefined
-  }
+  if (decoded === undefined) return broken(badBase64, "malformed")
   return decoded satisfies Credentials
 })
 
 const login = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, initial: string | undefined) {
   const first = initial ?? (yield* challenge(c, readLine, Sasl.loginUsernamePrompt))
-  if (first === undefined) return undefined
+  if (typeof first !== "string") return first
   const username = Sasl.decodeLoginField(first)
-  if (username === undefined) return void reply(c, badBase64)
-  const second = yield* challenge(c, readLine, Sasl.loginPasswordPrompt)
-  if (second === undefined) return undefined
+  if (username === undefined) return broken(badBase64, "malformed")
+  const second = yield* challenge(c, readLine, Sasl.loginPasswordPrompt, username)
+  if (typeof second !== "string") return second
   const password = Sasl.decodeLoginField(second)
-  if (password === undefined) return void reply(c, badBase64)
+  if (password === undefined) return broken(badBase64, "malformed", username)
   return { username, password, authzid: undefined } satisfies Credentials
+})
+
+/**
+ * One failed AUTH exchange: logged at WARN (the password never reaches this function) and counted
+ * in the metric; then against the connection's `maxAuthFailures` (past which it is closed with
+ * 421 4.7.0), except malformed base64, a syntax error that counts as an invalid command.
+ */
+/** The client's user name for a log line: cut at 256 characters (an AUTH line carries up to 4 KB). */
+const shown = (username: string): string => username.length > 256 ? `${username.slice(0, 256)}...` : username
+
+const failed = Effect.fnUntraced(function*(
+  c: Conn,
+  mechanism: Mechanism,
+  username: string | undefined,
+  reason: FailureReason,
+  r: Reply.Reply
+) {
+  yield* Metrics.authFailure({ mechanism, reason })
+  // The user name is the client's text: quoted, so that no byte of it can forge a log field.
+  yield* Effect.logWarning(
+    `AUTH ${mechanism} failed for user ${username === undefined ? "(none)" : JSON.stringify(shown(username))} from ` +
+      `${c.session.remoteAddress} (session ${c.session.id}): ${reason}, answered ${r.code} ${r.enhanced ?? ""}`.trimEnd()
+  ).pipe(Effect.annotateLogs({ user: shown(username ?? ""), mechanism, reason }))
+  if (reason === "malformed") return invalid(c, r)
+  c.authFailures++
+  if (c.authFailures >= c.env.config.limits.maxAuthFailures) {
+    return replyAndClose(c, Reply.make(421, "4.7.0", "Too many authentication failures, closing connection"))
+  }
+  reply(c, r)
 })
 
 export const auth = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, mechanism: string, initial: string | undefined) {
@@ -56,25 +109,36 @@ export const auth = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, mec
     return invalid(c, Reply.make(504, "5.5.4", "Unrecognized authentication type"))
   }
   const credentials = mechanism === "PLAIN" ? yield* plain(c, readLine, initial) : yield* login(c, readLine, initial)
-  if (credentials === undefined) return
-  const { verdict, plugin } = yield* c.env.pipeline.run("auth", { session: c.session, mechanism, ...credentials })
+  if ("_tag" in credentials) {
+    if (credentials === gone) return
+    if (credentials.reason === undefined) return reply(c, credentials.reply)
+    return yield* failed(c, mechanism, credentials.username, credentials.reason, credentials.reply)
+  }
+  const { plugin, verdict } = yield* c.env.pipeline.run("auth", { session: c.session, mechanism, ...credentials })
+  // A deferral or a disconnect is not a failed guess (a backend or a throttle said "not now"):
+  // it does not count against the client here, and a throttle gives back what it counted.
+  const outcome = verdict._tag === "Accept" ? "success" : verdict._tag === "Defer" || verdict._tag === "Disconnect" ? "deferred" : "failure"
   yield* c.env.pipeline.notify("authResult", {
     session: c.session,
     mechanism,
     username: credentials.username,
-    success: verdict._tag === "Accept"
+    success: outcome === "success",
+    outcome
   })
   if (verdict._tag === "Accept") {
     c.session.user = verdict.identity ?? credentials.username
     c.session.authMechanism = mechanism
     return reply(c, Reply.make(235, "2.7.0", "Authentication successful"))
   }
-  // A deferral or a disconnect is not a failed guess: it does not count against the client.
-  if (verdict._tag === "Defer" || verdict._tag === "Disconnect") return void (yield* refuse(c, verdict, plugin))
-  c.authFailures++
-  const r = verdict._tag === "Reject" ? Reply.make(verdict.code, verdict.enhanced, verdict.text) : Reply.badCredentials
-  if (c.authFailures >= c.env.config.limits.maxAuthFailures) {
-    return replyAndClose(c, Reply.make(421, "4.7.0", "Too many authentication failures, closing connection"))
+  if (verdict._tag === "Defer" || verdict._tag === "Disconnect") {
+    yield* Metrics.authFailure({ mechanism, reason: "deferred" })
+    yield* Effect.logWarning(
+      `AUTH ${mechanism} for user ${JSON.stringify(shown(credentials.username))} from ${c.session.remoteAddress} ` +
+        `(session ${c.session.id}) not checked: ${verdict.code} ${verdict.enhanced} ${verdict.text}` +
+        (plugin === undefined ? "" : ` (${plugin})`)
+    ).pipe(Effect.annotateLogs({ user: shown(credentials.username), mechanism, reason: "deferred" }))
+    return void (yield* refuse(c, verdict, plugin))
   }
-  reply(c, r)
+  const r = verdict._tag === "Reject" ? Reply.make(verdict.code, verdict.enhanced, verdict.text) : Reply.badCredentials
+  yield* failed(c, mechanism, credentials.username, "credentials", r)
 })

@@ -84,6 +84,11 @@ export const mail = Effect.fnUntraced(function*(c: Conn, command: Extract<Comman
     return yield* refused(c, Reply.tooBig, "bridge")
   }
   const { verdict, plugin } = yield* c.env.pipeline.run("mailFrom", { session: c.session, from: command.from, params })
+  // 530 (authenticate first) is what a stranger probing for an open relay gets, MAIL after MAIL:
+  // it counts toward the invalid-command limit like any other command that could not succeed.
+  if (verdict._tag === "Reject" && verdict.code === 530 && ++c.invalid > c.env.config.limits.maxInvalidCommands) {
+    return replyAndClose(c, Reply.make(421, "4.7.0", "Too many errors, closing connection"))
+  }
   if (yield* refuse(c, verdict, plugin)) return
   const { spool } = c.env
   const floor = c.env.config.spool?.minFreeSpace

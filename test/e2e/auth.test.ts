@@ -16,6 +16,10 @@ import { type Client, connect } from "../support/SmtpClient.ts"
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64")
 const plainToken = (user: string, pass: string): string => b64(`\0${user}\0${pass}`)
 
+// These tests send wrong passwords on purpose, many from one address: the AUTH throttle (on by
+// default with users; its own tests are in auth-throttle.test.ts) is set wide and quick here.
+const wideThrottle = { authFailures: { perIp: "1000/hour", perUser: "1000/hour", delay: "1 millis", maxDelay: "1 millis" } } as const
+
 const usersFile = async (): Promise<string> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-auth-"))
   const file = path.join(dir, "users.htpasswd")
@@ -37,7 +41,7 @@ describe("AUTH over STARTTLS", () => {
 
   beforeAll(async () => {
     const { cert, key } = testCertificate()
-    bridge = await startBridge({ tls: { cert, key }, users: await usersFile(), senders: { alice: ["alice@example.com"] }, limits: { maxAuthFailures: 2 } })
+    bridge = await startBridge({ tls: { cert, key }, users: await usersFile(), senders: { alice: ["alice@example.com"] }, limits: { maxAuthFailures: 2 }, rateLimit: wideThrottle })
   })
   afterAll(() => bridge.stop())
 
@@ -253,6 +257,58 @@ print("SENT")
         expect(await c.command("AUTH PLAIN !!!not-base64!!!")).toMatch(/^501 5\.5\.\d /)
         expect(await c.command("AUTH LOGIN")).toMatch(/^334 /)
         expect(await c.command("%%%")).toMatch(/^501 5\.5\.\d /)
+        expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+      } finally {
+        c.close()
+      }
+    })
+
+    it("answers an overlong AUTH PLAIN response with 500 5.5.6 and stays in step: NOOP gets its own 250", async () => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH PLAIN")).toMatch(/^334 ?$/)
+        // C: 4,095 `A`s: over the 4,096-byte line limit with the CRLF.
+        expect(await c.command("A".repeat(4095))).toBe("500 5.5.6 Authentication exchange line is too long")
+        expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+        expect(await c.command(`AUTH PLAIN ${plainToken("alice", "secret")}`)).toBe("235 2.7.0 Authentication successful")
+      } finally {
+        c.close()
+      }
+    })
+
+    it.each(["user name", "password"] as const)("answers an overlong AUTH LOGIN %s with 500 5.5.6, then NOOP gets 250", async (which) => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH LOGIN")).toBe(`334 ${b64("Username:")}`)
+        if (which === "password") expect(await c.command(b64("alice"))).toBe(`334 ${b64("Password:")}`)
+        expect(await c.command("A".repeat(4095))).toBe("500 5.5.6 Authentication exchange line is too long")
+        expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+      } finally {
+        c.close()
+      }
+    })
+
+    it("counts an overlong AUTH response as an AUTH failure: the second one (maxAuthFailures 2) closes with 421 4.7.0", async () => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH PLAIN")).toMatch(/^334 ?$/)
+        expect(await c.command("A".repeat(4095))).toBe("500 5.5.6 Authentication exchange line is too long")
+        expect(await c.command("AUTH PLAIN")).toMatch(/^334 ?$/)
+        expect(await c.command("A".repeat(5000))).toMatch(/^421 4\.7\.0 /)
+        await c.closed()
+      } finally {
+        c.close()
+      }
+    })
+
+    it("refuses base64 with non-zero bits before the padding (QR==) with 501 5.5.2", async () => {
+      const c = await connect(bridge.port)
+      try {
+        await secure(c)
+        expect(await c.command("AUTH LOGIN QR==")).toBe("501 5.5.2 Invalid base64 data")
         expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
       } finally {
         c.close()

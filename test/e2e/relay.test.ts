@@ -171,3 +171,38 @@ describe("relay with no configuration at all (no trust, no users)", () => {
     expect(bridge.delivered()).toHaveLength(0)
   })
 })
+
+describe("relay refusals count as invalid commands (maxInvalidCommands: 3)", () => {
+  let bridge: TestBridge
+
+  beforeAll(async () => {
+    bridge = await startBridge({ limits: { maxInvalidCommands: 3 } })
+  })
+  afterAll(() => bridge.stop())
+
+  it("answers the fourth MAIL refused with 530 5.7.0 by 421 4.7.0 and closes", async () => {
+    const c = await connect(bridge.port)
+    try {
+      await ehlo(c)
+      for (let i = 0; i < 3; i++) expect(await c.command(`MAIL FROM:<probe${i}@example.org>`)).toBe("530 5.7.0 Authentication required")
+      expect(await c.command("MAIL FROM:<probe3@example.org>")).toBe("421 4.7.0 Too many errors, closing connection")
+      await c.closed(3_000)
+    } finally {
+      c.close()
+    }
+  })
+
+  it("counts 530 refusals and other errors together", async () => {
+    const c = await connect(bridge.port)
+    try {
+      await ehlo(c)
+      expect(await c.command("MAIL FROM:<a@example.org>")).toBe("530 5.7.0 Authentication required")
+      expect(await c.command("XYZZY")).toBe("500 5.5.2 Command unrecognized")
+      expect(await c.command("MAIL FROM:<b@example.org>")).toBe("530 5.7.0 Authentication required")
+      expect(await c.command("RCPT TO:<c@example.net>")).toBe("421 4.7.0 Too many errors, closing connection")
+      await c.closed(3_000)
+    } finally {
+      c.close()
+    }
+  })
+})

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { rateLimit } from "../../../plugins/rate-limit/index.ts"
 import { startBridge, type TestBridge } from "../../support/bridge.ts"
 import { startRedis, type TestRedis } from "../../support/redis.ts"
-import { login, mail, passwordAuth } from "./transcript.ts"
+import { login, mail, open, passwordAuth, plain } from "./transcript.ts"
 
 describe("rate-limit (Redis store)", () => {
   let redis: TestRedis
@@ -53,6 +53,23 @@ describe("rate-limit (Redis store)", () => {
   afterAll(async () => {
     for (const b of bridges) await b.stop()
     await redis.stop()
+  })
+
+  it("two bridges sharing one Redis count AUTH attempts together: of 10 parallel guesses 3 are checked, and successes are given back", async () => {
+    const authFailures = { perIp: "5/hour", perUser: "3/hour", delay: "10 millis", maxDelay: "50 millis" } as const
+    const a = await bridge({ authFailures })
+    const b = await bridge({ authFailures })
+    const guess = async (target: TestBridge) => {
+      const c = await open(target.port)
+      const r = await c.command(`AUTH PLAIN ${plain("carol", "wrong")}`)
+      c.close()
+      return r
+    }
+    const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => guess(i % 2 === 0 ? a : b)))
+    expect(replies.filter((r) => r === "535 5.7.8 Authentication credentials invalid"), replies.join("\n")).toHaveLength(3)
+    expect(replies.filter((r) => /^454 4\.7\.0 Too many authentication failures for this user from 127\.0\.0\.0\/24, try again in \d+ minutes$/.test(r))).toHaveLength(7)
+    // 2 of the network's 5 attempts are left; each success is given back, so logins go on.
+    for (let i = 0; i < 6; i++) (await login((i % 2 === 0 ? a : b).port, "dave")).close()
   })
 
   it("two bridges sharing one Redis enforce one per-user limit together", async () => {

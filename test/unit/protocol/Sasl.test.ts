@@ -22,6 +22,32 @@ describe("Sasl", () => {
       }
     )
 
+    it.each(["QR==", "QUJ=", "TWF=", "TR==", "TWFuQR=="])("rejects %j, whose bits before the padding are not zero (RFC 4648 3.5)", (input) => {
+      expect(Sasl.decodeBase64(input)).toBeUndefined()
+    })
+
+    it("refuses an AUTH PLAIN response with non-zero padding bits, which would decode like its canonical form", () => {
+      const canonical = Sasl.encodeBase64("\0alice\0secreT")
+      expect(canonical.endsWith("=")).toBe(true)
+      expect(Sasl.decodePlain(canonical)?.password).toBe("secreT")
+      // The same bytes with a stray bit set in the last character before the padding.
+      const last = canonical.length - (canonical.endsWith("==") ? 3 : 2)
+      const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+      const forged = canonical.slice(0, last) + ALPHABET[ALPHABET.indexOf(canonical[last]!) | 1] + canonical.slice(last + 1)
+      expect(forged).not.toBe(canonical)
+      expect(Sasl.decodePlain(forged)).toBeUndefined()
+    })
+
+    it("rejects every non-canonical encoding: whatever it accepts re-encodes to itself", () => {
+      fc.assert(
+        fc.property(fc.stringMatching(/^[A-Za-z0-9+/]{2,3}$/), (group) => {
+          const input = group.padEnd(4, "=")
+          const decoded = Sasl.decodeBase64(input)
+          if (decoded !== undefined) expect(Sasl.encodeBase64(decoded)).toBe(input)
+        })
+      )
+    })
+
     it("round-trips any bytes with encodeBase64", () => {
       fc.assert(
         fc.property(fc.uint8Array({ maxLength: 100 }), (b) => {
