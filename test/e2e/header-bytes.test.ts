@@ -152,7 +152,9 @@ describe("header bytes that are not UTF-8", () => {
           { domain: "example.test", selector: "ed1", privateKey: ed.privateKeyPem }
         ],
         // Every field of the message, the 8-bit ones included.
-        headers: ["From", "To", "Subject", "Date", "X-Overlong", "X-Invalid", "X-Utf8", "X-Folded"]
+        headers: ["From", "To", "Subject", "Date", "X-Overlong", "X-Invalid", "X-Utf8", "X-Folded"],
+        // The test client is a trusted network without AUTH: allowed to have its From signed.
+        trustedFrom: { "127.0.0.0/8": ["@example.test"] }
       })]
     })
     await send(b)

@@ -106,7 +106,7 @@ describe("secrets in check-config, config errors and logs", () => {
       } finally {
         c.close()
       }
-      await cli.waitForLog(/delivery via default failed: .*/, 10_000)
+      await cli.waitForLog(/delivery via default \(http:\/\/127\.0\.0\.1:9\) failed: .*/, 10_000)
       expect(cli.output()).toContain("POST http://127.0.0.1:9/****?token=****")
       expect(cli.output()).not.toMatch(/PathToken|QueryToken/)
     } finally {
