@@ -12,8 +12,10 @@
  *   originalHeaders: "Subject: hi\r\n"
  * })
  */
+import { Effect, type Stream } from "effect"
 import { randomBytes } from "node:crypto"
-import type { Mailbox, Recipient } from "../protocol/Envelope.ts"
+import * as Message from "../pipeline/Message.ts"
+import type { Envelope, MailParams, Mailbox, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
 import * as Xtext from "../protocol/Xtext.ts"
 import { concat } from "../util/Bytes.ts"
@@ -249,3 +251,81 @@ export const build = (options: Options): Uint8Array => {
   }
   return concat([encoder.encode(head + body), returnedPart, encoder.encode(`\r\n--${boundary}--\r\n`)])
 }
+
+/** RFC 3461: no NOTIFY means FAILURE; NEVER, or a list without FAILURE, means no DSN. */
+export const wantsFailureNotice = (recipient: Recipient): boolean => {
+  const notify = recipient.params.notify
+  return notify === undefined || (!notify.includes("NEVER") && notify.includes("FAILURE"))
+}
+
+/** Bigger originals are returned as headers only, whatever RET says (RFC 3461 allows it). */
+export const maxReturnedBytes = 10 * 1024 * 1024
+
+/** The message a notice is about, as each delivery path can read it back. */
+export interface Original<E> {
+  readonly mailFrom: Mailbox | null
+  readonly mailParams: MailParams
+  readonly arrivalDate: Date
+  readonly size: number
+  /** The header section (CRLF line endings), read only when the original is not returned whole. */
+  readonly headers: Effect.Effect<string, E>
+  readonly content: () => Stream.Stream<Uint8Array, E>
+}
+
+export interface Failure {
+  readonly recipient: Recipient
+  readonly reply: Reply
+  /** Transient until the spool gave up: `Status: 4.4.7`. */
+  readonly expired?: boolean | undefined
+}
+
+/** A failure notice ready to send: its bytes, the envelope to send them with, and whom it reports. */
+export interface Notice {
+  readonly bytes: Uint8Array
+  readonly envelope: Envelope
+  readonly recipients: ReadonlyArray<Recipient>
+}
+
+/**
+ * The failure notice of pass-through and of the spool alike, or `undefined` when none is due:
+ * never to the null sender, and only for recipients whose NOTIFY asks for it. ENVID and RET come
+ * from the original's MAIL parameters; the notice's own MAIL parameters say what its bytes need:
+ * BODY=8BITMIME when any byte is 8-bit (a returned 8-bit original, UTF-8 diagnostics), SMTPUTF8
+ * when the sender's address (the envelope recipient and `To`) is not ASCII. An upstream then
+ * gets a notice it can take, or refuses it for the right reason (RFC 6152, RFC 6531).
+ */
+export const failureNotice = <E>(
+  reportingMta: string,
+  original: Original<E>,
+  failures: ReadonlyArray<Failure>
+): Effect.Effect<Notice | undefined, E> =>
+  Effect.gen(function*() {
+    const sender = original.mailFrom
+    const noticed = failures.filter((f) => wantsFailureNotice(f.recipient))
+    if (sender === null || noticed.length === 0) return undefined
+    const full = original.mailParams.ret === "FULL" && original.size <= maxReturnedBytes
+    const bytes = build({
+      reportingMta,
+      arrivalDate: original.arrivalDate,
+      envelopeId: original.mailParams.envid,
+      originalSender: sender,
+      recipients: noticed.map((f) => ({
+        recipient: f.recipient,
+        action: "failed" as const,
+        reply: f.reply,
+        ...(f.expired === true ? { status: "4.4.7" } : {})
+      })),
+      originalHeaders: full ? "" : yield* original.headers,
+      originalMessage: full ? yield* Message.collect(original.content()) : undefined
+    })
+    const mailParams: MailParams = {
+      raw: {},
+      ...(bytes.some((b) => b >= 0x80) ? { body: "8BITMIME" as const } : {}),
+      ...(isAscii(sender.address) ? {} : { smtputf8: true })
+    }
+    return {
+      bytes,
+      envelope: { mailFrom: null, mailParams, recipients: [{ mailbox: sender, params: { raw: {} } }] },
+      recipients: noticed.map((f) => f.recipient)
+    }
+  })
