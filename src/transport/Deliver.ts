@@ -36,8 +36,9 @@ export interface Outgoing extends Omit<OutgoingMessage, "envelope"> {
 /**
  * What a transport failure stands for, per recipient: the upstream's class (and its words) when
  * it answered 4xx/5xx, otherwise a 4xx, since no reply from upstream is never a reason to bounce.
- * The texts are generic on purpose: they reach the client and, through a DSN, the sender, while
- * the cause (host, errno) is only in the attempt's log line.
+ * The text carries the error's cause ("cannot connect to host:port"), as an MTA's queue listing
+ * and bounces do: the operator reads it in `queue list`, the sender in a DSN, the client in the
+ * reply. A `TransportError` message never holds a secret (URLs are masked where it is made).
  */
 export const replyOf = (error: TransportError): Reply.Reply => {
   if (error.reply !== undefined && error.reply.code >= 400) {
@@ -48,16 +49,18 @@ export const replyOf = (error: TransportError): Reply.Reply => {
       `${error.transport}: ${error.reply.lines.join(" ")}`
     )
   }
+  const prefix = `${error.transport}: `
+  const text = prefix + (error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message)
   switch (error.reason) {
     case "Unreachable":
-      return Reply.make(451, "4.4.1", `${error.transport}: upstream unreachable, try again later`)
+      return Reply.make(451, "4.4.1", text)
     case "Timeout":
-      return Reply.make(451, "4.4.2", `${error.transport}: upstream timed out, try again later`)
+      return Reply.make(451, "4.4.2", text)
     case "Storage":
-      return Reply.make(451, "4.3.0", `${error.transport}: storage failure, try again later`)
+      return Reply.make(451, "4.3.0", text)
     case "Protocol":
     case "Rejected":
-      return Reply.make(451, "4.4.0", `${error.transport}: delivery failed, try again later`)
+      return Reply.make(451, "4.4.0", text)
   }
 }
 

@@ -38,16 +38,15 @@ describe("Deliver.replyOf: the one TransportError -> reply table", () => {
     expect(Deliver.replyOf(error("Rejected", { code: 452, enhanced: undefined, lines: ["full"] }))).toEqual(Reply.make(452, "4.0.0", "relay: full"))
   })
 
-  it("maps each reason without an upstream reply to a 4xx, never to a bounce, and never shows the cause", () => {
+  it("maps each reason without an upstream reply to a 4xx with the cause, never to a bounce", () => {
     const table = (["Unreachable", "Timeout", "Storage", "Protocol", "Rejected"] as const).map((reason) => Reply.format(Deliver.replyOf(error(reason))).trim())
-    expect(table).toEqual([
-      "451 4.4.1 relay: upstream unreachable, try again later",
-      "451 4.4.2 relay: upstream timed out, try again later",
-      "451 4.3.0 relay: storage failure, try again later",
-      "451 4.4.0 relay: delivery failed, try again later",
-      "451 4.4.0 relay: delivery failed, try again later"
-    ])
-    expect(table.join("\n")).not.toContain("10.0.0.9")
+    const cause = "relay: cannot connect to 10.0.0.9:25: ECONNREFUSED"
+    expect(table).toEqual([`451 4.4.1 ${cause}`, `451 4.4.2 ${cause}`, `451 4.3.0 ${cause}`, `451 4.4.0 ${cause}`, `451 4.4.0 ${cause}`])
+  })
+
+  it("names the transport once, whether or not the error's message starts with it", () => {
+    const bare = new TransportError({ transport: "hook", reason: "Timeout", message: "no answer within 30 s" })
+    expect(Reply.format(Deliver.replyOf(bare)).trim()).toBe("451 4.4.2 hook: no answer within 30 s")
   })
 
   it("ignores an upstream reply that is not a failure (a 250 then a broken connection): 451 4.4.1", () => {
@@ -117,7 +116,7 @@ describe("Deliver.fanOut", () => {
         { transport: "gone", recipients: [recipient("c@x.example")] }
       ], outgoing)
       expect(results.map((r) => Reply.format(r.reply).trim())).toEqual([
-        "451 4.4.1 relay: upstream unreachable, try again later",
+        "451 4.4.1 relay: cannot connect to 10.0.0.9:25: ECONNREFUSED",
         "451 4.4.0 mute: no reply for this recipient",
         "451 4.3.5 gone: transport is not configured"
       ])
@@ -216,7 +215,7 @@ describe("one delivery path (issue 12): no module but Deliver fans out, and none
 
   it("only transport/Deliver.ts calls AttemptLog.deliver (the fan-out) and maps a TransportError's reason", () => {
     expect(using(/AttemptLog\.deliver\(/, "transport/AttemptLog.ts")).toEqual(["transport/Deliver.ts"])
-    expect(using(/upstream unreachable|case "Unreachable"/, "")).toEqual(["transport/Deliver.ts"])
+    expect(using(/case "Unreachable"|replyOfError|transportReply/, "")).toEqual(["transport/Deliver.ts"])
   })
 
   it("only transport/Dsn.ts builds a DSN; pass-through and the spool both call Dsn.failureNotice", () => {
