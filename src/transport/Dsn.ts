@@ -64,6 +64,11 @@ export const formatDate = (date: Date): string =>
 
 const isAscii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s)
 
+const hasEightBit = (bytes: Uint8Array): boolean => {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return true
+  return false
+}
+
 // Values come from envelopes and upstream replies: a CR or LF in them would forge fields.
 const oneLine = (s: string): string => s.replace(/[\r\n]+/g, " ").trim()
 
@@ -103,27 +108,38 @@ const normalizeLines = (text: string, fold: boolean): string => {
   return out.length === 0 ? "" : out.join("\r\n") + "\r\n"
 }
 
-/** The original message's bytes with bare CR/LF made CRLF and over-long lines broken. */
+/**
+ * The original message's bytes with bare CR/LF made CRLF and over-long lines broken. Written into
+ * one buffer sized for the worst case (every byte a bare line end, plus a break per 998 octets):
+ * an array of numbers here cost ~12 bytes of heap per byte of message (a 10 MB original grew the
+ * process by 119 MiB and held the event loop 0.4 s).
+ */
 const normalizeBytes = (bytes: Uint8Array): Uint8Array => {
-  const out: Array<number> = []
+  const out = new Uint8Array(bytes.length * 2 + Math.ceil(bytes.length / maxLine) * 2 + 2)
+  let at = 0
   let column = 0
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i]!
     if (b === 0x0d || b === 0x0a) {
       if (b === 0x0d && bytes[i + 1] === 0x0a) i++
-      out.push(0x0d, 0x0a)
+      out[at++] = 0x0d
+      out[at++] = 0x0a
       column = 0
       continue
     }
     if (column === maxLine) {
-      out.push(0x0d, 0x0a)
+      out[at++] = 0x0d
+      out[at++] = 0x0a
       column = 0
     }
-    out.push(b)
+    out[at++] = b
     column++
   }
-  if (column > 0) out.push(0x0d, 0x0a)
-  return Uint8Array.from(out)
+  if (column > 0) {
+    out[at++] = 0x0d
+    out[at++] = 0x0a
+  }
+  return out.subarray(0, at)
 }
 
 /** RFC 3463 status: the reply's enhanced code, else the class of its basic code. */
@@ -243,7 +259,7 @@ export const build = (options: Options): Uint8Array => {
   let returnedPart: Uint8Array
   if (full !== undefined) {
     const type = global ? "message/global" : "message/rfc822"
-    const eight = full.some((b) => b >= 0x80)
+    const eight = hasEightBit(full)
     returnedPart = concat([encoder.encode(part(type, "Undelivered Message", eight ? "8bit" : "7bit")), full])
   } else {
     const type = global ? "message/global-headers" : "text/rfc822-headers"
@@ -258,8 +274,13 @@ export const wantsFailureNotice = (recipient: Recipient): boolean => {
   return notify === undefined || (!notify.includes("NEVER") && notify.includes("FAILURE"))
 }
 
-/** Bigger originals are returned as headers only, whatever RET says (RFC 3461 allows it). */
-export const maxReturnedBytes = 10 * 1024 * 1024
+/**
+ * Bigger originals are returned as headers only, whatever RET says (RFC 3461 section 4.3 allows
+ * it; Postfix's bounce_size_limit is 50 KB, Exim's return_size_limit 100 KB). A notice is built in
+ * memory, and in pass-through inside the client's session: at 10 MB one cost the process 32 MiB
+ * and 0.17 s of event loop, at 1 MiB 6 MiB and 0.03 s (Bun, measured).
+ */
+export const maxReturnedBytes = 1024 * 1024
 
 /** The message a notice is about, as each delivery path can read it back. */
 export interface Original<E> {
@@ -320,7 +341,7 @@ export const failureNotice = <E>(
     })
     const mailParams: MailParams = {
       raw: {},
-      ...(bytes.some((b) => b >= 0x80) ? { body: "8BITMIME" as const } : {}),
+      ...(hasEightBit(bytes) ? { body: "8BITMIME" as const } : {}),
       ...(isAscii(sender.address) ? {} : { smtputf8: true })
     }
     return {

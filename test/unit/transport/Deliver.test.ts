@@ -157,6 +157,15 @@ describe("Dsn.failureNotice: the DSN of both paths", () => {
       expect(new TextDecoder().decode(notice.bytes)).toContain("\r\n\r\nSubject: café\r\n\r\nÇa\r\n")
     }))
 
+  it.effect("returns only the headers of an original over Dsn.maxReturnedBytes, whatever RET says, without reading it", () =>
+    Effect.gen(function*() {
+      const big = { ...original("alice@example.com", { ret: "FULL" }), size: Dsn.maxReturnedBytes + 1, content: () => Stream.die("read") }
+      const notice = (yield* Dsn.failureNotice("mx.bridge.test", big, [failed("bob@example.org")]))!
+      const text = new TextDecoder().decode(notice.bytes)
+      expect(text).toContain("Content-Type: text/rfc822-headers\r\n\r\nSubject: hi\r\n")
+      expect(text).not.toContain("hello")
+    }))
+
   it.effect("says SMTPUTF8 when the sender's address is not ASCII", () =>
     Effect.gen(function*() {
       const notice = (yield* Dsn.failureNotice("mx.bridge.test", original("josé@example.com"), [failed("bob@example.org")]))!
