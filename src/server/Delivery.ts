@@ -16,44 +16,14 @@ import * as Message from "../pipeline/Message.ts"
 import type { RecipientResult, Route } from "../pipeline/Plugin.ts"
 import type { Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"
-import * as AttemptLog from "../transport/AttemptLog.ts"
+import * as Deliver from "../transport/Deliver.ts"
 import * as Dsn from "../transport/Dsn.ts"
-import type { TransportError } from "../transport/Transport.ts"
 import { refuse } from "./Commands.ts"
 import type { MessageBuffer } from "./MessageBuffer.ts"
 import { type Conn, refused, reply, type Transaction } from "./State.ts"
 
 const storageFailure = Reply.make(451, "4.3.0", "Temporary storage failure, please try again later")
 const headerSectionTooLarge = Reply.make(552, "5.3.4", "Message header section exceeds 256 KiB")
-
-/** How a transport failure looks to the client: the upstream's class, or a 4xx for our side. */
-export const transportReply = (error: TransportError): Reply.Reply => {
-  if (error.reply !== undefined && error.reply.code >= 400) {
-    const transient = error.reply.code < 500
-    return Reply.make(
-      error.reply.code,
-      error.reply.enhanced ?? (transient ? "4.0.0" : "5.0.0"),
-      `${error.transport}: ${error.reply.lines.join(" ")}`
-    )
-  }
-  switch (error.reason) {
-    case "Unreachable":
-      return Reply.make(451, "4.4.1", `${error.transport}: upstream unreachable, try again later`)
-    case "Timeout":
-      return Reply.make(451, "4.4.2", `${error.transport}: upstream timed out, try again later`)
-    case "Storage":
-      return Reply.make(451, "4.3.0", `${error.transport}: storage failure, try again later`)
-    case "Protocol":
-    case "Rejected":
-      return Reply.make(451, "4.4.0", `${error.transport}: delivery failed, try again later`)
-  }
-}
-
-const accepted = (id: string) => Reply.make(250, "2.0.0", `Ok: queued as ${id}`)
-
-/** RFC 3461: no NOTIFY means FAILURE; NEVER, or a list without FAILURE, means no DSN. */
-const wantsFailureDsn = (recipient: Recipient): boolean =>
-  recipient.params.notify === undefined || recipient.params.notify.includes("FAILURE")
 
 interface Prepared {
   readonly message: Message.Content
@@ -62,32 +32,16 @@ interface Prepared {
   readonly size: number
 }
 
-const deliverRoute = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared, route: Prepared["plan"][number]) {
-  const transport = c.env.transports.get(route.transport)
-  if (transport === undefined) {
-    yield* Effect.logError(`route names unknown transport ${route.transport}`)
-    return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: Reply.pluginFailure }))
-  }
-  const outcome = yield* Effect.either(AttemptLog.deliver(transport, {
-    id: tx.id,
-    envelope: { mailFrom: tx.mailFrom, mailParams: tx.mailParams, recipients: route.recipients },
-    session: c.session,
-    size: prepared.size,
-    content: () => Message.render(prepared.message, prepared.edits),
-    inMemory: () => Message.renderInMemory(prepared.message, prepared.edits)
-  }))
-  if (Either.isLeft(outcome)) {
-    const r = transportReply(outcome.left)
-    return route.recipients.map((recipient) => ({ recipient, transport: route.transport, reply: r }))
-  }
-  return outcome.right.recipients.map(({ recipient, reply: r }) => ({ recipient, transport: route.transport, reply: r }))
-
+/** The message as every transport of the plan gets it. */
+const outgoing = (c: Conn, tx: Transaction, prepared: Prepared): Deliver.Outgoing => ({
+  id: tx.id,
+  mailFrom: tx.mailFrom,
+  mailParams: tx.mailParams,
+  session: c.session,
+  size: prepared.size,
+  content: () => Message.render(prepared.message, prepared.edits),
+  inMemory: () => Message.renderInMemory(prepared.message, prepared.edits)
 })
-
-const deliverAll = (c: Conn, tx: Transaction, prepared: Prepared) =>
-  Effect.forEach(prepared.plan, (route) => deliverRoute(c, tx, prepared, route), { concurrency: "unbounded" }).pipe(
-    Effect.map((groups) => groups.flat())
-  )
 
 /** Some recipients delivered, some not: hand the failures on without touching the delivered ones. */
 const handOff = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared, failures: ReadonlyArray<RecipientResult>) {
@@ -110,41 +64,35 @@ const handOff = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: 
     yield* Effect.logError(`message ${tx.id}: cannot spool the failed recipients: ${queued.left.message}`)
   }
   // No spool (or it failed): tell the sender now which recipients did not get the message.
-  const notify = failures.filter((f) => wantsFailureDsn(f.recipient))
-  if (tx.mailFrom === null || notify.length === 0) return undefined
-  const headers = prepared.message.headers.map((h) => h.raw).join("")
-  const dsn = Dsn.build({
-    reportingMta: c.env.config.hostname,
+  const notice = yield* Effect.either(Dsn.failureNotice(c.env.config.hostname, {
+    mailFrom: tx.mailFrom,
+    mailParams: tx.mailParams,
     arrivalDate: new Date(),
-    envelopeId: tx.mailParams.envid,
-    originalSender: tx.mailFrom,
-    recipients: notify.map((f) => ({ recipient: f.recipient, action: "failed" as const, reply: f.reply })),
-    originalHeaders: headers
-  })
-  const bounce = c.env.transports.get(c.env.config.defaultTransport)
-  const recipient: Recipient = { mailbox: tx.mailFrom, params: { raw: {} } }
-  const sent = bounce === undefined ? Either.left(undefined) : yield* Effect.either(AttemptLog.deliver(bounce, {
+    size: prepared.size,
+    headers: Effect.succeed(prepared.message.headers.map((h) => h.raw).join("")),
+    content: () => Message.render(prepared.message, prepared.edits)
+  }, failures))
+  if (Either.isLeft(notice)) {
+    yield* Effect.logError(`message ${tx.id}: cannot build the DSN for the failed recipients: ${notice.left.message}`)
+    return undefined
+  }
+  if (notice.right === undefined) return undefined
+  const { bytes, envelope, recipients } = notice.right
+  const sent = yield* Deliver.deliverGroup(c.env.transports, { transport: c.env.config.defaultTransport, recipients: envelope.recipients }, {
     id: `${tx.id}.dsn`,
-    envelope: { mailFrom: null, mailParams: { raw: {} }, recipients: [recipient] },
+    mailFrom: envelope.mailFrom,
+    mailParams: envelope.mailParams,
     session: c.session,
-    size: dsn.byteLength,
-    content: () => Message.bytesStream(dsn),
-    inMemory: () => [dsn]
-  }))
-  if (Either.isLeft(sent)) {
-    yield* Effect.logError(`message ${tx.id}: the DSN for ${notify.length} failed recipient(s) could not be delivered`)
+    size: bytes.byteLength,
+    content: () => Message.bytesStream(bytes),
+    inMemory: () => [bytes]
+  })
+  if (Deliver.failures(sent).length > 0) {
+    yield* Effect.logError(`message ${tx.id}: the DSN for ${recipients.length} failed recipient(s) could not be delivered`)
     return undefined
   }
   return "are reported to the sender" as const
 })
-
-const combine = (id: string, results: ReadonlyArray<RecipientResult>): Reply.Reply | "partial" => {
-  const failures = results.filter((r) => r.reply.code >= 400)
-  if (failures.length === 0) return accepted(id)
-  if (failures.length < results.length) return "partial"
-  // A temporary failure anywhere asks the client to retry rather than bounce.
-  return failures.find((f) => f.reply.code < 500)?.reply ?? failures[0]!.reply
-}
 
 /** The fields of the line about a message's outcome; its id once, as `transaction`. */
 const messageFields = (c: Conn, tx: Transaction, prepared: Prepared, final: Reply.Reply | undefined) => ({
@@ -162,11 +110,11 @@ const combinedOk = (tx: Transaction, final: Reply.Reply): boolean =>
   final.code === 250 && final.lines.length === 1 && final.lines[0] === `Ok: queued as ${tx.id}`
 
 const passThrough = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared) {
-  const results = yield* deliverAll(c, tx, prepared)
-  const combined = combine(tx.id, results)
+  const results = yield* Deliver.fanOut(c.env.transports, prepared.plan, outgoing(c, tx, prepared))
+  const combined = Deliver.combine(tx.id, results)
   let final: Reply.Reply
   if (combined === "partial") {
-    const failures = results.filter((r) => r.reply.code >= 400)
+    const failures = Deliver.failures(results)
     const handed = yield* handOff(c, tx, prepared, failures)
     final = Reply.make(250, "2.0.0", `Ok: queued as ${tx.id} (${results.length - failures.length} of ${results.length} recipients delivered${handed === undefined ? "" : `; the others ${handed}`})`)
   } else final = combined
@@ -201,9 +149,9 @@ const spooled = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: 
     return reply(c, storageFailure)
   }
   yield* Effect.logInfo("message spooled").pipe(Effect.annotateLogs(messageFields(c, tx, prepared, undefined)))
-  reply(c, accepted(tx.id))
+  reply(c, Deliver.accepted(tx.id))
   yield* Metrics.messageAccepted(prepared.size)
-  const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: accepted(tx.id) }))
+  const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: Deliver.accepted(tx.id) }))
   yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
 })
 

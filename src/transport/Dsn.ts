@@ -12,8 +12,10 @@
  *   originalHeaders: "Subject: hi\r\n"
  * })
  */
+import { Effect, type Stream } from "effect"
 import { randomBytes } from "node:crypto"
-import type { Mailbox, Recipient } from "../protocol/Envelope.ts"
+import * as Message from "../pipeline/Message.ts"
+import type { Envelope, MailParams, Mailbox, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
 import * as Xtext from "../protocol/Xtext.ts"
 import { concat } from "../util/Bytes.ts"
@@ -62,6 +64,11 @@ export const formatDate = (date: Date): string =>
 
 const isAscii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s)
 
+const hasEightBit = (bytes: Uint8Array): boolean => {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return true
+  return false
+}
+
 // Values come from envelopes and upstream replies: a CR or LF in them would forge fields.
 const oneLine = (s: string): string => s.replace(/[\r\n]+/g, " ").trim()
 
@@ -101,27 +108,38 @@ const normalizeLines = (text: string, fold: boolean): string => {
   return out.length === 0 ? "" : out.join("\r\n") + "\r\n"
 }
 
-/** The original message's bytes with bare CR/LF made CRLF and over-long lines broken. */
+/**
+ * The original message's bytes with bare CR/LF made CRLF and over-long lines broken. Written into
+ * one buffer sized for the worst case (every byte a bare line end, plus a break per 998 octets):
+ * an array of numbers here cost ~12 bytes of heap per byte of message (a 10 MB original grew the
+ * process by 119 MiB and held the event loop 0.4 s).
+ */
 const normalizeBytes = (bytes: Uint8Array): Uint8Array => {
-  const out: Array<number> = []
+  const out = new Uint8Array(bytes.length * 2 + Math.ceil(bytes.length / maxLine) * 2 + 2)
+  let at = 0
   let column = 0
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i]!
     if (b === 0x0d || b === 0x0a) {
       if (b === 0x0d && bytes[i + 1] === 0x0a) i++
-      out.push(0x0d, 0x0a)
+      out[at++] = 0x0d
+      out[at++] = 0x0a
       column = 0
       continue
     }
     if (column === maxLine) {
-      out.push(0x0d, 0x0a)
+      out[at++] = 0x0d
+      out[at++] = 0x0a
       column = 0
     }
-    out.push(b)
+    out[at++] = b
     column++
   }
-  if (column > 0) out.push(0x0d, 0x0a)
-  return Uint8Array.from(out)
+  if (column > 0) {
+    out[at++] = 0x0d
+    out[at++] = 0x0a
+  }
+  return out.subarray(0, at)
 }
 
 /** RFC 3463 status: the reply's enhanced code, else the class of its basic code. */
@@ -241,7 +259,7 @@ export const build = (options: Options): Uint8Array => {
   let returnedPart: Uint8Array
   if (full !== undefined) {
     const type = global ? "message/global" : "message/rfc822"
-    const eight = full.some((b) => b >= 0x80)
+    const eight = hasEightBit(full)
     returnedPart = concat([encoder.encode(part(type, "Undelivered Message", eight ? "8bit" : "7bit")), full])
   } else {
     const type = global ? "message/global-headers" : "text/rfc822-headers"
@@ -249,3 +267,86 @@ export const build = (options: Options): Uint8Array => {
   }
   return concat([encoder.encode(head + body), returnedPart, encoder.encode(`\r\n--${boundary}--\r\n`)])
 }
+
+/** RFC 3461: no NOTIFY means FAILURE; NEVER, or a list without FAILURE, means no DSN. */
+export const wantsFailureNotice = (recipient: Recipient): boolean => {
+  const notify = recipient.params.notify
+  return notify === undefined || (!notify.includes("NEVER") && notify.includes("FAILURE"))
+}
+
+/**
+ * Bigger originals are returned as headers only, whatever RET says (RFC 3461 section 4.3 allows
+ * it; Postfix's bounce_size_limit is 50 KB, Exim's return_size_limit 100 KB). A notice is built in
+ * memory, and in pass-through inside the client's session: at 10 MB one cost the process 32 MiB
+ * and 0.17 s of event loop, at 1 MiB 6 MiB and 0.03 s (Bun, measured).
+ */
+export const maxReturnedBytes = 1024 * 1024
+
+/** The message a notice is about, as each delivery path can read it back. */
+export interface Original<E> {
+  readonly mailFrom: Mailbox | null
+  readonly mailParams: MailParams
+  readonly arrivalDate: Date
+  readonly size: number
+  /** The header section (CRLF line endings), read only when the original is not returned whole. */
+  readonly headers: Effect.Effect<string, E>
+  readonly content: () => Stream.Stream<Uint8Array, E>
+}
+
+export interface Failure {
+  readonly recipient: Recipient
+  readonly reply: Reply
+  /** Transient until the spool gave up: `Status: 4.4.7`. */
+  readonly expired?: boolean | undefined
+}
+
+/** A failure notice ready to send: its bytes, the envelope to send them with, and whom it reports. */
+export interface Notice {
+  readonly bytes: Uint8Array
+  readonly envelope: Envelope
+  readonly recipients: ReadonlyArray<Recipient>
+}
+
+/**
+ * The failure notice of pass-through and of the spool alike, or `undefined` when none is due:
+ * never to the null sender, and only for recipients whose NOTIFY asks for it. ENVID and RET come
+ * from the original's MAIL parameters; the notice's own MAIL parameters say what its bytes need:
+ * BODY=8BITMIME when any byte is 8-bit (a returned 8-bit original, UTF-8 diagnostics), SMTPUTF8
+ * when the sender's address (the envelope recipient and `To`) is not ASCII. An upstream then
+ * gets a notice it can take, or refuses it for the right reason (RFC 6152, RFC 6531).
+ */
+export const failureNotice = <E>(
+  reportingMta: string,
+  original: Original<E>,
+  failures: ReadonlyArray<Failure>
+): Effect.Effect<Notice | undefined, E> =>
+  Effect.gen(function*() {
+    const sender = original.mailFrom
+    const noticed = failures.filter((f) => wantsFailureNotice(f.recipient))
+    if (sender === null || noticed.length === 0) return undefined
+    const full = original.mailParams.ret === "FULL" && original.size <= maxReturnedBytes
+    const bytes = build({
+      reportingMta,
+      arrivalDate: original.arrivalDate,
+      envelopeId: original.mailParams.envid,
+      originalSender: sender,
+      recipients: noticed.map((f) => ({
+        recipient: f.recipient,
+        action: "failed" as const,
+        reply: f.reply,
+        ...(f.expired === true ? { status: "4.4.7" } : {})
+      })),
+      originalHeaders: full ? "" : yield* original.headers,
+      originalMessage: full ? yield* Message.collect(original.content()) : undefined
+    })
+    const mailParams: MailParams = {
+      raw: {},
+      ...(hasEightBit(bytes) ? { body: "8BITMIME" as const } : {}),
+      ...(isAscii(sender.address) ? {} : { smtputf8: true })
+    }
+    return {
+      bytes,
+      envelope: { mailFrom: null, mailParams, recipients: [{ mailbox: sender, params: { raw: {} } }] },
+      recipients: noticed.map((f) => f.recipient)
+    }
+  })

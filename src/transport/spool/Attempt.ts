@@ -13,12 +13,12 @@
  * message are still busy, and the recording itself cannot be interrupted by a shutdown.
  */
 import { Clock, Effect, Option, Random, Stream } from "effect"
-import * as Message from "../../pipeline/Message.ts"
-import type { Mailbox, MailParams, Recipient } from "../../protocol/Envelope.ts"
+import type { RecipientResult } from "../../pipeline/Plugin.ts"
+import type { Mailbox } from "../../protocol/Envelope.ts"
 import * as Reply from "../../protocol/Reply.ts"
-import * as AttemptLog from "../AttemptLog.ts"
+import * as Deliver from "../Deliver.ts"
 import * as Dsn from "../Dsn.ts"
-import type { Transport, TransportError } from "../Transport.ts"
+import type { Transport } from "../Transport.ts"
 import * as Entry from "./Entry.ts"
 import type * as Record from "./Record.ts"
 import type { SpoolError } from "./SpoolError.ts"
@@ -37,26 +37,6 @@ export interface Settings {
   readonly enqueue: (entry: Entry.Entry) => Effect.Effect<void, SpoolError>
 }
 
-/** Bigger originals are returned as headers only, whatever RET says (RFC 3461 allows it). */
-const maxReturnedBytes = 10 * 1024 * 1024
-
-/** The reply a transport failure stands for, per recipient: the upstream's when it gave one. */
-export const replyOfError = (error: TransportError): Reply.Reply => {
-  if (error.reply !== undefined && error.reply.code >= 400) return error.reply
-  const text = error.message.startsWith(`${error.transport}: `) ? error.message.slice(error.transport.length + 2) : error.message
-  switch (error.reason) {
-    case "Unreachable":
-      return Reply.make(451, "4.4.1", `${error.transport}: ${text}`)
-    case "Timeout":
-      return Reply.make(451, "4.4.2", `${error.transport}: ${text}`)
-    case "Storage":
-      return Reply.make(451, "4.3.0", `${error.transport}: ${text}`)
-    case "Protocol":
-    case "Rejected":
-      return Reply.make(451, "4.4.0", `${error.transport}: ${text}`)
-  }
-}
-
 /** Exponential backoff from `initialDelay`, doubled per attempt, at most `maxDelay`, with ±20% jitter. */
 export const backoff = (settings: Pick<Settings, "initialDelay" | "maxDelay">, attempts: number) =>
   Effect.map(Random.nextRange(0.8, 1.2), (jitter) => {
@@ -64,99 +44,38 @@ export const backoff = (settings: Pick<Settings, "initialDelay" | "maxDelay">, a
     return Math.round(Math.min(settings.maxDelay, base) * jitter)
   })
 
-/** RFC 3461: no DSN for NOTIFY=NEVER, nor when an explicit NOTIFY list leaves out FAILURE. */
-const wantsFailureNotice = (recipient: Recipient): boolean => {
-  const notify = recipient.params.notify
-  return notify === undefined || (!notify.includes("NEVER") && notify.includes("FAILURE"))
-}
-
-const isAscii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s)
-
-interface Failure {
-  readonly recipient: Recipient
-  readonly reply: Reply.Reply
-  readonly expired: boolean
-}
-
 const decoder = new TextDecoder()
 
 /** Builds the DSN for this attempt's failures and queues it to the sender via the bounce transport. */
-const notify = (settings: Settings, record: Record.Record, sender: Mailbox, failures: ReadonlyArray<Failure>) =>
+const notify = (settings: Settings, record: Record.Record, failures: ReadonlyArray<Dsn.Failure>) =>
   Effect.gen(function*() {
     // Deterministic, so that an attempt repeated after a crash does not queue a second DSN.
     const id = `${record.id}.dsn${record.attempts + 1}`
     if (yield* Store.exists(Store.recordPath(settings.dir, id))) return
-    const full = record.mailParams.ret === "FULL" && record.size <= maxReturnedBytes
-    const original = full ? yield* Message.collect(Store.messageStream(settings.dir, record.id)) : undefined
-    const headers = full ? new Uint8Array(0) : yield* Store.readHeaders(settings.dir, record.id)
-    const bytes = Dsn.build({
-      reportingMta: settings.hostname,
+    const notice = yield* Dsn.failureNotice(settings.hostname, {
+      mailFrom: record.mailFrom,
+      mailParams: record.mailParams,
       arrivalDate: new Date(record.created),
-      envelopeId: record.mailParams.envid,
-      originalSender: sender,
-      recipients: failures.map((f) => ({
-        recipient: f.recipient,
-        action: "failed" as const,
-        reply: f.reply,
-        ...(f.expired ? { status: "4.4.7" } : {})
-      })),
-      originalHeaders: decoder.decode(headers),
-      originalMessage: original
-    })
-    const mailParams: MailParams = {
-      raw: {},
-      ...(bytes.some((b) => b >= 0x80) ? { body: "8BITMIME" as const } : {}),
-      ...(isAscii(sender.address) ? {} : { smtputf8: true })
-    }
+      size: record.size,
+      headers: Effect.map(Store.readHeaders(settings.dir, record.id), (bytes) => decoder.decode(bytes)),
+      content: () => Store.messageStream(settings.dir, record.id)
+    }, failures)
+    if (notice === undefined) return
+    const { bytes, envelope } = notice
     yield* settings.enqueue({
       id,
-      mailFrom: null,
-      mailParams,
-      routes: [{ transport: settings.bounceTransport, recipients: [{ mailbox: sender, params: { raw: {} } }] }],
+      mailFrom: envelope.mailFrom,
+      mailParams: envelope.mailParams,
+      routes: [{ transport: settings.bounceTransport, recipients: envelope.recipients }],
       size: bytes.byteLength,
       content: () => Stream.succeed(bytes),
       session: { id: `spool-${record.id}`, remoteAddress: "127.0.0.1", hostname: settings.hostname }
     })
-    yield* Effect.logInfo(`spool: DSN ${id} queued to <${sender.address}> for ${failures.length} recipient(s) of ${record.id}`)
+    const sender: Mailbox | undefined = envelope.recipients[0]?.mailbox
+    yield* Effect.logInfo(`spool: DSN ${id} queued to <${sender?.address}> for ${notice.recipients.length} recipient(s) of ${record.id}`)
   })
 
 type Outcome = { readonly index: number; readonly reply: Reply.Reply }
-
-/** Offers one transport its recipients; never fails: a transport error is a reply per recipient. */
-const deliverGroup = (
-  settings: Settings,
-  record: Record.Record,
-  name: string,
-  indexes: ReadonlyArray<number>
-): Effect.Effect<ReadonlyArray<Outcome>> => {
-  const transport = settings.transports.get(name)
-  if (transport === undefined) {
-    // A configuration change, most likely: keep the message until it is fixed or expires.
-    const reply = Reply.make(451, "4.3.5", `spool: transport ${name} is not configured`)
-    return Effect.succeed(indexes.map((index) => ({ index, reply })))
-  }
-  const recipients = indexes.map((i) => record.recipients[i]!.recipient)
-  return AttemptLog.deliver(transport, {
-    id: record.id,
-    envelope: { mailFrom: record.mailFrom, mailParams: record.mailParams, recipients },
-    session: Entry.sessionOf(record.session, settings.hostname),
-    size: record.size,
-    content: () => Store.messageStream(settings.dir, record.id)
-  }).pipe(
-    Effect.map((report) => {
-      // Matched by address, in order, so that a transport may answer in any order.
-      const answers = [...report.recipients]
-      return indexes.map((index) => {
-        const address = record.recipients[index]!.recipient.mailbox.address
-        const at = answers.findIndex((a) => a.recipient.mailbox.address === address)
-        if (at === -1) return { index, reply: Reply.make(451, "4.4.0", `${name}: no reply for this recipient`) }
-        return { index, reply: answers.splice(at, 1)[0]!.reply }
-      })
-    }),
-    // AttemptLog has logged the failure with its cause.
-    Effect.catchAll((error) => Effect.succeed(indexes.map((index) => ({ index, reply: replyOfError(error) }))))
-  )
-}
 
 const withOutcomes = (
   record: Record.Record,
@@ -205,28 +124,40 @@ export const run = (settings: Settings, id: string): Effect.Effect<void, SpoolEr
     })
     if (groups.size === 0) return void (yield* Store.removeMessage(settings.dir, id))
 
+    // Each group's results come back in the order of its recipients: position k is indexes[k].
+    const outcomesOf = (results: ReadonlyArray<RecipientResult>): Array<Outcome> => {
+      const seen = new Map<string, number>()
+      return results.map((r) => {
+        const k = seen.get(r.transport) ?? 0
+        seen.set(r.transport, k + 1)
+        return { index: groups.get(r.transport)![k]!, reply: r.reply }
+      })
+    }
+    const plan = [...groups].map(([transport, indexes]) => ({
+      transport,
+      recipients: indexes.map((i) => record.recipients[i]!.recipient)
+    }))
     const lock = yield* Effect.makeSemaphore(1)
     let busy = groups.size
-    const outcomes: Array<Outcome> = []
-    yield* Effect.forEach([...groups], ([name, indexes]) =>
-      Effect.uninterruptibleMask((restore) =>
-        restore(deliverGroup(settings, record, name, indexes)).pipe(
-          Effect.flatMap((result) =>
-            lock.withPermits(1)(Effect.gen(function*() {
-              outcomes.push(...result)
-              busy--
-              const delivered = result.filter((o) => Reply.isPositive(o.reply))
-              // Successes are recorded at once while other transports still work; failures wait
-              // for the final write, which also queues their DSN, so that no DSN can be lost.
-              if (busy > 0 && delivered.length > 0) {
-                record = withOutcomes(record, delivered, () => "delivered")
-                yield* save(settings.dir, record)
-              }
-            }))
-          )
-        )
-      ), { concurrency: "unbounded", discard: true })
-
+    const results = yield* Deliver.fanOut(settings.transports, plan, {
+      id: record.id,
+      mailFrom: record.mailFrom,
+      mailParams: record.mailParams,
+      session: Entry.sessionOf(record.session, settings.hostname),
+      size: record.size,
+      content: () => Store.messageStream(settings.dir, record.id)
+    }, (group) =>
+      lock.withPermits(1)(Effect.gen(function*() {
+        busy--
+        const delivered = outcomesOf(group).filter((o) => Reply.isPositive(o.reply))
+        // Successes are recorded at once while other transports still work; failures wait
+        // for the final write, which also queues their DSN, so that no DSN can be lost.
+        if (busy > 0 && delivered.length > 0) {
+          record = withOutcomes(record, delivered, () => "delivered")
+          yield* save(settings.dir, record)
+        }
+      })))
+    const outcomes = outcomesOf(results)
     yield* Effect.uninterruptible(finish(settings, record, outcomes.filter((o) => record.recipients[o.index]!.state === "pending")))
   }).pipe(Effect.withSpan("spool.attempt", { attributes: { "message.id": id } }))
 
@@ -234,17 +165,16 @@ const finish = (settings: Settings, start: Record.Record, outcomes: ReadonlyArra
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const expired = now >= start.created + settings.maxAge
-    const failures: Array<Failure> = []
+    const failures: Array<Dsn.Failure> = []
     for (const { index, reply } of outcomes) {
       if (Reply.isPositive(reply)) continue
       if (Reply.isPermanent(reply) || expired) {
         failures.push({ recipient: start.recipients[index]!.recipient, reply, expired: !Reply.isPermanent(reply) })
       }
     }
-    const noticed = start.mailFrom === null ? [] : failures.filter((f) => wantsFailureNotice(f.recipient))
     let dsnFailed = false
-    if (start.mailFrom !== null && noticed.length > 0) {
-      const queued = yield* Effect.either(notify(settings, start, start.mailFrom, noticed))
+    if (failures.length > 0) {
+      const queued = yield* Effect.either(notify(settings, start, failures))
       if (queued._tag === "Left") {
         dsnFailed = true
         yield* Effect.logError(`spool: cannot queue the DSN for ${start.id}, will retry: ${queued.left.message}`)
