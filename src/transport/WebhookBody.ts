@@ -1,0 +1,103 @@
+/**
+ * The webhook's request body, built from the re-readable message content so a message that
+ * spilled to disk is never held whole in memory: the transport runs `stream` twice, once to
+ * compute the HMAC and once as the request body, and both runs yield the same bytes.
+ *
+ * `raw` is the message itself. `json` is the document `JSON.stringify` gives for
+ * `{ id, envelope, session, size, message: <base64> }`, byte for byte: everything but the base64
+ * is small and serialised at once; the base64 is produced chunk by chunk (each chunk's bytes up to
+ * a multiple of 3, the rest carried to the next), and base64 never needs JSON escaping.
+ *
+ * @example
+ * const hmac = yield* Stream.runFold(WebhookBody.stream(message, "json"), createHmac("sha256", key), (h, c) => h.update(c))
+ */
+import { Effect, Stream } from "effect"
+import { MessageError } from "../pipeline/Message.ts"
+import type { OutgoingMessage } from "./Transport.ts"
+
+export type Format = "raw" | "json"
+
+const encoder = new TextEncoder()
+
+/** Everything before and after the base64 of the message, as `JSON.stringify` writes the whole. */
+export const jsonFrame = (message: OutgoingMessage): { readonly head: Uint8Array; readonly tail: Uint8Array } => {
+  const whole = JSON.stringify({
+    id: message.id,
+    envelope: {
+      mailFrom: message.envelope.mailFrom?.address ?? "",
+      recipients: message.envelope.recipients.map((r) => ({
+        address: r.mailbox.address,
+        ...(r.params.notify !== undefined ? { notify: r.params.notify } : {}),
+        ...(r.params.orcpt !== undefined ? { orcpt: r.params.orcpt } : {})
+      })),
+      params: message.envelope.mailParams.raw
+    },
+    session: {
+      id: message.session.id,
+      remoteAddress: message.session.remoteAddress,
+      helo: message.session.helo?.name ?? null,
+      user: message.session.user ?? null,
+      tls: message.session.tls?.protocol ?? null
+    },
+    size: message.size,
+    message: ""
+  })
+  // The document ends with `"message":""}`: split between the two quotes.
+  return { head: encoder.encode(whole.slice(0, -2)), tail: encoder.encode(whole.slice(-2)) }
+}
+
+const base64 = (bytes: Uint8Array): Uint8Array =>
+  Buffer.from(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"), "latin1")
+
+/** Base64 of a byte stream, chunk by chunk: the same text as the base64 of the whole. */
+export const base64Chunks = <E>(input: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E> =>
+  Stream.suspend(() => {
+    let carry = new Uint8Array(0)
+    const encoded = Stream.map(input, (chunk) => {
+      const joined = carry.byteLength === 0 ? chunk : Buffer.concat([carry, chunk])
+      const whole = joined.byteLength - (joined.byteLength % 3)
+      // A copy: the carried bytes must not be a view of a buffer the reader may reuse.
+      carry = joined.slice(whole)
+      return base64(joined.subarray(0, whole))
+    })
+    return Stream.concat(encoded, Stream.suspend(() => Stream.succeed(base64(carry))))
+  }).pipe(Stream.filter((chunk) => chunk.byteLength > 0))
+
+/**
+ * The message content, failing if it does not hold `message.size` bytes: the JSON document
+ * announces the size before the message, and a short or long read must not be signed and sent.
+ */
+const checkedContent = (message: OutgoingMessage): Stream.Stream<Uint8Array, MessageError> =>
+  Stream.suspend(() => {
+    let seen = 0
+    const counted = Stream.tap(message.content(), (chunk) => Effect.sync(() => void (seen += chunk.byteLength)))
+    return Stream.concat(
+      counted,
+      Stream.fromEffect(Effect.suspend(() =>
+        seen === message.size
+          ? Effect.succeed(new Uint8Array(0))
+          : Effect.fail(new MessageError({ reason: "Read", message: `message content has ${seen} bytes, ${message.size} expected` }))
+      ))
+    ).pipe(Stream.filter((chunk) => chunk.byteLength > 0))
+  })
+
+/** The request body as a stream; run it as often as needed, it reads the content afresh each time. */
+export const stream = (message: OutgoingMessage, format: Format): Stream.Stream<Uint8Array, MessageError> => {
+  if (format === "raw") return checkedContent(message)
+  return Stream.suspend(() => {
+    const { head, tail } = jsonFrame(message)
+    return Stream.succeed(head).pipe(Stream.concat(base64Chunks(checkedContent(message))), Stream.concat(Stream.succeed(tail)))
+  })
+}
+
+/** The whole request body at once, for a message held in memory (`undefined` otherwise). */
+export const inMemory = (message: OutgoingMessage, format: Format): Uint8Array | undefined => {
+  const parts = message.inMemory?.()
+  if (parts === undefined) return undefined
+  const raw = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  // A size that disagrees is left to `stream`, which refuses it.
+  if (raw.byteLength !== message.size) return undefined
+  if (format === "raw") return raw
+  const { head, tail } = jsonFrame(message)
+  return Buffer.concat([head, base64(raw), tail])
+}
