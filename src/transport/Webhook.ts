@@ -3,6 +3,9 @@
  * the timestamp and the body, with an idempotency key that stays the same when a delivery is
  * retried, so the receiver can drop duplicates.
  *
+ * A message that spilled to disk is never held whole: the signature is computed in a first pass
+ * over its file and the body streamed (chunked) in a second (see WebhookBody.ts).
+ *
  * Replies: 2xx → delivered; 408, 429, 5xx, network errors and timeouts → transient (4xx to the
  * client); any other status → permanent (5xx).
  *

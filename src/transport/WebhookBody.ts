@@ -13,6 +13,7 @@
  */
 import { Effect, Stream } from "effect"
 import { MessageError } from "../pipeline/Message.ts"
+import * as Memory from "../runtime/Memory.ts"
 import type { OutgoingMessage } from "./Transport.ts"
 
 export type Format = "raw" | "json"
@@ -49,19 +50,40 @@ export const jsonFrame = (message: OutgoingMessage): { readonly head: Uint8Array
 const base64 = (bytes: Uint8Array): Uint8Array =>
   Buffer.from(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"), "latin1")
 
-/** Base64 of a byte stream, chunk by chunk: the same text as the base64 of the whole. */
+/**
+ * Base64 of a byte stream, chunk by chunk: the same text as the base64 of the whole. A chunk's
+ * first bytes complete the 1 or 2 carried from the one before, so no chunk is copied whole.
+ * The encoded bytes are garbage once written, so they count towards `Memory.release` as the
+ * spilled input does (bench/memory.ts, a 50 MB message in JSON on Bun: +64 MB without it,
+ * +30 to +33 MB with it, as much as the raw format and the SMTP relay).
+ */
 export const base64Chunks = <E>(input: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E> =>
   Stream.suspend(() => {
     let carry = new Uint8Array(0)
-    const encoded = Stream.map(input, (chunk) => {
-      const joined = carry.byteLength === 0 ? chunk : Buffer.concat([carry, chunk])
-      const whole = joined.byteLength - (joined.byteLength % 3)
+    const encode = (chunk: Uint8Array): ReadonlyArray<Uint8Array> => {
+      const out: Array<Uint8Array> = []
+      let at = 0
+      if (carry.byteLength > 0) {
+        const need = 3 - carry.byteLength
+        if (chunk.byteLength < need) {
+          carry = Buffer.concat([carry, chunk])
+          return out
+        }
+        out.push(base64(Buffer.concat([carry, chunk.subarray(0, need)])))
+        at = need
+      }
+      const whole = chunk.byteLength - ((chunk.byteLength - at) % 3)
+      if (whole > at) out.push(base64(chunk.subarray(at, whole)))
       // A copy: the carried bytes must not be a view of a buffer the reader may reuse.
-      carry = joined.slice(whole)
-      return base64(joined.subarray(0, whole))
-    })
-    return Stream.concat(encoded, Stream.suspend(() => Stream.succeed(base64(carry))))
-  }).pipe(Stream.filter((chunk) => chunk.byteLength > 0))
+      carry = chunk.slice(whole)
+      return out
+    }
+    return Stream.concat(Stream.mapConcat(input, encode), Stream.suspend(() => Stream.succeed(base64(carry))))
+  }).pipe(
+    Stream.filter((chunk) => chunk.byteLength > 0),
+    // Twice the bytes: the base64 text was a string of the same length before it became bytes.
+    Stream.tap((chunk) => Memory.release(2 * chunk.byteLength))
+  )
 
 /**
  * The message content, failing if it does not hold `message.size` bytes: the JSON document
