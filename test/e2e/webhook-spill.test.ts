@@ -15,8 +15,8 @@ interface Seen {
   readonly body: Buffer
 }
 
-/** A real HTTP server on loopback that records every request and answers 200. */
-const listen = (): Promise<{ url: string; seen: Array<Seen>; close: () => Promise<void> }> =>
+/** A real HTTP server on loopback that records every request and answers `status` (200 by default). */
+const listen = (status = 200): Promise<{ url: string; seen: Array<Seen>; close: () => Promise<void> }> =>
   new Promise((resolve) => {
     const seen: Array<Seen> = []
     const server = http.createServer((req, res) => {
@@ -24,7 +24,7 @@ const listen = (): Promise<{ url: string; seen: Array<Seen>; close: () => Promis
       req.on("data", (c: Buffer) => parts.push(c))
       req.on("end", () => {
         seen.push({ headers: req.headers, body: Buffer.concat(parts) })
-        res.writeHead(200).end("ok")
+        res.writeHead(status, status === 200 ? {} : { location: "http://127.0.0.1:9/elsewhere" }).end("ok")
       })
     })
     server.listen(0, "127.0.0.1", () => {
@@ -77,8 +77,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-const setup = async (format: "raw" | "json") => {
-  const hook = await listen()
+const setup = async (format: "raw" | "json", status = 200) => {
+  const hook = await listen(status)
   cleanups.push(hook.close)
   const bridge = await startBridge({
     trust: ["127.0.0.0/8"],
@@ -119,6 +119,13 @@ describe("Webhook, a message that spilled to disk", () => {
     expect(doc.size).toBe(raw.byteLength)
     expect(stripTrace(raw) === text).toBe(true)
     expect(doc.envelope.recipients).toEqual([{ address: "bob@example.net" }])
+  }, 60_000)
+
+  it("answers 451 4.4.0 when the webhook answers a streamed body with 307, and does not follow it", async () => {
+    const { hook, bridge } = await setup("raw", 307)
+    expect(await send(bridge, text)).toMatch(/^451 4\.4\.0 .*HTTP 307/)
+    expect(hook.seen.length).toBe(1)
+    expect(stripTrace(hook.seen[0]!.body) === text).toBe(true)
   }, 60_000)
 
   it("still sends a message held in memory in one piece with its Content-Length", async () => {

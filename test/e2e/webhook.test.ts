@@ -123,6 +123,25 @@ describe("Webhook transport", () => {
       }
     }))
 
+  it.scopedLive("gives up on a receiver that never reads a streamed body with a transient Timeout", () =>
+    Effect.gen(function*() {
+      const upstream = yield* Effect.acquireRelease(
+        Effect.async<http.Server>((resume) => {
+          const s = http.createServer((req) => req.pause())
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.sync(() => {
+          s.closeAllConnections()
+          s.close()
+        })
+      )
+      const block = new Uint8Array(64 * 1024).fill(97)
+      const big: OutgoingMessage = { ...message(""), size: 128 * block.byteLength, content: () => Stream.fromIterable(Array(128).fill(block)) }
+      const hook = yield* Webhook.make({ url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/inbound`, secret: "k3y", timeout: 300 })
+      const error = yield* Effect.flip(hook.deliver(big))
+      expect(error.reason).toBe("Timeout")
+    }))
+
   it.scoped("keeps the idempotency key of a retried message so the receiver can drop the duplicate", () =>
     Effect.gen(function*() {
       const upstream = yield* server([503, 200])
