@@ -117,9 +117,9 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
           "x-smtp-bridge-client": headerSafe(message.session.remoteAddress)
         }
         const contentType = format === "json" ? "application/json" : "message/rfc822"
-        // A message held in memory goes as one buffer; one that spilled to disk is read twice from
-        // its file (the signature, then the body), so the bridge never holds it whole.
-        const whole = WebhookBody.inMemory(message, format)
+        // A small message goes as one buffer (with a Content-Length); a larger one is read twice
+        // from its file (the signature, then the body), so the bridge never holds it whole.
+        const whole = yield* Effect.mapError(WebhookBody.small(message, format), (e) => fail("Storage", e.message))
         if (options.secret !== undefined) {
           const signature = whole !== undefined
             ? sign(options.secret, timestamp, whole)

@@ -11,7 +11,7 @@
  * @example
  * const hmac = yield* Stream.runFold(WebhookBody.stream(message, "json"), createHmac("sha256", key), (h, c) => h.update(c))
  */
-import { Effect, Stream } from "effect"
+import { Chunk, Effect, Stream } from "effect"
 import { MessageError } from "../pipeline/Message.ts"
 import * as Memory from "../runtime/Memory.ts"
 import type { OutgoingMessage } from "./Transport.ts"
@@ -112,14 +112,28 @@ export const stream = (message: OutgoingMessage, format: Format): Stream.Stream<
   })
 }
 
-/** The whole request body at once, for a message held in memory (`undefined` otherwise). */
-export const inMemory = (message: OutgoingMessage, format: Format): Uint8Array | undefined => {
-  const parts = message.inMemory?.()
-  if (parts === undefined) return undefined
+/**
+ * Up to this size a message read from a file (the spool's) is sent in one piece too: it costs no
+ * more memory than the spill threshold allows a session, and the receiver gets a Content-Length.
+ */
+export const wholeUpTo = 256 * 1024
+
+const whole = (message: OutgoingMessage, format: Format, parts: ReadonlyArray<Uint8Array>): Uint8Array | undefined => {
   const raw = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
   // A size that disagrees is left to `stream`, which refuses it.
   if (raw.byteLength !== message.size) return undefined
   if (format === "raw") return raw
   const { head, tail } = jsonFrame(message)
   return Buffer.concat([head, base64(raw), tail])
+}
+
+/**
+ * The whole request body at once, for a message held in memory or one of at most `wholeUpTo`
+ * bytes (read here); `undefined` for a larger one, which is streamed.
+ */
+export const small = (message: OutgoingMessage, format: Format): Effect.Effect<Uint8Array | undefined, MessageError> => {
+  const parts = message.inMemory?.()
+  if (parts !== undefined) return Effect.succeed(whole(message, format, parts))
+  if (message.size > wholeUpTo) return Effect.succeed(undefined)
+  return Effect.map(Stream.runCollect(checkedContent(message)), (chunks) => whole(message, format, Chunk.toReadonlyArray(chunks)))
 }

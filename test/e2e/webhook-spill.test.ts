@@ -5,8 +5,11 @@
  */
 import { afterEach, describe, expect, it } from "vitest"
 import { createHmac } from "node:crypto"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import { startBridge, stripTrace, type TestBridge } from "../support/bridge.ts"
 import { connect } from "../support/SmtpClient.ts"
 
@@ -126,6 +129,26 @@ describe("Webhook, a message that spilled to disk", () => {
     expect(await send(bridge, text)).toMatch(/^451 4\.4\.0 .*HTTP 307/)
     expect(hook.seen.length).toBe(1)
     expect(stripTrace(hook.seen[0]!.body) === text).toBe(true)
+  }, 60_000)
+
+  it("with a spool, answers 250 and POSTs the 3 MB message from the spool's file, byte-exact and validly signed", async () => {
+    const hook = await listen()
+    cleanups.push(hook.close)
+    const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-webhook-spool-"))
+    cleanups.push(() => Promise.resolve(fs.rmSync(spoolDir, { recursive: true, force: true })))
+    const bridge = await startBridge({
+      trust: ["127.0.0.0/8"],
+      transports: { default: { type: "webhook", url: hook.url, secret: "k3y", format: "json" } },
+      spool: { dir: spoolDir, initialDelay: 200 }
+    })
+    cleanups.push(bridge.stop)
+    expect(await send(bridge, text)).toMatch(/^250 2\.0\.0 /)
+    const deadline = Date.now() + 20_000
+    while (hook.seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    const { headers, body } = hook.seen[0]!
+    expect(headers["transfer-encoding"]).toBe("chunked")
+    expect(headers["x-smtp-bridge-signature"]).toBe(signature(headers, body))
+    expect(stripTrace(Buffer.from(JSON.parse(body.toString("utf8")).message, "base64")) === text).toBe(true)
   }, 60_000)
 
   it("still sends a message held in memory in one piece with its Content-Length", async () => {

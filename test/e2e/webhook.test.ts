@@ -62,6 +62,8 @@ describe("Webhook transport", () => {
       const req = upstream.received[0]!
       expect(req.headers["content-type"]).toBe("message/rfc822")
       expect(req.body.toString()).toBe("Subject: hi\r\n\r\nbody\r\n")
+      // Read from a stream (as from the spool's file), but small: sent whole, with its length.
+      expect(req.headers["content-length"]).toBe(String(req.body.byteLength))
       const ts = String(req.headers["x-smtp-bridge-timestamp"])
       expect(req.headers["x-smtp-bridge-signature"]).toBe(`v1=${Webhook.sign("k3y", ts, req.body)}`)
       expect(req.headers["x-smtp-bridge-mail-from"]).toBe("<alice@example.com>")
@@ -82,7 +84,8 @@ describe("Webhook transport", () => {
         }),
         (s) => Effect.sync(() => s.close())
       )
-      const head = new TextEncoder().encode("Subject: big\r\n\r\n")
+      // Past 256 KiB: a smaller message read from a file is sent in one piece.
+      const head = new TextEncoder().encode(`Subject: big\r\n\r\n${"x".repeat(300 * 1024)}\r\n`)
       const last = new TextEncoder().encode("the end\r\n")
       // The last chunk is produced only once the receiver has bytes: a webhook that collected the
       // whole message before sending would never get there.
@@ -100,7 +103,7 @@ describe("Webhook transport", () => {
     Effect.gen(function*() {
       const upstream = yield* server([200])
       let runs = 0
-      const parts = ["Subject: two passes\r\n", "\r\n", "a".repeat(70_000), "\r\n"].map((p) => new TextEncoder().encode(p))
+      const parts = ["Subject: two passes\r\n", "\r\n", "a".repeat(300_000), "\r\n"].map((p) => new TextEncoder().encode(p))
       const streamed: OutgoingMessage = {
         ...message(""),
         size: parts.reduce((n, p) => n + p.byteLength, 0),
@@ -119,7 +122,7 @@ describe("Webhook transport", () => {
         const ts = String(req.headers["x-smtp-bridge-timestamp"])
         expect(req.headers["x-smtp-bridge-signature"]).toBe(`v1=${Webhook.sign("k3y", ts, req.body)}`)
         const raw = format === "raw" ? req.body : Buffer.from(JSON.parse(req.body.toString()).message, "base64")
-        expect(raw.toString()).toBe(`Subject: two passes\r\n\r\n${"a".repeat(70_000)}\r\n`)
+        expect(raw.toString()).toBe(`Subject: two passes\r\n\r\n${"a".repeat(300_000)}\r\n`)
       }
     }))
 

@@ -64,14 +64,19 @@ describe("WebhookBody", () => {
       }
     }))
 
-  it.effect("gives the same bytes from a message held in memory as from its stream, in both formats", () =>
+  it.effect("gives a message held in memory, or read from a stream up to 256 KiB, whole: the same bytes as the stream", () =>
     Effect.gen(function*() {
       const data = bytes(100_001)
-      const m = message(chunked(data, [4096, 5]), data.byteLength, true)
-      for (const format of ["raw", "json"] as const) {
-        expect(Buffer.from(WebhookBody.inMemory(m, format)!).toString("latin1")).toBe(yield* run(WebhookBody.stream(m, format)))
+      for (const held of [true, false]) {
+        const m = message(chunked(data, [4096, 5]), data.byteLength, held)
+        for (const format of ["raw", "json"] as const) {
+          const whole = yield* WebhookBody.small(m, format)
+          expect(Buffer.from(whole!).toString("latin1")).toBe(yield* run(WebhookBody.stream(m, format)))
+        }
       }
-      expect(WebhookBody.inMemory(message([data], data.byteLength), "raw")).toBeUndefined()
+      const large = bytes(WebhookBody.wholeUpTo + 1)
+      expect(yield* WebhookBody.small(message([large], large.byteLength), "raw")).toBeUndefined()
+      expect((yield* WebhookBody.small(message([large], large.byteLength, true), "raw"))?.byteLength).toBe(large.byteLength)
     }))
 
   it.effect("fails with a read error when the content does not hold the announced size, instead of sending it", () =>
