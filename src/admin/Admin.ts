@@ -97,6 +97,18 @@ const route = (options: Options, method: string, path: string): Effect.Effect<Re
   }
 }
 
+/**
+ * The request target's path, or undefined when it is no URL at all: `GET //[ HTTP/1.1` made the
+ * node:http listener this replaced throw from its request handler, an uncaught exception.
+ */
+const pathOf = (target: string): string | undefined => {
+  try {
+    return new URL(target, "http://admin").pathname
+  } catch {
+    return undefined
+  }
+}
+
 const respond = (r: Response, headers: Readonly<Record<string, string>> = {}) =>
   HttpServerResponse.text(r.body, { status: r.status, contentType: r.type, headers: { "cache-control": "no-store", ...headers } })
 
@@ -113,7 +125,8 @@ export const make = (options: Options): Effect.Effect<Admin, AdminError, Scope.S
     const app = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       if (expected !== undefined && !authorized(expected, request.headers["authorization"])) return unauthorized
-      const path = new URL(request.url, "http://admin").pathname
+      const path = pathOf(request.url)
+      if (path === undefined) return respond({ status: 400, type: textType, body: "bad request: unparseable request target\n" })
       return respond(yield* route(options, request.method, path))
     }).pipe(
       Effect.catchAllCause((cause) =>

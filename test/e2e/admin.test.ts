@@ -202,6 +202,25 @@ describe("admin listener", () => {
     await Promise.all([idle.closed, slow.closed])
   })
 
+  it("answers an unparseable request target (GET //[) with 400 and keeps serving", async () => {
+    const bridge = await startBridge({ admin: "127.0.0.1:0" })
+    try {
+      for (const target of ["//[", "http://["]) {
+        const socket = net.connect({ host: "127.0.0.1", port: adminPort(bridge) })
+        let answer = ""
+        socket.on("data", (c: Buffer) => void (answer += c.toString("latin1")))
+        socket.on("error", () => {})
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n`)
+        await new Promise((resolve) => socket.once("close", resolve))
+        expect(answer).toMatch(/^HTTP\/1\.1 400 /)
+        expect(answer).toContain("bad request: unparseable request target\n")
+      }
+      expect((await get(adminPort(bridge), "/healthz")).status).toBe(200)
+    } finally {
+      await bridge.stop()
+    }
+  })
+
   it("fails to start with the admin address and the cause when the port is taken", async () => {
     const taken = net.createServer()
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve))
