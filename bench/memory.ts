@@ -5,14 +5,18 @@
  *
  *   bun bench/memory.ts            # the CLI under Bun
  *   bun bench/memory.ts deno       # or deno / node (Node >= 22.19, found or fetched as in test/compat)
+ *   bun bench/memory.ts bun relay  # deliver to a Maildir (default), `relay` (smtp-sink on loopback),
+ *                                  # `webhook` or `webhook-json` (a loopback HTTP server that discards the body)
  *
  * Linux only: RSS comes from /proc/<pid>/status (VmRSS now, VmHWM the peak since start).
  */
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type Runtime, spawnCli } from "../test/support/runtimes.ts"
+import { startSink } from "../test/support/sink.ts"
 
 const MB = 1024 * 1024
 const messageSize = 50 * MB
@@ -20,6 +24,10 @@ const lineSize = 10 * MB
 
 const runtime = (process.argv[2] ?? "bun") as Runtime
 if (!["bun", "deno", "node"].includes(runtime)) throw new Error(`unknown runtime ${runtime}: bun, deno or node`)
+const target = process.argv[3] ?? "maildir"
+if (!["maildir", "relay", "webhook", "webhook-json"].includes(target)) {
+  throw new Error(`unknown target ${target}: maildir, relay, webhook or webhook-json`)
+}
 
 const status = (pid: number): { rss: number; hwm: number } => {
   const text = fs.readFileSync(`/proc/${pid}/status`, "utf8")
@@ -90,8 +98,37 @@ const session = async (port: number) => {
 }
 
 const maildir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-bench-"))
+const stops: Array<() => Promise<void>> = [() => Promise.resolve(fs.rmSync(maildir, { recursive: true, force: true }))]
+
+/** A loopback HTTP server that reads and drops every body, answering 200; counts what it got. */
+const discardServer = async () => {
+  let received = 0
+  const server = http.createServer((req, res) => {
+    req.on("data", (c: Buffer) => void (received += c.byteLength))
+    req.on("end", () => res.writeHead(200).end("ok"))
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  stops.push(() => new Promise((resolve) => server.close(() => resolve())))
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/inbound`, received: () => received }
+}
+
+const delivery = async (): Promise<{ args: ReadonlyArray<string>; check: () => string }> => {
+  if (target === "maildir") return { args: ["--maildir", maildir], check: () => "" }
+  if (target === "relay") {
+    const sink = await startSink()
+    stops.push(sink.stop)
+    return { args: ["--relay", `smtp://127.0.0.1:${sink.port}?tls=none`], check: () => "" }
+  }
+  const hook = await discardServer()
+  const file = path.join(maildir, "webhook.config.ts")
+  const format = target === "webhook-json" ? "json" : "raw"
+  fs.writeFileSync(file, `export default { transports: { default: { type: "webhook", url: ${JSON.stringify(hook.url)}, secret: "bench", format: "${format}" } } }\n`)
+  return { args: ["--config", file], check: () => `webhook received ${(hook.received() / MB).toFixed(1)} MB` }
+}
+
+const { args, check } = await delivery()
 const cli = await spawnCli(runtime, [
-  "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--maildir", maildir, "--max-size", String(100 * MB)
+  "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", ...args, "--max-size", String(100 * MB)
 ])
 try {
   const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
@@ -131,7 +168,7 @@ try {
   })
 
   const mb = (n: number) => `${(n / MB).toFixed(1)} MB`
-  console.log(`smtp-bridge memory, CLI under ${runtime} (${os.platform()} ${os.arch()}, ${new Date().toISOString()})`)
+  console.log(`smtp-bridge memory, CLI under ${runtime}, delivering to ${target} (${os.platform()} ${os.arch()}, ${new Date().toISOString()})`)
   console.table({
     idle: { "RSS (sampled peak)": mb(idle.rss), "RSS after": mb(idle.rss), "VmHWM": mb(idle.hwm), "time": "" },
     [`DATA ${messageSize / MB} MB`]: {
@@ -142,8 +179,8 @@ try {
       "time": `${Math.round(longLine.ms)} ms`
     }
   })
-  console.log(`peak above idle: DATA ${mb(data.peak - idle.rss)}, long line ${mb(longLine.peak - idle.rss)}`)
+  console.log(`peak above idle: DATA ${mb(data.peak - idle.rss)}, long line ${mb(longLine.peak - idle.rss)}${check() === "" ? "" : `; ${check()}`}`)
 } finally {
   await cli.kill()
-  fs.rmSync(maildir, { recursive: true, force: true })
+  for (const stop of stops.reverse()) await stop()
 }

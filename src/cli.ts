@@ -5,8 +5,6 @@
  */
 import { Command } from "@effect/cli"
 import { Console, Duration, Effect, Either, Option, Queue } from "effect"
-import { readFile } from "node:fs/promises"
-import { parseHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
 import * as Bridge from "./Bridge.ts"
@@ -21,7 +19,7 @@ import type { BridgeConfig } from "./config/Config.ts"
 import * as Load from "./config/Load.ts"
 import * as Telemetry from "./config/Telemetry.ts"
 import * as Log from "./observability/Log.ts"
-import { ConfigError } from "./config/Resolve.ts"
+import type { ConfigError } from "./config/Resolve.ts"
 import * as Embedded from "./runtime/Embedded.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"

@@ -10,9 +10,10 @@
  * const admin = yield* Admin.make({ host: "127.0.0.1", port: 9100, ready: Readiness.run(probes), beforeScrape: Effect.void })
  * admin.port // the bound port (useful with port 0)
  */
-import { Data, Effect, Metric, Runtime, type Scope } from "effect"
+import { HttpMiddleware, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Cause, Data, Effect, Metric, type Scope } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
-import * as Http from "node:http"
+import * as HttpServer from "../runtime/HttpServer.ts"
 import * as Cidr from "../util/Cidr.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import * as Prometheus from "../observability/Prometheus.ts"
@@ -96,48 +97,49 @@ const route = (options: Options, method: string, path: string): Effect.Effect<Re
   }
 }
 
+/**
+ * The request target's path, or undefined when it is no URL at all: `GET //[ HTTP/1.1` made the
+ * node:http listener this replaced throw from its request handler, an uncaught exception.
+ */
+const pathOf = (target: string): string | undefined => {
+  try {
+    return new URL(target, "http://admin").pathname
+  } catch {
+    return undefined
+  }
+}
+
+const respond = (r: Response, headers: Readonly<Record<string, string>> = {}) =>
+  HttpServerResponse.text(r.body, { status: r.status, contentType: r.type, headers: { "cache-control": "no-store", ...headers } })
+
+const unauthorized = respond(
+  { status: 401, type: textType, body: "unauthorized: send Authorization: Bearer <token>\n" },
+  { "www-authenticate": `Bearer realm="smtp-bridge admin"` }
+)
+
 /** Listens until the scope closes. */
 export const make = (options: Options): Effect.Effect<Admin, AdminError, Scope.Scope> =>
   Effect.gen(function*() {
     yield* Metrics.register
-    const runtime = yield* Effect.runtime<never>()
     const expected = options.token === undefined ? undefined : digest(options.token)
-    const server = Http.createServer((request, response) => {
-      if (expected !== undefined && !authorized(expected, request.headers.authorization)) {
-        response.writeHead(401, { "content-type": textType, "www-authenticate": `Bearer realm="smtp-bridge admin"`, "cache-control": "no-store" })
-        response.end(request.method === "HEAD" ? undefined : "unauthorized: send Authorization: Bearer <token>\n")
-        return
-      }
-      const path = new URL(request.url ?? "/", "http://admin").pathname
-      Runtime.runPromise(runtime)(route(options, request.method ?? "GET", path)).then(
-        (r) => {
-          response.writeHead(r.status, { "content-type": r.type, "cache-control": "no-store" })
-          response.end(request.method === "HEAD" ? undefined : r.body)
-        },
-        (error: unknown) => {
-          response.writeHead(500, { "content-type": textType })
-          response.end(`internal error: ${error instanceof Error ? error.message : String(error)}\n`)
-        }
+    const app = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      if (expected !== undefined && !authorized(expected, request.headers["authorization"])) return unauthorized
+      const path = pathOf(request.url)
+      if (path === undefined) return respond({ status: 400, type: textType, body: "bad request: unparseable request target\n" })
+      return respond(yield* route(options, request.method, path))
+    }).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.succeed(respond({ status: 500, type: textType, body: `internal error: ${String(Cause.squash(cause))}\n` }))
       )
-    })
-    // Probes should not keep sockets open between scrapes for long.
-    server.keepAliveTimeout = 5_000
-    const port = yield* Effect.acquireRelease(
-      Effect.async<number, AdminError>((resume) => {
-        const onError = (error: Error) =>
-          resume(Effect.fail(new AdminError({ reason: "Listen", message: `admin listener ${options.host}:${options.port}: ${error.message}` })))
-        server.once("error", onError)
-        server.listen(options.port, options.host, () => {
-          server.off("error", onError)
-          const address = server.address()
-          resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : options.port))
-        })
-      }),
-      () =>
-        Effect.async<void>((resume) => {
-          server.close(() => resume(Effect.void))
-          server.closeAllConnections()
-        })
     )
-    return { host: options.host, port }
+    const server = yield* HttpServer.make({ host: options.host, port: options.port, keepAliveTimeoutMs: 5_000 }).pipe(
+      Effect.mapError((e) => new AdminError({ reason: "Listen", message: `admin listener ${options.host}:${options.port}: ${listenCause(e.cause)}` }))
+    )
+    // Scrapes are not traced: a span per Prometheus poll would drown the mail in a trace backend.
+    yield* server.serve(app).pipe(HttpMiddleware.withTracerDisabledWhenEffect(() => true))
+    const address = server.address
+    return { host: options.host, port: address._tag === "TcpAddress" ? address.port : options.port }
   })
+
+const listenCause = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))

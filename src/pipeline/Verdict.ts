@@ -11,7 +11,7 @@ export type Verdict = Data.TaggedEnum<{
   /** No opinion: the next plugin, then the bridge's own policy, decides. */
   Continue: {}
   /** Accept this step. On `auth`, `identity` is the authenticated user. */
-  Accept: { readonly identity?: string | undefined; readonly text?: string | undefined }
+  Accept: { readonly identity?: string | undefined }
   /** Permanent refusal (5xx). */
   Reject: { readonly code: number; readonly enhanced: string; readonly text: string }
   /** Temporary refusal (4xx): the client should retry later. */
@@ -27,8 +27,7 @@ export const { Continue: ContinueOf, Accept, Reject, Defer, Disconnect, $is: is,
 /** The singleton `Continue` verdict. */
 export const Continue: Verdict = V.Continue()
 
-export const accept = (options: { readonly identity?: string; readonly text?: string } = {}): Verdict =>
-  V.Accept({ identity: options.identity, text: options.text })
+export const accept = (options: { readonly identity?: string } = {}): Verdict => V.Accept({ identity: options.identity })
 
 /** A 5xx refusal; defaults to `550 5.7.1`. */
 export const reject = (text: string, options: { readonly code?: number; readonly enhanced?: string } = {}): Verdict =>

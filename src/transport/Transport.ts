@@ -1,7 +1,7 @@
 /**
  * The delivery port: every transport (Maildir, SMTP/LMTP relay, webhook) implements it.
  */
-import { Context, Data, type Effect, type Stream } from "effect"
+import { Data, type Effect, type Stream } from "effect"
 import type { Envelope, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
 import type { MessageError } from "../pipeline/Message.ts"
@@ -43,6 +43,3 @@ export interface Transport {
   readonly upstream?: string | undefined
   readonly deliver: (message: OutgoingMessage) => Effect.Effect<DeliveryReport, TransportError>
 }
-
-/** The configured transports by name; `default` receives recipients no route claims. */
-export class Transports extends Context.Tag("smtp-bridge/Transports")<Transports, ReadonlyMap<string, Transport>>() {}

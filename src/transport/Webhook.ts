@@ -3,6 +3,9 @@
  * the timestamp and the body, with an idempotency key that stays the same when a delivery is
  * retried, so the receiver can drop duplicates.
  *
+ * A message that spilled to disk is never held whole: the signature is computed in a first pass
+ * over its file and the body streamed (chunked) in a second (see WebhookBody.ts).
+ *
  * Replies: 2xx → delivered; 408, 429, 5xx, network errors and timeouts → transient (4xx to the
  * client); any other status → permanent (5xx).
  *
@@ -17,13 +20,13 @@
  * const hook = yield* Webhook.make({ name: "api", url: "https://api.example.com/inbound", secret: "s3cret" })
  */
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform"
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Stream } from "effect"
 import { createHash, createHmac } from "node:crypto"
-import { collect } from "../pipeline/Message.ts"
 import { formatPath } from "../protocol/Address.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Redact from "../util/Redact.ts"
 import { type OutgoingMessage, type Transport, TransportError } from "./Transport.ts"
+import * as WebhookBody from "./WebhookBody.ts"
 
 export interface WebhookOptions {
   readonly name?: string
@@ -41,37 +44,19 @@ export interface WebhookOptions {
 export const sign = (secret: string, timestamp: string, body: Uint8Array): string =>
   createHmac("sha256", secret).update(`${timestamp}.`).update(body).digest("hex")
 
+/** `sign` over a body that is read as a stream (a first pass over the re-readable content). */
+const signStream = <E>(secret: string, timestamp: string, body: Stream.Stream<Uint8Array, E>): Effect.Effect<string, E> =>
+  Effect.map(
+    Stream.runFold(body, createHmac("sha256", secret).update(`${timestamp}.`), (hmac, chunk) => hmac.update(chunk)),
+    (hmac) => hmac.digest("hex")
+  )
+
 /** Stable across retries of the same message to the same recipients of this transport. */
 export const idempotencyKey = (name: string, message: OutgoingMessage): string =>
   createHash("sha256")
     .update(`${name}\n${message.id}\n${message.envelope.recipients.map((r) => r.mailbox.address).join(",")}`)
     .digest("hex")
     .slice(0, 32)
-
-const encoder = new TextEncoder()
-
-const jsonBody = (message: OutgoingMessage, raw: Uint8Array): Uint8Array =>
-  encoder.encode(JSON.stringify({
-    id: message.id,
-    envelope: {
-      mailFrom: message.envelope.mailFrom?.address ?? "",
-      recipients: message.envelope.recipients.map((r) => ({
-        address: r.mailbox.address,
-        ...(r.params.notify !== undefined ? { notify: r.params.notify } : {}),
-        ...(r.params.orcpt !== undefined ? { orcpt: r.params.orcpt } : {})
-      })),
-      params: message.envelope.mailParams.raw
-    },
-    session: {
-      id: message.session.id,
-      remoteAddress: message.session.remoteAddress,
-      helo: message.session.helo?.name ?? null,
-      user: message.session.user ?? null,
-      tls: message.session.tls?.protocol ?? null
-    },
-    size: raw.byteLength,
-    message: Buffer.from(raw).toString("base64")
-  }))
 
 /** Asks fetch for the 3xx itself instead of following it (Bun, Deno and Node all honour it). */
 const noRedirects: globalThis.RequestInit = { redirect: "manual" }
@@ -121,8 +106,6 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
         if (message.envelope.mailParams.requireTls === true && !/^https:/i.test(options.url)) {
           return yield* Effect.fail(fail("Rejected", "REQUIRETLS message and a plain-HTTP webhook", Reply.make(550, "5.7.30", "REQUIRETLS support required: the webhook is not HTTPS")))
         }
-        const raw = yield* Effect.mapError(collect(message.content()), (e) => fail("Storage", e.message))
-        const body = format === "json" ? jsonBody(message, raw) : raw
         const timestamp = String(Math.floor(Date.now() / 1000))
         const headers: Record<string, string> = {
           ...options.headers,
@@ -133,10 +116,21 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
           "x-smtp-bridge-rcpt-to": headerSafe(message.envelope.recipients.map((r) => formatPath(r.mailbox)).join(", ")),
           "x-smtp-bridge-client": headerSafe(message.session.remoteAddress)
         }
-        if (options.secret !== undefined) headers["x-smtp-bridge-signature"] = `v1=${sign(options.secret, timestamp, body)}`
+        const contentType = format === "json" ? "application/json" : "message/rfc822"
+        // A small message goes as one buffer (with a Content-Length); a larger one is read twice
+        // from its file (the signature, then the body), so the bridge never holds it whole.
+        const whole = yield* Effect.mapError(WebhookBody.small(message, format), (e) => fail("Storage", e.message))
+        if (options.secret !== undefined) {
+          const signature = whole !== undefined
+            ? sign(options.secret, timestamp, whole)
+            : yield* Effect.mapError(signStream(options.secret, timestamp, WebhookBody.stream(message, format)), (e) => fail("Storage", e.message))
+          headers["x-smtp-bridge-signature"] = `v1=${signature}`
+        }
         const request = HttpClientRequest.post(options.url).pipe(
           HttpClientRequest.setHeaders(headers),
-          HttpClientRequest.bodyUint8Array(body, format === "json" ? "application/json" : "message/rfc822")
+          whole !== undefined
+            ? HttpClientRequest.bodyUint8Array(whole, contentType)
+            : HttpClientRequest.bodyStream(WebhookBody.stream(message, format), { contentType })
         )
         const response = yield* client.execute(request).pipe(
           Effect.scoped,

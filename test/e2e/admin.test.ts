@@ -162,3 +162,73 @@ describe("admin /readyz", () => {
     }
   })
 })
+
+describe("admin listener", () => {
+  it("answers POST with 405, HEAD with the headers and no body, and marks every answer no-store", async () => {
+    const bridge = await startBridge({ admin: "127.0.0.1:0" })
+    try {
+      const post = await fetch(`http://127.0.0.1:${adminPort(bridge)}/metrics`, { method: "POST", body: "x" })
+      expect([post.status, await post.text()]).toEqual([405, "method not allowed\n"])
+      const head = await fetch(`http://127.0.0.1:${adminPort(bridge)}/healthz`, { method: "HEAD" })
+      expect(head.status).toBe(200)
+      expect(head.headers.get("cache-control")).toBe("no-store")
+      expect(head.headers.get("content-type")).toBe("text/plain; charset=utf-8")
+      expect(await head.text()).toBe("")
+    } finally {
+      await bridge.stop()
+    }
+  })
+
+  it("stops at once while a scraper holds an idle keep-alive connection or a half-sent request, and closes both", async () => {
+    const bridge = await startBridge({ admin: "127.0.0.1:0" })
+    const open = () => {
+      const socket = net.connect({ host: "127.0.0.1", port: adminPort(bridge) })
+      let answer = ""
+      socket.on("data", (c: Buffer) => void (answer += c.toString("latin1")))
+      socket.on("error", () => {})
+      return { socket, answer: () => answer, closed: new Promise<void>((resolve) => socket.once("close", () => resolve())) }
+    }
+    const idle = open()
+    idle.socket.write("GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: keep-alive\r\n\r\n")
+    await until("the /healthz answer", () => idle.answer().endsWith("ok\n"))
+    expect(idle.answer()).toMatch(/^HTTP\/1\.1 200 /)
+    const slow = open()
+    slow.socket.write("GET /metrics HTTP/1.1\r\nHost: ad")
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const started = performance.now()
+    await bridge.stop()
+    // Idle connections stay 5 s and a request's headers may take a minute: the stop waits for neither.
+    expect(performance.now() - started).toBeLessThan(2_000)
+    await Promise.all([idle.closed, slow.closed])
+  })
+
+  it("answers an unparseable request target (GET //[) with 400 and keeps serving", async () => {
+    const bridge = await startBridge({ admin: "127.0.0.1:0" })
+    try {
+      for (const target of ["//[", "http://["]) {
+        const socket = net.connect({ host: "127.0.0.1", port: adminPort(bridge) })
+        let answer = ""
+        socket.on("data", (c: Buffer) => void (answer += c.toString("latin1")))
+        socket.on("error", () => {})
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n`)
+        await new Promise((resolve) => socket.once("close", resolve))
+        expect(answer).toMatch(/^HTTP\/1\.1 400 /)
+        expect(answer).toContain("bad request: unparseable request target\n")
+      }
+      expect((await get(adminPort(bridge), "/healthz")).status).toBe(200)
+    } finally {
+      await bridge.stop()
+    }
+  })
+
+  it("fails to start with the admin address and the cause when the port is taken", async () => {
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve))
+    const port = (taken.address() as net.AddressInfo).port
+    try {
+      await expect(startBridge({ admin: `127.0.0.1:${port}` })).rejects.toThrow(new RegExp(`admin listener 127\\.0\\.0\\.1:${port}: .*(EADDRINUSE|in use)`))
+    } finally {
+      taken.close()
+    }
+  })
+})

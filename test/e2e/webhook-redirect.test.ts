@@ -109,7 +109,7 @@ describe("Webhook redirects", () => {
     })
     cleanups.push(hook.close)
     const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-redirect-spool-"))
-    cleanups.push(async () => fs.rmSync(spoolDir, { recursive: true, force: true }))
+    cleanups.push(() => Promise.resolve(fs.rmSync(spoolDir, { recursive: true, force: true })))
     const bridge = await startBridge({ trust: ["127.0.0.0/8"], webhook: `${hook.url}/inbound`, spool: { dir: spoolDir, initialDelay: 200 } })
     cleanups.push(bridge.stop)
     expect(await send(bridge)).toMatch(/^250 2\.0\.0 /)

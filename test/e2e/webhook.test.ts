@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Logger, Stream } from "effect"
+import { Deferred, Effect, Either, Logger, Stream } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Notes from "../../src/pipeline/Notes.ts"
@@ -62,10 +62,87 @@ describe("Webhook transport", () => {
       const req = upstream.received[0]!
       expect(req.headers["content-type"]).toBe("message/rfc822")
       expect(req.body.toString()).toBe("Subject: hi\r\n\r\nbody\r\n")
+      // Read from a stream (as from the spool's file), but small: sent whole, with its length.
+      expect(req.headers["content-length"]).toBe(String(req.body.byteLength))
       const ts = String(req.headers["x-smtp-bridge-timestamp"])
       expect(req.headers["x-smtp-bridge-signature"]).toBe(`v1=${Webhook.sign("k3y", ts, req.body)}`)
       expect(req.headers["x-smtp-bridge-mail-from"]).toBe("<alice@example.com>")
       expect(req.headers["x-smtp-bridge-rcpt-to"]).toBe("<bob@example.net>")
+    }))
+
+  it.scoped("streams a message that is not in memory: the receiver has its first bytes before the last chunk is read", () =>
+    Effect.gen(function*() {
+      const firstBytes = yield* Deferred.make<void>()
+      const upstream = yield* Effect.acquireRelease(
+        Effect.async<http.Server>((resume) => {
+          const s = http.createServer((req, res) => {
+            req.once("data", () => Effect.runSync(Deferred.succeed(firstBytes, undefined)))
+            req.resume()
+            req.on("end", () => res.writeHead(200).end("ok"))
+          })
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.sync(() => s.close())
+      )
+      // Past 256 KiB: a smaller message read from a file is sent in one piece.
+      const head = new TextEncoder().encode(`Subject: big\r\n\r\n${"x".repeat(300 * 1024)}\r\n`)
+      const last = new TextEncoder().encode("the end\r\n")
+      // The last chunk is produced only once the receiver has bytes: a webhook that collected the
+      // whole message before sending would never get there.
+      const gated: OutgoingMessage = {
+        ...message(""),
+        size: head.byteLength + last.byteLength,
+        content: () => Stream.concat(Stream.succeed(head), Stream.fromEffect(Effect.as(Deferred.await(firstBytes), last)))
+      }
+      const hook = yield* Webhook.make({ url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/inbound`, timeout: 5000 })
+      const report = yield* hook.deliver(gated)
+      expect(report.recipients[0]!.reply.code).toBe(250)
+    }))
+
+  it.scoped("signs a streamed message in a first pass over its content and sends the same bytes in a second", () =>
+    Effect.gen(function*() {
+      const upstream = yield* server([200])
+      let runs = 0
+      const parts = ["Subject: two passes\r\n", "\r\n", "a".repeat(300_000), "\r\n"].map((p) => new TextEncoder().encode(p))
+      const streamed: OutgoingMessage = {
+        ...message(""),
+        size: parts.reduce((n, p) => n + p.byteLength, 0),
+        content: () =>
+          Stream.suspend(() => {
+            runs++
+            return Stream.fromIterable(parts)
+          })
+      }
+      for (const format of ["raw", "json"] as const) {
+        runs = 0
+        const hook = yield* Webhook.make({ url: upstream.url, secret: "k3y", format })
+        yield* hook.deliver(streamed)
+        expect(runs).toBe(2)
+        const req = upstream.received.at(-1)!
+        const ts = String(req.headers["x-smtp-bridge-timestamp"])
+        expect(req.headers["x-smtp-bridge-signature"]).toBe(`v1=${Webhook.sign("k3y", ts, req.body)}`)
+        const raw = format === "raw" ? req.body : Buffer.from(JSON.parse(req.body.toString()).message, "base64")
+        expect(raw.toString()).toBe(`Subject: two passes\r\n\r\n${"a".repeat(300_000)}\r\n`)
+      }
+    }))
+
+  it.scopedLive("gives up on a receiver that never reads a streamed body with a transient Timeout", () =>
+    Effect.gen(function*() {
+      const upstream = yield* Effect.acquireRelease(
+        Effect.async<http.Server>((resume) => {
+          const s = http.createServer((req) => req.pause())
+          s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
+        }),
+        (s) => Effect.sync(() => {
+          s.closeAllConnections()
+          s.close()
+        })
+      )
+      const block = new Uint8Array(64 * 1024).fill(97)
+      const big: OutgoingMessage = { ...message(""), size: 128 * block.byteLength, content: () => Stream.fromIterable(Array(128).fill(block)) }
+      const hook = yield* Webhook.make({ url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/inbound`, secret: "k3y", timeout: 300 })
+      const error = yield* Effect.flip(hook.deliver(big))
+      expect(error.reason).toBe("Timeout")
     }))
 
   it.scoped("keeps the idempotency key of a retried message so the receiver can drop the duplicate", () =>
