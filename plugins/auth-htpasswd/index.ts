@@ -129,9 +129,10 @@ const load = (file: string): Effect.Effect<State, HtpasswdError> =>
   })
 
 // A rejection here is a bug or a corrupt hash, not a wrong password: it fails the hook (451 4.3.0).
+// The signal aborts when the hook is interrupted (its timeout): a check still queued then never runs.
 const compare = (password: string, hash: string) =>
   Effect.tryPromise({
-    try: () => Password.verify(password, hash),
+    try: (signal) => Password.verify(password, hash, signal),
     catch: (cause) => new Error(`bcrypt compare failed: ${cause instanceof Error ? cause.message : String(cause)}`)
   })
 

@@ -124,8 +124,33 @@ const bodyHashFailed = (info: unknown): boolean =>
 
 const stringOr = (v: unknown): string | undefined => (typeof v === "string" && v.length > 0 ? v : undefined)
 
+/**
+ * Distinct DKIM and ARC keys (`<selector>._domainkey.<domain>`) looked up for one message. Each
+ * DKIM-Signature field names a key of its sender's choosing, and a 256 KiB header section holds
+ * about 2,000 of them: one message made the bridge send 2,000 DNS queries for names its sender
+ * picked (a DNS flood on anyone's servers, at the bridge's expense). RFC 6376 §6.1 lets a verifier
+ * limit the signatures it checks (OpenDKIM checks 3 by default, rspamd 5); 16 leaves room for a
+ * long ARC chain. Past it a key is not looked up and its signature's result is temperror.
+ */
+export const maxKeyLookups = 16
+
+const keyName = /\._domainkey\./i
+
 // mailauth's resolver type omits MX objects, which it does receive from `node:dns`-shaped resolvers.
-const resolverFor = (dns: Resolver): DNSResolver => (name, rrtype) => dns.mailauth(name, rrtype) as ReturnType<DNSResolver>
+// One per message: the key budget above is counted per message.
+const resolverFor = (dns: Resolver): DNSResolver => {
+  const keys = new Set<string>()
+  return (name, rrtype) => {
+    if (keyName.test(name)) {
+      const key = name.toLowerCase().replace(/\.$/, "")
+      if (!keys.has(key) && keys.size >= maxKeyLookups) {
+        return Promise.reject(Object.assign(new Error(`${name}: not looked up, the message names more than ${maxKeyLookups} keys`), { code: "ETOOMANYKEYS" }))
+      }
+      keys.add(key)
+    }
+    return dns.mailauth(name, rrtype) as ReturnType<DNSResolver>
+  }
+}
 
 /** Splits a block of header fields (CRLF, folded) into unfolded name/value pairs. */
 export const parseFields = (block: string): ReadonlyArray<HeaderField> =>

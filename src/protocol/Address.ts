@@ -53,12 +53,24 @@ const isAlnum = (c: number): boolean =>
 const isAsciiAtext = (c: number): boolean => isAlnum(c) || ATEXT_SPECIALS.includes(String.fromCharCode(c))
 
 /**
+ * Invisible characters that change how text around them reads: the line and paragraph
+ * separators (a line break to some viewers), the bidi marks, embeddings, overrides and isolates
+ * (U+202E shows `alice@example.com` as another address: "Trojan Source", CVE-2021-42574), and
+ * U+FEFF. An address reaches log lines, the Received header and DSNs; PRECIS (RFC 8264) and
+ * IDNA2008 refuse them in identifiers too. The joiners U+200C/U+200D stay: scripts need them.
+ */
+const isInvisibleControl = (cp: number): boolean =>
+  cp === 0x2028 || cp === 0x2029 || cp === 0x200e || cp === 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+  (cp >= 0x2066 && cp <= 0x2069) || cp === 0xfeff
+
+/**
  * UTF8-non-ascii as RFC 6531 allows it, minus what never belongs in an address: C1 controls,
- * lone surrogates, and U+FFFD, which only appears when the line held invalid UTF-8.
+ * lone surrogates, U+FFFD (which only appears when the line held invalid UTF-8) and the
+ * invisible controls above.
  */
 const isAcceptableNonAscii = (s: string, i: number): boolean => {
   const cp = s.codePointAt(i)
-  if (cp === undefined || cp < 0xa0 || cp === 0xfffd) return false
+  if (cp === undefined || cp < 0xa0 || cp === 0xfffd || isInvisibleControl(cp)) return false
   return !(cp >= 0xd800 && cp <= 0xdfff)
 }
 

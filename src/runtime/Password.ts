@@ -44,9 +44,32 @@ const poolSize = Math.max(1, Math.min(4, availableParallelism() - 1))
 let running = 0
 const waiting: Array<() => void> = []
 
-/** Runs `task` when fewer than `poolSize` checks are running; the rest wait in order. */
-const limited = async <A>(task: () => Promise<A>): Promise<A> => {
-  if (running >= poolSize) await new Promise<void>((resolve) => waiting.push(resolve))
+const abandoned = (signal: AbortSignal): Error =>
+  signal.reason instanceof Error ? signal.reason : new Error("password check abandoned by its caller")
+
+/**
+ * Runs `task` when fewer than `poolSize` checks are running; the rest wait in order. A check
+ * whose caller gave up while it waited (`signal` aborted: its AUTH hook timed out, its session was
+ * interrupted) leaves the queue and is never run: the caller's throttle gave its attempt back, so
+ * running it anyway would be work no limit counts, queued ahead of the next real login.
+ */
+const limited = async <A>(task: () => Promise<A>, signal?: AbortSignal): Promise<A> => {
+  if (signal?.aborted === true) throw abandoned(signal)
+  if (running >= poolSize) {
+    await new Promise<void>((resolve, reject) => {
+      const start = () => {
+        signal?.removeEventListener("abort", leave)
+        resolve()
+      }
+      const leave = () => {
+        const index = waiting.indexOf(start)
+        if (index >= 0) waiting.splice(index, 1)
+        reject(abandoned(signal!))
+      }
+      waiting.push(start)
+      signal?.addEventListener("abort", leave, { once: true })
+    })
+  }
   running++
   try {
     return await task()
@@ -109,9 +132,12 @@ export const hash = async (password: string, cost: number): Promise<string> => {
   return (await limited(() => run({ op: "hash", password, cost }))) as string
 }
 
-/** Whether `password` matches the bcrypt `hash`; always false for a password over 72 bytes. */
-export const verify = async (password: string, hash: string): Promise<boolean> => {
+/**
+ * Whether `password` matches the bcrypt `hash`; always false for a password over 72 bytes.
+ * Rejects, without checking, when `signal` aborts before the check started.
+ */
+export const verify = async (password: string, hash: string, signal?: AbortSignal): Promise<boolean> => {
   if (byteLength(password) > maxBytes) return false
-  if (bun !== undefined) return limited(() => bun.verify(password, hash))
-  return (await limited(() => run({ op: "verify", password, hash }))) === true
+  if (bun !== undefined) return limited(() => bun.verify(password, hash), signal)
+  return (await limited(() => run({ op: "verify", password, hash }), signal)) === true
 }

@@ -70,14 +70,23 @@ const login = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, initial: 
   return { username, password, authzid: undefined } satisfies Credentials
 })
 
+// JSON escapes C0 controls only; C1 controls (U+0085 is a line end to some viewers), the line and
+// paragraph separators, bidi controls (U+202E reads the rest of the line backwards) and U+FEFF
+// are written as \uXXXX too, so that no user name can disguise a log line.
+const invisible = /[\u0080-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g
+const escaped = (text: string): string => text.replace(invisible, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`)
+
+/** The client's user name for a log field: cut at 256 characters (an AUTH line carries up to 4 KB), invisible characters escaped. */
+const shown = (username: string): string => escaped(username.length > 256 ? `${username.slice(0, 256)}...` : username)
+
+/** The same, quoted for a log message, so that no byte of it can forge a field. */
+const quoted = (username: string): string => escaped(JSON.stringify(username.length > 256 ? `${username.slice(0, 256)}...` : username))
+
 /**
  * One failed AUTH exchange: logged at WARN (the password never reaches this function) and counted
  * in the metric; then against the connection's `maxAuthFailures` (past which it is closed with
  * 421 4.7.0), except malformed base64, a syntax error that counts as an invalid command.
  */
-/** The client's user name for a log line: cut at 256 characters (an AUTH line carries up to 4 KB). */
-const shown = (username: string): string => username.length > 256 ? `${username.slice(0, 256)}...` : username
-
 const failed = Effect.fnUntraced(function*(
   c: Conn,
   mechanism: Mechanism,
@@ -88,7 +97,7 @@ const failed = Effect.fnUntraced(function*(
   yield* Metrics.authFailure({ mechanism, reason })
   // The user name is the client's text: quoted, so that no byte of it can forge a log field.
   yield* Effect.logWarning(
-    `AUTH ${mechanism} failed for user ${username === undefined ? "(none)" : JSON.stringify(shown(username))} from ` +
+    `AUTH ${mechanism} failed for user ${username === undefined ? "(none)" : quoted(username)} from ` +
       `${c.session.remoteAddress} (session ${c.session.id}): ${reason}, answered ${r.code} ${r.enhanced ?? ""}`.trimEnd()
   ).pipe(Effect.annotateLogs({ user: shown(username ?? ""), mechanism, reason }))
   if (reason === "malformed") return invalid(c, r)
@@ -133,7 +142,7 @@ export const auth = Effect.fnUntraced(function*(c: Conn, readLine: LineRead, mec
   if (verdict._tag === "Defer" || verdict._tag === "Disconnect") {
     yield* Metrics.authFailure({ mechanism, reason: "deferred" })
     yield* Effect.logWarning(
-      `AUTH ${mechanism} for user ${JSON.stringify(shown(credentials.username))} from ${c.session.remoteAddress} ` +
+      `AUTH ${mechanism} for user ${quoted(credentials.username)} from ${c.session.remoteAddress} ` +
         `(session ${c.session.id}) not checked: ${verdict.code} ${verdict.enhanced} ${verdict.text}` +
         (plugin === undefined ? "" : ` (${plugin})`)
     ).pipe(Effect.annotateLogs({ user: shown(credentials.username), mechanism, reason: "deferred" }))

@@ -101,4 +101,19 @@ describe("AUTH brute force with --users and no --rate-limit (real CLI under Bun)
     expect(counter(body, `mechanism="PLAIN",reason="credentials"`)).toBe(5)
     expect(counter(body, `mechanism="PLAIN",reason="deferred"`)).toBe(45)
   }, 60_000)
+
+  // JSON escapes C0 controls only: U+0085 (NEL) and U+2028 end a line for some viewers, U+202E
+  // makes the rest of the line read backwards.
+  it("writes invisible and C1 characters of a failed user name escaped in its WARN line", async () => {
+    const c = await open(port, "127.0.3.1")
+    const user = "eve\u0085\u2028\u202e\u2066moc.elpmaxe@eci"
+    expect(await c.command(`AUTH PLAIN ${plain(user, guess)}`)).toBe("535 5.7.8 Authentication credentials invalid")
+    c.close()
+    const line = cli.stdout().split("\n").find((l) => l.includes("AUTH PLAIN failed for user \\\"eve"))
+    expect(line, cli.stdout()).toBeDefined()
+    for (const ch of ["\u0085", "\u2028", "\u202e", "\u2066"]) expect(line).not.toContain(ch)
+    const w = JSON.parse(line!) as Record<string, unknown>
+    expect(String(w.message)).toContain(`"eve\\u0085\\u2028\\u202e\\u2066moc.elpmaxe@eci"`)
+    expect(w.user).toBe("eve\\u0085\\u2028\\u202e\\u2066moc.elpmaxe@eci")
+  }, 30_000)
 })

@@ -107,6 +107,24 @@ describe("SMTPUTF8", () => {
     }
   })
 
+  // Invisible in a log line, a Received header or a DSN, they make one address read as another
+  // (U+202E turns `moc.elpmaxe@` around) or split a line for a viewer that honours U+2028.
+  it("refuses line separators and bidi controls in UTF-8 addresses with 501 5.1.7 and 501 5.1.3", async () => {
+    const c = await open()
+    try {
+      for (const ch of ["\u2028", "\u2029", "\u202e", "\u2066", "\u200f", "\ufeff"]) {
+        expect(await c.command(`MAIL FROM:<ali${ch}ce@example.com> SMTPUTF8`), `U+${ch.codePointAt(0)!.toString(16)}`).toBe("501 5.1.7 Bad sender address syntax")
+      }
+      expect(await c.command("MAIL FROM:<alice@example.com> SMTPUTF8")).toBe("250 2.1.0 Ok")
+      expect(await c.command("RCPT TO:<bob\u202e@example.com>")).toMatch(/^501 5\.1\.3 /)
+      expect(await c.command("RCPT TO:<bob@exa\u2028mple.com>")).toMatch(/^501 5\.1\.3 /)
+      // Joiners are part of some scripts (Persian, Indic) and stay allowed.
+      expect(await c.command("RCPT TO:<مي\u200cخواهم@example.com>")).toBe("250 2.1.5 Ok")
+    } finally {
+      c.close()
+    }
+  })
+
   it("refuses SMTPUTF8 with a value with 555 5.5.4", async () => {
     const c = await open()
     try {

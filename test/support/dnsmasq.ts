@@ -19,6 +19,8 @@ export interface Dnsmasq {
   readonly port: number
   /** `127.0.0.1:port`, for `Resolver.layer({ servers: [...] })` or `--dns`. */
   readonly server: string
+  /** The names asked so far, as `TYPE name` (`TXT s1._domainkey.example.test`); only with `logQueries`. */
+  readonly queries: () => ReadonlyArray<string>
   readonly stop: () => Promise<void>
 }
 
@@ -29,6 +31,8 @@ export interface DnsmasqOptions {
   readonly zones?: ReadonlyArray<string>
   /** TTL of every answer (dnsmasq's default, 0, would defeat caching). */
   readonly ttl?: number
+  /** Log every query, for `queries()`. */
+  readonly logQueries?: boolean
 }
 
 /** A `txt-record=` line; long values are split into the 255-octet strings DNS allows. */
@@ -105,13 +109,25 @@ export const startDnsmasq = async (options: DnsmasqOptions): Promise<Dnsmasq> =>
       "--no-hosts",
       "--log-facility=-",
       `--conf-file=${conf}`,
-      `--pid-file=${path.join(dir, "pid")}`
+      `--pid-file=${path.join(dir, "pid")}`,
+      ...(options.logQueries === true ? ["--log-queries"] : [])
     ], { stdio: ["ignore", "ignore", "pipe"] })
+    const asked: Array<string> = []
+    let partial = ""
+    child.stderr?.on("data", (chunk: Buffer) => {
+      const lines = (partial + chunk.toString("utf8")).split("\n")
+      partial = lines.pop() ?? ""
+      for (const line of lines) {
+        const m = /query\[(\w+)\] (\S+) from /.exec(line)
+        if (m !== null) asked.push(`${m[1]} ${m[2]}`)
+      }
+    })
     try {
       await waitForStart(child, 5000)
       return {
         port,
         server: `127.0.0.1:${port}`,
+        queries: () => [...asked],
         stop: async () => {
           await stopChild(child)
           fs.rmSync(dir, { recursive: true, force: true })

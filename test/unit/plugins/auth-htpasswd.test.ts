@@ -1,6 +1,6 @@
 import { expect, layer } from "@effect/vitest"
 import * as Resolver from "../../../src/dns/Resolver.ts"
-import { Effect, Either } from "effect"
+import { Effect, Either, Fiber } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -83,6 +83,23 @@ layer(Resolver.layer())("auth-htpasswd", (it) => {
       expect(yield* auth(credentials("bob", "pa:ss wörd"))).toEqual(Verdict.accept({ identity: "bob" }))
       expect(yield* auth(credentials("alice", "correct horse"))).toEqual(Verdict.accept({ identity: "alice" }))
     }))
+
+  // The pipeline interrupts a hook at its timeout and the throttle gives the attempt back: a
+  // check left running would be uncounted work queued ahead of every later login.
+  it.scoped("leaves no check queued for 60 interrupted AUTHs: the next login takes about one check", () =>
+    Effect.gen(function*() {
+      const hash = yield* Effect.promise(() => hashPassword("correct horse", 9))
+      const auth = yield* hooksFor(writeFile(`bob:${hash}\n`))
+      const started = performance.now()
+      expect(yield* auth(credentials("bob", "correct horse"))).toEqual(Verdict.accept({ identity: "bob" }))
+      const single = performance.now() - started
+      const guesses = yield* Effect.forEach(Array.from({ length: 60 }), () => Effect.fork(auth(credentials("bob", "guess"))))
+      yield* Effect.forEach(guesses, Fiber.interrupt, { concurrency: "unbounded" })
+      const login = performance.now()
+      expect(yield* auth(credentials("bob", "correct horse"))).toEqual(Verdict.accept({ identity: "bob" }))
+      const took = performance.now() - login
+      expect(took, `one check ${single.toFixed(0)} ms, the login ${took.toFixed(0)} ms`).toBeLessThan(single * 10)
+    }), 60_000)
 
   it.scoped("fails setup naming the file and line when a hash is not bcrypt", () =>
     Effect.gen(function*() {
