@@ -10,6 +10,12 @@
  * is answered after `delay * 2^n` (n: the attempts already counted in the window, at most
  * `maxDelay`); once a key is used up the exchange is not checked and gets
  * `454 4.7.0 ... try again in <short retry>` after `maxDelay`, the session stays open.
+ *
+ * A (network, user) pair that logged in successfully within the last 30 days is exempt from the
+ * network-wide count (its own pair count still applies): a neighbour guessing other names from
+ * the same /24 (an office, a carrier-grade NAT, a shared cloud range) must not lock out the users
+ * who already log in from there. The mark is a key of the same store (one event per 30 days,
+ * spent: a `peek` that is refused means "known"), so it is shared through Redis too.
  */
 import { Duration, Effect } from "effect"
 import { Cidr, Notes, RateLimit, Verdict } from "../../src/index.ts"
@@ -29,6 +35,8 @@ const unavailable = Verdict.defer("Temporary authentication failure", { code: 45
 
 type AuthPlan = NonNullable<Plan["auth"]>
 
+const knownForMs = 30 * 24 * 60 * 60 * 1000
+
 /** The `auth` and `authResult` hooks (doing nothing when `authFailures` is off); `exempt` and `onStoreError` as for the other limits. */
 export const authHooks = (
   auth: AuthPlan | undefined,
@@ -42,13 +50,23 @@ export const authHooks = (
   // one fresh counter per spelling. The network is part of the key: see the module comment. Names
   // are cut at 256 characters: an AUTH line carries up to 4 KB, and the store keeps up to
   // `maxKeys` keys (two names sharing 256 characters share a counter, which only slows them).
-  const keysFor = (session: SessionInfo, username: string) => {
+  const name = (username: string) => username.trim().toLowerCase().slice(0, 256)
+  const keysFor = (session: SessionInfo, username: string, known: boolean) => {
     const net = network(session)
-    return [
-      { request: { key: `auth-net:${net}`, rate: auth.perIp, cost: 1 }, what: `from ${net}` },
-      { request: { key: `auth-user:${net}:${username.trim().toLowerCase().slice(0, 256)}`, rate: auth.perUser, cost: 1 }, what: `for this user from ${net}` }
-    ]
+    const pair = { request: { key: `auth-user:${net}:${name(username)}`, rate: auth.perUser, cost: 1 }, what: `for this user from ${net}` }
+    return known ? [pair] : [{ request: { key: `auth-net:${net}`, rate: auth.perIp, cost: 1 }, what: `from ${net}` }, pair]
   }
+  const knownKey = (session: SessionInfo, username: string): RateLimit.Request => ({
+    key: `auth-known:${network(session)}:${name(username)}`,
+    rate: { count: 1, periodMs: knownForMs },
+    cost: 1
+  })
+  /** Whether this pair logged in within `knownForMs`; a store error counts as not known. */
+  const isKnown = (session: SessionInfo, username: string) =>
+    store.update("peek", [knownKey(session, username)]).pipe(
+      Effect.map((results) => results[0]?.allowed === false),
+      Effect.orElseSucceed(() => false)
+    )
 
   /** `delay * 2^n`, at most `maxDelay`. */
   const delayAfter = (before: number): Duration.Duration =>
@@ -64,7 +82,7 @@ export const authHooks = (
     auth: Effect.fn("rate-limit.auth")(function*({ session, username }: AuthContext) {
       session.notes.set(Attempt, undefined)
       if (options.exempt(session)) return Verdict.Continue
-      const keys = keysFor(session, username)
+      const keys = keysFor(session, username, yield* isKnown(session, username))
       const results = yield* Effect.either(store.update("acquire", keys.map((k) => k.request)))
       if (results._tag === "Left") return yield* storeFailed(results.left)
       const before = Math.max(...results.right.map((r) => r.used))
@@ -84,11 +102,19 @@ export const authHooks = (
       return Verdict.Continue
     }),
 
-    authResult: Effect.fn("rate-limit.authResult")(function*({ outcome, session }: AuthResultContext) {
+    authResult: Effect.fn("rate-limit.authResult")(function*({ outcome, session, username }: AuthResultContext) {
       const counted = session.notes.get(Attempt)
       session.notes.set(Attempt, undefined)
       if (counted === undefined) return
       if (outcome === "failure") return yield* Effect.sleep(delayAfter(counted.before))
+      if (outcome === "success") {
+        // Marked (again) for 30 days from now: exempt from the network-wide count.
+        const mark = knownKey(session, username)
+        yield* Effect.catchAll(
+          Effect.zipRight(store.update("reset", [mark]), store.update("consume", [mark])),
+          (error) => Effect.logDebug(`rate-limit: could not mark a login as known: ${error.message}`)
+        )
+      }
       // Success (or a backend that could not decide): the attempt was no failed guess. Only this
       // attempt is given back; earlier failures stay, so a valid account clears nothing.
       yield* Effect.catchAll(

@@ -102,6 +102,26 @@ describe("AUTH brute force with --users and no --rate-limit (real CLI under Bun)
     expect(counter(body, `mechanism="PLAIN",reason="deferred"`)).toBe(45)
   }, 60_000)
 
+  it("does not lock out a user who already logs in from a /24 when a neighbour there uses up the network's 30 guesses; a user new to that /24 waits", async () => {
+    const dave = await open(port, "127.0.5.200")
+    expect(await dave.command(`AUTH PLAIN ${plain("dave", "dave-pw")}`)).toBe("235 2.7.0 Authentication successful")
+    dave.close()
+    // The neighbour: 31 guesses for 31 names from 127.0.5.10-40, in parallel.
+    const sessions = await Promise.all(Array.from({ length: 31 }, (_, i) => open(port, `127.0.5.${10 + i}`)))
+    const replies = await Promise.all(sessions.map((c, i) => c.command(`AUTH PLAIN ${plain(`name${i}`, guess)}`)))
+    for (const c of sessions) c.close()
+    expect(replies.filter((r) => r.startsWith("535 ")), replies.join("\n")).toHaveLength(30)
+    // dave, who logged in from this /24 before, still gets in; carol, new to it, is deferred.
+    const again = await open(port, "127.0.5.201")
+    expect(await again.command(`AUTH PLAIN ${plain("dave", "dave-pw")}`)).toBe("235 2.7.0 Authentication successful")
+    again.close()
+    const carol = await open(port, "127.0.5.202")
+    expect(await carol.command(`AUTH PLAIN ${plain("carol", "carol's right password")}`)).toMatch(
+      /^454 4\.7\.0 Too many authentication failures from 127\.0\.5\.0\/24, try again in /
+    )
+    carol.close()
+  }, 60_000)
+
   // JSON escapes C0 controls only: U+0085 (NEL) and U+2028 end a line for some viewers, U+202E
   // makes the rest of the line read backwards.
   it("writes invisible and C1 characters of a failed user name escaped in its WARN line", async () => {

@@ -209,6 +209,24 @@ describe("rate-limit AUTH brute-force control", () => {
       expect(yield* attempt(hooks, attacker(), "dave")).toEqual(Verdict.Continue)
     }))
 
+  it.effect("a neighbour's guesses do not lock out a user who already logs in from the same /24 (known for 30 days)", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make(options)
+      // alice has logged in from 198.51.100.0/24 before; bob never has.
+      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.50" }), "alice", "success")).toEqual(Verdict.Continue)
+      for (let i = 0; i < 8; i++) yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), `guess${i}`)
+      // The network is used up for names that never logged in from it...
+      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.60" }), "bob")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
+      // ...but alice still logs in from there, and her own pair limit still applies to guesses for her.
+      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.51" }), "alice", "success")).toEqual(Verdict.Continue)
+      for (let i = 0; i < 3; i++) expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), "alice")).toEqual(Verdict.Continue)
+      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), "alice")).toMatchObject(throttledShortly("for this user from 198.51.100.0/24"))
+      // The mark lapses after 30 days without a login.
+      yield* TestClock.adjust("31 days")
+      for (let i = 0; i < 8; i++) yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), `later${i}`)
+      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.51" }), "alice", "success")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
+    }))
+
   it.effect("limits a network across user names (perIp), per /24: 198.51.100.7 and .8 count together", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
