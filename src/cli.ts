@@ -188,4 +188,5 @@ const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.ver
 Embedded.install()
 // serve, check-config and plugins print their own grouped help (see commands/Help.ts).
 const help = Help.requested(process.argv.slice(2))
-Main.runMain(Help.plainUnlessColour(help === undefined ? cli(process.argv) : Console.log(Help.render(help, Help.colour()))))
+const argv = [...process.argv.slice(0, 2), ...Help.hoistLogLevel(process.argv.slice(2))]
+Main.runMain(Help.plainUnlessColour(help === undefined ? cli(argv) : Console.log(Help.render(help, Help.colour()))))

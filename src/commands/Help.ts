@@ -35,6 +35,22 @@ export const requested = (args: ReadonlyArray<string>): HelpCommand | undefined 
   return rest.includes("--help") || rest.includes("-h") ? (command as HelpCommand) : undefined
 }
 
+/**
+ * @effect/cli reads its built-in `--log-level` only before a command's own options, yet the help
+ * lists it with them: `serve --listen X --log-level debug` was refused as an unknown argument. The
+ * flag (`--log-level L` or `--log-level=L`) is moved to right after the subcommand, wherever it was
+ * written; everything else keeps its order.
+ */
+export const hoistLogLevel = (args: ReadonlyArray<string>): Array<string> => {
+  const [command, ...rest] = args
+  if (command === undefined || command.startsWith("-")) return [...args]
+  const i = rest.findIndex((a) => a === "--log-level" || a.startsWith("--log-level="))
+  if (i <= 0) return [...args]
+  const width = rest[i] === "--log-level" && i + 1 < rest.length ? 2 : 1
+  const flag = rest.slice(i, i + width)
+  return [command, ...flag, ...rest.slice(0, i), ...rest.slice(i + width)]
+}
+
 const flagColumn = (doc: ConfigFlags.FlagDoc): string =>
   `--${doc.name}${doc.pseudo === undefined ? "" : ` ${doc.pseudo}`}${doc.repeatable === true ? " ..." : ""}`
 

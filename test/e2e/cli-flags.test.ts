@@ -196,3 +196,19 @@ describe("check-config rejects bad --rate-limit and --dns with exit 2 (real CLI 
     expect(r.stdout).toMatch(/^config ok: /)
   })
 })
+
+describe("--log-level anywhere among a command's flags (real CLI under Bun)", () => {
+  it("serve --listen 127.0.0.1:0 --trust 127.0.0.1/32 --log-level info starts (it was refused as an unknown argument)", async () => {
+    const { cli, port } = await serve(["--trust", "127.0.0.1/32", "--log-level", "info"])
+    try {
+      expect(port).toBeGreaterThan(0)
+      expect(cli.output()).not.toContain("unknown argument")
+    } finally {
+      await cli.kill()
+    }
+  })
+
+  it("check-config --trust 127.0.0.1/32 --log-level=warning exits 0", async () => {
+    expect(await runCli(["check-config", "--trust", "127.0.0.1/32", "--log-level=warning"])).toMatchObject({ code: 0 })
+  })
+})

@@ -50,4 +50,14 @@ describe("serve --help", () => {
     expect(Help.requested(["queue", "--help"])).toBeUndefined()
     expect(Help.requested(["--help"])).toBeUndefined()
   })
+
+  it("moves --log-level to right after the subcommand, where @effect/cli reads it, keeping the other arguments in order", () => {
+    expect(Help.hoistLogLevel(["serve", "--listen", "127.0.0.1:0", "--log-level", "debug", "--trust", "x"])).toEqual(
+      ["serve", "--log-level", "debug", "--listen", "127.0.0.1:0", "--trust", "x"]
+    )
+    expect(Help.hoistLogLevel(["check-config", "--users", "f", "--log-level=warning"])).toEqual(["check-config", "--log-level=warning", "--users", "f"])
+    expect(Help.hoistLogLevel(["serve", "--log-level", "debug", "--listen", "x"])).toEqual(["serve", "--log-level", "debug", "--listen", "x"])
+    expect(Help.hoistLogLevel(["serve", "--listen", "x"])).toEqual(["serve", "--listen", "x"])
+    expect(Help.hoistLogLevel(["--version"])).toEqual(["--version"])
+  })
 })
