@@ -42,10 +42,10 @@ export const mutants: ReadonlyArray<Mutant> = [
   },
   {
     name: "sender local part ignored",
-    file: "plugins/sender-identity/index.ts",
+    file: "src/pipeline/Senders.ts",
     edits: [{
-      search: "      return fold(from.domain) === rule.domain && fold(from.local) === rule.local",
-      replace: "      return fold(from.domain) === rule.domain"
+      search: "  return pattern.kind === \"domain\" || foldLocal(mailbox.local) === pattern.local",
+      replace: "  return true"
     }],
     tests: ["test/unit/plugins/sender-identity.test.ts", "test/e2e/sender.test.ts"]
   },
@@ -120,5 +120,39 @@ export const mutants: ReadonlyArray<Mutant> = [
     file: "src/server/Commands.ts",
     edits: [{ search: "!(yield* Spool.hasRoom(spool.dir, params.size ?? 0, floor))", replace: "!(yield* Spool.hasRoom(spool.dir, 0, 0))" }],
     tests: ["test/e2e/spool-storage.test.ts"]
+  },
+  // Protections of the hardening review (issue 10) and the fuzzing defects, kept closed.
+  {
+    name: "webhook follows redirects",
+    file: "src/transport/Webhook.ts",
+    edits: [{ search: "const noRedirects: globalThis.RequestInit = { redirect: \"manual\" }", replace: "const noRedirects: globalThis.RequestInit = { redirect: \"follow\" }" }],
+    tests: ["test/e2e/webhook-redirect.test.ts"]
+  },
+  {
+    name: "DKIM signs a From the user may not use",
+    file: "plugins/dkim-sign/index.ts",
+    edits: [{ search: "allowed: ctx.transaction.notes.get(Senders.HeaderFromAllowed) === true", replace: "allowed: true" }],
+    tests: ["test/e2e/mailauth/forged-from.test.ts"]
+  },
+  {
+    name: "AUTH attempt not counted before the check",
+    file: "plugins/rate-limit/Auth.ts",
+    edits: [{ search: "store.update(\"acquire\", keys.map((k) => k.request))", replace: "store.update(\"peek\", keys.map((k) => k.request))" }],
+    tests: ["test/unit/plugins/rate-limit.test.ts", "test/e2e/auth-throttle.test.ts"]
+  },
+  {
+    name: "known login still counted against its network",
+    file: "plugins/rate-limit/Auth.ts",
+    edits: [{ search: "return known ? [pair] :", replace: "return false ? [pair] :" }],
+    tests: ["test/unit/plugins/rate-limit.test.ts", "test/e2e/auth-throttle.test.ts"]
+  },
+  {
+    name: "quadratic trim of trailing blanks",
+    file: "src/protocol/Command.ts",
+    edits: [{
+      search: "  let end = line.length\n  while (end > 0 && (line.charCodeAt(end - 1) === 32 || line.charCodeAt(end - 1) === 9)) end--\n  return end === line.length ? line : line.slice(0, end)",
+      replace: "  return line.replace(/[ \\t]+$/, \"\")"
+    }],
+    tests: ["test/unit/protocol/CostPerByte.test.ts"]
   }
 ]
