@@ -22,23 +22,10 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { maildirFiles } from "../support/bridge.ts"
 import { type Dnsmasq, startDnsmasq, txt } from "../support/dnsmasq.ts"
-import { type CliProcess, spawnCli } from "../support/runtimes.ts"
+import { type CliProcess, runCli, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
 import * as Dkimpy from "./mailauth/dkimpy.ts"
 
-/** Runs a one-shot CLI command under Bun to its end. */
-const runCli = async (args: ReadonlyArray<string>) => {
-  const cli = await spawnCli("bun", args)
-  try {
-    const exit = await Promise.race([
-      cli.exited,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`smtp-bridge ${args.join(" ")} did not exit:\n${cli.output()}`)), 30_000))
-    ])
-    return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
-  } finally {
-    await cli.kill()
-  }
-}
 
 /** `serve ARGS --listen 127.0.0.1:0` under Bun; the port it logged. */
 const serve = async (args: ReadonlyArray<string>): Promise<{ readonly cli: CliProcess; readonly port: number }> => {

@@ -10,22 +10,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type CliProcess, spawnCli } from "../support/runtimes.ts"
+import { type CliProcess, runCli, spawnCli } from "../support/runtimes.ts"
 import { connect } from "../support/SmtpClient.ts"
 
-/** Runs a one-shot CLI command under Bun to its end. */
-const runCli = async (args: ReadonlyArray<string>) => {
-  const cli = await spawnCli("bun", args)
-  try {
-    const exit = await Promise.race([
-      cli.exited,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`smtp-bridge ${args.join(" ")} did not exit:\n${cli.output()}`)), 30_000))
-    ])
-    return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr() }
-  } finally {
-    await cli.kill()
-  }
-}
 
 const plain = (user: string, password: string): string => Buffer.from(`\0${user}\0${password}`, "utf8").toString("base64")
 

@@ -12,25 +12,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { spawnCli } from "../support/runtimes.ts"
+import { runCli, spawnCli } from "../support/runtimes.ts"
 import { connect } from "../support/SmtpClient.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-secrets-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
-/** Runs a one-shot CLI command under Bun to its end; stdout and stderr together. */
-const runCli = async (args: ReadonlyArray<string>): Promise<{ readonly code: number | null; readonly output: string }> => {
-  const cli = await spawnCli("bun", args)
-  try {
-    const exit = await Promise.race([
-      cli.exited,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`smtp-bridge ${args.join(" ")} did not exit:\n${cli.output()}`)), 30_000))
-    ])
-    return { code: exit.code, output: cli.output() }
-  } finally {
-    await cli.kill()
-  }
-}
 
 const configFile = (name: string, source: string): string => {
   const file = path.join(dir, `${name}.config.ts`)

@@ -233,3 +233,19 @@ export const spawnCli = async (runtime: Runtime, args: ReadonlyArray<string>, op
     }
   }
 }
+
+/** Runs a one-shot CLI command (`check-config`, `hash-password`, ...) under Bun to its end (30 s at most). */
+export const runCli = async (
+  args: ReadonlyArray<string>
+): Promise<{ readonly code: number | null; readonly stdout: string; readonly stderr: string; readonly output: string }> => {
+  const cli = await spawnCli("bun", args)
+  try {
+    const exit = await Promise.race([
+      cli.exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`smtp-bridge ${args.join(" ")} did not exit:\n${cli.output()}`)), 30_000))
+    ])
+    return { code: exit.code, stdout: cli.stdout(), stderr: cli.stderr(), output: cli.output() }
+  } finally {
+    await cli.kill()
+  }
+}
