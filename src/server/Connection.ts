@@ -1,29 +1,62 @@
 /**
- * One fiber per connection: greeting, then command lines until QUIT, a limit, a timeout or the
- * server's drain. Replies to pipelined commands leave in one write, just before the next read.
+ * One fiber per connection: the I/O around the session machine (`session/Engine.ts`). It reads
+ * bytes into the session's decoder, feeds the machine what they mean, writes its replies, and
+ * carries out its actions: hooks, the storage check, the TLS handshake, the message buffer,
+ * delivery. Every SMTP rule is the machine's; this module holds only timing and I/O state.
+ * Replies to pipelined commands leave in one write, just before the next read.
  */
-import { Duration, Effect } from "effect"
-import * as Notes from "../pipeline/Notes.ts"
-import * as Command from "../protocol/Command.ts"
-import * as LineDecoder from "../protocol/LineDecoder.ts"
-import * as ProxyProtocol from "../protocol/ProxyProtocol.ts"
-import * as Reply from "../protocol/Reply.ts"
+import { Duration, Effect, Either } from "effect"
+import * as Metrics from "../observability/Metrics.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
+import type * as Message from "../pipeline/Message.ts"
+import * as Notes from "../pipeline/Notes.ts"
+import type * as Pipeline from "../pipeline/Pipeline.ts"
+import type { DataContext } from "../pipeline/Plugin.ts"
+import * as Reply from "../protocol/Reply.ts"
+import * as StreamDecoder from "../protocol/StreamDecoder.ts"
 import * as Memory from "../runtime/Memory.ts"
 import * as Socket from "../runtime/Socket.ts"
-import * as Cidr from "../util/Cidr.ts"
-import { auth } from "./Auth.ts"
-import * as Commands from "./Commands.ts"
+import * as Engine from "../session/Engine.ts"
+import * as Spool from "../transport/Spool.ts"
+import { randomBytes } from "node:crypto"
+import * as Client from "./Client.ts"
+import * as Delivery from "./Delivery.ts"
+import type { ServerEnv } from "./Env.ts"
+import * as MessageBuffer from "./MessageBuffer.ts"
+import * as SessionLog from "./SessionLog.ts"
 import * as Spans from "./Spans.ts"
-import { type Conn, flush, invalid, newId, refused, reply, replyAndClose, type ServerEnv } from "./State.ts"
-import * as Transfer from "./Transfer.ts"
 
-export type LineEvent = LineDecoder.LineEvent | { readonly _tag: "End"; readonly why: "eof" | "timeout" | "drain" | "closed" }
-export type LineRead = (c: Conn) => Effect.Effect<LineEvent>
-/** The next chunk of message content: within the DATA timeout, and not past `until` (the transfer's deadline). */
-export type ChunkRead = (c: Conn, until: number) => Effect.Effect<Uint8Array | "eof" | "timeout">
+/** A message being received: its buffer, when its transfer must be over, and, once sealed, what the `data` hooks saw. */
+interface Incoming {
+  readonly buffer: MessageBuffer.MessageBuffer
+  /** `Socket.now()` time: `transferTimeout` after DATA's 354 or the first BDAT. */
+  readonly deadline: number
+  storageFailed: boolean
+  content: Message.Content | undefined
+  readonly added: Array<{ name: string; value: string }>
+  readonly removed: Array<(h: Message.Header) => boolean>
+}
 
-const end = (why: "eof" | "timeout" | "drain" | "closed"): LineEvent => ({ _tag: "End", why })
+/** The I/O state of one connection; only this module reads or changes it. */
+interface Conn {
+  readonly socket: Socket.SmtpSocket
+  readonly env: ServerEnv
+  readonly decoder: StreamDecoder.StreamDecoder
+  state: Engine.State
+  /** Replies waiting for the next flush: pipelined replies leave in one write. */
+  readonly out: Array<string>
+  /** Their length in characters, to bound the backlog. */
+  outBytes: number
+  /** When the command line being received must be complete (`Socket.now()` time); 0 while none is. */
+  lineDeadline: number
+  /** When the first command line must be complete (the greeting timeout). */
+  greetingDeadline: number
+  message: Incoming | undefined
+  trace: Spans.Trace | undefined
+  refusals: number
+  /** The last reply queued: the outcome of the command that gave it, for its span. */
+  lastReply: Reply.Reply | undefined
+}
 
 /**
  * Bytes of overlong command lines a session may send in all: each is answered 500 5.5.2 and
@@ -38,145 +71,306 @@ const maxSkipped = 1024 * 1024
  */
 const maxQueuedReplies = 64 * 1024
 
-export const readChunk: ChunkRead = (c, until) =>
-  Effect.flatMap(flush(c), () =>
-    Effect.map(
-      c.socket.next(Math.min(until, Socket.now() + Duration.toMillis(c.env.config.limits.dataTimeout)), false),
-      (chunk) => (chunk === "woken" ? "timeout" : chunk)
-    ))
+/** Short, unique, log-friendly ids (session and transaction). */
+export const newId = (): string => randomBytes(8).toString("hex").toUpperCase()
+
+const queue = (c: Conn, r: Reply.Reply): void => {
+  Metrics.replied(r)
+  c.lastReply = r
+  const text = Reply.format(r)
+  c.outBytes += text.length
+  c.out.push(text)
+}
+
+const flush = (c: Conn): Effect.Effect<void> => {
+  if (c.out.length === 0) return Effect.void
+  const data = c.out.length === 1 ? c.out[0]! : c.out.join("")
+  c.out.length = 0
+  c.outBytes = 0
+  return c.socket.write(data)
+}
+
+const closed = (c: Conn): boolean => c.state.phase._tag === "Closed"
 
 /**
- * When the next read gives up. Before a line starts: the idle timeout (the greeting's deadline
- * for the first). Once its first byte is in, the line has `commandTimeout` to end, counted from
- * that byte: a client dribbling one byte every few seconds no longer restarts the clock.
+ * When the next command-mode read gives up. Before a line starts: the idle timeout (the
+ * greeting's deadline for the first). Once its first byte is in, the line has `commandTimeout`
+ * to end, counted from that byte: a client dribbling one byte every few seconds no longer
+ * restarts the clock.
  */
 const readDeadline = (c: Conn): number => {
   const limits = c.env.config.limits
-  if (c.lines.midLine()) {
+  const first = c.state.commands === 0
+  if (c.decoder.midLine()) {
     if (c.lineDeadline === 0) {
       const own = Socket.now() + Duration.toMillis(limits.commandTimeout)
-      c.lineDeadline = c.commands === 0 ? Math.min(own, c.greetingDeadline) : own
+      c.lineDeadline = first ? Math.min(own, c.greetingDeadline) : own
     }
     return c.lineDeadline
   }
-  return c.commands === 0 ? c.greetingDeadline : Socket.now() + Duration.toMillis(limits.idleTimeout)
+  return first ? c.greetingDeadline : Socket.now() + Duration.toMillis(limits.idleTimeout)
 }
 
-/** The next command line. An idle session (no transaction open) also wakes up when draining starts. */
-export const readLine: LineRead = Effect.fnUntraced(function*(c) {
+type Event = StreamDecoder.Event | Extract<Engine.Input, { _tag: "End" }>
+
+const end = (why: "eof" | "timeout" | "drain" | "flood"): Event => ({ _tag: "End", why })
+
+/** The next event of the byte stream, reading the socket as needed; an idle session also wakes when draining starts. */
+const nextEvent = Effect.fnUntraced(function*(c: Conn) {
   for (;;) {
-    const event = c.lines.next()
+    const event = c.decoder.next()
     if (event !== undefined) {
-      c.lineDeadline = 0
-      if (c.outBytes > maxQueuedReplies) yield* flush(c)
-      return event
+      if (event._tag === "Line" || event._tag === "TooLong") {
+        c.lineDeadline = 0
+        if (c.outBytes > maxQueuedReplies) yield* flush(c)
+      }
+      return event as Event
     }
-    const idle = c.tx === undefined && c.chunking === undefined
-    if (idle && c.env.isDraining()) return end("drain")
     yield* flush(c)
+    if (c.decoder.mode() !== "command") {
+      // Content: within the DATA timeout, and not past the transfer's deadline.
+      const until = Math.min(c.message?.deadline ?? Infinity, Socket.now() + Duration.toMillis(c.env.config.limits.dataTimeout))
+      const chunk = yield* c.socket.next(until, false)
+      if (typeof chunk === "string") return end(chunk === "eof" ? "eof" : "timeout")
+      c.decoder.push(chunk)
+      continue
+    }
+    const idle = c.state.tx === undefined && c.state.message === "none"
+    if (idle && c.env.isDraining()) return end("drain")
     // An idle session is woken when draining starts (SmtpServer calls `wake` on every socket).
     const chunk = yield* c.socket.next(readDeadline(c), idle)
     if (chunk === "woken") return end("drain")
     if (typeof chunk === "string") return end(chunk)
-    c.lines.push(chunk)
-    // An overlong line is skipped as it arrives (LineDecoder reports it to Memory); one that
+    c.decoder.push(chunk)
+    // An overlong line is skipped as it arrives (the decoder reports it to Memory); one that
     // goes on and on is not a client worth waiting for.
-    if (c.lines.discarded() > maxSkipped) {
-      replyAndClose(c, Reply.make(421, "4.7.0", "Line too long, closing connection"))
-      return end("closed")
-    }
+    if (c.decoder.discarded() > maxSkipped) return end("flood")
     if (Memory.due()) yield* Memory.settle
   }
 })
 
-/** Runs one command line; gives back its verb (undefined when it did not parse). */
-const dispatch = (c: Conn, line: string): Effect.Effect<Command.Command["verb"] | undefined> => {
-  const parsed = Command.parse(line, { smtputf8: c.tx?.mailParams.smtputf8 === true })
-  if (parsed._tag === "Error") {
-    invalid(c, parsed.reply)
-    return Effect.succeed(undefined)
+/** Content bytes into the message buffer; a storage error is remembered and the rest only counted. */
+const store = Effect.fnUntraced(function*(c: Conn, parts: ReadonlyArray<Uint8Array>) {
+  const m = c.message
+  if (m === undefined) return
+  for (const part of parts) {
+    if (m.storageFailed) return
+    const stored = yield* Effect.either(m.buffer.append(part))
+    if (Either.isLeft(stored)) {
+      m.storageFailed = true
+      yield* Effect.logError(`cannot store message: ${stored.left.message}`)
+    }
   }
-  c.command = parsed.command
-  const run = Effect.as(execute(c, parsed.command), parsed.command.verb)
-  // Inside a transaction every log line carries its id, as the Received header and the 250 do.
-  const logged = c.tx === undefined ? run : Effect.annotateLogs(run, "transaction", c.tx.id)
-  return c.trace === undefined ? logged : Spans.command(c, c.trace, parsed.command.verb, logged)
+})
+
+const dropMessage = (c: Conn): Effect.Effect<void> => {
+  const m = c.message
+  c.message = undefined
+  c.decoder.dropMessage()
+  return m === undefined ? Effect.void : m.buffer.dispose
 }
 
-const execute = Effect.fnUntraced(function*(c: Conn, command: Command.Command) {
-  switch (command.verb) {
-    case "EHLO":
-    case "HELO":
-    case "LHLO":
-      return yield* Commands.hello(c, command.verb, command.domain)
-    case "MAIL":
-      return yield* Commands.mail(c, command)
-    case "RCPT":
-      return yield* Commands.rcpt(c, command)
-    case "DATA":
-      return yield* Transfer.data(c, readChunk)
-    case "BDAT":
-      return yield* Transfer.bdat(c, readChunk, command.size, command.last)
-    case "RSET":
-      return yield* Commands.rset(c)
-    case "NOOP":
-      return Commands.noop(c)
-    case "QUIT":
-      return Commands.quit(c)
-    case "VRFY":
-      return Commands.vrfy(c)
-    case "EXPN":
-      return Commands.expn(c)
-    case "HELP":
-      return Commands.help(c)
-    case "STARTTLS":
-      return yield* Commands.startTls(c)
-    case "AUTH":
-      return yield* auth(c, readLine, command.mechanism, command.initialResponse)
-  }
+const verdictOf = (outcome: Pipeline.Outcome): Engine.Input => ({ _tag: "Verdict", verdict: outcome.verdict, plugin: outcome.plugin })
+
+const runData = Effect.fnUntraced(function*(c: Conn, ctx: { readonly session: DataContext["session"]; readonly transaction: DataContext["transaction"] }) {
+  const m = c.message!
+  const outcome = yield* c.env.pipeline.run("data", {
+    ...ctx,
+    message: m.content!,
+    addHeader: (name, value) => void m.added.push({ name, value }),
+    removeHeader: (name, predicate) => {
+      const lower = name.toLowerCase()
+      m.removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
+    }
+  })
+  return verdictOf(outcome)
 })
 
-/** Sends the greeting; false when a `connect` verdict refused the session. */
-const greet = Effect.fnUntraced(function*(c: Conn) {
-  const { verdict, plugin } = yield* c.env.pipeline.run("connect", { session: c.session })
-  const refusal = Commands.refusal(verdict)
-  if (refusal !== undefined) {
-    // RFC 5321 3.1 allows the 554 greeting; we close rather than wait for QUIT.
-    yield* refused(c, refusal, plugin ?? "bridge", { close: true })
-    return false
+const seal = Effect.fnUntraced(function*(c: Conn) {
+  const m = c.message!
+  const content = yield* Effect.either(m.buffer.finish())
+  if (Either.isLeft(content)) {
+    yield* Effect.logError(`cannot store message: ${content.left.message}`)
+    return { _tag: "Sealed", result: "failed" } as const
   }
-  reply(c, Reply.make(220, undefined, `${c.env.config.hostname} ESMTP smtp-bridge`))
-  c.greetingDeadline = Socket.now() + Duration.toMillis(c.env.config.limits.greetingTimeout)
-  return true
+  if (m.buffer.headerSectionTooLarge()) return { _tag: "Sealed", result: "headerTooLarge" } as const
+  m.content = content.right
+  return { _tag: "Sealed", result: "ok" } as const
 })
+
+const checkStorage = Effect.fnUntraced(function*(c: Conn, size: number) {
+  const { spool } = c.env
+  const floor = c.env.config.spool?.minFreeSpace
+  if (spool === undefined || floor === undefined) return { _tag: "Storage", ok: true } as const
+  const ok = yield* Spool.hasRoom(spool.dir, size, floor)
+  if (!ok) yield* Effect.logWarning(`spool ${spool.dir}: less than ${size + floor} bytes free; MAIL refused with 452 4.3.1`)
+  return { _tag: "Storage", ok } as const
+})
+
+/** STARTTLS (RFC 3207): input pipelined after it is dropped, the 220 written, then the handshake. */
+const startTls = Effect.fnUntraced(function*(c: Conn) {
+  const context = c.env.tls()
+  if (context === undefined) return { _tag: "TlsFailed" } as const
+  // Input queued until the 220 leaves was sent before it: plaintext, never to be read as a command.
+  c.decoder.discardBuffered()
+  const out = c.out.join("")
+  c.out.length = 0
+  c.outBytes = 0
+  // What comes after the 220 is the ClientHello, kept for the handshake: the fiber may not get to
+  // the upgrade before it arrives (a scheduler turn, a write that waits for the kernel).
+  yield* Effect.suspend(() => {
+    c.socket.discardInput()
+    return c.socket.write(out)
+  })
+  const ok = yield* c.socket.upgradeTls(context, { keepBuffered: true }).pipe(
+    Effect.timeout(c.env.config.limits.greetingTimeout),
+    Effect.as(true),
+    Effect.catchAll((error) => Effect.logInfo(`STARTTLS failed: ${error.message}`).pipe(Effect.as(false)))
+  )
+  if (!ok) return { _tag: "TlsFailed" } as const
+  const state = c.socket.tls()
+  return { _tag: "TlsUp", tls: { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "starttls" } } as const
+})
+
+const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => {
+  const { pipeline } = c.env
+  switch (action.hook) {
+    case "connect":
+      return Effect.map(pipeline.run("connect", action.ctx), verdictOf)
+    case "helo":
+      return Effect.map(pipeline.run("helo", action.ctx), verdictOf)
+    case "mailFrom":
+      return Effect.map(pipeline.run("mailFrom", action.ctx), verdictOf)
+    case "rcptTo":
+      return Effect.map(pipeline.run("rcptTo", action.ctx), verdictOf)
+    case "auth":
+      return Effect.map(pipeline.run("auth", action.ctx), verdictOf)
+    case "data":
+      return runData(c, action.ctx)
+  }
+}
+
+/** Carries out one action; gives back the input that answers it, if it is answered. */
+const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | undefined> => {
+  switch (action._tag) {
+    case "Run":
+      return runHook(c, action)
+    case "CheckStorage":
+      return checkStorage(c, action.size)
+    case "StartTls":
+      return startTls(c)
+    case "OpenMessage": {
+      const limits = c.env.config.limits
+      c.message = {
+        buffer: MessageBuffer.make({ threshold: limits.spillThreshold, maxSize: limits.maxMessageSize, tempDir: c.env.config.tempDir }),
+        deadline: Socket.now() + Duration.toMillis(limits.transferTimeout),
+        storageFailed: false,
+        content: undefined,
+        added: [],
+        removed: []
+      }
+      return Effect.succeed(undefined)
+    }
+    case "ReceiveData":
+      c.decoder.expectData()
+      return Effect.succeed(undefined)
+    case "ReceiveChunk":
+      // Checked here too: many small chunks, each arriving with its command, never wait for bytes.
+      if (c.message !== undefined && Socket.now() >= c.message.deadline) return Effect.succeed(end("timeout") as Engine.Input)
+      c.decoder.expectChunk(action.size, action.last, action.keep)
+      return Effect.succeed(undefined)
+    case "Seal":
+      return seal(c)
+    case "Deliver": {
+      const m = c.message!
+      return Effect.map(
+        Delivery.deliver(c.env, action.session, action.transaction, { message: m.content!, edits: { added: m.added, removed: m.removed } }),
+        (reply): Engine.Input => ({ _tag: "Delivered", reply })
+      )
+    }
+    case "DropMessage":
+      return Effect.as(dropMessage(c), undefined)
+    case "Refused":
+      return Effect.as(SessionLog.refused(c.state.session, c.state.command, action.reply, action.by, ++c.refusals), undefined)
+    case "AuthFailed":
+      return Effect.as(SessionLog.authFailed(c.state.session, action), undefined)
+    case "AuthDeferred":
+      return Effect.as(SessionLog.authDeferred(c.state.session, action), undefined)
+    case "AuthResult":
+      return Effect.as(c.env.pipeline.notify("authResult", action.ctx), undefined)
+  }
+}
+
+/** Applies one step's result: its replies queued, its transaction events to the spans, its actions carried out. */
+const apply = Effect.fnUntraced(function*(c: Conn, result: Engine.Result) {
+  const recipients = c.state.tx?.recipients.length ?? 0
+  c.state = result.state
+  for (const r of result.replies) queue(c, r)
+  if (c.trace !== undefined) for (const event of result.transaction) yield* Spans.transaction(c.trace, event, recipients)
+  let answer: Engine.Input | undefined
+  for (const action of result.actions) {
+    const fed = yield* perform(c, action)
+    if (fed !== undefined) answer = fed
+  }
+  return answer
+})
+
+/** Feeds the machine `input`, and every answer of the actions it asks for, until it waits for the client. */
+const feed = Effect.fnUntraced(function*(c: Conn, input: Engine.Input) {
+  let next: Engine.Input | undefined = input
+  while (next !== undefined) next = yield* apply(c, Engine.step(c.state, next))
+})
+
+/** A command line (or a SASL response): under its span, with the transaction's id on every log line. */
+const line = (c: Conn, input: Engine.Input): Effect.Effect<void> => {
+  const tx = c.state.tx
+  const command = c.state.phase._tag === "Command"
+  const first = Engine.step(c.state, input)
+  const run = Effect.flatMap(apply(c, first), (answer) => (answer === undefined ? Effect.void : feed(c, answer)))
+  // Inside a transaction every log line carries its id, as the Received header and the 250 do.
+  const logged = tx === undefined ? run : Effect.annotateLogs(run, "transaction", tx.id)
+  // A line that did not parse, or a SASL response, is no command of its own.
+  const parsed = first.state.command
+  if (c.trace === undefined || !command || parsed === undefined || parsed === c.state.command) return logged
+  return Spans.command(c.trace, parsed.verb, logged, () => c.lastReply?.code)
+}
 
 /** The write timeout cut off a client that did not read its replies: a timeout, logged as such. */
 const stalled = (c: Conn) =>
   Effect.as(
-    Effect.logInfo(
-      `closed: the client did not read its replies for ${Duration.format(c.env.config.limits.idleTimeout)}`
-    ),
+    Effect.logInfo(`closed: the client did not read its replies for ${Duration.format(c.env.config.limits.idleTimeout)}`),
     "timeout" as const
   )
 
-const endedBy = { eof: "disconnected", timeout: "timeout", drain: "shutdown", closed: "closed" } as const
-
 /** The session until it ends; says how it ended (for the sessions metric). */
 const loop = Effect.fnUntraced(function*(c: Conn) {
-  if (!(yield* greet(c))) return "refused" as const
-  while (!c.closing) {
-    const event = yield* readLine(c)
-    if (event._tag === "End") {
-      if (event.why === "timeout") replyAndClose(c, Reply.timeout)
-      else if (event.why === "drain") replyAndClose(c, Reply.shuttingDown)
-      else if (event.why === "eof" && c.socket.stalled()) return yield* stalled(c)
-      return endedBy[event.why]
+  yield* feed(c, { _tag: "Connected" })
+  c.greetingDeadline = Socket.now() + Duration.toMillis(c.env.config.limits.greetingTimeout)
+  while (!closed(c)) {
+    const event = yield* nextEvent(c)
+    switch (event._tag) {
+      case "Line":
+      case "TooLong":
+        yield* line(c, event)
+        break
+      case "Content":
+        yield* store(c, event.parts)
+        break
+      case "ContentEnd": {
+        const m = c.message
+        const run = feed(c, { _tag: "ContentEnd", tooBig: m?.buffer.tooBig() ?? false, bare: event.bare, storageFailed: m?.storageFailed ?? false })
+        const tx = c.state.tx
+        const logged = tx === undefined ? run : Effect.annotateLogs(run, "transaction", tx.id)
+        yield* c.trace === undefined ? logged : Spans.within(c.trace, logged)
+        break
+      }
+      case "End":
+        yield* feed(c, event)
+        if (event.why === "eof" && c.socket.stalled()) return yield* stalled(c)
     }
-    c.commands++
-    if (event._tag === "TooLong") invalid(c, Reply.lineTooLong)
-    else if ((yield* dispatch(c, event.line)) === "QUIT") return "quit" as const
   }
-  return "closed" as const
+  const phase = c.state.phase
+  return phase._tag === "Closed" ? phase.outcome : "closed"
 })
 
 export interface Accepted {
@@ -185,47 +379,12 @@ export interface Accepted {
   readonly implicitTls: boolean
 }
 
-/** Reads a PROXY header from a trusted balancer; what follows it is given back to the socket. */
-const readProxyHeader = Effect.fnUntraced(function*(socket: Socket.SmtpSocket, timeout: Duration.Duration) {
-  let buffer: Uint8Array = new Uint8Array(0)
-  // One deadline for the whole header: a balancer may not drip-feed it byte by byte.
-  const deadline = Socket.now() + Duration.toMillis(timeout)
-  for (;;) {
-    const chunk = yield* socket.next(deadline, false)
-    if (typeof chunk === "string") return undefined
-    buffer = buffer.byteLength === 0 ? chunk : Buffer.concat([buffer, chunk])
-    const parsed = ProxyProtocol.parse(buffer)
-    if (parsed._tag === "Incomplete") continue
-    if (parsed._tag === "Invalid") {
-      yield* Effect.logWarning(`PROXY header refused from ${socket.remoteAddress}: ${parsed.reason}`)
-      return undefined
-    }
-    socket.unread(buffer.subarray(parsed.consumed))
-    return parsed
-  }
-})
-
-/** The client's real address: the socket's, or the PROXY header's when a trusted balancer sent one. */
-const clientOf = Effect.fnUntraced(function*(env: ServerEnv, socket: Socket.SmtpSocket) {
-  const direct = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort }
-  if (!Cidr.matchAny(env.proxies, socket.remoteAddress)) return direct
-  const header = yield* readProxyHeader(socket, env.config.limits.greetingTimeout)
-  if (header === undefined) return undefined
-  if (header.source === undefined) return direct
-  return {
-    remoteAddress: header.source.address,
-    remotePort: header.source.port,
-    localAddress: header.destination?.address ?? socket.localAddress,
-    localPort: header.destination?.port ?? socket.localPort
-  }
-})
-
 export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<SessionOutcome> = Effect.fnUntraced(function*(
   env: ServerEnv,
   accepted: Accepted
 ) {
   const { socket } = accepted
-  const client = yield* clientOf(env, socket)
+  const client = yield* Client.of(env, socket)
   if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
   const admission = env.admit(client.remoteAddress)
   if (admission !== "admitted") {
@@ -235,71 +394,84 @@ export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<Sessi
   return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
 })
 
-const session = Effect.fnUntraced(function*(
-  env: ServerEnv,
-  accepted: Accepted,
-  client: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number }
-) {
+const settingsOf = (env: ServerEnv): Engine.Settings => {
+  const { config } = env
+  return {
+    hostname: config.hostname,
+    maxInvalidCommands: config.limits.maxInvalidCommands,
+    maxAuthFailures: config.limits.maxAuthFailures,
+    maxRecipients: config.limits.maxRecipients,
+    maxMessageSize: config.limits.maxMessageSize,
+    tls: env.tls() !== undefined,
+    auth: env.pipeline.has("auth"),
+    allowInsecureAuth: config.allowInsecureAuth,
+    checkStorage: env.spool !== undefined && config.spool?.minFreeSpace !== undefined,
+    bareLineEndings: config.bareLineEndings,
+    newId
+  }
+}
+
+/** The TLS handshake first on an implicit-TLS listener; undefined when it failed. */
+const implicitHandshake = Effect.fnUntraced(function*(env: ServerEnv, socket: Socket.SmtpSocket) {
+  const context = env.tls()
+  const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
+    Effect.timeout(env.config.limits.greetingTimeout),
+    Effect.as(true),
+    Effect.catchAll(() => Effect.succeed(false))
+  ))
+  if (!ok) return undefined
+  const state = socket.tls()
+  return { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "implicit" as const }
+})
+
+const session = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, client: Client.Client) {
   const { socket } = accepted
+  const info = { id: newId(), ...client, hostname: env.config.hostname, tls: undefined, helo: undefined, user: undefined, authMechanism: undefined, notes: Notes.make() }
   const c: Conn = {
     socket,
     env,
-    lines: LineDecoder.make(env.config.limits.maxLineLength, Memory.released),
-    session: {
-      id: newId(),
-      ...client,
-      hostname: env.config.hostname,
-      tls: undefined,
-      helo: undefined,
-      user: undefined,
-      authMechanism: undefined,
-      notes: Notes.make()
-    },
+    decoder: StreamDecoder.make({ maxLineLength: env.config.limits.maxLineLength, bareLineEndings: env.config.bareLineEndings, onDiscard: Memory.released }),
+    state: Engine.start(settingsOf(env), info),
     out: [],
     outBytes: 0,
     lineDeadline: 0,
     greetingDeadline: 0,
-    tx: undefined,
-    chunking: undefined,
-    invalid: 0,
-    authFailures: 0,
-    closing: false,
-    commands: 0
+    message: undefined,
+    trace: undefined,
+    refusals: 0,
+    lastReply: undefined
   }
-  return yield* Spans.session(c, serve(c, accepted.implicitTls))
+  return yield* Spans.session(info, () => ({ session: c.state.session, commands: c.state.commands }), (trace) => {
+    c.trace = trace
+    return serve(c, accepted.implicitTls)
+  })
 })
 
-/** Whatever ended the session: pending replies out, the transaction dropped, the socket closed. */
+/** Whatever ended the session: pending replies out, the message dropped, the socket closed. */
 const closeSession = Effect.fnUntraced(function*(c: Conn) {
   yield* flush(c)
-  yield* Commands.resetTransaction(c)
+  yield* dropMessage(c)
   yield* c.socket.close
-  yield* c.env.pipeline.notify("disconnect", { session: c.session })
+  yield* c.env.pipeline.notify("disconnect", { session: c.state.session })
 })
 
 /** The TLS handshake first on an implicit-TLS listener, then the session until it ends. */
 const serve = Effect.fnUntraced(function*(c: Conn, implicitTls: boolean) {
-  const { socket, env } = c
   if (implicitTls) {
-    const context = env.tls()
-    const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
-      Effect.timeout(env.config.limits.greetingTimeout),
-      Effect.as(true),
-      Effect.catchAll(() => Effect.succeed(false))
-    ))
-    if (!ok) return yield* Effect.as(socket.close, "closed" as const)
-    const state = socket.tls()
-    c.session.tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "implicit" }
+    const tls = yield* implicitHandshake(c.env, c.socket)
+    if (tls === undefined) return yield* Effect.as(c.socket.close, "closed" as const)
+    // The session starts encrypted: the machine begins with TLS known.
+    c.state = Engine.start(c.state.settings, { ...c.state.session, tls })
   }
   return yield* loop(c).pipe(
     Effect.onInterrupt(() => {
       // Forced shutdown: say so if the connection is still there.
       c.out.length = 0
       c.outBytes = 0
-      reply(c, Reply.shuttingDown)
+      queue(c, Reply.shuttingDown)
       return flush(c)
     }),
     Effect.ensuring(closeSession(c)),
-    Effect.annotateLogs({ session: c.session.id, client: c.session.remoteAddress })
+    Effect.annotateLogs({ session: c.state.session.id, client: c.state.session.remoteAddress })
   )
 })

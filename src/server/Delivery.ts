@@ -1,5 +1,6 @@
 /**
- * The end of a message: `data` hooks, routing, then either the spool or the transports.
+ * The end of a message once the `data` hooks let it through: routing, then either the spool or
+ * the transports; gives the client's final reply (the session machine sends it).
  *
  * Pass-through (no spool): the client's final reply waits for every transport. All recipients
  * delivered → 250. None delivered → the failure's class (4xx when any failure was temporary,
@@ -14,26 +15,32 @@ import { Duration, Effect, Either } from "effect"
 import * as Metrics from "../observability/Metrics.ts"
 import * as Message from "../pipeline/Message.ts"
 import type { RecipientResult, Route } from "../pipeline/Plugin.ts"
+import type { SessionInfo, TransactionInfo } from "../pipeline/Session.ts"
 import type { Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Deliver from "../transport/Deliver.ts"
 import * as Dsn from "../transport/Dsn.ts"
-import { refuse } from "./Commands.ts"
-import type { MessageBuffer } from "./MessageBuffer.ts"
-import { type Conn, refused, reply, type Transaction } from "./State.ts"
+import type { ServerEnv } from "./Env.ts"
 
 const storageFailure = Reply.make(451, "4.3.0", "Temporary storage failure, please try again later")
-const headerSectionTooLarge = Reply.make(552, "5.3.4", "Message header section exceeds 256 KiB")
 
-interface Prepared {
+/** The message the `data` hooks saw, with their header edits. */
+export interface Sealed {
   readonly message: Message.Content
   readonly edits: Message.Edits
+}
+
+interface Prepared extends Sealed {
   readonly plan: ReadonlyArray<Route>
   readonly size: number
 }
 
+interface Ctx {
+  readonly env: ServerEnv
+  readonly session: SessionInfo
+}
 /** The message as every transport of the plan gets it. */
-const outgoing = (c: Conn, tx: Transaction, prepared: Prepared): Deliver.Outgoing => ({
+const outgoing = (c: Ctx, tx: TransactionInfo, prepared: Prepared): Deliver.Outgoing => ({
   id: tx.id,
   mailFrom: tx.mailFrom,
   mailParams: tx.mailParams,
@@ -44,7 +51,7 @@ const outgoing = (c: Conn, tx: Transaction, prepared: Prepared): Deliver.Outgoin
 })
 
 /** Some recipients delivered, some not: hand the failures on without touching the delivered ones. */
-const handOff = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared, failures: ReadonlyArray<RecipientResult>) {
+const handOff = Effect.fnUntraced(function*(c: Ctx, tx: TransactionInfo, prepared: Prepared, failures: ReadonlyArray<RecipientResult>) {
   const spool = c.env.spool
   if (spool !== undefined) {
     const byTransport = new Map<string, Array<Recipient>>()
@@ -95,7 +102,7 @@ const handOff = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: 
 })
 
 /** The fields of the line about a message's outcome; its id once, as `transaction`. */
-const messageFields = (c: Conn, tx: Transaction, prepared: Prepared, final: Reply.Reply | undefined) => ({
+const messageFields = (c: Ctx, tx: TransactionInfo, prepared: Prepared, final: Reply.Reply | undefined) => ({
   session: c.session.id,
   transaction: tx.id,
   ...(c.session.user === undefined ? {} : { user: c.session.user }),
@@ -106,10 +113,10 @@ const messageFields = (c: Conn, tx: Transaction, prepared: Prepared, final: Repl
   ...(final === undefined || combinedOk(tx, final) ? {} : { reply: Reply.format(final).trim() })
 })
 
-const combinedOk = (tx: Transaction, final: Reply.Reply): boolean =>
+const combinedOk = (tx: TransactionInfo, final: Reply.Reply): boolean =>
   final.code === 250 && final.lines.length === 1 && final.lines[0] === `Ok: queued as ${tx.id}`
 
-const passThrough = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared) {
+const passThrough = Effect.fnUntraced(function*(c: Ctx, tx: TransactionInfo, prepared: Prepared) {
   const results = yield* Deliver.fanOut(c.env.transports, prepared.plan, outgoing(c, tx, prepared))
   const combined = Deliver.combine(tx.id, results)
   let final: Reply.Reply
@@ -122,18 +129,18 @@ const passThrough = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepar
   yield* Effect.logInfo(final.code < 300 ? "message accepted" : "message not accepted").pipe(
     Effect.annotateLogs(messageFields(c, tx, prepared, final))
   )
-  reply(c, final)
   if (final.code < 300) yield* Metrics.messageAccepted(prepared.size)
   yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
+  return final
 })
 
-const spooled = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: Prepared) {
+const spooled = Effect.fnUntraced(function*(c: Ctx, tx: TransactionInfo, prepared: Prepared) {
   const spool = c.env.spool!
   // A route to a transport that does not exist would sit in the queue until it expires.
   const unknown = prepared.plan.find((route) => !c.env.transports.has(route.transport))
   if (unknown !== undefined) {
     yield* Effect.logError(`route names unknown transport ${unknown.transport}`)
-    return reply(c, Reply.pluginFailure)
+    return Reply.pluginFailure
   }
   const queued = yield* Effect.either(spool.enqueue({
     id: tx.id,
@@ -146,68 +153,30 @@ const spooled = Effect.fnUntraced(function*(c: Conn, tx: Transaction, prepared: 
   }))
   if (Either.isLeft(queued)) {
     yield* Effect.logError(`message ${tx.id}: cannot spool: ${queued.left.message}`)
-    return reply(c, storageFailure)
+    return storageFailure
   }
   yield* Effect.logInfo("message spooled").pipe(Effect.annotateLogs(messageFields(c, tx, prepared, undefined)))
-  reply(c, Deliver.accepted(tx.id))
   yield* Metrics.messageAccepted(prepared.size)
   const results = tx.recipients.map((recipient) => ({ recipient, transport: "spool", reply: Deliver.accepted(tx.id) }))
   yield* c.env.pipeline.notify("delivered", { session: c.session, transaction: tx, results })
+  return Deliver.accepted(tx.id)
 })
 
-const finishMessage = Effect.fnUntraced(function*(
-  c: Conn,
-  tx: Transaction,
-  buffer: MessageBuffer,
-  flags: { readonly bare: boolean; readonly storageFailed: boolean }
-) {
-  if (buffer.tooBig()) return yield* refused(c, Reply.tooBig, "bridge")
-  if (flags.bare && c.env.config.bareLineEndings === "reject") {
-    return yield* refused(c, Reply.make(550, "5.6.0", "Message contains bare CR or LF line endings"), "bridge")
-  }
-  if (flags.storageFailed) return reply(c, storageFailure)
-  const content = yield* Effect.either(buffer.finish())
-  if (Either.isLeft(content)) {
-    yield* Effect.logError(`cannot store message: ${content.left.message}`)
-    return reply(c, storageFailure)
-  }
-  if (buffer.headerSectionTooLarge()) return reply(c, headerSectionTooLarge)
-  const message = content.right
-  const added: Array<{ name: string; value: string }> = []
-  const removed: Array<(h: Message.Header) => boolean> = []
-  const { verdict, plugin } = yield* c.env.pipeline.run("data", {
-    session: c.session,
-    transaction: tx,
-    message,
-    addHeader: (name, value) => void added.push({ name, value }),
-    removeHeader: (name, predicate) => {
-      const lower = name.toLowerCase()
-      removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
-    }
-  })
-  if (yield* refuse(c, verdict, plugin)) return
-  const edits: Message.Edits = { added, removed }
-  const transports = [...c.env.transports.keys()]
-  const routes = yield* c.env.pipeline.route({ session: c.session, transaction: tx, message, transports })
-  // A recipient no route names still gets delivered, by the default transport.
+/**
+ * Routes the message (a recipient no route names goes to the default transport) and delivers or
+ * spools it; gives the final reply.
+ */
+export const deliver = Effect.fnUntraced(function*(env: ServerEnv, session: SessionInfo, tx: TransactionInfo, sealed: Sealed) {
+  const c: Ctx = { env, session }
+  const { message } = sealed
+  const transports = [...env.transports.keys()]
+  const routes = yield* env.pipeline.route({ session, transaction: tx, message, transports })
   const routed = new Set((routes ?? []).flatMap((r) => r.recipients.map((x) => x.mailbox.address)))
   const unrouted = tx.recipients.filter((r) => !routed.has(r.mailbox.address))
   const plan = [
     ...(routes ?? []),
-    ...(unrouted.length > 0 ? [{ transport: c.env.config.defaultTransport, recipients: unrouted }] : [])
+    ...(unrouted.length > 0 ? [{ transport: env.config.defaultTransport, recipients: unrouted }] : [])
   ]
-  const prepared = { message, edits, plan, size: Message.renderedSize(message, edits) }
-  yield* c.env.spool !== undefined ? spooled(c, tx, prepared) : passThrough(c, tx, prepared)
+  const prepared = { ...sealed, plan, size: Message.renderedSize(message, sealed.edits) }
+  return yield* env.spool !== undefined ? spooled(c, tx, prepared) : passThrough(c, tx, prepared)
 })
-
-export const finish = (
-  c: Conn,
-  tx: Transaction,
-  buffer: MessageBuffer,
-  flags: { readonly bare: boolean; readonly storageFailed: boolean }
-) =>
-  finishMessage(c, tx, buffer, flags).pipe(Effect.ensuring(Effect.suspend(() => {
-    c.tx = undefined
-    c.chunking = undefined
-    return buffer.dispose
-  })))

@@ -14,7 +14,7 @@ import * as Cidr from "../util/Cidr.ts"
 import type * as Spool from "../transport/Spool.ts"
 import type { Transport } from "../transport/Transport.ts"
 import * as Connection from "./Connection.ts"
-import type { ServerEnv } from "./State.ts"
+import type { ServerEnv } from "./Env.ts"
 
 export interface Bound {
   readonly host: string

@@ -3,6 +3,7 @@
  * `smtp.session` per session and, under it, one `smtp.transaction` from MAIL to the end of the
  * message (or RSET, a new EHLO, STARTTLS, the end of the session). The spans of plugin hooks
  * (`plugin.<name>.<hook>`) and of deliveries nest under the one that was open when they ran.
+ * How a transaction ended comes from the session machine as a value (`TransactionEvent`).
  *
  * Attributes say who and how, never what: ids, the client's address, TLS, the EHLO name, the
  * authenticated user and mechanism, outcomes and counts. No credentials, no envelope addresses,
@@ -10,26 +11,24 @@
  */
 import { Cause, Clock, Effect, Exit, type Tracer } from "effect"
 import type { SessionOutcome } from "../observability/Metrics.ts"
+import type { SessionInfo } from "../pipeline/Session.ts"
 import type { Command } from "../protocol/Command.ts"
+import type { TransactionEvent, TransactionOutcome } from "../session/Engine.ts"
 import * as Tracing from "../util/Tracing.ts"
-import type { Conn, Transaction } from "./State.ts"
 
-/** The open spans of a traced session, kept on its `Conn`. */
+/** The open spans of a traced session. */
 export interface Trace {
   readonly session: Tracer.Span
-  transaction: { readonly span: Tracer.Span; readonly tx: Transaction } | undefined
+  /** The open transaction's span, and its id once MAIL opened it. */
+  transaction: { readonly span: Tracer.Span; id: string | undefined; recipients: number } | undefined
   /** Transactions started (MAIL accepted). */
   transactions: number
 }
 
-/** How a transaction ended, as the `smtp.transaction.outcome` attribute. */
-export type TransactionOutcome = "accepted" | "rejected" | "refused" | "reset" | "abandoned"
-
-/** The code of the reply a command left last, if it is still waiting to be sent. */
-const lastCode = (c: Conn): number | undefined => {
-  const last = c.out[c.out.length - 1]
-  const code = last === undefined ? NaN : Number(last.slice(0, 3))
-  return Number.isInteger(code) ? code : undefined
+/** What the session span reports at its end. */
+export interface Summary {
+  readonly session: SessionInfo
+  readonly commands: number
 }
 
 const end = (span: Tracer.Span, attributes: Record<string, unknown>): Effect.Effect<void> =>
@@ -38,56 +37,58 @@ const end = (span: Tracer.Span, attributes: Record<string, unknown>): Effect.Eff
     span.end(now, Exit.void)
   })
 
-const closeTransaction = (c: Conn, trace: Trace, outcome: TransactionOutcome): Effect.Effect<void> => {
+const closeTransaction = (trace: Trace, outcome: TransactionOutcome, code: number | undefined): Effect.Effect<void> => {
   const open = trace.transaction
   if (open === undefined) return Effect.void
   trace.transaction = undefined
-  return end(open.span, {
-    "smtp.transaction.outcome": outcome,
-    "smtp.recipients": open.tx.recipients.length,
-    "smtp.reply.code": outcome === "abandoned" ? undefined : lastCode(c)
-  })
+  return end(open.span, { "smtp.transaction.outcome": outcome, "smtp.recipients": open.recipients, "smtp.reply.code": code })
 }
 
-/** What ended a transaction during `verb`, judged by the reply it left. */
-const outcomeOf = (c: Conn, verb: Command["verb"]): TransactionOutcome => {
-  if (verb !== "DATA" && verb !== "BDAT") return "reset"
-  const code = lastCode(c)
-  if (code === undefined || (c.closing && code === 421)) return "abandoned"
-  return code < 400 ? "accepted" : "rejected"
+/** A transaction opened or ended (`recipients`: how many it had accepted when it ended). */
+export const transaction = (trace: Trace, event: TransactionEvent, recipients: number): Effect.Effect<void> => {
+  const open = trace.transaction
+  if (event._tag === "Opened") {
+    if (open !== undefined && open.id === undefined) {
+      open.id = event.id
+      trace.transactions++
+      open.span.attribute("smtp.transaction.id", event.id)
+    }
+    return Effect.void
+  }
+  if (open === undefined || open.id !== event.id) return Effect.void
+  open.recipients = recipients
+  return closeTransaction(trace, event.outcome, event.code)
 }
 
-/** After MAIL: its span stays open for the transaction MAIL started, or ends if MAIL was refused. */
-const afterMail = (c: Conn, trace: Trace, span: Tracer.Span): Effect.Effect<void> => {
-  const tx = c.tx
-  if (tx === undefined) return end(span, { "smtp.transaction.outcome": "refused", "smtp.reply.code": lastCode(c) })
-  trace.transaction = { span, tx }
-  trace.transactions++
-  span.attribute("smtp.transaction.id", tx.id)
-  return Effect.void
-}
+/** Runs the end of a message (its hooks, its delivery) under the open transaction's span. */
+export const within = <A>(trace: Trace, run: Effect.Effect<A>): Effect.Effect<A> =>
+  trace.transaction === undefined ? run : Effect.withParentSpan(run, trace.transaction.span)
 
 /**
  * Runs one command under the span it belongs to: the open transaction's, a new transaction's for
- * MAIL, otherwise the session's (already the parent). Ends the transaction span when the
- * command ended the transaction.
+ * MAIL, otherwise the session's (already the parent). A MAIL that opened no transaction ends its
+ * span as `refused` with the code of its reply (`code()` once the command is done).
  */
-export const command = <A>(c: Conn, trace: Trace, verb: Command["verb"], run: Effect.Effect<A>): Effect.Effect<A> => {
+export const command = <A>(trace: Trace, verb: Command["verb"], run: Effect.Effect<A>, code: () => number | undefined): Effect.Effect<A> => {
   const open = trace.transaction
-  if (open !== undefined) {
-    return Effect.withParentSpan(run, open.span).pipe(
-      Effect.ensuring(Effect.suspend(() => (c.tx === open.tx ? Effect.void : closeTransaction(c, trace, outcomeOf(c, verb)))))
-    )
-  }
+  if (open !== undefined) return Effect.withParentSpan(run, open.span)
   if (verb !== "MAIL") return run
   return Effect.flatMap(
     Effect.makeSpan("smtp.transaction", { parent: trace.session, captureStackTrace: false }),
-    (span) => Effect.withParentSpan(run, span).pipe(Effect.ensuring(Effect.suspend(() => afterMail(c, trace, span))))
+    (span) => {
+      trace.transaction = { span, id: undefined, recipients: 0 }
+      return Effect.withParentSpan(run, span).pipe(Effect.ensuring(Effect.suspend(() => {
+        const now = trace.transaction
+        if (now === undefined || now.span !== span || now.id !== undefined) return Effect.void
+        trace.transaction = undefined
+        return end(span, { "smtp.transaction.outcome": "refused", "smtp.reply.code": code() })
+      })))
+    }
   )
 }
 
-const sessionEnd = (c: Conn, trace: Trace, exit: Exit.Exit<SessionOutcome>): Record<string, unknown> => {
-  const { session } = c
+const sessionEnd = (summary: Summary, trace: Trace, exit: Exit.Exit<SessionOutcome>): Record<string, unknown> => {
+  const { session } = summary
   return {
     "smtp.outcome": Exit.isSuccess(exit) ? exit.value : Cause.isInterruptedOnly(exit.cause) ? "shutdown" : "error",
     "smtp.tls.mode": session.tls?.mode ?? "none",
@@ -96,36 +97,40 @@ const sessionEnd = (c: Conn, trace: Trace, exit: Exit.Exit<SessionOutcome>): Rec
     "smtp.helo": session.helo?.name,
     "smtp.auth.user": session.user,
     "smtp.auth.mechanism": session.user === undefined ? undefined : session.authMechanism,
-    "smtp.commands": c.commands,
+    "smtp.commands": summary.commands,
     "smtp.transactions": trace.transactions
   }
 }
 
 /**
- * Runs the session in an `smtp.session` span when a tracer collects spans; otherwise runs it as
- * it is. Attributes known only at the end (user, TLS, outcome) are added then.
+ * Runs the session in an `smtp.session` span when a tracer collects spans (handing `self` the
+ * trace); otherwise runs it as it is. Attributes known only at the end (user, TLS, outcome) are
+ * read from `summary()` then.
  */
-export const session = (c: Conn, self: Effect.Effect<SessionOutcome>): Effect.Effect<SessionOutcome> =>
+export const session = (
+  info: SessionInfo,
+  summary: () => Summary,
+  self: (trace: Trace | undefined) => Effect.Effect<SessionOutcome>
+): Effect.Effect<SessionOutcome> =>
   Effect.tracerWith((tracer) =>
-    !Tracing.collected(tracer) ? self : Effect.useSpan("smtp.session", {
+    !Tracing.collected(tracer) ? self(undefined) : Effect.useSpan("smtp.session", {
       kind: "server",
       captureStackTrace: false,
       attributes: {
-        "smtp.session.id": c.session.id,
-        "client.address": c.session.remoteAddress,
-        "client.port": c.session.remotePort,
-        "network.local.address": c.session.localAddress,
-        "network.local.port": c.session.localPort
+        "smtp.session.id": info.id,
+        "client.address": info.remoteAddress,
+        "client.port": info.remotePort,
+        "network.local.address": info.localAddress,
+        "network.local.port": info.localPort
       }
     }, (span) => {
       const trace: Trace = { session: span, transaction: undefined, transactions: 0 }
-      c.trace = trace
-      return Effect.withParentSpan(self, span).pipe(
+      return Effect.withParentSpan(self(trace), span).pipe(
         Effect.onExit((exit) =>
           Effect.zipRight(
-            closeTransaction(c, trace, "abandoned"),
+            closeTransaction(trace, "abandoned", undefined),
             Effect.sync(() => {
-              for (const [key, value] of Object.entries(sessionEnd(c, trace, exit))) if (value !== undefined) span.attribute(key, value)
+              for (const [key, value] of Object.entries(sessionEnd(summary(), trace, exit))) if (value !== undefined) span.attribute(key, value)
             })
           )
         )

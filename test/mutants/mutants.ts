@@ -33,12 +33,12 @@ export const mutants: ReadonlyArray<Mutant> = [
   },
   {
     name: "RCPT fallback off",
-    file: "src/server/Commands.ts",
+    file: "src/session/Engine.ts",
     edits: [{
-      search: "if (verdict._tag === \"Continue\" && c.session.user === undefined",
-      replace: "if (false && verdict._tag === \"Continue\" && c.session.user === undefined"
+      search: "if (v._tag === \"Continue\" && state.session.user === undefined",
+      replace: "if (false && v._tag === \"Continue\" && state.session.user === undefined"
     }],
-    tests: ["test/e2e/relay-fallback.test.ts"]
+    tests: ["test/unit/session/Engine.test.ts", "test/e2e/relay-fallback.test.ts"]
   },
   {
     name: "sender local part ignored",
@@ -92,22 +92,22 @@ export const mutants: ReadonlyArray<Mutant> = [
     tests: ["test/e2e/rate-limit/redis-script.test.ts", "test/e2e/rate-limit/redis-store.test.ts"]
   },
   {
-    name: "STARTTLS takeRemaining removed",
-    file: "src/server/Commands.ts",
-    edits: [{ search: "  c.lines.takeRemaining()\n  reply(c, Reply.make(220,", replace: "  reply(c, Reply.make(220," }],
+    name: "STARTTLS drops no buffered input",
+    file: "src/server/Connection.ts",
+    edits: [{ search: "  c.decoder.discardBuffered()\n", replace: "" }],
     tests: ["test/e2e/starttls.test.ts", "test/e2e/starttls-injection.test.ts"]
   },
   {
     name: "discardInput removed",
-    file: "src/server/Commands.ts",
+    file: "src/server/Connection.ts",
     edits: [{ search: "    c.socket.discardInput()\n", replace: "" }],
     tests: ["test/e2e/starttls.test.ts", "test/e2e/starttls-injection.test.ts"]
   },
   {
     name: "trusted note ignored (RCPT fallback)",
-    file: "src/server/Commands.ts",
-    edits: [{ search: " && c.session.notes.get(Relay.Trusted) !== true) {", replace: ") {" }],
-    tests: ["test/e2e/relay-fallback.test.ts"]
+    file: "src/session/Engine.ts",
+    edits: [{ search: " && state.session.notes.get(Relay.Trusted) !== true) {", replace: ") {" }],
+    tests: ["test/unit/session/Engine.test.ts", "test/e2e/relay-fallback.test.ts"]
   },
   {
     name: "queue flush keeps the hold",
@@ -117,8 +117,8 @@ export const mutants: ReadonlyArray<Mutant> = [
   },
   {
     name: "free space ignored at MAIL",
-    file: "src/server/Commands.ts",
-    edits: [{ search: "!(yield* Spool.hasRoom(spool.dir, params.size ?? 0, floor))", replace: "!(yield* Spool.hasRoom(spool.dir, 0, 0))" }],
+    file: "src/server/Connection.ts",
+    edits: [{ search: "yield* Spool.hasRoom(spool.dir, size, floor)", replace: "yield* Spool.hasRoom(spool.dir, 0, 0)" }],
     tests: ["test/e2e/spool-storage.test.ts"]
   },
   // Protections of the hardening review (issue 10) and the fuzzing defects, kept closed.
