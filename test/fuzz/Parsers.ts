@@ -15,6 +15,7 @@ import * as Sasl from "../../src/protocol/Sasl.ts"
 import * as Xtext from "../../src/protocol/Xtext.ts"
 import * as Random from "./Random.ts"
 import { referenceBdat, referenceData } from "../support/dataReference.ts"
+import { session } from "./Session.ts"
 
 export type Target = (r: Random.Random) => string | undefined
 
@@ -209,4 +210,4 @@ const proxy: Target = (r) => {
   return undefined
 }
 
-export const targets: Readonly<Record<string, Target>> = { data, bdat, lines, command, path, base64, xtext, proxy }
+export const targets: Readonly<Record<string, Target>> = { data, bdat, lines, command, path, base64, xtext, proxy, session }
