@@ -146,6 +146,19 @@ export const mutants: ReadonlyArray<Mutant> = [
     edits: [{ search: "return known ? [pair] :", replace: "return false ? [pair] :" }],
     tests: ["test/unit/plugins/rate-limit.test.ts", "test/e2e/auth-throttle.test.ts"]
   },
+  // Rules of the session machine, caught by the unit tests without sockets and by real clients.
+  {
+    name: "AUTH failures not counted",
+    file: "src/session/Auth.ts",
+    edits: [{ search: "const failures = t.state.authFailures + 1", replace: "const failures = t.state.authFailures" }],
+    tests: ["test/unit/session/Auth.test.ts", "test/e2e/auth.test.ts"]
+  },
+  {
+    name: "STARTTLS keeps the EHLO",
+    file: "src/session/Engine.ts",
+    edits: [{ search: "tls: input.tls, helo: undefined, user: undefined", replace: "tls: input.tls, user: undefined" }],
+    tests: ["test/unit/session/Engine.test.ts", "test/e2e/starttls.test.ts"]
+  },
   {
     name: "quadratic trim of trailing blanks",
     file: "src/protocol/Command.ts",
