@@ -95,10 +95,9 @@ describe("StreamDecoder", () => {
     d.dropMessage()
     d.expectChunk(2, true, true)
     d.push(bytes("\nb"))
-    const events = [d.next(), d.next()]
-    expect(events[0]).toMatchObject({ _tag: "Content" })
-    expect(text((events[0] as { parts: Array<Uint8Array> }).parts[0]!)).toBe("\r\nb")
-    expect(events[1]).toEqual({ _tag: "ContentEnd", bare: true })
+    const content = d.next()
+    expect(content?._tag === "Content" ? content.parts.map(text).join("") : content).toBe("\r\nb")
+    expect(d.next()).toEqual({ _tag: "ContentEnd", bare: true })
   })
 
   it("ends the message at BDAT 0 LAST: a CR that ended the chunk before is bare and gets its LF", () => {
