@@ -110,8 +110,9 @@ export const make = (options: Options): StreamDecoder => {
   }
 
   const nextChunk = (): Event | undefined => {
-    if (remaining === 0) return endChunk()
-    if (pending.byteLength === 0) return undefined
+    // A chunk of 0 bytes takes this path too: `BDAT 0 LAST` must still end the normalizer, whose
+    // pending CR (the last chunk's final byte) is bare and gets its LF there.
+    if (remaining > 0 && pending.byteLength === 0) return undefined
     const take = pending.byteLength > remaining ? pending.subarray(0, remaining) : pending
     pending = pending.subarray(take.byteLength)
     remaining -= take.byteLength

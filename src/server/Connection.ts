@@ -52,6 +52,8 @@ interface Conn {
   /** When the first command line must be complete (the greeting timeout). */
   greetingDeadline: number
   message: Incoming | undefined
+  /** `Socket.now()` time: when a refused BDAT chunk (no message to keep it) must be read; `transferTimeout` after its command. */
+  skipDeadline: number
   trace: Spans.Trace | undefined
   refusals: number
   /** The last reply queued: the outcome of the command that gave it, for its span. */
@@ -129,7 +131,7 @@ const nextEvent = Effect.fnUntraced(function*(c: Conn) {
     yield* flush(c)
     if (c.decoder.mode() !== "command") {
       // Content: within the DATA timeout, and not past the transfer's deadline.
-      const until = Math.min(c.message?.deadline ?? Infinity, Socket.now() + Duration.toMillis(c.env.config.limits.dataTimeout))
+      const until = Math.min(c.message?.deadline ?? c.skipDeadline, Socket.now() + Duration.toMillis(c.env.config.limits.dataTimeout))
       const chunk = yield* c.socket.next(until, false)
       if (typeof chunk === "string") return end(chunk === "eof" ? "eof" : "timeout")
       c.decoder.push(chunk)
@@ -277,6 +279,8 @@ const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | u
     case "ReceiveChunk":
       // Checked here too: many small chunks, each arriving with its command, never wait for bytes.
       if (c.message !== undefined && Socket.now() >= c.message.deadline) return Effect.succeed(end("timeout") as Engine.Input)
+      // A refused chunk is read only to be thrown away, but no more slowly than a kept one.
+      if (c.message === undefined) c.skipDeadline = Socket.now() + Duration.toMillis(c.env.config.limits.transferTimeout)
       c.decoder.expectChunk(action.size, action.last, action.keep)
       return Effect.succeed(undefined)
     case "Seal":
@@ -437,6 +441,7 @@ const session = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, 
     lineDeadline: 0,
     greetingDeadline: 0,
     message: undefined,
+    skipDeadline: 0,
     trace: undefined,
     refusals: 0,
     lastReply: undefined

@@ -149,8 +149,10 @@ const line = (t: Turn, input: Extract<Input, { _tag: "Line" | "TooLong" }>): voi
   if (input._tag === "TooLong") return invalid(t, Reply.lineTooLong)
   const parsed = Command.parse(input.line, { smtputf8: t.state.tx?.mailParams.smtputf8 === true })
   if (parsed._tag === "Error") return invalid(t, parsed.reply)
-  set(t, { command: parsed.command })
-  execute(t, parsed.command)
+  // AUTH's initial response is the credentials: never kept in the state, like every later SASL response.
+  const { command } = parsed
+  set(t, { command: command.verb === "AUTH" ? { ...command, initialResponse: undefined } : command })
+  execute(t, command)
 }
 
 // --- hook verdicts ----------------------------------------------------------------------------

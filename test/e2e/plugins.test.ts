@@ -189,3 +189,48 @@ describe("a connect hook", () => {
     }
   })
 })
+
+describe("a hook that fails, at every stage after the greeting", () => {
+  // Fails (or dies) at the stage named in the client's own text, so one bridge serves every case.
+  const failing = definePlugin({
+    name: "failing",
+    timeout: 200,
+    helo: ({ name }) => (name === "fail.test" ? Effect.fail(new Error("helo backend down")) : Effect.succeed(Verdict.Continue)),
+    auth: ({ username }) => (username === "fail" ? Effect.die(new Error("bug in auth")) : Effect.succeed(Verdict.Continue)),
+    mailFrom: ({ from }) => (from?.local === "fail" ? Effect.fail(new Error("mail backend down")) : Effect.succeed(Verdict.Continue)),
+    data: ({ message }) =>
+      message.headers.some((h) => h.name === "Subject" && h.value.includes("fail")) ? Effect.never : Effect.succeed(Verdict.Continue)
+  })
+  let bridge: TestBridge
+  beforeAll(async () => {
+    bridge = await startBridge({ trust: ["127.0.0.0/8"], allowInsecureAuth: true, plugins: [failing] })
+  })
+  afterAll(() => bridge.stop())
+
+  it("answers 451 4.3.0 at EHLO, AUTH, MAIL and the end of DATA and BDAT, and the session goes on", async () => {
+    const c = await connect(bridge.port)
+    try {
+      await c.read()
+      expect(await c.command("EHLO fail.test")).toBe(pluginFailure)
+      expect(await c.command("EHLO client.test")).toMatch(/^250-/)
+      expect(await c.command(`AUTH PLAIN ${Buffer.from("\0fail\0pw").toString("base64")}`)).toBe(pluginFailure)
+      expect(await c.command("MAIL FROM:<fail@example.org>")).toBe(pluginFailure)
+      expect(await c.command("MAIL FROM:<a@example.org>")).toBe("250 2.1.0 Ok")
+      expect(await c.command("RCPT TO:<b@example.net>")).toBe("250 2.1.5 Ok")
+      expect(await c.command("DATA")).toMatch(/^354 /)
+      // The data hook never answers: its 200 ms timeout gives 451, and the transaction is over.
+      expect(await c.command("Subject: fail\r\n\r\nbody\r\n.")).toBe(pluginFailure)
+      expect(await c.command("RCPT TO:<b@example.net>")).toBe("503 5.5.1 Need MAIL before RCPT")
+      await c.command("MAIL FROM:<a@example.org>")
+      await c.command("RCPT TO:<b@example.net>")
+      const body = "Subject: fail too\r\n\r\nbody\r\n"
+      c.send(`BDAT ${body.length} LAST\r\n${body}`)
+      expect(await c.read()).toBe(pluginFailure)
+      expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+      expect(await c.command("QUIT")).toMatch(/^221 /)
+      expect(bridge.delivered()).toHaveLength(0)
+    } finally {
+      c.close()
+    }
+  })
+})

@@ -7,7 +7,9 @@
 //   A: C: ... the rest, CRLF.CRLF / S: 250 2.0.0 Ok
 //   new connections: refused
 import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
 import * as net from "node:net"
+import { definePlugin, Verdict } from "../../src/index.ts"
 import { startBridge, stripTrace } from "../support/bridge.ts"
 import { connect } from "../support/SmtpClient.ts"
 import { openData } from "../support/transcript.ts"
@@ -80,6 +82,52 @@ describe("graceful shutdown", () => {
       await slow.closed(5_000)
       await within(5_000, "stop()", stopped)
       expect(bridge.delivered()).toHaveLength(0)
+    } finally {
+      await (stopped ?? bridge.stop())
+    }
+  })
+
+  it("says 421 4.3.2 at once in the middle of an AUTH exchange; a BDAT transfer and a hook still running finish first", async () => {
+    // An auth hook (so AUTH is offered) and a helo hook that takes 600 ms.
+    const plugin = definePlugin({
+      name: "drain-probe",
+      auth: () => Effect.succeed(Verdict.Continue),
+      helo: ({ name }) => name === "slow.test" ? Effect.as(Effect.sleep("600 millis"), Verdict.Continue) : Effect.succeed(Verdict.Continue)
+    })
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], allowInsecureAuth: true, shutdownTimeout: "10 seconds", plugins: [plugin] })
+    let stopped: Promise<void> | undefined
+    try {
+      const auth = await connect(bridge.port)
+      await auth.read()
+      expect(await auth.command("EHLO auth.test")).toMatch(/^250-/)
+      expect(await auth.command("AUTH LOGIN")).toBe("334 VXNlcm5hbWU6")
+      const chunked = await connect(bridge.port)
+      await chunked.read()
+      await chunked.command("EHLO chunked.test")
+      await chunked.command("MAIL FROM:<alice@example.org>")
+      await chunked.command("RCPT TO:<bob@example.net>")
+      const first = "Subject: chunked\r\n\r\n"
+      chunked.send(`BDAT ${first.length}\r\n${first}`)
+      expect(await chunked.read()).toBe(`250 2.0.0 ${first.length} octets received`)
+      const hooked = await connect(bridge.port)
+      await hooked.read()
+      hooked.send("EHLO slow.test\r\n")
+      await new Promise((resolve) => setTimeout(resolve, 100))
+
+      stopped = bridge.stop()
+      // C: (in the middle of AUTH LOGIN)  S: 421 4.3.2
+      expect(await auth.read(2_000)).toBe("421 4.3.2 Service shutting down, closing connection")
+      await auth.closed(2_000)
+      // The hook's command is answered, then the session is idle: 421 4.3.2.
+      expect(await hooked.read(5_000)).toMatch(/^250-bridge.test greets slow.test/)
+      expect(await hooked.read(5_000)).toBe("421 4.3.2 Service shutting down, closing connection")
+      // The transfer in flight ends with its 250, then 421 4.3.2.
+      chunked.send("BDAT 5 LAST\r\nlast\n")
+      expect(await chunked.read(5_000)).toMatch(/^250 2\.0\.0 Ok: queued as /)
+      expect(await chunked.read(5_000)).toBe("421 4.3.2 Service shutting down, closing connection")
+      await within(5_000, "stop()", stopped)
+      expect(bridge.delivered()).toHaveLength(1)
+      expect(stripTrace(bridge.delivered()[0]!)).toBe("Subject: chunked\r\n\r\nlast\r\n")
     } finally {
       await (stopped ?? bridge.stop())
     }

@@ -165,6 +165,28 @@ describe("deadlines from the first byte", () => {
       c.close()
     }
   })
+
+  it("says 421 4.4.2 to a refused BDAT chunk (no MAIL) dribbled past transferTimeout", async () => {
+    const c = await connect(bridge.port, { localAddress: "127.0.4.6" })
+    let stopDribble = () => {}
+    try {
+      await c.read()
+      await c.command("EHLO client.test")
+      // Without a transaction the chunk's bytes are read only to be thrown away: still within the deadline.
+      c.send("BDAT 1000 LAST\r\n")
+      const start = performance.now()
+      stopDribble = dribble(c, "x".repeat(1000), 100)
+      expect(await c.read(8_000)).toBe("421 4.4.2 Timeout, closing connection")
+      const elapsed = performance.now() - start
+      expect(elapsed).toBeGreaterThanOrEqual(1_400)
+      // Well before dataTimeout (10 s), which the trickle would otherwise keep resetting; slack for a loaded machine.
+      expect(elapsed).toBeLessThan(7_000)
+      await c.closed(3_000)
+    } finally {
+      stopDribble()
+      c.close()
+    }
+  })
 })
 
 /**

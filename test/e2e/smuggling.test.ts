@@ -151,6 +151,25 @@ describe("smuggling vectors under bareLineEndings: normalize", () => {
     expect(stripTrace(files[0]!)).toBe(referenceBdat(chunk))
     expect(files[0]!.toString("latin1")).not.toMatch(bareCrOrLf)
   })
+
+  it("BDAT: a chunk ending in CR, then BDAT 0 LAST: the bare CR is written as CRLF", async () => {
+    const before = bridge.delivered()
+    const chunk = `${headers}last\r`
+    const c = await connect(bridge.port)
+    await c.read()
+    await c.command("EHLO client.test")
+    expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
+    expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
+    // C: BDAT n + the chunk, BDAT 0 LAST; S: 250 n octets, then 250 queued.
+    c.send(Buffer.from(`BDAT ${Buffer.byteLength(chunk, "latin1")}\r\n${chunk}`, "latin1"))
+    expect(await c.read()).toMatch(/^250 2\.0\.0 \d+ octets received$/)
+    expect(await c.command("BDAT 0 LAST")).toMatch(/^250 2\.0\.0 Ok: queued as \w+$/)
+    c.close()
+    const files = since(before, bridge.delivered())
+    expect(files).toHaveLength(1)
+    expect(stripTrace(files[0]!)).toBe(referenceBdat(chunk))
+    expect(files[0]!.toString("latin1")).not.toMatch(bareCrOrLf)
+  })
 })
 
 describe("smuggling vectors under bareLineEndings: reject", () => {
@@ -183,6 +202,20 @@ describe("smuggling vectors under bareLineEndings: reject", () => {
     c.send(Buffer.from(`BDAT ${Buffer.byteLength(chunk, "latin1")} LAST\r\n${chunk}QUIT\r\n`, "latin1"))
     expect(await c.read()).toMatch(/^550 5\.6\.0 /)
     expect(await c.read()).toMatch(/^221 /)
+    expect(bridge.delivered()).toHaveLength(0)
+  })
+
+  it("BDAT: a chunk ending in CR, then BDAT 0 LAST: 550 5.6.0 and nothing delivered", async () => {
+    const chunk = `${headers}last\r`
+    const c = await connect(bridge.port)
+    await c.read()
+    await c.command("EHLO client.test")
+    await c.command("MAIL FROM:<alice@example.org>")
+    await c.command("RCPT TO:<bob@example.net>")
+    c.send(Buffer.from(`BDAT ${Buffer.byteLength(chunk, "latin1")}\r\n${chunk}`, "latin1"))
+    expect(await c.read()).toMatch(/^250 2\.0\.0 \d+ octets received$/)
+    expect(await c.command("BDAT 0 LAST")).toMatch(/^550 5\.6\.0 /)
+    c.close()
     expect(bridge.delivered()).toHaveLength(0)
   })
 

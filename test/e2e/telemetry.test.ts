@@ -237,6 +237,68 @@ describe("with telemetry configured", () => {
   })
 })
 
+describe("transaction outcomes", () => {
+  it("ends each smtp.transaction span with how it ended: reset, accepted over BDAT, refused, rejected, abandoned", async () => {
+    const collector = await startCollector()
+    try {
+      const bridge = await startBridge({
+        trust: ["127.0.0.0/8"],
+        limits: { maxMessageSize: 1000 },
+        telemetry: { otlpEndpoint: collector.url }
+      })
+      try {
+        const c = await connect(bridge.port)
+        await c.read()
+        await c.command("EHLO client.test")
+        // C: MAIL / RCPT / RSET                          -> reset
+        expect(await c.command("MAIL FROM:<a@example.org>")).toBe("250 2.1.0 Ok")
+        expect(await c.command("RCPT TO:<b@example.net>")).toBe("250 2.1.5 Ok")
+        expect(await c.command("RSET")).toBe("250 2.0.0 Ok")
+        // C: MAIL / RCPT x2 / BDAT / BDAT 0 LAST         -> accepted, 250, 2 recipients
+        await c.command("MAIL FROM:<a@example.org>")
+        await c.command("RCPT TO:<b@example.net>")
+        await c.command("RCPT TO:<c@example.net>")
+        const body = "Subject: chunked\r\n\r\nHello.\r\n"
+        c.send(`BDAT ${body.length}\r\n${body}`)
+        expect(await c.read()).toBe(`250 2.0.0 ${body.length} octets received`)
+        expect(await c.command("BDAT 0 LAST")).toMatch(/^250 2\.0\.0 Ok: queued as /)
+        // C: MAIL SIZE=2000                              -> refused, 552
+        expect(await c.command("MAIL FROM:<a@example.org> SIZE=2000")).toMatch(/^552 5\.3\.4 /)
+        // C: MAIL / RCPT / BDAT 2000 LAST                -> rejected, 552
+        await c.command("MAIL FROM:<a@example.org>")
+        await c.command("RCPT TO:<b@example.net>")
+        c.send(`BDAT 2000 LAST\r\n${"x".repeat(2000)}`)
+        expect(await c.read()).toMatch(/^552 5\.3\.4 /)
+        // C: MAIL / RCPT / DATA / part of it, QUIT never comes: the client leaves -> abandoned
+        await c.command("MAIL FROM:<a@example.org>")
+        await c.command("RCPT TO:<b@example.net>")
+        expect(await c.command("DATA")).toMatch(/^354 /)
+        c.send("Subject: never ends\r\n")
+        c.close()
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      } finally {
+        await bridge.stop()
+      }
+      const outcomes = collector.spans().filter((s) => s.name === "smtp.transaction").map((s) => [
+        s.attributes["smtp.transaction.outcome"],
+        s.attributes["smtp.reply.code"],
+        s.attributes["smtp.recipients"]
+      ])
+      expect(outcomes).toEqual(expect.arrayContaining([
+        ["reset", undefined, 1],
+        ["accepted", 250, 2],
+        ["refused", 552, undefined],
+        ["rejected", 552, 1],
+        ["abandoned", undefined, 1]
+      ]))
+      expect(outcomes).toHaveLength(5)
+      expect(one(collector.spans(), "smtp.session").attributes["smtp.transactions"]).toBe(4)
+    } finally {
+      await collector.close()
+    }
+  })
+})
+
 describe("without telemetry", () => {
   let collector: Collector
   const saved = { ...process.env }

@@ -100,6 +100,10 @@ describe("StreamDecoder", () => {
     expect(d.next()).toEqual({ _tag: "ContentEnd", bare: true })
   })
 
+  it("ends the message at BDAT 0 LAST: a CR that ended the chunk before is bare and gets its LF", () => {
+    expect(run([bytes("BDAT 3\r\nab\r"), bytes("BDAT 0 LAST\r\n")])).toEqual(["BDAT 3", { content: "ab\r" }, { end: false }, "BDAT 0 LAST", { content: "\n" }, { end: true }])
+  })
+
   it("knows a line in progress only in command mode", () => {
     const d = make()
     d.push(bytes("EHL"))

@@ -88,6 +88,26 @@ describe("the exchange", () => {
   })
 })
 
+describe("the end of an exchange", () => {
+  it("lets the client try again after a failure: a new AUTH starts over (RFC 4954 4)", () => {
+    const d = ready({ hooks: { auth: alice } })
+    expect(d.send(`AUTH PLAIN ${plain("alice", "wrong")}`)).toEqual(["535 5.7.8 Authentication credentials invalid"])
+    expect(d.send("AUTH LOGIN")).toEqual(["334 VXNlcm5hbWU6"])
+    expect(d.script(b64("alice"), b64("secret"))).toEqual(["235 2.7.0 Authentication successful"])
+  })
+
+  it("answers a timeout in the middle of the exchange with 421 4.4.2, and a drain with 421 4.3.2", () => {
+    const timedOut = ready()
+    timedOut.send("AUTH LOGIN")
+    expect(timedOut.feed({ _tag: "End", why: "timeout" })).toEqual(["421 4.4.2 Timeout, closing connection"])
+    expect(timedOut.outcome()).toBe("timeout")
+    const drained = ready()
+    drained.script("AUTH LOGIN", b64("alice"))
+    expect(drained.feed({ _tag: "End", why: "drain" })).toEqual(["421 4.3.2 Service shutting down, closing connection"])
+    expect(drained.has("AuthFailed")).toBe(false)
+  })
+})
+
 describe("the verdict of the auth hooks", () => {
   it("answers credentials no hook accepts with 535 5.7.8 and counts the failure", () => {
     const d = ready({ hooks: { auth: alice } })
@@ -120,6 +140,14 @@ describe("the verdict of the auth hooks", () => {
     expect(outcomes({})[0]).toMatchObject({ outcome: "failure", success: false })
     expect(outcomes({ hooks: { auth: () => Verdict.defer("later") } })[0]).toMatchObject({ outcome: "deferred" })
     expect(JSON.stringify(outcomes({ hooks: { auth: alice } }))).not.toContain("secret")
+  })
+
+  it("keeps no initial response in its state: AUTH PLAIN's carries the password", () => {
+    const d = ready({ hooks: { auth: alice } })
+    const response = plain("alice", "secret")
+    d.send(`AUTH PLAIN ${response}`)
+    expect(JSON.stringify(d.state)).not.toContain(response)
+    expect(d.state.command).toMatchObject({ verb: "AUTH", mechanism: "PLAIN" })
   })
 
   it("keeps no password in its state", () => {

@@ -97,6 +97,38 @@ describe("the order of commands (RFC 5321 4.1.4): 503 5.5.1 out of sequence", ()
     expect(d.send("MAIL FROM:<a@client.test>")).toEqual(["503 5.5.1 Nested MAIL command"])
   })
 
+  it("stays in the same state after a 503 or a 501: the transaction keeps its sender and recipients (3.3)", () => {
+    const d = ready()
+    d.script(...mailTx)
+    expect(d.send("MAIL FROM:<other@client.test>")).toEqual(["503 5.5.1 Nested MAIL command"])
+    expect(d.send("RCPT TO:<broken")).toEqual(["501 5.1.3 Bad recipient address syntax"])
+    expect(d.state.tx).toMatchObject({ id: "TX1", mailFrom: { address: "a@client.test" } })
+    expect(d.state.tx?.recipients.map((r) => r.mailbox.address)).toEqual(["b@dest.test"])
+    expect(d.events).toEqual([{ _tag: "Opened", id: "TX1" }])
+  })
+
+  it("opens no transaction when MAIL is refused: RCPT then gets 503 5.5.1 (3.3)", () => {
+    const d = ready({ hooks: { mailFrom: () => Verdict.reject("No", { code: 550, enhanced: "5.7.1" }) } })
+    expect(d.send("MAIL FROM:<a@client.test>")).toEqual(["550 5.7.1 No"])
+    expect(d.send("RCPT TO:<b@dest.test>")).toEqual(["503 5.5.1 Need MAIL before RCPT"])
+    expect(d.events).toEqual([])
+  })
+
+  it("answers DATA with 554 5.5.1 when every recipient was refused (4.1.1.4)", () => {
+    const d = ready({ hooks: { rcptTo: () => Verdict.reject("Unknown user", { code: 550, enhanced: "5.1.1" }) } })
+    d.script(...mailTx)
+    expect(d.send("DATA")).toEqual(["554 5.5.1 No valid recipients"])
+    expect(d.state.tx?.id).toBe("TX1")
+  })
+
+  it("takes RSET and NOOP at any time, even before EHLO: 250 2.0.0 (4.1.4)", () => {
+    const d = greeted()
+    expect(d.send("RSET")).toEqual(["250 2.0.0 Ok"])
+    expect(d.send("NOOP")).toEqual(["250 2.0.0 Ok"])
+    expect(d.state.invalid).toBe(0)
+    expect(d.events).toEqual([])
+  })
+
   it("opens a transaction at MAIL's 250 2.1.0 and accepts recipients with 250 2.1.5", () => {
     const d = ready()
     expect(d.send("MAIL FROM:<a@client.test>")).toEqual(["250 2.1.0 Ok"])
@@ -248,6 +280,21 @@ describe("STARTTLS (RFC 3207)", () => {
     expect(d.state.session.user).toBe("u")
     d.send("STARTTLS")
     expect(d.state.session.user).toBeUndefined()
+  })
+
+  it("refuses STARTTLS with a parameter: 501 5.5.4 (4: no parameters allowed)", () => {
+    const d = greeted()
+    d.send("EHLO client.test")
+    expect(d.send("STARTTLS now")[0]).toMatch(/^501 5\.5\.4 /)
+    expect(d.has("StartTls")).toBe(false)
+  })
+
+  it("ends the transaction opened before TLS as reset, and offers STARTTLS no more (4.2)", () => {
+    const d = greeted()
+    d.script("EHLO client.test", "MAIL FROM:<a@client.test>", "STARTTLS")
+    expect(d.events).toEqual([{ _tag: "Opened", id: "TX1" }, { _tag: "Ended", id: "TX1", outcome: "reset", code: undefined }])
+    d.send("EHLO client.test")
+    expect(d.last[0]!.lines).not.toContain("STARTTLS")
   })
 
   it("refuses a second STARTTLS with 503 5.5.1", () => {

@@ -32,6 +32,17 @@ describe("DATA", () => {
     expect(d.send("MAIL FROM:<a@client.test>")).toEqual(["250 2.1.0 Ok"])
   })
 
+  it("ends the transaction with the message's final reply: RCPT and DATA get 503 5.5.1 until a new MAIL (4.1.1.4)", () => {
+    for (const delivered of [undefined, Reply.make(451, "4.3.0", "Try again later")]) {
+      const d = ready(delivered === undefined ? {} : { delivered })
+      open(d)
+      d.send("DATA")
+      d.endContent()
+      expect(d.send("RCPT TO:<c@dest.test>")).toEqual(["503 5.5.1 Need MAIL before RCPT"])
+      expect(d.send("DATA")).toEqual(["503 5.5.1 Need MAIL command"])
+    }
+  })
+
   it("refuses a message over the size limit with 552 5.3.4 once it is read", () => {
     const d = ready()
     open(d)
@@ -117,6 +128,18 @@ describe("BDAT (RFC 3030)", () => {
     d.send("BDAT 5 LAST")
     expect(d.actions.filter((a) => a._tag === "OpenMessage")).toHaveLength(1)
     expect(d.endContent()).toEqual(["250 2.0.0 Ok: queued as TX1"])
+  })
+
+  it("takes BDAT 0 LAST as the end of the message; a BDAT after LAST gets 503 5.5.1 (2)", () => {
+    const d = ready()
+    open(d)
+    d.send("BDAT 10")
+    d.endContent()
+    d.send("BDAT 0 LAST")
+    expect(d.actions.at(-1)).toEqual({ _tag: "ReceiveChunk", size: 0, last: true, keep: true })
+    expect(d.endContent()).toEqual(["250 2.0.0 Ok: queued as TX1"])
+    d.send("BDAT 1")
+    expect(d.endContent()).toEqual(["503 5.5.1 Need MAIL command"])
   })
 
   it("refuses DATA, RCPT and STARTTLS in the middle of a BDAT transfer with 503 5.5.1", () => {
