@@ -127,6 +127,12 @@ const runVerdicts = Effect.fnUntraced(function*<H extends VerdictHook>(
   for (const plugin of list) {
     const fn = plugin.hooks[hook] as (c: VerdictContexts[H]) => Effect.Effect<Verdict.Verdict, unknown, Services>
     const verdict = yield* guard(plugin, hook, () => fn(ctx), failed)
+    const problem = Verdict.problem(verdict)
+    if (problem !== undefined) {
+      // A broken answer counts as a failed hook: 451 4.3.0, logged with the plugin's name.
+      yield* Effect.logWarning(`plugin ${plugin.name} failed in ${hook}: ${problem}`).pipe(Effect.annotateLogs({ plugin: plugin.name, hook }))
+      return { verdict: failed, plugin: plugin.name } as Outcome
+    }
     if (verdict._tag !== "Continue") return { verdict, plugin: plugin.name } as Outcome
   }
   return { verdict: Verdict.Continue, plugin: undefined } as Outcome

@@ -5,7 +5,7 @@
  * delivery. Every SMTP rule is the machine's; this module holds only timing and I/O state.
  * Replies to pipelined commands leave in one write, just before the next read.
  */
-import { Duration, Effect, Either } from "effect"
+import { Cause, Duration, Effect, Either } from "effect"
 import * as Metrics from "../observability/Metrics.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
 import type * as Message from "../pipeline/Message.ts"
@@ -137,7 +137,7 @@ const nextEvent = Effect.fnUntraced(function*(c: Conn) {
       c.decoder.push(chunk)
       continue
     }
-    const idle = c.state.tx === undefined && c.state.message === "none"
+    const idle = Engine.idle(c.state)
     if (idle && c.env.isDraining()) return end("drain")
     // An idle session is woken when draining starts (SmtpServer calls `wake` on every socket).
     const chunk = yield* c.socket.next(readDeadline(c), idle)
@@ -475,6 +475,14 @@ const serve = Effect.fnUntraced(function*(c: Conn, implicitTls: boolean) {
       c.outBytes = 0
       queue(c, Reply.shuttingDown)
       return flush(c)
+    }),
+    // A defect (a bug of ours or of a plugin outside its hooks) ends the session, not the
+    // process; the client hears 421 4.3.0 rather than a silent close, and nothing is delivered.
+    Effect.catchAllDefect((defect) => {
+      c.out.length = 0
+      c.outBytes = 0
+      queue(c, Reply.make(421, "4.3.0", "Internal error, closing connection"))
+      return Effect.as(Effect.logError("session failed", Cause.die(defect)), "error" as const)
     }),
     Effect.ensuring(closeSession(c)),
     Effect.annotateLogs({ session: c.state.session.id, client: c.state.session.remoteAddress })

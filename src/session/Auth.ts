@@ -8,16 +8,13 @@ import type { Verdict } from "../pipeline/Verdict.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Sasl from "../protocol/Sasl.ts"
 import type * as Metrics from "../observability/Metrics.ts"
-import { type Input, invalid, type Mechanism, type Phase, ready, refuse, reply, replyAndClose, set, type Turn } from "./Step.ts"
+import { authOffered, type Input, invalid, type Mechanism, type Phase, ready, refuse, reply, replyAndClose, set, type Turn } from "./Step.ts"
 
 const cancelled = Reply.make(501, "5.0.0", "Authentication cancelled")
 const badBase64 = Reply.make(501, "5.5.2", "Invalid base64 data")
 // RFC 4954 4: a response longer than the server accepts is answered 500 5.5.6.
 const tooLong = Reply.make(500, "5.5.6", "Authentication exchange line is too long")
 const tooManyFailures = Reply.make(421, "4.7.0", "Too many authentication failures, closing connection")
-
-const offered = (t: Turn): boolean =>
-  t.state.settings.auth && (t.state.session.tls !== undefined || t.state.settings.allowInsecureAuth)
 
 /**
  * One failed exchange: logged and counted (`AuthFailed`), then against `maxAuthFailures`, past
@@ -67,7 +64,7 @@ export const begin = (t: Turn, mechanism: string, initial: string | undefined): 
   if (tx !== undefined) return invalid(t, Reply.badSequence("AUTH not allowed during a mail transaction"))
   if (!settings.auth) return invalid(t, Reply.make(502, "5.5.1", "AUTH not available"))
   // RFC 4954 4: 538 when the mechanism needs an encrypted session; not a syntax error.
-  if (!offered(t)) return reply(t, Reply.encryptionRequired)
+  if (!authOffered(t.state)) return reply(t, Reply.encryptionRequired)
   if (mechanism !== "PLAIN" && mechanism !== "LOGIN") return invalid(t, Reply.make(504, "5.5.4", "Unrecognized authentication type"))
   if (initial !== undefined) return respond(t, mechanism, undefined, initial)
   challenge(t, mechanism, undefined, mechanism === "PLAIN" ? "" : Sasl.loginUsernamePrompt)

@@ -19,7 +19,7 @@ import * as Command from "../protocol/Command.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Auth from "./Auth.ts"
 import {
-  close, endTransaction, finish, type Input, invalid, type Phase, ready, refusal, refuse, refused, reply, replyAndClose,
+  authOffered, close, endTransaction, finish, type Input, invalid, type Phase, ready, refusal, refuse, refused, reply, replyAndClose,
   type Result, type Run, set, type Settings, type State, type Turn, turn
 } from "./Step.ts"
 import * as Transfer from "./Transfer.ts"
@@ -39,12 +39,11 @@ export const start = (settings: Settings, session: SessionInfo): State => ({
   command: undefined
 })
 
-/** Whether AUTH is offered now: an `auth` hook exists, and TLS is up unless insecure AUTH is allowed. */
-export const authOffered = (state: State): boolean =>
-  state.settings.auth && (state.session.tls !== undefined || state.settings.allowInsecureAuth)
-
-/** Whether nothing is in progress (no transaction): a draining server may close the session now. */
-export const idle = (state: State): boolean => state.tx === undefined && state.message === "none" && state.phase._tag === "Command"
+/**
+ * Whether no transaction is in progress (an AUTH exchange may be): a draining server closes such
+ * a session at once, and lets one with a transaction finish its message.
+ */
+export const idle = (state: State): boolean => state.tx === undefined && state.message === "none"
 
 const ehloLines = (state: State, name: string): Array<string> => {
   const { settings, session } = state

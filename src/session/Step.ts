@@ -196,6 +196,10 @@ export const replyAndClose = (t: Turn, r: Reply.Reply, outcome: Metrics.SessionO
 
 export const command: Phase = { _tag: "Command" }
 
+/** Whether AUTH is offered now: an `auth` hook exists, and TLS is up unless insecure AUTH is allowed. */
+export const authOffered = (state: State): boolean =>
+  state.settings.auth && (state.session.tls !== undefined || state.settings.allowInsecureAuth)
+
 /** Back to waiting for a command. */
 export const ready = (t: Turn): void => set(t, { phase: command })
 

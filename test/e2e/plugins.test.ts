@@ -234,3 +234,43 @@ describe("a hook that fails, at every stage after the greeting", () => {
     }
   })
 })
+
+describe("a plugin that breaks the hook contract", () => {
+  it("by answering a hook with no verdict at all gets 451 4.3.0, and the session goes on", async () => {
+    // A plain-JavaScript plugin that forgot its `return`: the type system cannot stop it.
+    const forgetful = definePlugin({ name: "forgetful", rcptTo: () => Effect.succeed(undefined as unknown as Verdict.Verdict) })
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], plugins: [forgetful] })
+    try {
+      const c = await connect(bridge.port)
+      await c.read()
+      await c.command("EHLO client.test")
+      await c.command("MAIL FROM:<a@client.test>")
+      expect(await c.command("RCPT TO:<b@dest.test>")).toBe(pluginFailure)
+      expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+      expect(await c.command("QUIT")).toMatch(/^221 /)
+      expect(JSON.stringify(bridge.logs())).toMatch(/plugin forgetful failed in rcptTo: not a verdict/)
+    } finally {
+      await bridge.stop()
+    }
+  })
+})
+
+describe("a plugin whose verdict breaks the reply rules", () => {
+  it("with a Reject that says 250, or an enhanced code of another class, gets 451 4.3.0 instead of a broken reply", async () => {
+    const liar = definePlugin({
+      name: "liar",
+      mailFrom: () => Effect.succeed(Verdict.reject("Looks fine", { code: 250, enhanced: "2.0.0" })),
+      rcptTo: () => Effect.succeed(Verdict.defer("Later", { code: 450, enhanced: "5.7.1" }))
+    })
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], plugins: [liar] })
+    try {
+      const c = await connect(bridge.port)
+      await c.read()
+      await c.command("EHLO client.test")
+      expect(await c.command("MAIL FROM:<a@client.test>")).toBe(pluginFailure)
+      expect(JSON.stringify(bridge.logs())).toMatch(/plugin liar failed in mailFrom: Reject with code 250/)
+    } finally {
+      await bridge.stop()
+    }
+  })
+})

@@ -339,9 +339,11 @@ describe("the end of a session", () => {
     expect(d.send("NOOP")).toEqual([])
   })
 
-  it("is idle only between transactions", () => {
+  it("is idle (a drain closes it at once) between transactions, also in the middle of an AUTH exchange", () => {
     const d = ready()
+    d.send("AUTH LOGIN")
     expect(Engine.idle(d.state)).toBe(true)
+    d.send("*")
     d.send("MAIL FROM:<a@client.test>")
     expect(Engine.idle(d.state)).toBe(false)
   })
