@@ -4,11 +4,11 @@
  */
 import type { AdminConfig } from "./Admin.ts"
 import type { Duration } from "effect"
-import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
-import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
-import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
-import type { RateLimitOptions } from "../../plugins/rate-limit/index.ts"
-import type { Rule } from "../../plugins/routing/index.ts"
+import type * as ArcSeal from "../../plugins/arc-seal/options.ts"
+import type * as DkimSign from "../../plugins/dkim-sign/options.ts"
+import type * as MailauthVerify from "../../plugins/mailauth-verify/options.ts"
+import type * as RateLimit from "../../plugins/rate-limit/options.ts"
+import type * as Routing from "../../plugins/routing/options.ts"
 import type { ResolverOptions } from "../dns/Resolver.ts"
 import type { Plugin } from "../pipeline/Plugin.ts"
 
@@ -100,11 +100,11 @@ export interface BridgeConfig extends DeliveryConfig {
   /** Plugins from the config file, run after the built-ins that the fields above enable. */
   readonly plugins: ReadonlyArray<Plugin>
   readonly dns: ResolverOptions
-  readonly verify: MailauthVerifyOptions | undefined
-  readonly dkimSign: DkimSignOptions | undefined
-  readonly arcSeal: ArcSealOptions | undefined
+  readonly verify: MailauthVerify.Options | undefined
+  readonly dkimSign: DkimSign.Options | undefined
+  readonly arcSeal: ArcSeal.Options | undefined
   /** Rate limiting, validated; the plugin runs when set. */
-  readonly rateLimit: RateLimitOptions | undefined
+  readonly rateLimit: RateLimit.Options | undefined
   /** The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when undefined. */
   readonly admin: AdminConfig | undefined
   /** OpenTelemetry tracing; off when undefined, and then no OpenTelemetry module is even loaded. */
@@ -150,7 +150,7 @@ export interface MaildirTransportConfig {
 export type TransportConfig = RelayTransportConfig | WebhookTransportConfig | MaildirTransportConfig
 
 /** One routing rule (see plugins/routing): every condition given must hold. */
-export type RouteRule = Rule
+export type RouteRule = Routing.Rule
 
 export interface SpoolConfig {
   readonly dir: string

@@ -3,9 +3,10 @@
  * one-line errors as the rest.
  */
 import { Duration, Effect, Either, Schema } from "effect"
+import * as Routing from "../../plugins/routing/options.ts"
 import * as Url from "../transport/smtp/Url.ts"
 import type { DeliveryConfig, RouteRule, SpoolConfig, TransportConfig } from "./Config.ts"
-import { Bool, Cidr, decodeDuration, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, SpillSize, Timeout } from "./Fields.ts"
+import { Bool, decodeDuration, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, SpillSize, Timeout } from "./Fields.ts"
 import * as Syntax from "./Syntax.ts"
 
 // The filter's message says what is wrong (which parameter, which values it allows).
@@ -33,17 +34,6 @@ const TransportSchema = Schema.Struct({
   headers: optional(Schema.Record({ key: Schema.String, value: Schema.String }).annotations(expecting("an object of header names to values")))
 }).annotations(expecting("a transport: { type, url | dir, ... }"))
 
-const patterns = Schema.Union(Schema.String, Schema.Array(Schema.String)).annotations(expecting("a pattern or an array of patterns"))
-
-const RouteSchema = Schema.Struct({
-  transport: NonEmptyString.annotations(expecting("a transport name")),
-  recipientDomain: optional(list(NonEmptyString, "domains")),
-  recipient: optional(patterns),
-  sender: optional(patterns),
-  user: optional(list(NonEmptyString, "user names")),
-  network: optional(list(Cidr, "CIDR strings like 10.0.0.0/8"))
-}).annotations(expecting("a route: { transport, recipientDomain?, recipient?, sender?, user?, network? }"))
-
 const SpoolSchema = Schema.Union(
   FilePath.annotations(expecting("a directory path")),
   Schema.Struct({
@@ -64,7 +54,7 @@ export const fields = {
   transports: optional(Schema.Record({ key: Schema.String, value: TransportSchema }).annotations(
     expecting("an object mapping transport names to transports")
   )),
-  routes: optional(list(RouteSchema, "routes")),
+  routes: optional(list(Routing.Rule, "routes")),
   defaultTransport: optional(NonEmptyString.annotations(expecting("a transport name"))),
   spool: optional(SpoolSchema)
 }

@@ -5,8 +5,12 @@ import * as Syntax from "./Syntax.ts"
 export const Expected = Symbol.for("smtp-bridge/config/Expected")
 export const expecting = (text: string) => ({ [Expected]: text })
 
+/**
+ * The phrase for what a schema expects: the config's own annotation, else the schema's
+ * `description`, which is how a plugin's options schema (built-in or a user's) says it.
+ */
 export const expectedOf = (ast: SchemaAST.Annotated): string | undefined =>
-  Option.getOrUndefined(SchemaAST.getAnnotation<string>(Expected)(ast))
+  Option.getOrUndefined(Option.orElse(SchemaAST.getAnnotation<string>(Expected)(ast), () => SchemaAST.getDescriptionAnnotation(ast)))
 
 export const NonEmptyString = Schema.String.pipe(Schema.filter((s) => s.trim().length > 0)).annotations(
   expecting("a non-empty string")

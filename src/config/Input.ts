@@ -15,10 +15,10 @@
  * })
  */
 import type { Plugin } from "../pipeline/Plugin.ts"
-import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
-import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
-import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
-import type { RateLimitOptions } from "../../plugins/rate-limit/index.ts"
+import type * as ArcSeal from "../../plugins/arc-seal/options.ts"
+import type * as DkimSign from "../../plugins/dkim-sign/options.ts"
+import type * as MailauthVerify from "../../plugins/mailauth-verify/options.ts"
+import type * as RateLimit from "../../plugins/rate-limit/options.ts"
 import type { ResolverOptions } from "../dns/Resolver.ts"
 import type { RouteRule } from "./Config.ts"
 
@@ -169,13 +169,13 @@ export interface ConfigInput {
   /** DNS for mail authentication and plugins: `servers` as `host[:port]`, per-attempt `timeoutMs`, `attempts`, TTL `cache` bounds; the system's resolvers by default. */
   readonly dns?: ResolverOptions
   /** SPF, DKIM, DMARC and ARC checks (plugins/mailauth-verify): `true` for the defaults (tag, reject nothing, check every message). */
-  readonly verify?: boolean | MailauthVerifyOptions
+  readonly verify?: boolean | MailauthVerify.OptionsInput
   /** DKIM signing per From domain (plugins/dkim-sign). */
-  readonly dkimSign?: DkimSignOptions
+  readonly dkimSign?: DkimSign.OptionsInput
   /** ARC sealing (plugins/arc-seal). */
-  readonly arcSeal?: ArcSealOptions
+  readonly arcSeal?: ArcSeal.OptionsInput
   /** Rate limits and AUTH brute-force control (plugins/rate-limit); off unless given. */
-  readonly rateLimit?: RateLimitOptions
+  readonly rateLimit?: RateLimit.OptionsInput
   /** Plugins, run in order after the built-ins that the fields above enable. */
   readonly plugins?: ReadonlyArray<Plugin>
   /** Admin HTTP listener `"HOST:PORT"` serving `/metrics`, `/healthz` and `/readyz`; off by default. Keep it on a private address. */

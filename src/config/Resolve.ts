@@ -8,15 +8,16 @@
  * // Resolve.resolve({ limits: { maxRecipients: -1 } }, "flags") fails with
  * // "Invalid config: limits.maxRecipients: expected a positive integer, got -1 (flags)"
  */
-import { type Array as Arr, Duration, Effect, type ParseResult, Schema, SchemaAST } from "effect"
+import { Duration, Effect, type ParseResult, Schema } from "effect"
 import * as Os from "node:os"
-import { hookNames, type Plugin } from "../pipeline/Plugin.ts"
+import { hookNames, OptionsKey, type Plugin } from "../pipeline/Plugin.ts"
 import type { BridgeConfig, ListenerConfig } from "./Config.ts"
-import { type RateLimitOptions, validate as validateRateLimit } from "../../plugins/rate-limit/index.ts"
-import type { ArcSealOptions } from "../../plugins/arc-seal/index.ts"
-import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
-import type { MailauthVerifyOptions } from "../../plugins/mailauth-verify/index.ts"
+import * as ArcSeal from "../../plugins/arc-seal/options.ts"
+import * as DkimSign from "../../plugins/dkim-sign/options.ts"
+import * as MailauthVerify from "../../plugins/mailauth-verify/options.ts"
+import * as RateLimit from "../../plugins/rate-limit/options.ts"
 import * as Udp from "../dns/Udp.ts"
+import * as Issue from "../util/Issue.ts"
 import * as Redact from "../util/Redact.ts"
 import * as AdminConfig from "./Admin.ts"
 import * as Delivery from "./Delivery.ts"
@@ -75,11 +76,6 @@ const TlsSchema = Schema.Struct({ cert: FilePath, key: FilePath }).annotations(
   expecting("{ cert, key } with the paths of PEM files")
 )
 
-/** Plugin options are checked by the plugin itself when the bridge starts; here only their shape. */
-const pluginOptions = (phrase: string) =>
-  Schema.declare((u: unknown): u is Record<string, never> => typeof u === "object" && u !== null && !Array.isArray(u))
-    .annotations(expecting(phrase))
-
 const InputSchema = Schema.Struct({
   hostname: optional(Hostname),
   listen: optional(list(ListenAddress, "HOST:PORT strings")),
@@ -113,11 +109,11 @@ const InputSchema = Schema.Struct({
       maxNegativeTtl: optional(Schema.Number)
     }))
   }).annotations(expecting("{ servers?, timeoutMs?, attempts?, cache? }"))),
-  verify: optional(Schema.Union(Bool, pluginOptions("mailauth-verify options: { policy?, skipAuthenticated?, ... }"))),
-  dkimSign: optional(pluginOptions("dkim-sign options: { keys: [{ domain, selector, keyFile }] }")),
-  arcSeal: optional(pluginOptions("arc-seal options: { domain, selector, keyFile }")),
-  rateLimit: optional(Schema.declare((u: unknown): u is RateLimitOptions => typeof u === "object" && u !== null && !Array.isArray(u))
-    .annotations(expecting("rate-limit options: { perIp?, perUser?, limits?, redis?, ... }"))),
+  // The built-in plugins' own option schemas (plugins/*/options.ts): one definition, checked here.
+  verify: optional(Schema.Union(Bool, MailauthVerify.Options)),
+  dkimSign: optional(DkimSign.Options),
+  arcSeal: optional(ArcSeal.Options),
+  rateLimit: optional(RateLimit.Options),
   ...AdminConfig.fields,
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),
   watchConfig: optional(Bool),
@@ -129,26 +125,6 @@ type Decoded = typeof InputSchema.Type
 
 // ---------------------------------------------------------------------------------------------
 // Errors
-
-const describe = (value: unknown): string => {
-  if (value === undefined) return "nothing"
-  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)
-  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value)
-  if (value === null) return "null"
-  if (Array.isArray(value)) return value.length === 0 ? "an empty list" : "an array"
-  if (typeof value === "function") return "a function"
-  return "an object"
-}
-
-const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
-  let out = ""
-  for (const key of path) {
-    if (typeof key === "number") out += `[${key}]`
-    else if (typeof key === "string" && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === "" ? key : `.${key}`
-    else out += `[${JSON.stringify(String(key))}]`
-  }
-  return out === "" ? "config" : out
-}
 
 /** Where the value of a field came from (a file path or `flags`), for the message. */
 type SourceOf = (field: string) => string
@@ -163,62 +139,24 @@ const invalid = (field: string, expected: string, value: unknown, sourceOf: Sour
     field,
     expected,
     source,
-    message: `Invalid config: ${field}: expected ${expected}, got ${describe(got)}${source === "" ? "" : ` (${source})`}`
+    message: `Invalid config: ${field}: expected ${expected}, got ${Issue.describe(got)}${source === "" ? "" : ` (${source})`}`
   })
 }
 
-const isNonEmptyArray = <A>(u: A | Arr.NonEmptyReadonlyArray<A>): u is Arr.NonEmptyReadonlyArray<A> => Array.isArray(u)
-
-/** Follows the first parse issue down to its leaf, collecting the path and the innermost field's phrase. */
-const fromIssue = (issue: ParseResult.ParseIssue, sourceOf: SourceOf): ConfigError => {
-  const path: Array<PropertyKey> = []
-  let expected: string | undefined
-  let known: ReadonlyArray<string> = []
-  let current: ParseResult.ParseIssue = issue
-  for (;;) {
-    if ("ast" in current) {
-      expected ??= expectedOf(current.ast)
-      const ast: SchemaAST.Annotated = current.ast
-      if (ast instanceof SchemaAST.TypeLiteral) known = ast.propertySignatures.map((p) => String(p.name))
-    }
-    switch (current._tag) {
-      case "Pointer": {
-        const keys: ReadonlyArray<PropertyKey> = typeof current.path === "object" ? current.path : [current.path]
-        path.push(...keys)
-        expected = undefined
-        current = current.issue
-        break
-      }
-      case "Composite":
-        current = isNonEmptyArray(current.issues) ? current.issues[0] : current.issues
-        break
-      case "Refinement":
-      case "Transformation":
-        current = current.issue
-        break
-      case "Unexpected": {
-        const field = formatPath(path)
-        const source = sourceOf(field)
-        const options = `one of ${known.join(", ")}`
-        return new ConfigError({
-          reason: "Invalid",
-          field,
-          expected: options,
-          source,
-          message: `Invalid config: ${field}: unknown option, expected ${options}${source === "" ? "" : ` (${source})`}`
-        })
-      }
-      case "Missing":
-        // Its ast is the property signature; the phrase sits on the property's type.
-        return invalid(formatPath(path), expected ?? expectedOf(current.ast.type) ?? "a value", undefined, sourceOf)
-      default: {
-        // A filter that says what is wrong (a relay URL's parameter) adds it to the phrase.
-        const detail = current._tag === "Type" && typeof current.message === "string" ? current.message : undefined
-        const phrase = expected ?? "a valid value"
-        return invalid(formatPath(path), detail === undefined ? phrase : `${phrase} (${detail})`, current.actual, sourceOf)
-      }
-    }
-  }
+/** The first parse issue as a ConfigError naming the field, in the config's own phrases. */
+const fromIssue = (issue: ParseResult.ParseIssue, sourceOf: SourceOf, prefix = ""): ConfigError => {
+  const problem = Issue.first(issue, expectedOf)
+  const path = Issue.formatPath(problem.path)
+  const field = prefix === "" ? (path === "" ? "config" : path) : path === "" ? prefix : `${prefix}${path.startsWith("[") ? "" : "."}${path}`
+  if (problem.kind !== "Unknown") return invalid(field, Issue.expectation(problem), problem.actual, sourceOf)
+  const source = sourceOf(field)
+  return new ConfigError({
+    reason: "Invalid",
+    field,
+    expected: Issue.expectation(problem),
+    source,
+    message: `Invalid config: ${Issue.line(problem, field)}${source === "" ? "" : ` (${source})`}`
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,6 +186,19 @@ const listeners = (input: Decoded, source: SourceOf): Effect.Effect<ReadonlyArra
   return Effect.succeed(out)
 }
 
+/**
+ * A plugin made by an options factory (`definePlugin({ name, options, make })`) carries its options
+ * as given: they are checked here with the plugin's own schema, so that a bad one is reported as
+ * one line naming the plugin and the option, exactly as a built-in's option field is.
+ */
+const checkPluginOptions = (plugins: ReadonlyArray<Plugin>, source: SourceOf): Effect.Effect<void, ConfigError> =>
+  Effect.forEach(plugins, (plugin, i) => {
+    const options = plugin[OptionsKey]
+    return options === undefined
+      ? Effect.void
+      : Effect.mapError(options.decode(options.input), (issue) => fromIssue(issue, source, `plugins[${i}] (${plugin.name})`))
+  }, { discard: true })
+
 const checkTls = (input: Decoded, source: SourceOf): Effect.Effect<void, ConfigError> => {
   if (input.tls !== undefined) return Effect.void
   if ((input.listenTls ?? []).length > 0) {
@@ -260,47 +211,6 @@ const checkTls = (input: Decoded, source: SourceOf): Effect.Effect<void, ConfigE
     )
   }
   return Effect.void
-}
-
-const dkimSignOf = (options: DkimSignOptions | undefined, source: SourceOf): Effect.Effect<DkimSignOptions | undefined, ConfigError> => {
-  if (options === undefined) return Effect.succeed(undefined)
-  if (!Array.isArray(options.keys) || options.keys.length === 0) {
-    return Effect.fail(invalid("dkimSign.keys", "at least one { domain, selector, keyFile }", options.keys, source))
-  }
-  for (const [i, key] of options.keys.entries()) {
-    const ok = typeof key === "object" && key !== null && Syntax.isHostname(key.domain) && typeof key.selector === "string" &&
-      /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(key.selector) && (Boolean(key.keyFile) || Boolean(key.privateKey))
-    if (!ok) {
-      return Effect.fail(invalid(`dkimSign.keys[${i}]`, "{ domain, selector, keyFile or privateKey } (flag: DOMAIN:SELECTOR:KEYFILE)", key, source))
-    }
-  }
-  const trusted: unknown = options.trustedFrom
-  if (trusted !== undefined) {
-    if (typeof trusted !== "object" || trusted === null || Array.isArray(trusted)) {
-      return Effect.fail(invalid("dkimSign.trustedFrom", "an object mapping CIDRs to arrays of senders", trusted, source))
-    }
-    for (const [network, senders] of Object.entries(trusted)) {
-      const field = `dkimSign.trustedFrom[${JSON.stringify(network)}]`
-      if (!Syntax.isCidr(network)) return Effect.fail(invalid(field, "a CIDR like 10.0.0.0/8 as the key (flag: CIDR=SENDER)", network, source))
-      const ok = Array.isArray(senders) && senders.every((s) => typeof s === "string" && Syntax.isSenderPattern(s))
-      if (!ok) return Effect.fail(invalid(field, "an array of addresses (a@example.com), domains (@example.com) or *", senders, source))
-    }
-  }
-  return Effect.succeed(options)
-}
-
-const rateLimitOf = (options: RateLimitOptions | undefined, source: SourceOf): Effect.Effect<RateLimitOptions | undefined, ConfigError> => {
-  if (options === undefined) return Effect.succeed(undefined)
-  const problem = validateRateLimit(options)
-  if (problem === undefined) return Effect.succeed(options)
-  const from = source("rateLimit")
-  return Effect.fail(new ConfigError({
-    reason: "Invalid",
-    field: "rateLimit",
-    expected: "valid rate-limit options",
-    source: from,
-    message: `Invalid config: rateLimit: ${problem.replace(/^rate-limit: /, "")}${from === "" ? "" : ` (${from})`}`
-  }))
 }
 
 const bytes = (input: string | number | undefined, fallback: number): number =>
@@ -346,6 +256,7 @@ export const resolve = (
     const decoded = yield* Schema.decodeUnknown(InputSchema, { errors: "first", onExcessProperty: "error" })(input)
       .pipe(Effect.mapError((error) => fromIssue(error.issue, sourceOf)))
     yield* checkTls(decoded, sourceOf)
+    yield* checkPluginOptions(decoded.plugins ?? [], sourceOf)
     const limits = decoded.limits ?? {}
     const maildir = decoded.maildir ?? defaults.maildir
     const delivery = yield* Delivery.resolve(decoded, maildir, (field, expected, got) => invalid(field, expected, got, sourceOf))
@@ -382,16 +293,16 @@ export const resolve = (
       shutdownTimeout: time(decoded.shutdownTimeout, defaults.shutdownTimeout),
       tempDir: decoded.tempDir,
       plugins: decoded.plugins ?? [],
-      rateLimit: yield* rateLimitOf(decoded.rateLimit, sourceOf),
+      rateLimit: decoded.rateLimit,
       dns: decoded.dns ?? {},
       // `--verify` checks every message; a config object keeps its own skip settings.
       verify: decoded.verify === true
         ? { skipAuthenticated: false, skipTrusted: false }
         : decoded.verify === false || decoded.verify === undefined
         ? undefined
-        : decoded.verify as MailauthVerifyOptions,
-      dkimSign: yield* dkimSignOf(decoded.dkimSign as DkimSignOptions | undefined, sourceOf),
-      arcSeal: decoded.arcSeal as ArcSealOptions | undefined,
+        : decoded.verify,
+      dkimSign: decoded.dkimSign,
+      arcSeal: decoded.arcSeal,
       admin: yield* AdminConfig.resolve(decoded, (field, expected, got) => invalid(field, expected, got, sourceOf)),
       telemetry: Telemetry.resolve(decoded.telemetry),
       logFormat: decoded.logFormat,
