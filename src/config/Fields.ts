@@ -1,5 +1,6 @@
 /** Field schemas shared by the config sections: each carries the phrase its error message uses. */
-import { Duration, Option, Schema, SchemaAST } from "effect"
+import { type Duration, Option, Schema, SchemaAST } from "effect"
+import * as Units from "../util/Units.ts"
 import * as Syntax from "./Syntax.ts"
 
 export const Expected = Symbol.for("smtp-bridge/config/Expected")
@@ -37,22 +38,16 @@ export const PrefixLength = (bits: 32 | 128) =>
   )
 export const LineLength = integer(512, "an integer of at least 512 (the RFC 5321 minimum)")
 
-export const size = (min: number, phrase: string) =>
-  Schema.Union(Schema.Number, Schema.String).pipe(
-    Schema.filter((s) => (Syntax.parseSize(s) ?? -1) >= min)
-  ).annotations(expecting(phrase))
+// Sizes and durations decode to bytes and Effect Durations: what a user writes is the schema's
+// encoded side (`ConfigInput`), what the server runs with its type side (`BridgeConfig`).
+export const size = (min: number, phrase: string) => Units.sizeAtLeast(min).annotations(expecting(phrase))
 export const MessageSize = size(1, "a positive size in bytes, or a string like \"25MB\"")
 export const SpillSize = size(0, "a size in bytes, or a string like \"256KB\"")
 
-export const decodeDuration = (input: unknown): Duration.Duration | undefined =>
-  Option.getOrUndefined(Duration.decodeUnknown(input))
+export const decodeDuration = (input: unknown): Duration.Duration | undefined => Units.parseDuration(input)
 
 export const duration = (allowZero: boolean) =>
-  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((input) => {
-    const d = decodeDuration(input)
-    return d !== undefined && Duration.isFinite(d) && (allowZero || Duration.greaterThan(d, Duration.zero)) &&
-      (typeof input !== "number" || input >= 0)
-  })).annotations(expecting(`a duration like "30 seconds" or "5 minutes", or milliseconds${allowZero ? "" : " above 0"}`))
+  Units.durationWith(allowZero).annotations(expecting(`a duration like "30 seconds" or "5 minutes", or milliseconds${allowZero ? "" : " above 0"}`))
 export const Timeout = duration(false)
 export const ShutdownTimeout = duration(true)
 

@@ -7,8 +7,20 @@
  * Telemetry.tracesUrl("http://collector:4318") // "http://collector:4318/v1/traces"
  */
 import { ParseResult, Schema } from "effect"
-import type { TelemetryConfig } from "./Config.ts"
 import { expecting, NonEmptyString, optional } from "./Fields.ts"
+
+
+/** OpenTelemetry tracing: spans go to an OTLP/HTTP (JSON) collector. */
+export interface TelemetryConfig {
+  /** The collector as configured (`http://collector:4318`), for messages. */
+  readonly otlpEndpoint: string
+  /** Where spans are POSTed: the endpoint's `/v1/traces`, unless it already names that path. */
+  readonly tracesUrl: string
+  /** The `service.name` resource attribute. */
+  readonly serviceName: string
+  /** Sent with every export (a collector's API key); never logged. */
+  readonly headers: Readonly<Record<string, string>>
+}
 
 export const defaultServiceName = "smtp-bridge"
 
@@ -36,14 +48,18 @@ const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(S
 })).annotations(expecting("an object of header names to values"))
 
 const TelemetrySchema = Schema.Struct({
+  /** The collector's OTLP/HTTP base URL (`http://host:4318`); spans go to its `/v1/traces`. A URL already ending in `/v1/traces` is used as it is. */
   otlpEndpoint: Schema.String.pipe(Schema.filter(isCollectorUrl))
     .annotations(expecting("an http:// or https:// URL of an OTLP/HTTP collector without credentials, like http://127.0.0.1:4318")),
+  /** The `service.name` of every span; default `"smtp-bridge"`. */
   serviceName: optional(NonEmptyString),
+  /** HTTP headers sent with every export, such as a collector's API key; never logged. */
   headers: optional(Headers)
 }).annotations(expecting("{ otlpEndpoint, serviceName?, headers? }"))
 
 /** The fields this module adds to the config file's schema. */
 export const fields = {
+  /** OpenTelemetry tracing to an OTLP/HTTP collector (`--otlp-endpoint URL`); off by default. */
   telemetry: optional(TelemetrySchema)
 }
 
