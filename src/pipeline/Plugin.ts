@@ -23,6 +23,7 @@ import type { Content } from "./Message.ts"
 import type { SessionInfo, TransactionInfo } from "./Session.ts"
 import type { Verdict } from "./Verdict.ts"
 import * as Issue from "../util/Issue.ts"
+import * as Redact from "../util/Redact.ts"
 
 export interface ConnectContext {
   readonly session: SessionInfo
@@ -182,8 +183,20 @@ export class PluginOptionsError extends Schema.TaggedError<PluginOptionsError>()
   message: Schema.String
 }) {}
 
-const check = <A, I>(schema: Schema.Schema<A, I, never>) => (input: unknown) =>
-  ParseResult.decodeUnknown(schema)(input, { onExcessProperty: "error" })
+// A filter of the author's that throws is reported as a problem with the options, never a crash.
+const check = <A, I>(schema: Schema.Schema<A, I, never>) => (input: unknown): Effect.Effect<A, ParseResult.ParseIssue> =>
+  // Suspended: the parser runs synchronously when called, so a throwing filter throws right there.
+  Effect.suspend(() => ParseResult.decodeUnknown(schema)(input, { onExcessProperty: "error" })).pipe(
+    Effect.catchAllDefect((defect) =>
+      Effect.fail(new ParseResult.Type(schema.ast, input, `the options schema failed: ${defect instanceof Error ? defect.message : String(defect)}`))
+    )
+  )
+
+/** One line for a bad option, its value hidden when the option's name says it is a secret (`password`, `token`). */
+const describeIssue = (issue: ParseResult.ParseIssue): string => {
+  const problem = Issue.first(issue)
+  return Issue.line({ ...problem, actual: Redact.value(Issue.formatPath(problem.path), problem.actual) })
+}
 
 /**
  * Decodes `input` with a plugin's options schema; a bad option fails as one line naming the
@@ -192,7 +205,7 @@ const check = <A, I>(schema: Schema.Schema<A, I, never>) => (input: unknown) =>
 export const decodeOptions = <A, I>(plugin: string, schema: Schema.Schema<A, I, never>, input: unknown): Effect.Effect<A, PluginOptionsError> =>
   Effect.mapError(
     check(schema)(input),
-    (issue) => new PluginOptionsError({ plugin, message: `${plugin}: ${Issue.line(Issue.first(issue))}` })
+    (issue) => new PluginOptionsError({ plugin, message: `${plugin}: ${describeIssue(issue)}` })
   )
 
 const isDefinition = <A, I>(u: Plugin | Definition<A, I>): u is Definition<A, I> =>

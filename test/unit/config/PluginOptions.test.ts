@@ -84,3 +84,33 @@ describe("a user plugin's options schema", () => {
       expect(Schema.is(Schema.Struct({ name: Schema.Literal("plain") }))(plain)).toBe(true)
     }))
 })
+
+describe("a user plugin's options, attacked", () => {
+  const ldap = definePlugin({
+    name: "ldap",
+    options: Schema.Struct({ url: Schema.String, bindPassword: Schema.String.pipe(Schema.minLength(12)).annotations({ description: "a password of at least 12 characters" }) }),
+    make: () => ({})
+  })
+
+  it.effect("never shows a secret option's value, in check-config's line or in the set-up error", () =>
+    Effect.gen(function*() {
+      const error = yield* failure({ plugins: [ldap({ url: "ldap://127.0.0.1", bindPassword: "hunter2" })] })
+      expect(error.message).toBe("Invalid config: plugins[0] (ldap).bindPassword: expected a password of at least 12 characters, got \"(hidden)\" (test.config.ts)")
+      const setup = yield* Effect.flip(Effect.scoped(Pipeline.make([ldap({ url: "ldap://127.0.0.1", bindPassword: "hunter2" })]).pipe(Effect.provide(StaticDns.layer({})))))
+      expect(setup.message).toContain("ldap: bindPassword: expected a password of at least 12 characters, got \"(hidden)\"")
+      expect(setup.message).not.toContain("hunter2")
+    }))
+
+  it.effect("reports an options schema that throws as a bad option, not a crash", () =>
+    Effect.gen(function*() {
+      const fragile = definePlugin({
+        name: "fragile",
+        options: Schema.Struct({ n: Schema.Number.pipe(Schema.filter(() => { throw new Error("boom") })) }),
+        make: () => ({})
+      })
+      const error = yield* failure({ plugins: [fragile({ n: 1 })] })
+      expect(error.message).toMatch(/^Invalid config: plugins\[0\] \(fragile\): expected .*\(the options schema failed: boom\), got an object \(test\.config\.ts\)$/)
+      const setup = yield* Effect.flip(Effect.scoped(Pipeline.make([fragile({ n: 1 })]).pipe(Effect.provide(StaticDns.layer({})))))
+      expect(setup.message).toContain("the options schema failed: boom")
+    }))
+})
