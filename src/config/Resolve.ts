@@ -1,7 +1,9 @@
 /**
- * Validates a `ConfigInput` (from a config file, flags, or both merged) and fills in the safe
- * defaults, giving the `BridgeConfig` the server runs with. The first problem found is reported as
- * one line that names the field, what it expects and what it got.
+ * Validates a `ConfigInput` (from a config file, flags, or both merged) with the one config
+ * schema (`Schema.ts`, which fills in the safe defaults), then checks across fields and the
+ * options of plugins made by options factories, giving the `BridgeConfig` the server runs with.
+ * The first problem found is reported as one line that names the field, what it expects and
+ * what it got.
  *
  * @example
  * const config = yield* Resolve.resolve({ limits: { maxRecipients: 50 } }, "smtp-bridge.config.ts")
@@ -69,12 +71,12 @@ const fromIssue = (issue: ParseResult.ParseIssue, sourceOf: SourceOf, prefix = "
 }
 
 // ---------------------------------------------------------------------------------------------
-// Checks across fields, then defaults
+// Checks across fields (the schema checked each field and filled in its default)
 
 const listeners = (input: ConfigSchema.Decoded, source: SourceOf): Effect.Effect<ReadonlyArray<ListenerConfig>, ConfigError> => {
   // The default listener only applies when the user named none: someone who lists a TLS port
   // alone does not expect an extra plain one.
-  const plain = input.listen ?? (input.listenTls === undefined ? ["127.0.0.1:2525"] : [])
+  const plain = input.listen ?? (input.listenTls === undefined ? ConfigSchema.defaults.listen : [])
   const implicit = input.listenTls ?? []
   const out: Array<ListenerConfig> = []
   const seen = new Set<string>()
