@@ -5,7 +5,7 @@
 import { Duration, Effect, Either, Schema } from "effect"
 import * as Routing from "../../plugins/routing/options.ts"
 import * as Url from "../transport/smtp/Url.ts"
-import { Bool, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, SpillSize, Timeout } from "./Fields.ts"
+import { Bool, withDefault, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, SpillSize, Timeout } from "./Fields.ts"
 
 // The filter's message says what is wrong (which parameter, which values it allows).
 const RelayUrl = Schema.String.pipe(Schema.filter((s) => Either.match(Url.parse(s), { onLeft: (e) => e.detail, onRight: () => true })))
@@ -40,21 +40,34 @@ const TransportSchema = Schema.Struct({
   headers: optional(Schema.Record({ key: Schema.String, value: Schema.String }).annotations(expecting("an object of header names to values")))
 }).annotations(expecting("a transport: { type, url | dir, ... }"))
 
+/** Postfix keeps 1.5 x the message size limit free; a fixed floor on top of SIZE says the same here. */
+const defaultMinFreeSpace = 1024 * 1024
+
+// Retries as Postfix does: backoff from 5 minutes up to 1 hour, for 5 days.
+const SpoolObject = Schema.Struct({
+  dir: FilePath.annotations(expecting("a directory path")),
+  initialDelay: withDefault(Timeout, () => Duration.minutes(5)),
+  maxDelay: withDefault(Timeout, () => Duration.hours(1)),
+  maxAge: withDefault(Timeout, () => Duration.days(5)),
+  concurrency: withDefault(PositiveInt, () => 4),
+  /**
+   * Free space the spool's file system keeps (`--spool-min-free`): MAIL FROM gets 452 4.3.1 when
+   * less than this plus the message's declared SIZE is free, rather than 451 after all the data
+   * was read. Default 1MB.
+   */
+  minFreeSpace: withDefault(SpillSize, () => defaultMinFreeSpace)
+})
+
+/** The durable queue, checked and with its defaults: messages are written to disk before the 250 and delivered by a worker. */
+export type SpoolConfig = typeof SpoolObject.Type
+
 const SpoolSchema = Schema.Union(
-  FilePath.annotations(expecting("a directory path")),
-  Schema.Struct({
-    dir: FilePath.annotations(expecting("a directory path")),
-    initialDelay: optional(Timeout),
-    maxDelay: optional(Timeout),
-    maxAge: optional(Timeout),
-    concurrency: optional(PositiveInt),
-    /**
-     * Free space the spool's file system keeps (`--spool-min-free`): MAIL FROM gets 452 4.3.1 when
-     * less than this plus the message's declared SIZE is free, rather than 451 after all the data
-     * was read. Default 1MB.
-     */
-    minFreeSpace: optional(SpillSize)
-  })
+  Schema.transform(FilePath.annotations(expecting("a directory path")), Schema.typeSchema(SpoolObject), {
+    strict: true,
+    decode: (dir) => Schema.decodeSync(SpoolObject)({ dir }),
+    encode: (spool) => spool.dir
+  }),
+  SpoolObject
 ).annotations(expecting("a directory path or { dir, initialDelay?, maxDelay?, maxAge?, concurrency?, minFreeSpace? }"))
 
 /** The fields this module adds to the config file's schema. */
@@ -129,22 +142,6 @@ const relay = (url: string, t: Partial<Schema.Schema.Type<typeof TransportSchema
   dataTimeout: time(t.timeouts?.data, "10 minutes")
 })
 
-/** Postfix keeps 1.5 x the message size limit free; a fixed floor on top of SIZE says the same here. */
-const defaultMinFreeSpace = 1024 * 1024
-
-const spool = (input: Decoded["spool"]): SpoolConfig | undefined => {
-  if (input === undefined) return undefined
-  const s = typeof input === "string" ? { dir: input } : input
-  return {
-    dir: s.dir,
-    initialDelay: time("initialDelay" in s ? s.initialDelay : undefined, "5 minutes"),
-    maxDelay: time("maxDelay" in s ? s.maxDelay : undefined, "1 hour"),
-    maxAge: time("maxAge" in s ? s.maxAge : undefined, "5 days"),
-    concurrency: ("concurrency" in s ? s.concurrency : undefined) ?? 4,
-    minFreeSpace: ("minFreeSpace" in s ? s.minFreeSpace : undefined) ?? defaultMinFreeSpace
-  }
-}
-
 /** Builds the transports, checks that routes name defined transports, and the spool. */
 export const resolve = <E>(input: Decoded, maildir: string, invalid: Invalid<E>): Effect.Effect<DeliveryConfig, E> =>
   Effect.gen(function*() {
@@ -174,7 +171,7 @@ export const resolve = <E>(input: Decoded, maildir: string, invalid: Invalid<E>)
         return yield* Effect.fail(invalid(`routes[${i}].transport`, `one of ${Object.keys(transports).join(", ")}`, r.transport))
       }
     }
-    return { transports, routes, defaultTransport, spool: spool(input.spool) }
+    return { transports, routes, defaultTransport, spool: input.spool }
   })
 
 /** A relay to existing mail infrastructure (`smtp://`, `smtps://`, `lmtp://`). */
@@ -214,15 +211,6 @@ export type TransportConfig = RelayTransportConfig | WebhookTransportConfig | Ma
 /** One routing rule (see plugins/routing): every condition given must hold. */
 export type RouteRule = Routing.Rule
 
-export interface SpoolConfig {
-  readonly dir: string
-  readonly initialDelay: Duration.Duration
-  readonly maxDelay: Duration.Duration
-  readonly maxAge: Duration.Duration
-  readonly concurrency: number
-  /** Bytes kept free on the spool's file system; MAIL FROM is refused (452 4.3.1) below it plus SIZE. */
-  readonly minFreeSpace: number
-}
 
 export interface DeliveryConfig {
   /** Every transport by name; `default` always exists (Maildir unless `relay` or `webhook` says otherwise). */

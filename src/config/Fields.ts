@@ -54,5 +54,9 @@ export const ShutdownTimeout = duration(true)
 export const list = <S extends Schema.Schema.AnyNoContext>(item: S, what: string) =>
   Schema.Array(item).annotations(expecting(`an array of ${what}`))
 
+/** Optional in the file, `value` when absent once decoded. */
+export const withDefault = <S extends Schema.Schema.AnyNoContext>(schema: S, value: () => Schema.Schema.Type<S>) =>
+  Schema.optionalWith(schema, { exact: true, default: value })
+
 export const optional = <S extends Schema.Schema.AnyNoContext>(schema: S) => Schema.optionalWith(schema, { exact: true })
 

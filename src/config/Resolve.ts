@@ -17,7 +17,6 @@ import * as Issue from "../util/Issue.ts"
 import * as Redact from "../util/Redact.ts"
 import * as AdminConfig from "./Admin.ts"
 import * as Delivery from "./Delivery.ts"
-import * as Telemetry from "./Telemetry.ts"
 import * as ConfigSchema from "./Schema.ts"
 import * as Syntax from "./Syntax.ts"
 import { expectedOf } from "./Fields.ts"
@@ -141,7 +140,7 @@ export const resolve = (
     const {
       listen: _listen, listenTls: _listenTls, relay: _relay, webhook: _webhook, webhookSecret: _webhookSecret, transports: _transports,
       defaultTransport: _defaultTransport, spool: _spool, adminToken: _adminToken, adminTokenFile: _adminTokenFile, admin: _admin,
-      telemetry, ...fields
+      ...fields
     } = decoded
     return {
       ...fields,
@@ -154,9 +153,9 @@ export const resolve = (
       arcSeal: decoded.arcSeal,
       rateLimit: decoded.rateLimit,
       logFormat: decoded.logFormat,
+      telemetry: decoded.telemetry,
       listeners: yield* listeners(decoded, sourceOf),
       admin: yield* AdminConfig.resolve(decoded, (field, expected, got) => invalid(field, expected, got, sourceOf)),
-      telemetry: Telemetry.resolve(telemetry),
       ...(yield* Delivery.resolve(decoded, decoded.maildir, (field, expected, got) => invalid(field, expected, got, sourceOf)))
     }
   })

@@ -21,7 +21,7 @@ import * as AdminConfig from "./Admin.ts"
 import * as Delivery from "./Delivery.ts"
 import {
   Bool, Cidr, expecting, FilePath, Hostname, LineLength, list, ListenAddress, MessageSize, optional, PositiveInt, PrefixLength,
-  SenderPattern, ShutdownTimeout, SpillSize, Timeout
+  SenderPattern, ShutdownTimeout, SpillSize, Timeout, withDefault
 } from "./Fields.ts"
 import * as Telemetry from "./Telemetry.ts"
 
@@ -52,10 +52,6 @@ export const defaults = {
   spillThreshold: 256 * 1024,
   shutdownTimeout: "30 seconds"
 } as const
-
-/** Optional in the file, `value` when absent once decoded. */
-const withDefault = <S extends Schema.Schema.AnyNoContext>(schema: S, value: () => Schema.Schema.Type<S>) =>
-  Schema.optionalWith(schema, { exact: true, default: value })
 
 const time = (input: Duration.DurationInput) => () => Duration.decode(input)
 

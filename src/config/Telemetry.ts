@@ -10,17 +10,6 @@ import { ParseResult, Schema } from "effect"
 import { expecting, NonEmptyString, optional } from "./Fields.ts"
 
 
-/** OpenTelemetry tracing: spans go to an OTLP/HTTP (JSON) collector. */
-export interface TelemetryConfig {
-  /** The collector as configured (`http://collector:4318`), for messages. */
-  readonly otlpEndpoint: string
-  /** Where spans are POSTed: the endpoint's `/v1/traces`, unless it already names that path. */
-  readonly tracesUrl: string
-  /** The `service.name` resource attribute. */
-  readonly serviceName: string
-  /** Sent with every export (a collector's API key); never logged. */
-  readonly headers: Readonly<Record<string, string>>
-}
 
 export const defaultServiceName = "smtp-bridge"
 
@@ -47,7 +36,7 @@ const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(S
   return bad === undefined || new ParseResult.Pointer([bad], headers, new ParseResult.Type(HeaderName.ast, bad))
 })).annotations(expecting("an object of header names to values"))
 
-const TelemetrySchema = Schema.Struct({
+const TelemetryInput = Schema.Struct({
   /** The collector's OTLP/HTTP base URL (`http://host:4318`); spans go to its `/v1/traces`. A URL already ending in `/v1/traces` is used as it is. */
   otlpEndpoint: Schema.String.pipe(Schema.filter(isCollectorUrl))
     .annotations(expecting("an http:// or https:// URL of an OTLP/HTTP collector without credentials, like http://127.0.0.1:4318")),
@@ -56,6 +45,30 @@ const TelemetrySchema = Schema.Struct({
   /** HTTP headers sent with every export, such as a collector's API key; never logged. */
   headers: optional(Headers)
 }).annotations(expecting("{ otlpEndpoint, serviceName?, headers? }"))
+
+/** OpenTelemetry tracing: spans go to an OTLP/HTTP (JSON) collector. */
+const TelemetryConfig = Schema.Struct({
+  /** The collector as configured (`http://collector:4318`), for messages. */
+  otlpEndpoint: Schema.String,
+  /** Where spans are POSTed: the endpoint's `/v1/traces`, unless it already names that path. */
+  tracesUrl: Schema.String,
+  /** The `service.name` resource attribute. */
+  serviceName: Schema.String,
+  /** Sent with every export (a collector's API key); never logged. */
+  headers: Schema.Record({ key: Schema.String, value: Schema.String })
+})
+export type TelemetryConfig = typeof TelemetryConfig.Type
+
+const TelemetrySchema = Schema.transform(TelemetryInput, TelemetryConfig, {
+  strict: true,
+  decode: (input) => ({
+    otlpEndpoint: input.otlpEndpoint,
+    tracesUrl: tracesUrl(input.otlpEndpoint),
+    serviceName: input.serviceName ?? defaultServiceName,
+    headers: input.headers ?? {}
+  }),
+  encode: ({ otlpEndpoint, serviceName, headers }) => ({ otlpEndpoint, serviceName, headers })
+})
 
 /** The fields this module adds to the config file's schema. */
 export const fields = {
@@ -73,14 +86,6 @@ export const tracesUrl = (endpoint: string): string => {
   if (!/\/v1\/traces\/?$/.test(url.pathname)) url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/traces`
   return url.href
 }
-
-export const resolve = (input: typeof TelemetrySchema.Type | undefined): TelemetryConfig | undefined =>
-  input === undefined ? undefined : {
-    otlpEndpoint: input.otlpEndpoint,
-    tracesUrl: tracesUrl(input.otlpEndpoint),
-    serviceName: input.serviceName ?? defaultServiceName,
-    headers: input.headers ?? {}
-  }
 
 /** `off`, or where spans go, for summaries and log lines: no credentials, no query string. */
 export const describe = (telemetry: TelemetryConfig | undefined): string => {

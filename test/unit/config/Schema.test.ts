@@ -35,6 +35,26 @@ describe("the config schema", () => {
     expect(encoded.limits?.idleTimeout).toBe(120_000)
   })
 
+  it("gives a spool written as a directory, or as a partial object, every retry default", () => {
+    const short = Schema.decodeUnknownSync(Config)({ spool: "/var/spool/sb" }).spool
+    expect(short).toEqual({
+      dir: "/var/spool/sb", initialDelay: Duration.minutes(5), maxDelay: Duration.hours(1), maxAge: Duration.days(5), concurrency: 4,
+      minFreeSpace: 1048576
+    })
+    const long = Schema.decodeUnknownSync(Config)({ spool: { dir: "/q", maxAge: "2 days", minFreeSpace: "10MB" } }).spool
+    expect(long).toMatchObject({ dir: "/q", maxAge: Duration.days(2), minFreeSpace: 10485760, concurrency: 4 })
+  })
+
+  it("reports a bad spool field at its own path rather than as a bad directory", () => {
+    const result = Schema.decodeUnknownEither(Config)({ spool: { dir: "/q", maxAge: "soon" } })
+    expect(Either.isLeft(result) && String(result.left)).toContain("maxAge")
+  })
+
+  it("derives the telemetry traces URL and default service name while decoding", () => {
+    const telemetry = Schema.decodeUnknownSync(Config)({ telemetry: { otlpEndpoint: "http://127.0.0.1:4318" } }).telemetry
+    expect(telemetry).toEqual({ otlpEndpoint: "http://127.0.0.1:4318", tracesUrl: "http://127.0.0.1:4318/v1/traces", serviceName: "smtp-bridge", headers: {} })
+  })
+
   it("turns verify: false into no verification", () => {
     expect(Schema.decodeUnknownSync(Config)({ verify: false }).verify).toBeUndefined()
   })
