@@ -110,7 +110,7 @@ export const importFile = (file: string, options: { readonly fresh?: boolean } =
 /** Whether the flags set the field at this path, so that an error can blame the right source. */
 const fromFlags = (flags: Flags, field: string): boolean => {
   const [top, nested] = field.replace(/\[.*$/, "").split(".")
-  const value: unknown = (flags as Record<string, unknown>)[top!]
+  const value: unknown = Object.entries(flags).find(([key]) => key === top)?.[1]
   if (value === undefined) return false
   return nested === undefined || !isRecord(value) || value[nested] !== undefined
 }

@@ -106,8 +106,13 @@ const checkPluginOptions = (plugins: ReadonlyArray<Plugin>, source: SourceOf): E
     const options = plugin[OptionsKey]
     return options === undefined
       ? Effect.void
-      : Effect.mapError(options.decode(options.input), (issue) => fromIssue(issue, source, `plugins[${i}] (${plugin.name})`))
+      : Effect.mapError(options.decode(options.input), (issue) => fromIssue(issue, source, `plugins[${i}] (${label(plugin.name)})`))
   }, { discard: true })
+
+// A name is the author's string: anything but printable ASCII is escaped, so the error stays one
+// line that reads as it is (no line break, no control or bidi character), and it is cut at 64.
+const label = (name: string): string =>
+  [...name.slice(0, 64)].map((c) => (/^[\x20-\x7e]$/.test(c) ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)).join("")
 
 const checkTls = (input: ConfigSchema.Decoded, source: SourceOf): Effect.Effect<void, ConfigError> => {
   if (input.tls !== undefined) return Effect.void

@@ -114,3 +114,14 @@ describe("a user plugin's options, attacked", () => {
       expect(setup.message).toContain("the options schema failed: boom")
     }))
 })
+
+describe("a user plugin's name in the error line", () => {
+  it.effect("is escaped, so that a line break or a bidi control in it cannot forge or reorder log lines", () =>
+    Effect.gen(function*() {
+      const forged = definePlugin({ name: "evil\nInvalid config: all good\u202e", options: Schema.Struct({ n: Schema.Number }), make: () => ({}) })
+      const error = yield* failure({ plugins: [forged({ n: "x" as unknown as number })] })
+      expect(error.message).not.toContain("\n")
+      expect(error.message).not.toContain("\u202e")
+      expect(error.message).toBe("Invalid config: plugins[0] (evil\\u000aInvalid config: all good\\u202e).n: expected a number, got \"x\" (test.config.ts)")
+    }))
+})
