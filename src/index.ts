@@ -14,9 +14,9 @@ export * as Reply from "./protocol/Reply.ts"
 export * as Relay from "./pipeline/Relay.ts"
 export * as Senders from "./pipeline/Senders.ts"
 export * as AddressList from "./protocol/AddressList.ts"
-export { definePlugin, hookNames } from "./pipeline/Plugin.ts"
+export { decodeOptions, definePlugin, hookNames, PluginOptionsError } from "./pipeline/Plugin.ts"
 export type {
-  AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
+  AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
   MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"
@@ -24,6 +24,8 @@ export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./pro
 export type { DeliveryReport, OutgoingMessage, Transport } from "./transport/Transport.ts"
 export { TransportError } from "./transport/Transport.ts"
 export * as Cidr from "./util/Cidr.ts"
+/** Size (`"25MB"`) and duration (`"5 minutes"`) schemas for plugin options. */
+export * as Units from "./util/Units.ts"
 export * as RateLimit from "./ratelimit/RateLimit.ts"
 export { defineConfig } from "./config/Input.ts"
 export type { ConfigInput } from "./config/Input.ts"

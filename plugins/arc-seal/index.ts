@@ -12,18 +12,10 @@ import { Effect, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { definePlugin, Dkim, Dns, Mailauth, Verdict } from "../../src/index.ts"
 import type { Plugin } from "../../src/index.ts"
+import type { OptionsInput } from "./options.ts"
 
-export interface ArcSealOptions {
-  /** The sealing domain (d=) and selector (s=); the key is published like a DKIM key. */
-  readonly domain: string
-  readonly selector: string
-  readonly keyFile?: string
-  readonly privateKey?: string
-  /** The authserv-id of the ARC-Authentication-Results (default: the session's hostname). */
-  readonly authservId?: string
-  /** Header fields the ARC-Message-Signature covers (default: mailauth's list). */
-  readonly headers?: ReadonlyArray<string>
-}
+/** The options as a user writes them; their schema is in `options.ts`. */
+export type ArcSealOptions = OptionsInput
 
 export class ArcSealError extends Schema.TaggedError<ArcSealError>()("ArcSealError", {
   reason: Schema.Literal("Read", "Key", "Config"),

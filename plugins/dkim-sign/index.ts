@@ -19,41 +19,11 @@ import { Clock, Duration, Effect, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { Cidr, definePlugin, Dkim, Senders, Verdict } from "../../src/index.ts"
 import type { DataContext, Mailbox, Plugin } from "../../src/index.ts"
+import type { KeyConfig, OptionsInput } from "./options.ts"
 
-export interface KeyConfig {
-  /** The signing domain (d=). */
-  readonly domain: string
-  /** The selector (s=): the key is published at `selector._domainkey.domain`. */
-  readonly selector: string
-  /** A PEM file (RSA or Ed25519), read once at start. */
-  readonly keyFile?: string
-  /** Or the PEM itself. */
-  readonly privateKey?: string
-}
-
-export interface DkimSignOptions {
-  /** Several keys for one domain sign it several times (e.g. RSA and Ed25519). */
-  readonly keys: ReadonlyArray<KeyConfig>
-  /** Header fields to sign (default `Dkim.Sign.DEFAULT_HEADERS`). */
-  readonly headers?: ReadonlyArray<string>
-  /** Header fields signed once more than they occur, so none can be added (default `Dkim.Sign.DEFAULT_OVERSIGN`). */
-  readonly oversign?: ReadonlyArray<string>
-  /** Signature lifetime (x=); none by default. */
-  readonly expires?: Duration.DurationInput
-  /** A From domain without a key: `pass` it unsigned (default) or `reject` it with 550 5.7.1. */
-  readonly unsigned?: "pass" | "reject"
-  /** Sign mail from a subdomain with its parent domain's key (default true; DMARC relaxed alignment accepts it). */
-  readonly subdomains?: boolean
-  /**
-   * Clients without AUTH (trusted networks): per client network (CIDR), the From and Sender
-   * addresses signed for it, as sender patterns (`a@example.com`, `@example.com`, `*`). Default
-   * none: nothing a client without AUTH sends is signed.
-   *
-   * @example
-   * trustedFrom: { "10.1.0.0/16": ["@example.com"], "10.2.0.5/32": ["billing@example.com"] }
-   */
-  readonly trustedFrom?: Readonly<Record<string, ReadonlyArray<string>>>
-}
+export type { KeyConfig } from "./options.ts"
+/** The options as a user writes them; their schema and checks are in `options.ts`. */
+export type DkimSignOptions = OptionsInput
 
 /** A key could not be read (`Read`) or is not an RSA or Ed25519 private key (`Key`). */
 export class DkimSignError extends Schema.TaggedError<DkimSignError>()("DkimSignError", {

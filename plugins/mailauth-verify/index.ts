@@ -11,44 +11,11 @@
 import { Effect } from "effect"
 import { definePlugin, Dns, Mailauth, Notes, Relay, Reply, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo } from "../../src/index.ts"
+import type { Action, OptionsInput, Policy } from "./options.ts"
 
-/**
- * What to do when a check ends a given way. `accept`: nothing more than Authentication-Results;
- * `tag`: also add `X-Mailauth-Warning` naming the check, for filters downstream; `reject`: 550
- * 5.7.x; `defer`: 451 4.7.x, so the sender retries.
- */
-export type Action = "accept" | "tag" | "reject" | "defer"
-
-export interface Policy {
-  /** SPF `fail` (default `tag`). */
-  readonly spfFail?: Action
-  /** SPF `softfail` (default `accept`). */
-  readonly spfSoftfail?: Action
-  /** DMARC `fail` for a domain publishing `p=reject` (default `tag`). */
-  readonly dmarcReject?: Action
-  /** DMARC `fail` for a domain publishing `p=quarantine` (default `tag`). */
-  readonly dmarcQuarantine?: Action
-  /** No DKIM signature passed (default `accept`: most mail has one, but not all). */
-  readonly noValidDkim?: Action
-  /** A check could not finish for DNS trouble (default `accept`; `defer` makes the sender retry). */
-  readonly temperror?: Action
-}
-
-export interface MailauthVerifyOptions {
-  /** The authserv-id of Authentication-Results (default: the session's hostname). */
-  readonly authservId?: string
-  /** Skip the checks for authenticated sessions: their mail is this bridge's own (default true). */
-  readonly skipAuthenticated?: boolean
-  /** Skip the checks for trusted networks (`Relay.Trusted`, default true). */
-  readonly skipTrusted?: boolean
-  /** Check SPF at MAIL FROM too, to reject or defer there when `policy` says so (default false). */
-  readonly spfAtMailFrom?: boolean
-  readonly policy?: Policy
-  /** Look up BIMI records and report them in Authentication-Results (default false). */
-  readonly bimi?: boolean
-  /** Shortest RSA key accepted for DKIM and ARC (default 1024). */
-  readonly minBitLength?: number
-}
+export type { Action, Policy } from "./options.ts"
+/** The options as a user writes them; their schema is in `options.ts`. */
+export type MailauthVerifyOptions = OptionsInput
 
 /** The results of this transaction's checks, for later plugins (routing, rate limits, filters). */
 export const Results: Notes.Key<Mailauth.Authentication> = Notes.key<Mailauth.Authentication>("mailauth.results")

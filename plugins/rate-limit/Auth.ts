@@ -20,7 +20,7 @@
 import { Duration, Effect } from "effect"
 import { Cidr, Notes, RateLimit, Verdict } from "../../src/index.ts"
 import type { AuthContext, AuthResultContext, SessionInfo } from "../../src/index.ts"
-import type { Plan } from "./Options.ts"
+import type { Plan } from "./Plan.ts"
 
 interface Counted {
   readonly requests: ReadonlyArray<RateLimit.Request>

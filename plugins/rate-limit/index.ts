@@ -16,9 +16,10 @@ import type {
   ConnectContext, DeliveredContext, MailFromContext, Plugin, RcptToContext, SessionInfo
 } from "../../src/index.ts"
 import { authHooks } from "./Auth.ts"
-import { plan as planOf, type Plan, type RateLimitOptions, type Rule } from "./Options.ts"
+import type { Options } from "./options.ts"
+import { check, plan as planOf, type Plan, type RateLimitOptions, type Rule } from "./Plan.ts"
 
-export type { AuthFailureOptions, RateInput, RatesInput, RateLimitOptions, RedisInput, UserOverride } from "./Options.ts"
+export type { AuthFailureOptions, RateInput, RatesInput, RateLimitOptions, RedisInput, UserOverride } from "./Plan.ts"
 
 /**
  * Parses one `--rate-limit SCOPE=COUNT/PERIOD` value for the CLI; the left side is a message
@@ -53,7 +54,7 @@ const refusal = (keys: ReadonlyArray<Keyed>, results: ReadonlyArray<RateLimit.Re
 
 const unavailable = Verdict.defer("Rate limit service unavailable, try again later", { code: 451, enhanced: "4.3.0" })
 
-const storeOf = (options: RateLimitOptions): Layer.Layer<RateLimit.RateLimitStore, unknown> => {
+const storeOf = (options: Options): Layer.Layer<RateLimit.RateLimitStore, unknown> => {
   if (options.store !== undefined) return options.store
   if (options.redis === undefined) return RateLimit.layerMemory(options.maxKeys === undefined ? {} : { maxKeys: options.maxKeys })
   return RateLimit.layerRedis(typeof options.redis === "string" ? { url: options.redis } : options.redis)
@@ -182,29 +183,14 @@ const counted = (hooks: ReturnType<typeof hooksFor>): ReturnType<typeof hooksFor
 }
 
 /**
- * Checks options without creating the plugin: the reason (starting with `rate-limit:`) or
- * `undefined`. For `check-config` and the config loader.
- *
- * @example
- * validate({ limits: ["user=100/week"] }) // 'rate-limit: invalid rate "100/week"; ...'
- */
-export const validate = (options: RateLimitOptions): string | undefined => {
-  try {
-    planOf(options)
-    return undefined
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error)
-  }
-}
-
-/**
  * Creates the plugin. Throws an `Error` starting with `rate-limit:` when an option is invalid.
  * Put it before the AUTH plugins (its `auth` hook delays and refuses before credentials are checked).
  *
  * @example
  * rateLimit({ perIp: "200/hour", ipv4Prefix: 24, perUser: ["20/minute", "500/day"], users: { bulk: { perUser: "unlimited" } } })
  */
-export const rateLimit = (options: RateLimitOptions = {}): Plugin => {
+export const rateLimit = (input: RateLimitOptions = {}): Plugin => {
+  const options = check(input)
   const plan = planOf(options)
   const longest = plan.auth === undefined ? Duration.zero : plan.auth.maxDelay
   return definePlugin({

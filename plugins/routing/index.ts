@@ -17,26 +17,11 @@
 import { Effect } from "effect"
 import { Cidr, definePlugin } from "../../src/index.ts"
 import type { Mailbox, Plugin, Recipient, Route, SessionInfo, TransactionInfo } from "../../src/index.ts"
+import type { OptionsInput, Rule } from "./options.ts"
 
-/** One rule: every condition given must hold; lists match when any entry matches. */
-export interface Rule {
-  readonly transport: string
-  /** Recipient domains; `.example.com` also matches subdomains. */
-  readonly recipientDomain?: ReadonlyArray<string>
-  /** Recipient address patterns with `*` wildcards (`*@example.com`, `billing+*@example.com`). */
-  readonly recipient?: string | ReadonlyArray<string>
-  /** Envelope sender patterns with `*` wildcards; `<>` matches the null sender. */
-  readonly sender?: string | ReadonlyArray<string>
-  /** Authenticated user names; `*` any authenticated user. */
-  readonly user?: ReadonlyArray<string>
-  /** Client networks (CIDR). */
-  readonly network?: ReadonlyArray<string>
-}
-
-export interface RoutingOptions {
-  readonly rules: ReadonlyArray<Rule>
-  readonly defaultTransport?: string
-}
+export type { Rule } from "./options.ts"
+/** The options as a user writes them; their schema is in `options.ts`. */
+export type RoutingOptions = OptionsInput
 
 const list = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> | undefined =>
   value === undefined ? undefined : typeof value === "string" ? [value] : value

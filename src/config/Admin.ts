@@ -20,8 +20,14 @@ const Token = Schema.String.pipe(Schema.filter(isToken)).annotations(expecting(t
 
 /** The fields this module adds to the config file's schema. */
 export const fields = {
+  /** Admin HTTP listener `"HOST:PORT"` serving `/metrics`, `/healthz` and `/readyz`; off by default. Keep it on a private address. */
   admin: optional(ListenAddress),
+  /**
+   * Bearer token the admin listener requires (RFC 6750 syntax, at least 16 characters); e.g.
+   * `process.env.ADMIN_TOKEN`. The CLI also reads `SMTP_BRIDGE_ADMIN_TOKEN`. Never shown.
+   */
   adminToken: optional(Token),
+  /** A file whose first line is that token (`--admin-token-file`); not with `adminToken`. */
   adminTokenFile: optional(FilePath.annotations(expecting("the path of a file holding the admin bearer token")))
 }
 

@@ -1,12 +1,17 @@
 /** Field schemas shared by the config sections: each carries the phrase its error message uses. */
-import { Duration, Option, Schema, SchemaAST } from "effect"
+import { type Duration, Option, Schema, SchemaAST } from "effect"
+import * as Units from "../util/Units.ts"
 import * as Syntax from "./Syntax.ts"
 
 export const Expected = Symbol.for("smtp-bridge/config/Expected")
 export const expecting = (text: string) => ({ [Expected]: text })
 
+/**
+ * The phrase for what a schema expects: the config's own annotation, else the schema's
+ * `description`, which is how a plugin's options schema (built-in or a user's) says it.
+ */
 export const expectedOf = (ast: SchemaAST.Annotated): string | undefined =>
-  Option.getOrUndefined(SchemaAST.getAnnotation<string>(Expected)(ast))
+  Option.getOrUndefined(Option.orElse(SchemaAST.getAnnotation<string>(Expected)(ast), () => SchemaAST.getDescriptionAnnotation(ast)))
 
 export const NonEmptyString = Schema.String.pipe(Schema.filter((s) => s.trim().length > 0)).annotations(
   expecting("a non-empty string")
@@ -33,27 +38,25 @@ export const PrefixLength = (bits: 32 | 128) =>
   )
 export const LineLength = integer(512, "an integer of at least 512 (the RFC 5321 minimum)")
 
-export const size = (min: number, phrase: string) =>
-  Schema.Union(Schema.Number, Schema.String).pipe(
-    Schema.filter((s) => (Syntax.parseSize(s) ?? -1) >= min)
-  ).annotations(expecting(phrase))
+// Sizes and durations decode to bytes and Effect Durations: what a user writes is the schema's
+// encoded side (`ConfigInput`), what the server runs with its type side (`BridgeConfig`).
+export const size = (min: number, phrase: string) => Units.sizeAtLeast(min).annotations(expecting(phrase))
 export const MessageSize = size(1, "a positive size in bytes, or a string like \"25MB\"")
 export const SpillSize = size(0, "a size in bytes, or a string like \"256KB\"")
 
-export const decodeDuration = (input: unknown): Duration.Duration | undefined =>
-  Option.getOrUndefined(Duration.decodeUnknown(input))
+export const decodeDuration = (input: unknown): Duration.Duration | undefined => Units.parseDuration(input)
 
 export const duration = (allowZero: boolean) =>
-  Schema.Union(Schema.Number, Schema.String).pipe(Schema.filter((input) => {
-    const d = decodeDuration(input)
-    return d !== undefined && Duration.isFinite(d) && (allowZero || Duration.greaterThan(d, Duration.zero)) &&
-      (typeof input !== "number" || input >= 0)
-  })).annotations(expecting(`a duration like "30 seconds" or "5 minutes", or milliseconds${allowZero ? "" : " above 0"}`))
+  Units.durationWith(allowZero).annotations(expecting(`a duration like "30 seconds" or "5 minutes", or milliseconds${allowZero ? "" : " above 0"}`))
 export const Timeout = duration(false)
 export const ShutdownTimeout = duration(true)
 
 export const list = <S extends Schema.Schema.AnyNoContext>(item: S, what: string) =>
   Schema.Array(item).annotations(expecting(`an array of ${what}`))
+
+/** Optional in the file, `value` when absent once decoded. */
+export const withDefault = <S extends Schema.Schema.AnyNoContext>(schema: S, value: () => Schema.Schema.Type<S>) =>
+  Schema.optionalWith(schema, { exact: true, default: value })
 
 export const optional = <S extends Schema.Schema.AnyNoContext>(schema: S) => Schema.optionalWith(schema, { exact: true })
 

@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type { BridgeConfig } from "./Config.ts"
-import type { DkimSignOptions } from "../../plugins/dkim-sign/index.ts"
+import type * as DkimSign from "../../plugins/dkim-sign/options.ts"
 import type { ConfigInput, LimitsInput, SpoolInput, TlsInput } from "./Input.ts"
 import * as Resolve from "./Resolve.ts"
 
@@ -21,7 +21,7 @@ import * as Resolve from "./Resolve.ts"
 export type Flags = Omit<Partial<ConfigInput>, "tls" | "limits" | "dkimSign" | "spool"> & {
   readonly tls?: Partial<TlsInput>
   readonly limits?: LimitsInput
-  readonly dkimSign?: Partial<DkimSignOptions>
+  readonly dkimSign?: Partial<DkimSign.OptionsInput>
   /** `--spool-min-free` alone completes the file's spool object. */
   readonly spool?: string | Partial<SpoolInput>
 }
@@ -110,7 +110,7 @@ export const importFile = (file: string, options: { readonly fresh?: boolean } =
 /** Whether the flags set the field at this path, so that an error can blame the right source. */
 const fromFlags = (flags: Flags, field: string): boolean => {
   const [top, nested] = field.replace(/\[.*$/, "").split(".")
-  const value: unknown = (flags as Record<string, unknown>)[top!]
+  const value: unknown = Object.entries(flags).find(([key]) => key === top)?.[1]
   if (value === undefined) return false
   return nested === undefined || !isRecord(value) || value[nested] !== undefined
 }

@@ -4,6 +4,7 @@
  */
 import * as Senders from "../pipeline/Senders.ts"
 import * as Cidr from "../util/Cidr.ts"
+import * as Units from "../util/Units.ts"
 
 const octet = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)"
 const ipv4 = new RegExp(`^${octet}(?:\\.${octet}){3}$`)
@@ -61,27 +62,8 @@ export const parseHostPort = (s: string): HostPort | undefined => {
  */
 export const isCidr = (s: string): boolean => Cidr.parse(s) !== undefined
 
-const units: Readonly<Record<string, number>> = {
-  "": 1, b: 1,
-  k: 1024, kb: 1024, kib: 1024,
-  m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2,
-  g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3
-}
-
-/**
- * Bytes from a number or a string like `"25MB"`. K, M and G are powers of 1024, as mail
- * administrators expect ("25MB" is the 26214400 that SIZE advertises).
- */
-export const parseSize = (input: unknown): number | undefined => {
-  if (typeof input === "number") return Number.isSafeInteger(input) && input >= 0 ? input : undefined
-  if (typeof input !== "string") return undefined
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(input)
-  if (match === null) return undefined
-  const unit = units[match[2]!.toLowerCase()]
-  if (unit === undefined) return undefined
-  const bytes = Math.floor(Number(match[1]) * unit)
-  return Number.isSafeInteger(bytes) ? bytes : undefined
-}
+/** Bytes from a number or a string like `"25MB"` (see `util/Units.ts`). */
+export const parseSize = Units.parseSize
 
 /**
  * A `senders` entry: `"*"`, a domain `"@example.com"` or an address `"alice@example.com"`; the

@@ -7,8 +7,9 @@
  * Telemetry.tracesUrl("http://collector:4318") // "http://collector:4318/v1/traces"
  */
 import { ParseResult, Schema } from "effect"
-import type { TelemetryConfig } from "./Config.ts"
 import { expecting, NonEmptyString, optional } from "./Fields.ts"
+
+
 
 export const defaultServiceName = "smtp-bridge"
 
@@ -35,15 +36,43 @@ const Headers = Schema.Record({ key: Schema.String, value: HeaderValue }).pipe(S
   return bad === undefined || new ParseResult.Pointer([bad], headers, new ParseResult.Type(HeaderName.ast, bad))
 })).annotations(expecting("an object of header names to values"))
 
-const TelemetrySchema = Schema.Struct({
+const TelemetryInput = Schema.Struct({
+  /** The collector's OTLP/HTTP base URL (`http://host:4318`); spans go to its `/v1/traces`. A URL already ending in `/v1/traces` is used as it is. */
   otlpEndpoint: Schema.String.pipe(Schema.filter(isCollectorUrl))
     .annotations(expecting("an http:// or https:// URL of an OTLP/HTTP collector without credentials, like http://127.0.0.1:4318")),
+  /** The `service.name` of every span; default `"smtp-bridge"`. */
   serviceName: optional(NonEmptyString),
+  /** HTTP headers sent with every export, such as a collector's API key; never logged. */
   headers: optional(Headers)
 }).annotations(expecting("{ otlpEndpoint, serviceName?, headers? }"))
 
+/** OpenTelemetry tracing: spans go to an OTLP/HTTP (JSON) collector. */
+const TelemetryConfig = Schema.Struct({
+  /** The collector as configured (`http://collector:4318`), for messages. */
+  otlpEndpoint: Schema.String,
+  /** Where spans are POSTed: the endpoint's `/v1/traces`, unless it already names that path. */
+  tracesUrl: Schema.String,
+  /** The `service.name` resource attribute. */
+  serviceName: Schema.String,
+  /** Sent with every export (a collector's API key); never logged. */
+  headers: Schema.Record({ key: Schema.String, value: Schema.String })
+})
+export type TelemetryConfig = typeof TelemetryConfig.Type
+
+const TelemetrySchema = Schema.transform(TelemetryInput, TelemetryConfig, {
+  strict: true,
+  decode: (input) => ({
+    otlpEndpoint: input.otlpEndpoint,
+    tracesUrl: tracesUrl(input.otlpEndpoint),
+    serviceName: input.serviceName ?? defaultServiceName,
+    headers: input.headers ?? {}
+  }),
+  encode: ({ otlpEndpoint, serviceName, headers }) => ({ otlpEndpoint, serviceName, headers })
+})
+
 /** The fields this module adds to the config file's schema. */
 export const fields = {
+  /** OpenTelemetry tracing to an OTLP/HTTP collector (`--otlp-endpoint URL`); off by default. */
   telemetry: optional(TelemetrySchema)
 }
 
@@ -57,14 +86,6 @@ export const tracesUrl = (endpoint: string): string => {
   if (!/\/v1\/traces\/?$/.test(url.pathname)) url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/traces`
   return url.href
 }
-
-export const resolve = (input: typeof TelemetrySchema.Type | undefined): TelemetryConfig | undefined =>
-  input === undefined ? undefined : {
-    otlpEndpoint: input.otlpEndpoint,
-    tracesUrl: tracesUrl(input.otlpEndpoint),
-    serviceName: input.serviceName ?? defaultServiceName,
-    headers: input.headers ?? {}
-  }
 
 /** `off`, or where spans go, for summaries and log lines: no credentials, no query string. */
 export const describe = (telemetry: TelemetryConfig | undefined): string => {

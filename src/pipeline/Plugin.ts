@@ -15,13 +15,15 @@
  *   })
  * })
  */
-import type { Duration, Effect, Scope } from "effect"
+import { type Duration, Effect, ParseResult, Schema, type Scope } from "effect"
 import type { Dns } from "../dns/Dns.ts"
 import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
 import type { Content } from "./Message.ts"
 import type { SessionInfo, TransactionInfo } from "./Session.ts"
 import type { Verdict } from "./Verdict.ts"
+import * as Issue from "../util/Issue.ts"
+import * as Redact from "../util/Redact.ts"
 
 export interface ConnectContext {
   readonly session: SessionInfo
@@ -136,8 +138,22 @@ export const hookNames: ReadonlyArray<HookName> = [
   "connect", "helo", "auth", "authResult", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"
 ]
 
+/**
+ * Where a plugin made by an options factory keeps its options as given, so that the config loader
+ * (and `check-config`) can check them before anything starts. A symbol, so it is never a hook.
+ */
+export const OptionsKey: unique symbol = Symbol.for("smtp-bridge/Plugin/options")
+
+/** The options a plugin was given and the check of them (from its schema). */
+export interface PluginOptions {
+  readonly input: unknown
+  readonly decode: (input: unknown) => Effect.Effect<unknown, ParseResult.ParseIssue>
+}
+
 export interface Plugin extends Hooks {
   readonly name: string
+  /** Set by `definePlugin` for a plugin with an options schema; the config loader checks them. */
+  readonly [OptionsKey]?: PluginOptions
   /** Longest time one hook may take before it counts as failed (451 4.3.0). Default 30 seconds. */
   readonly timeout?: Duration.DurationInput
   /**
@@ -147,5 +163,79 @@ export interface Plugin extends Hooks {
   readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services>
 }
 
-/** Identity function that gives plugin authors type inference for hook contexts. */
-export const definePlugin = (plugin: Plugin): Plugin => plugin
+/** What `make` returns: hooks, and a `setup` for resources, as a plugin has. */
+export interface Made extends Hooks {
+  readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services>
+}
+
+/** A plugin with options: their schema and how the plugin is made from the decoded options. */
+export interface Definition<A, I> {
+  readonly name: string
+  /** An `effect/Schema` of the options; `description` annotations phrase what a field expects. */
+  readonly options: Schema.Schema<A, I, never>
+  readonly timeout?: Duration.DurationInput
+  readonly make: (options: A) => Made
+}
+
+/** A bad option, as one line naming the plugin and the option. */
+export class PluginOptionsError extends Schema.TaggedError<PluginOptionsError>()("PluginOptionsError", {
+  plugin: Schema.String,
+  message: Schema.String
+}) {}
+
+// A filter of the author's that throws is reported as a problem with the options, never a crash.
+const check = <A, I>(schema: Schema.Schema<A, I, never>) => (input: unknown): Effect.Effect<A, ParseResult.ParseIssue> =>
+  // Suspended: the parser runs synchronously when called, so a throwing filter throws right there.
+  Effect.suspend(() => ParseResult.decodeUnknown(schema)(input, { onExcessProperty: "error" })).pipe(
+    Effect.catchAllDefect((defect) =>
+      Effect.fail(new ParseResult.Type(schema.ast, input, `the options schema failed: ${defect instanceof Error ? defect.message : String(defect)}`))
+    )
+  )
+
+/** One line for a bad option, its value hidden when the option's name says it is a secret (`password`, `token`). */
+const describeIssue = (issue: ParseResult.ParseIssue): string => {
+  const problem = Issue.first(issue)
+  return Issue.line({ ...problem, actual: Redact.value(Issue.formatPath(problem.path), problem.actual) })
+}
+
+/**
+ * Decodes `input` with a plugin's options schema; a bad option fails as one line naming the
+ * plugin and the option (`greylist: delay: expected ..., got "soon"`).
+ */
+export const decodeOptions = <A, I>(plugin: string, schema: Schema.Schema<A, I, never>, input: unknown): Effect.Effect<A, PluginOptionsError> =>
+  Effect.mapError(
+    check(schema)(input),
+    (issue) => new PluginOptionsError({ plugin, message: `${plugin}: ${describeIssue(issue)}` })
+  )
+
+const isDefinition = <A, I>(u: Plugin | Definition<A, I>): u is Definition<A, I> =>
+  "make" in u && typeof u.make === "function" && Schema.isSchema(u.options)
+
+/**
+ * Gives plugin authors type inference for hook contexts. With an options schema it returns a
+ * factory: `greylist({ delay: "5 minutes" })` is a plugin whose options the config loader checks
+ * (`check-config` reports a bad one as `plugins[0] (greylist).delay: expected ...`), decoded and
+ * handed to `make` when the server starts.
+ *
+ * @example
+ * export const greylist = definePlugin({
+ *   name: "greylist",
+ *   options: Schema.Struct({ delay: Units.Duration }),
+ *   make: ({ delay }) => ({ rcptTo: () => Effect.succeed(Verdict.Continue) })
+ * })
+ */
+export function definePlugin<A, I>(definition: Definition<A, I>): (options: I) => Plugin
+export function definePlugin(plugin: Plugin): Plugin
+export function definePlugin<A, I>(plugin: Plugin | Definition<A, I>): Plugin | ((options: I) => Plugin) {
+  if (!isDefinition(plugin)) return plugin
+  const definition = plugin
+  return (input: I): Plugin => ({
+    name: definition.name,
+    ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
+    [OptionsKey]: { input, decode: check(definition.options) },
+    setup: Effect.gen(function*() {
+      const { setup, ...hooks } = definition.make(yield* decodeOptions(definition.name, definition.options, input))
+      return setup === undefined ? hooks : { ...hooks, ...(yield* setup) }
+    })
+  })
+}

@@ -11,6 +11,7 @@
 import { Deferred, Duration, Effect, Option, Ref } from "effect"
 import type { Scope } from "effect"
 import * as Connect from "../runtime/Connect.ts"
+import * as RedisUrl from "./RedisUrl.ts"
 import * as Resp from "./Resp.ts"
 import { RateLimitStoreError } from "./Store.ts"
 
@@ -35,46 +36,9 @@ export interface RedisClient {
   readonly description: string
 }
 
-interface Target {
-  readonly endpoint: Connect.Endpoint
-  readonly tls: boolean
-  readonly username: string | undefined
-  readonly password: string | undefined
-  readonly db: number
-  readonly description: string
-}
-
-/**
- * Reads a Redis URL; the message names what is wrong without echoing a password.
- *
- * @example
- * RedisClient.parseUrl("redis://:secret@10.0.0.5:6380/2") // { endpoint: { host: "10.0.0.5", port: 6380 }, db: 2, ... }
- */
-export const parseUrl = (text: string): Target | string => {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    return `invalid Redis URL; expected redis://[user:password@]host[:port][/db]`
-  }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    return `invalid Redis URL scheme ${JSON.stringify(url.protocol)}; expected redis: or rediss:`
-  }
-  const host = url.hostname.replace(/^\[(.*)\]$/, "$1") || "127.0.0.1"
-  const port = url.port === "" ? 6379 : Number(url.port)
-  const path = url.pathname.replace(/^\//, "")
-  const db = path === "" ? 0 : Number(path)
-  if (!Number.isSafeInteger(db) || db < 0) return `invalid Redis database ${JSON.stringify(path)} in the URL; expected a number`
-  const shown = `${url.protocol}//${host.includes(":") ? `[${host}]` : host}:${port}/${db}`
-  return {
-    endpoint: { host, port },
-    tls: url.protocol === "rediss:",
-    username: url.username === "" ? undefined : decodeURIComponent(url.username),
-    password: url.password === "" ? undefined : decodeURIComponent(url.password),
-    db,
-    description: shown
-  }
-}
+/** A Redis URL's parts (see `RedisUrl.ts`, which the config check shares without loading this client). */
+type Target = RedisUrl.Target
+export const parseUrl = RedisUrl.parse
 
 const failure = (reason: "Unavailable" | "Timeout" | "Protocol", message: string) => new RateLimitStoreError({ reason, message })
 

@@ -1,5 +1,5 @@
 /**
- * docs/plugins.md's example, verbatim: its files (each code block that starts with a `// path`
+ * docs/plugins.md's examples (no-example-dot-com, and greylist with an options schema), verbatim: its files (each code block that starts with a `// path`
  * comment) written into a scratch project laid out as the guide says, with smtp-bridge installed
  * as a dependency would be; then type-checked with the project's tsconfig and tested with the
  * project's vitest config under Bun and Deno, as the guide tells its reader to.
@@ -39,7 +39,9 @@ const config = path.join(projectRoot, "vitest.config.ts")
 
 describe("the plugin guide's example (docs/plugins.md)", () => {
   it("has a plugin file and a test file under test/", () => {
-    expect([...files.keys()]).toEqual(expect.arrayContaining(["my-plugins/no-example-dot-com.ts", "test/no-example-dot-com.test.ts"]))
+    expect([...files.keys()]).toEqual(expect.arrayContaining([
+      "my-plugins/no-example-dot-com.ts", "test/no-example-dot-com.test.ts", "my-plugins/greylist.ts", "test/greylist.test.ts"
+    ]))
   })
 
   it("type-checks with the project's tsconfig", async () => {
@@ -51,14 +53,14 @@ describe("the plugin guide's example (docs/plugins.md)", () => {
   it.each([
     ["bun", async () => [await bunBinary(), ["--bun", vitest]] as const],
     ["deno", async () => [await denoBinary(), ["run", "-A", vitest]] as const]
-  ])("passes its two tests under %s with the project's vitest config", async (_runtime, command) => {
+  ])("passes its four tests (no-example-dot-com, and greylist's options schema) under %s with the project's vitest config", async (_runtime, command) => {
     const [program, args] = await command()
-    const result = await run(program, [...args, "run", "--root", scratch, "--config", config, "test/no-example-dot-com.test.ts"], {
+    const result = await run(program, [...args, "run", "--root", scratch, "--config", config, "test/no-example-dot-com.test.ts", "test/greylist.test.ts"], {
       cwd: scratch,
       timeoutMs: 120_000,
       env: { NO_COLOR: "1" }
     })
     expect(result.code, result.stdout + result.stderr).toBe(0)
-    expect(result.stdout).toMatch(/Tests\s+2 passed \(2\)/)
+    expect(result.stdout).toMatch(/Tests\s+4 passed \(4\)/)
   }, 150_000)
 })

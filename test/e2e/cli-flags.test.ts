@@ -14,7 +14,7 @@
 //   C: MAIL FROM:<alice@example.org>
 //   S: 451 4.7.1 Message rate limit exceeded for alice@example.org, try again in ...
 //
-//   $ smtp-bridge check-config --rate-limit user=2/fortnight      -> exit 2, "Invalid config: rateLimit: ..."
+//   $ smtp-bridge check-config --rate-limit user=2/fortnight      -> exit 2, "Invalid config: rateLimit.limits[0]: ..."
 //   $ smtp-bridge check-config --dns not-a-server:99999           -> exit 2, "Invalid config: dns...."
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -164,7 +164,7 @@ describe("check-config rejects bad --rate-limit and --dns with exit 2 (real CLI 
     expect(r.code).toBe(2)
     const lines = r.stderr.trim().split("\n")
     expect(lines).toHaveLength(1)
-    expect(lines[0]).toMatch(/^Invalid config: rateLimit: .*"2\/fortnight"/)
+    expect(lines[0]).toMatch(/^Invalid config: rateLimit\.limits\[0\]: expected a rate limit like "user=100\/hour" .*"2\/fortnight".*\(flags\)$/)
     expect(r.stdout).toBe("")
   })
 

@@ -58,7 +58,7 @@ describe("secrets in check-config, config errors and logs", () => {
     const file = configFile("header", `export default { transports: { api: { type: "webhook", url: "https://hooks.example/in", headers: { authorization: 1234567 } } } }\n`)
     const { code, output } = await runCli(["check-config", "--config", file])
     expect(code).toBe(2)
-    expect(output).toContain(`Invalid config: transports.api.headers.authorization: expected a valid value, got "(hidden)"`)
+    expect(output).toContain(`Invalid config: transports.api.headers.authorization: expected a string, got "(hidden)"`)
     expect(output).not.toContain("1234567")
   })
 

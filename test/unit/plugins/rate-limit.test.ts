@@ -1,13 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, TestClock } from "effect"
-import { hooksFor, rateLimit, validate } from "../../../plugins/rate-limit/index.ts"
-import { plan, type RateLimitOptions } from "../../../plugins/rate-limit/Options.ts"
+import { Schema } from "effect"
+import { hooksFor, rateLimit } from "../../../plugins/rate-limit/index.ts"
+import { Options } from "../../../plugins/rate-limit/options.ts"
+import { check, plan, type RateLimitOptions } from "../../../plugins/rate-limit/Plan.ts"
 import { RateLimit, Verdict } from "../../../src/index.ts"
 import type { RecipientResult, SessionInfo, TransactionInfo } from "../../../src/index.ts"
 import { recipient, session, transaction } from "./context.ts"
 
 const make = (options: RateLimitOptions, store?: RateLimit.Store) =>
-  Effect.map(store === undefined ? RateLimit.makeMemory() : Effect.succeed(store), (s) => hooksFor(plan(options), s))
+  Effect.map(store === undefined ? RateLimit.makeMemory() : Effect.succeed(store), (s) => hooksFor(plan(check(options)), s))
 
 const ok = (address: string): RecipientResult => ({ recipient: recipient(address), transport: "default", reply: { code: 250, enhanced: "2.0.0", lines: ["Ok"] } })
 const failed = (address: string): RecipientResult => ({ recipient: recipient(address), transport: "default", reply: { code: 451, enhanced: "4.4.1", lines: ["later"] } })
@@ -29,18 +31,21 @@ const storeDown: RateLimit.Store = {
 }
 
 describe("rate-limit options", () => {
-  it("throws at creation naming a bad rate, scope, network or choice", () => {
-    expect(() => rateLimit({ perUser: "100/week" })).toThrow(/^rate-limit: perUser: invalid rate "100\/week"/)
-    expect(() => rateLimit({ limits: ["users=1/hour"] })).toThrow(/rate-limit: unknown rate limit scope "users"/)
-    expect(() => rateLimit({ exempt: ["10.0.0.0/33"] })).toThrow(/rate-limit: exempt: invalid CIDR/)
-    expect(() => rateLimit({ ipv4Prefix: 40 })).toThrow(/ipv4Prefix must be a whole number from 0 to 32/)
-    expect(() => rateLimit({ onStoreError: "maybe" as "allow" })).toThrow(/onStoreError must be "allow" or "deny"/)
-    expect(() => rateLimit({ redis: "http://:pw@localhost" })).toThrow(/^rate-limit: redis: invalid Redis URL scheme "http:"/)
+  it("throws at creation, in one line, naming a bad rate, scope, network, choice or Redis URL", () => {
+    expect(() => rateLimit({ perUser: "100/week" })).toThrow(/^rate-limit: perUser: expected a rate like "100\/hour".* \(invalid rate "100\/week"; .*\), got "100\/week"$/)
+    expect(() => rateLimit({ limits: ["users=1/hour"] })).toThrow(/^rate-limit: limits\[0\]: expected a rate limit like "user=100\/hour" .*unknown rate limit scope "users"/)
+    expect(() => rateLimit({ exempt: ["10.0.0.0/33"] })).toThrow(/^rate-limit: exempt\[0\]: expected an address or a network such as 192\.0\.2\.0\/24 or 2001:db8::\/32, got "10\.0\.0\.0\/33"$/)
+    expect(() => rateLimit({ ipv4Prefix: 40 })).toThrow(/^rate-limit: ipv4Prefix: expected a whole number from 0 to 32, got 40$/)
+    expect(() => rateLimit({ onStoreError: "maybe" as "allow" })).toThrow(/^rate-limit: onStoreError: expected "allow" or "deny", got "maybe"$/)
+    expect(() => rateLimit({ redis: "http://:pw@localhost" })).toThrow(/^rate-limit: redis: expected a URL like redis:.*invalid Redis URL scheme "http:"/)
+    expect(() => rateLimit({ authFailures: { delay: "soon" as "1 second" } })).toThrow(/^rate-limit: authFailures\.delay: expected a duration like "30 seconds" or "5 minutes", or milliseconds, got "soon"$/)
+    expect(() => rateLimit({ perIp: "1/hour", perHour: 5 } as RateLimitOptions)).toThrow(/^rate-limit: perHour: unknown option, expected one of connections, perIp, /)
   })
 
-  it("validate returns the reason instead of throwing, for check-config", () => {
-    expect(validate({ limits: ["user=100/week"] })).toMatch(/^rate-limit: invalid rate "100\/week"/)
-    expect(validate({ limits: ["user=100/hour", "recipients=1000/day"], redis: "redis://127.0.0.1:6379/1" })).toBeUndefined()
+  it("checks options with its schema, which the config's rateLimit field uses too", () => {
+    const decode = Schema.decodeUnknownEither(Options)
+    expect(decode({ limits: ["user=100/week"] })._tag).toBe("Left")
+    expect(decode({ limits: ["user=100/hour", "recipients=1000/day"], redis: "redis://127.0.0.1:6379/1" })._tag).toBe("Right")
   })
 })
 
