@@ -14,7 +14,6 @@ import type * as NodeContext from "@effect/platform-node/NodeContext"
 import type { Teardown } from "@effect/platform/Runtime"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Cause, Effect, Exit, type Layer, Option } from "effect"
-import { ConfigError } from "../config/Resolve.ts"
 
 /** What the platform layer provides: file system, path, terminal, command executor, workers. */
 export type PlatformServices = NodeContext.NodeContext
@@ -53,7 +52,9 @@ const isTaggedError = (u: unknown): u is { readonly _tag: string; readonly messa
 export const teardown: Teardown = (exit, onExit) => {
   if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
   const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
-  if (failure instanceof ConfigError) {
+  // A configuration error (config/Resolve.ts' ConfigError) is known by its tag: the runtime layer
+  // does not import the config layer above it.
+  if (isTaggedError(failure) && failure._tag === "ConfigError") {
     stderr(failure.message)
     return onExit(2)
   }
