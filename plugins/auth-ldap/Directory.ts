@@ -47,9 +47,20 @@ interface Connection {
 
 class Dropped extends Error {}
 
+/**
+ * Whether the connection is still up. ldapts (9.2) watches only the socket it connected, so after
+ * STARTTLS its `isConnected` stays true when the server closes the connection (an idle timeout,
+ * a restart) and the next request waits for its timeout on a dead socket: the TLS socket (a
+ * private field of the client) is looked at too.
+ */
+const alive = (connection: Connection): boolean => {
+  const socket = (connection.client as unknown as { readonly socket?: { readonly destroyed?: boolean } }).socket
+  return connection.client.isConnected && socket?.destroyed !== true
+}
+
 /** Runs `call` only on a connection that is still up (see the module comment). */
 const onLive = <A>(connection: Connection, call: () => Promise<A>): Promise<A> => {
-  if (!connection.fresh && !connection.client.isConnected) return Promise.reject(new Dropped("the LDAP connection was closed"))
+  if (!connection.fresh && !alive(connection)) return Promise.reject(new Dropped("the LDAP connection was closed"))
   connection.fresh = false
   return call()
 }
@@ -99,6 +110,16 @@ export const make = (settings: Settings) =>
     const close = (connection: Connection) => void connection.client.unbind().catch(() => undefined)
     yield* Effect.addFinalizer(() => Effect.sync(() => idle.splice(0).forEach(close)))
 
+    // An idle connection the server closed meanwhile (its idle timeout, a restart) is dropped here
+    // rather than failing the check it would be given to.
+    const take = (): Connection | undefined => {
+      for (let connection = idle.pop(); connection !== undefined; connection = idle.pop()) {
+        if (alive(connection)) return connection
+        close(connection)
+      }
+      return undefined
+    }
+
     const run = async (connection: Connection, username: string, password: string): Promise<Outcome> => {
       const { client } = connection
       if (connection.fresh && settings.startTls) {
@@ -134,7 +155,7 @@ export const make = (settings: Settings) =>
     const check = (username: string, password: string): Effect.Effect<Outcome, Error> =>
       permits.withPermits(1)(
         Effect.acquireUseRelease(
-          Effect.sync(() => idle.pop() ?? open()),
+          Effect.sync(() => take() ?? open()),
           (connection) =>
             Effect.tryPromise({
               try: () => run(connection, username, password),
@@ -143,7 +164,7 @@ export const make = (settings: Settings) =>
           // Kept only after a check that ended normally: after an error, a timeout or an
           // interruption its state (a half-done bind, an answer still coming) is unknown.
           (connection, exit) =>
-            Effect.sync(() => Exit.isSuccess(exit) && connection.client.isConnected ? void idle.push(connection) : close(connection))
+            Effect.sync(() => Exit.isSuccess(exit) && alive(connection) ? void idle.push(connection) : close(connection))
         )
       )
 

@@ -246,3 +246,41 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("auth-ldap against slapd",
     }
   }, 30_000)
 })
+
+describe.skipIf(!needTool("slapd", slapdAvailable()))("auth-ldap when the server closes idle connections", () => {
+  let slapd: Slapd
+  beforeAll(async () => {
+    slapd = await startSlapd([{ uid: "alice", password: "alice-pw", mail: ["alice@example.com"] }], { idleTimeout: 1 })
+  }, 30_000)
+  afterAll(() => slapd?.stop())
+
+  it("opens a new STARTTLS connection for the next AUTH (235), and never binds over a plain reconnection", async () => {
+    const bridge = await startBridge({
+      allowInsecureAuth: true,
+      rateLimit: wideThrottle,
+      plugins: [authLdap({
+        url: `ldap://localhost:${slapd.port}`,
+        startTls: true,
+        caFile: slapd.caFile,
+        base: slapd.base,
+        bindDn: slapd.serviceDn,
+        bindPasswordFile: passwordFile(slapd.servicePassword),
+        poolSize: 1
+      })]
+    })
+    try {
+      for (let round = 0; round < 2; round++) {
+        const { c, reply } = await authPlain(bridge.port, "alice@example.com", "alice-pw")
+        expect(reply).toMatch(/^235 /)
+        c.close()
+        // slapd checks idle connections every idletimeout/2 seconds: 2.5 s covers both.
+        await new Promise((resolve) => setTimeout(resolve, 2500))
+      }
+      const binds = slapd.boundWith()
+      expect(binds.filter((l) => l.includes('dn="uid=alice,'))).toHaveLength(2)
+      expect(binds.filter((l) => / ssf=0\b/.test(l))).toEqual([])
+    } finally {
+      await bridge.stop()
+    }
+  }, 20_000)
+})

@@ -38,6 +38,8 @@ export interface Slapd {
   readonly servicePassword: string
   /** The CA that signs the server's certificate (the self-signed test certificate). */
   readonly caFile: string
+  /** The `BIND dn="..." mech=SIMPLE ... ssf=N` lines of the binds that succeeded (ssf 0: not encrypted). */
+  readonly boundWith: () => ReadonlyArray<string>
   /** The `BIND dn="..." method=128` lines of the stats log so far: one per simple bind received. */
   readonly binds: () => ReadonlyArray<string>
   readonly stop: () => Promise<void>
@@ -54,7 +56,12 @@ attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'mailAlternateAddress'
 objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'mailAlternate' SUP top AUXILIARY MAY ( mailAlternateAddress ) )
 `
 
-export const startSlapd = async (people: ReadonlyArray<Person>): Promise<Slapd> => {
+export interface SlapdOptions {
+  /** Seconds after which slapd closes an idle connection (none by default). */
+  readonly idleTimeout?: number
+}
+
+export const startSlapd = async (people: ReadonlyArray<Person>, options: SlapdOptions = {}): Promise<Slapd> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-slapd-"))
   const db = path.join(dir, "db")
   fs.mkdirSync(db)
@@ -74,6 +81,7 @@ argsfile ${path.join(dir, "slapd.args")}
 modulepath /usr/lib/ldap
 moduleload back_mdb
 allow bind_anon_dn
+${options.idleTimeout === undefined ? "" : `idletimeout ${options.idleTimeout}`}
 TLSCertificateFile ${cert}
 TLSCertificateKeyFile ${key}
 database mdb
@@ -126,6 +134,7 @@ access to * by * read
     serviceDn,
     servicePassword,
     caFile: cert,
+    boundWith: () => child.output().split("\n").filter((l) => / BIND dn=".*" mech=SIMPLE /.test(l)),
     binds: () => child.output().split("\n").filter((l) => / BIND dn=".*" method=128/.test(l)),
     stop
   }
