@@ -42,6 +42,13 @@ const startService = async () => {
       if (path.endsWith("/500")) return void res.writeHead(500).end("boom")
       if (path.endsWith("/redirect")) return void res.writeHead(307, { location: `http://127.0.0.1:${port()}/auth/followed?token=leaked-token` }).end()
       if (path.endsWith("/slow")) return void held.push(res)
+      if (path.endsWith("/drip")) {
+        // Headers at once, then one byte of body every 100 ms: never done before the timeout.
+        res.writeHead(200, { "content-type": "application/json" })
+        held.push(res)
+        const timer = setInterval(() => (res.destroyed ? clearInterval(timer) : res.write(" ")), 100)
+        return
+      }
       if (path.endsWith("/huge")) {
         res.writeHead(200, { "content-type": "application/json" })
         res.write(`{"identity":"alice","senders":["${"a".repeat(64 * 1024)}`)
@@ -210,6 +217,27 @@ describe("auth-http against a loopback HTTP service", () => {
       }
       expect(Date.now() - started).toBeLessThan(4000)
     })
+  })
+
+  it("answers 454 4.7.0 after the timeout when the service sends its body one byte at a time", async () => {
+    await withBridge(options("/drip", { timeout: "1 second" }), async (b) => {
+      const started = Date.now()
+      const { c, reply } = await authPlain(b.port, "alice", "alice-pw")
+      expect(reply).toMatch(/^454 4\.7\.0 /)
+      c.close()
+      expect(Date.now() - started).toBeLessThan(3000)
+    })
+  })
+
+  it("runs behind the AUTH throttle without any rate-limit configuration", async () => {
+    const b = await startBridge({ allowInsecureAuth: true, plugins: [authHttp(options("/auth"))] })
+    try {
+      const started = JSON.stringify(b.logs())
+      expect(started).toMatch(/rate-limit\[[^\]]*auth[^\]]*\][^"]*auth-http\[auth\]/)
+      expect(started).toContain("auth failures on")
+    } finally {
+      await b.stop()
+    }
   })
 
   it("never logs the password or the secrets of the URL", async () => {

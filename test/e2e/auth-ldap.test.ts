@@ -128,6 +128,18 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("auth-ldap against slapd",
     c.close()
   })
 
+  it("refuses a 2000-character user name with 535 5.7.8", async () => {
+    const { c, reply } = await authLogin(bridge.port, `${"a".repeat(2000)}@example.com`, "alice-pw")
+    expect(reply).toMatch(/^535 5\.7\.8 /)
+    c.close()
+  })
+
+  it("serves 20 parallel logins through a pool of 4 connections: all 235", async () => {
+    const logins = await Promise.all(Array.from({ length: 20 }, () => authPlain(bridge.port, "alice@example.com", "alice-pw")))
+    logins.forEach(({ c }) => c.close())
+    expect(logins.map((l) => l.reply.slice(0, 3))).toEqual(Array(20).fill("235"))
+  })
+
   it("lets a user send as their mailAlternateAddress (MAIL FROM and header From), not as another's address: 553 5.7.1", async () => {
     const { c, reply } = await authPlain(bridge.port, "alice@example.com", "alice-pw")
     expect(reply).toMatch(/^235 /)
