@@ -76,14 +76,24 @@ export const authHttp = (input: OptionsInput): Plugin => {
   // The URL may hold a token (path, query, userinfo): logs show it redacted, and the runtime's own
   // error texts, which repeat the URL, get the redacted form too.
   const shown = Redact.url(options.url)
-  const hide = (text: string): string => [options.url, new URL(options.url).href].reduce((t, form) => t.split(form).join(shown), text)
+  // fetch refuses a URL with credentials (WHATWG Fetch): `https://user:pass@host/` becomes HTTP
+  // Basic authentication (RFC 7617) to the URL without them.
+  const target = new URL(options.url)
+  const basic = target.username === "" && target.password === ""
+    ? undefined
+    : `Basic ${Buffer.from(`${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`, "utf8").toString("base64")}`
+  target.username = ""
+  target.password = ""
+  const endpoint = target.href
+  const hide = (text: string): string => [options.url, new URL(options.url).href, endpoint].reduce((t, form) => t.split(form).join(shown), text)
 
   const call = async (body: string, signal: AbortSignal): Promise<Answer> => {
     const timestamp = String(Math.floor(Date.now() / 1000))
     const headers: Record<string, string> = { "content-type": "application/json", "x-smtp-bridge-timestamp": timestamp }
+    if (basic !== undefined) headers["authorization"] = basic
     if (secret !== undefined) headers["x-smtp-bridge-signature"] = `v1=${signRequest(secret, timestamp, new TextEncoder().encode(body))}`
     // `manual`: a 3xx comes back as it is, never followed (Bun, Deno and Node honour it).
-    const response = await fetch(options.url, { method: "POST", headers, body, redirect: "manual", signal })
+    const response = await fetch(endpoint, { method: "POST", headers, body, redirect: "manual", signal })
     if (response.status !== 200) {
       await response.body?.cancel().catch(() => undefined)
       return { _tag: "Status", status: response.status, location: response.headers.get("location") }

@@ -1,6 +1,7 @@
 /**
  * auth-ldap and auth-http listed in a config file's `plugins`, in the real CLI under Bun, Deno
- * and Node: the runtime's own module resolution finds ldapts, and both backends answer AUTH
+ * and Node: the runtime's own module resolution finds ldapts, the runtime's fetch reaches the
+ * service (with the URL's credentials as Basic authentication), and both backends answer AUTH
  * (a slapd and an HTTP service started by the test on loopback).
  */
 import * as fs from "node:fs"
@@ -29,6 +30,8 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("auth-ldap and auth-http i
       req.on("data", (c: Buffer) => void (body += c.toString("utf8")))
       req.on("end", () => {
         const { username, password } = JSON.parse(body) as { username: string; password: string }
+        // The URL's user and password arrive as Basic authentication (Node's fetch refuses them in the URL).
+        if (req.headers.authorization !== `Basic ${Buffer.from("svc:svc-pw").toString("base64")}`) return void res.writeHead(400).end()
         if (username === "dave" && password === "dave-pw") return void res.writeHead(200).end(JSON.stringify({ identity: "dave" }))
         res.writeHead(username === "dave" ? 401 : 404).end()
       })
@@ -49,7 +52,7 @@ export default {
   plugins: [
     authLdap({ url: "ldap://localhost:${slapd.port}", startTls: true, caFile: ${JSON.stringify(slapd.caFile)}, base: "${slapd.base}",
       bindDn: "${slapd.serviceDn}", bindPasswordFile: ${JSON.stringify(path.join(dir, "ldap-pw"))} }),
-    authHttp({ url: "http://127.0.0.1:${(service.address() as AddressInfo).port}/auth" })
+    authHttp({ url: "http://svc:svc-pw@127.0.0.1:${(service.address() as AddressInfo).port}/auth" })
   ]
 }
 `)

@@ -38,6 +38,10 @@ const startService = async () => {
       const body = JSON.parse(raw.toString("utf8") || "{}") as Record<string, unknown>
       seen.push({ path, body, signed })
       if (!signed) return void res.writeHead(400).end("bad signature")
+      if (path.endsWith("/basic")) {
+        const ok = req.headers.authorization === `Basic ${Buffer.from("svc:p@ss wörd").toString("base64")}`
+        return void res.writeHead(ok ? 200 : 401, { "content-type": "application/json" }).end(JSON.stringify({ identity: "alice" }))
+      }
       const json = (status: number, value: unknown) => void res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value))
       if (path.endsWith("/500")) return void res.writeHead(500).end("boom")
       if (path.endsWith("/redirect")) return void res.writeHead(307, { location: `http://127.0.0.1:${port()}/auth/followed?token=leaked-token` }).end()
@@ -248,6 +252,15 @@ describe("auth-http against a loopback HTTP service", () => {
       const logs = JSON.stringify(b.logs())
       expect(logs).toContain("auth-http")
       for (const secretText of ["alice-pw", "path-token-123", "query-token-456", secret]) expect(logs).not.toContain(secretText)
+    })
+  })
+
+  it("sends the URL's user and password as HTTP Basic authentication, never logging the password: 235", async () => {
+    await withBridge(options("", { url: `http://svc:p%40ss%20w%C3%B6rd@127.0.0.1:${service.port}/basic` }), async (b) => {
+      const { c, reply } = await authPlain(b.port, "alice", "alice-pw")
+      expect(reply).toMatch(/^235 /)
+      c.close()
+      expect(JSON.stringify(b.logs())).not.toMatch(/p%40ss|p@ss/)
     })
   })
 
