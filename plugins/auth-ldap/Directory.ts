@@ -11,8 +11,8 @@
  * call starts, so no socket event can come in between): a connection that dropped is thrown
  * away, never silently redialled, and a password never goes out over a downgraded connection.
  */
-import { Effect, Exit } from "effect"
-import { Client, Filter, InvalidCredentialsError } from "ldapts"
+import { Effect, Exit, Schema } from "effect"
+import { Client, Filter, InvalidCredentialsError, ResultCodeError } from "ldapts"
 import type { SearchOptions } from "ldapts"
 
 export interface Settings {
@@ -45,7 +45,24 @@ interface Connection {
   fresh: boolean
 }
 
+/**
+ * The directory could not decide: `Unreachable` (no connection, TLS refused), `Closed` (the
+ * connection dropped), `Server` (an LDAP error result, such as a refused service bind),
+ * `Timeout` (no answer in time). Each gives 454 4.7.0.
+ */
+export class LdapError extends Schema.TaggedError<LdapError>()("LdapError", {
+  reason: Schema.Literal("Unreachable", "Closed", "Server", "Timeout"),
+  message: Schema.String
+}) {}
+
 class Dropped extends Error {}
+
+const toLdapError = (cause: unknown): LdapError => {
+  const message = cause instanceof Error ? cause.message : String(cause)
+  if (cause instanceof Dropped) return new LdapError({ reason: "Closed", message })
+  if (cause instanceof ResultCodeError) return new LdapError({ reason: "Server", message: `${message} (LDAP result ${cause.code})` })
+  return new LdapError({ reason: "Unreachable", message })
+}
 
 /**
  * Whether the connection is still up. ldapts (9.2) watches only the socket it connected, so after
@@ -86,7 +103,7 @@ const valuesOf = (entry: Record<string, unknown>, names: ReadonlyArray<string>):
 
 export interface Directory {
   /** Checks `password` for the entry `username` finds; fails on a server that is down, slow or answers an error. */
-  readonly check: (username: string, password: string) => Effect.Effect<Outcome, Error>
+  readonly check: (username: string, password: string) => Effect.Effect<Outcome, LdapError>
 }
 
 /** The pool lives in the scope: closing it unbinds every idle connection. */
@@ -152,14 +169,14 @@ export const make = (settings: Settings) =>
       return { _tag: "Valid", dn: entry.dn, senders: valuesOf(entry, settings.senderAttributes) }
     }
 
-    const check = (username: string, password: string): Effect.Effect<Outcome, Error> =>
+    const check = (username: string, password: string): Effect.Effect<Outcome, LdapError> =>
       permits.withPermits(1)(
         Effect.acquireUseRelease(
           Effect.sync(() => take() ?? open()),
           (connection) =>
             Effect.tryPromise({
               try: () => run(connection, username, password),
-              catch: (cause) => cause instanceof Error ? cause : new Error(String(cause))
+              catch: toLdapError
             }),
           // Kept only after a check that ended normally: after an error, a timeout or an
           // interruption its state (a half-done bind, an answer still coming) is unknown.

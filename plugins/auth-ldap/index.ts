@@ -21,6 +21,7 @@ import * as Directory from "./Directory.ts"
 import { Options } from "./options.ts"
 import type { OptionsInput } from "./options.ts"
 
+export { LdapError } from "./Directory.ts"
 export { Options } from "./options.ts"
 export type { OptionsInput } from "./options.ts"
 
@@ -77,11 +78,13 @@ export const authLdap = (input: OptionsInput): Plugin => {
     const ldap = yield* Ref.get(directory)
     if (ldap === undefined) return unavailable
     const outcome = yield* ldap.check(username, password).pipe(
-      Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`no answer within ${Duration.format(timeout)}`) }),
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => new Directory.LdapError({ reason: "Timeout", message: `no answer within ${Duration.format(timeout)}` }) }),
       Effect.either
     )
     if (Either.isLeft(outcome)) {
-      yield* Effect.logWarning(`auth-ldap: directory unavailable: ${outcome.left.message}`)
+      yield* Effect.logWarning(`auth-ldap: directory unavailable (${outcome.left.reason}): ${outcome.left.message}`).pipe(
+        Effect.annotateLogs({ plugin: "auth-ldap", reason: outcome.left.reason })
+      )
       return unavailable
     }
     const result = outcome.right

@@ -162,6 +162,7 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("auth-ldap against slapd",
       const { c, reply } = await authPlain(other.port, "alice@example.com", "alice-pw")
       expect(reply).toMatch(/^454 4\.7\.0 /)
       c.close()
+      expect(JSON.stringify(other.logs())).toContain("auth-ldap: directory unavailable (Server): ")
       expect(JSON.stringify(other.logs())).not.toContain(wrong)
       expect(JSON.stringify(other.logs())).not.toContain("alice-pw")
     } finally {
@@ -212,6 +213,7 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("auth-ldap against slapd",
       const { c, reply } = await authPlain(other.port, "alice@example.com", "alice-pw")
       expect(reply).toMatch(/^454 4\.7\.0 /)
       c.close()
+      expect(JSON.stringify(other.logs())).toContain("auth-ldap: directory unavailable (Unreachable): ")
     } finally {
       await other.stop()
     }
@@ -238,6 +240,7 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("auth-ldap against slapd",
         c.close()
       }
       expect(Date.now() - started).toBeLessThan(5000)
+      expect(JSON.stringify(other.logs())).toContain("auth-ldap: directory unavailable (Timeout): no answer within 1s 500ms")
     } finally {
       await other.stop()
       silent.close()
