@@ -13,7 +13,13 @@ import { Either, ParseResult, Schema } from "effect"
 export const decode = <A, I>(plugin: string, schema: Schema.Schema<A, I>, input: unknown): A => {
   const decoded = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(input)
   if (Either.isRight(decoded)) return decoded.right
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-  const lines = issues.map((i) => `option ${i.path.length === 0 ? "(all)" : JSON.stringify(i.path.join("."))}: ${i.message}`)
+  // One message per option: an optional option that fails its refinement also fails the union's
+  // other member ("Expected undefined"), which says nothing to the reader.
+  const byPath = new Map<string, string>()
+  for (const issue of ParseResult.ArrayFormatter.formatErrorSync(decoded.left)) {
+    const path = issue.path.length === 0 ? "(all)" : JSON.stringify(issue.path.join("."))
+    if (!byPath.has(path)) byPath.set(path, issue.message)
+  }
+  const lines = [...byPath].map(([path, message]) => `option ${path}: ${message}`)
   throw new Error(`${plugin}: invalid options: ${lines.join("; ")}`)
 }

@@ -37,6 +37,19 @@ describe("auth-ldap options", () => {
     expect(() => authLdap(input as never)).toThrow(message)
   })
 
+  it("names each option in error once, with the message of its own rule", () => {
+    let message = ""
+    try {
+      authLdap({ ...base, base: "", filter: "(uid=alice)" })
+    } catch (error) {
+      message = (error as Error).message
+    }
+    expect(message).toBe(
+      'auth-ldap: invalid options: option "base": Expected a string at least 1 character(s) long, actual ""; ' +
+        'option "filter": a filter in parentheses containing %s, e.g. (mail=%s)'
+    )
+  })
+
   it("never shows the rejected URL's password in the error", () => {
     expect(() => authLdap({ ...base, url: "ldap://cn=admin:hunter2@127.0.0.1" })).not.toThrow(/hunter2/)
   })
