@@ -284,4 +284,8 @@ describe("auth-http against a loopback HTTP service", () => {
   ])("refuses %s at creation, naming the option", (_, input, message) => {
     expect(() => authHttp(input as never)).toThrow(message)
   })
+
+  it("never repeats a secret given with the wrong type in the error", () => {
+    expect(() => authHttp({ url: "http://127.0.0.1/", secret: 1234567890123456789 } as never)).toThrow(/option "secret": Expected string$/)
+  })
 })
