@@ -28,12 +28,15 @@ import type { Transport } from "./transport/Transport.ts"
 
 export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly message: string }> {}
 
+/** Whether AUTH is checked by anything: `users`, or a configured plugin with an `auth` hook (auth-ldap, auth-http). */
+const authenticates = (config: BridgeConfig): boolean => config.users !== undefined || config.plugins.some((p) => p.auth !== undefined)
+
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   relayPolicy({ trust: config.trust }),
   // Before AUTH: its auth hook counts each attempt before credentials are checked, and slows down
-  // and defers brute force. With users and no rate limits configured it runs for AUTH alone, in memory.
-  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : config.users !== undefined ? [rateLimit({})] : []),
+  // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.
+  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : authenticates(config) ? [rateLimit({})] : []),
   ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),

@@ -15,6 +15,8 @@ export * as Relay from "./pipeline/Relay.ts"
 export * as Senders from "./pipeline/Senders.ts"
 export * as AddressList from "./protocol/AddressList.ts"
 export { decodeOptions, definePlugin, hookNames, PluginOptionsError } from "./pipeline/Plugin.ts"
+/** Decoding a plugin's options with its `effect/Schema`, the error naming the option. */
+export * as PluginOptions from "./pipeline/PluginOptions.ts"
 export type {
   AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
   MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
@@ -38,3 +40,11 @@ export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"
 /** bcrypt off the event loop (Bun's native pool, or worker threads), for password backends. */
 export * as Password from "./runtime/Password.ts"
+/** What of a URL may appear in a log line or an error (userinfo, query values and http paths hidden). */
+export * as Redact from "./util/Redact.ts"
+/**
+ * The webhook's request signature (hex HMAC-SHA256 of `<timestamp>.<body>`, sent as
+ * `x-smtp-bridge-signature: v1=<hex>` with `x-smtp-bridge-timestamp`), for plugins that call an
+ * HTTP service the same way, so that a receiver verifies both with one routine.
+ */
+export { sign as signRequest } from "./transport/Webhook.ts"

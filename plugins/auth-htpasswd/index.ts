@@ -161,7 +161,10 @@ export const authHtpasswd = (options: AuthHtpasswdOptions): Plugin =>
           const ok = yield* compare(password, hash ?? dummy)
           // Acting for another identity (SASL PLAIN authzid) is not something this file can grant.
           const actsForOther = authzid !== undefined && authzid !== "" && authzid !== username
-          return hash !== undefined && ok && !actsForOther ? Verdict.accept({ identity: username }) : invalid
+          // A user not in the file is another backend's to decide (auth-ldap, auth-http listed
+          // after this one); when none knows them the bridge answers 535 5.7.8 itself.
+          if (hash === undefined) return Verdict.Continue
+          return ok && !actsForOther ? Verdict.accept({ identity: username }) : invalid
         })
       }
     })

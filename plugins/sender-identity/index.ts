@@ -10,7 +10,7 @@
  */
 import { Effect } from "effect"
 import { definePlugin, Senders, Verdict } from "../../src/index.ts"
-import type { Mailbox, Plugin } from "../../src/index.ts"
+import type { Mailbox, Notes, Plugin } from "../../src/index.ts"
 
 export interface SenderIdentityOptions {
   /**
@@ -54,18 +54,22 @@ export const senderIdentity = (options: SenderIdentityOptions): Plugin => {
   }
   const reject = options.forgedFrom !== "unsigned"
 
-  const rulesFor = (user: string): ReadonlyArray<Senders.Pattern> => {
+  // The configured entries and what the user's authentication backend granted (LDAP `mail`
+  // attributes, an HTTP backend's `senders`); the user name itself only when neither says anything.
+  const rulesFor = (user: string, notes: Notes.Notes): ReadonlyArray<Senders.Pattern> => {
     const configured = rules.get(user)
-    if (configured !== undefined) return configured
+    const granted = Senders.grantedTo(notes, user)
+    if (configured !== undefined) return granted.length === 0 ? configured : [...configured, ...granted]
+    if (granted.length > 0) return granted
     const own = Senders.ownAddress(user)
     return own === undefined ? [] : [own]
   }
 
   /** What is wrong with the From and Sender of `user`'s message, naming the header; `undefined` when nothing. */
-  const headerProblem = (user: string, headers: Senders.Headers): { readonly header: string; readonly text: string } | undefined => {
+  const headerProblem = (user: string, notes: Notes.Notes, headers: Senders.Headers): { readonly header: string; readonly text: string } | undefined => {
     if (headers._tag === "Invalid") return { header: headers.header, text: `the field ${headers.reason}` }
     const notOwned = (header: string, mailboxes: ReadonlyArray<Mailbox>) => {
-      const found = mailboxes.find((mailbox) => !Senders.allows(rulesFor(user), mailbox))
+      const found = mailboxes.find((mailbox) => !Senders.allows(rulesFor(user, notes), mailbox))
       return found === undefined ? undefined : { header, text: `${Senders.printable(found.address)} is not owned by user ${user}` }
     }
     return notOwned("From", headers.from) ?? notOwned("Sender", headers.sender === undefined ? [] : [headers.sender])
@@ -77,7 +81,7 @@ export const senderIdentity = (options: SenderIdentityOptions): Plugin => {
     mailFrom: Effect.fnUntraced(function*({ session, from }) {
       const user = session.user
       if (user === undefined || from === null) return Verdict.Continue
-      if (Senders.allows(rulesFor(user), from)) return Verdict.Continue
+      if (Senders.allows(rulesFor(user, session.notes), from)) return Verdict.Continue
       return Verdict.Reject({
         code: 553,
         enhanced: "5.7.1",
@@ -89,7 +93,7 @@ export const senderIdentity = (options: SenderIdentityOptions): Plugin => {
     data: Effect.fnUntraced(function*({ session, transaction, message }) {
       const user = session.user
       if (user === undefined) return Verdict.Continue
-      const problem = headerProblem(user, Senders.fromHeaders(message.headers))
+      const problem = headerProblem(user, session.notes, Senders.fromHeaders(message.headers))
       if (problem === undefined) {
         transaction.notes.set(Senders.HeaderFromAllowed, true)
         return Verdict.Continue

@@ -127,3 +127,44 @@ export const printable = (text: string): string => {
   const clean = text.replace(/[^\x21-\x7e]/g, "?")
   return clean.length > 100 ? `${clean.slice(0, 97)}...` : clean
 }
+
+/** Addresses an authentication backend allows `identity` to send as; see `grant`. */
+export interface Grant {
+  readonly identity: string
+  readonly patterns: ReadonlyArray<Pattern>
+}
+
+/**
+ * Set on the session by an authentication backend that knows which addresses its user may send
+ * as (a directory's `mail` attributes, an HTTP backend's `senders`). sender-identity allows these
+ * for MAIL FROM and the header From and Sender, besides the configured `senders` of that user.
+ * It carries the identity it was granted to and counts only while the session's user is that
+ * identity, so it never outlives the login it came with (a STARTTLS resets the login).
+ */
+export const Granted: Notes.Key<Grant> = Notes.key<Grant>("smtp-bridge/senders.granted")
+
+/**
+ * Records on `notes` (the session's) the sender entries a backend gave for `identity`, parsed
+ * as `parsePattern` does; returns the entries that are no address, `@domain` or `*` (left out),
+ * so the backend can log them.
+ *
+ * @example
+ * const invalid = Senders.grant(session.notes, "alice", ["alice@example.com", "@alice.example"]) // []
+ */
+export const grant = (notes: Notes.Notes, identity: string, entries: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const patterns: Array<Pattern> = []
+  const invalid: Array<string> = []
+  for (const entry of entries) {
+    const pattern = parsePattern(entry)
+    if (pattern === undefined) invalid.push(entry)
+    else patterns.push(pattern)
+  }
+  notes.set(Granted, { identity, patterns })
+  return invalid
+}
+
+/** The patterns granted to `user` on this session by its authentication backend (none when another identity's). */
+export const grantedTo = (notes: Notes.Notes, user: string): ReadonlyArray<Pattern> => {
+  const granted = notes.get(Granted)
+  return granted !== undefined && granted.identity === user ? granted.patterns : []
+}

@@ -94,4 +94,22 @@ layer(Resolver.layer())("sender-identity", (it) => {
       .toThrow(/sender-identity: invalid sender "example.com" for user "alice"/)
     expect(() => senderIdentity({ senders: { alice: ["@"] } })).toThrow(/invalid sender "@"/)
   })
+
+  const granted = (user: string, grantedTo: string, entries: ReadonlyArray<string>, from: string) => {
+    const s = session({ user })
+    Senders.grant(s.notes, grantedTo, entries)
+    return senderIdentity({ senders }).mailFrom!({ session: s, from: mailbox(from), params: { raw: {} } })
+  }
+
+  it.effect("continues MAIL FROM an address the user's authentication backend granted, besides the configured ones", () =>
+    Effect.gen(function*() {
+      expect(yield* granted("dave", "dave", ["dave@example.net", "@dave.example"], "x@Dave.Example")).toEqual(Verdict.Continue)
+      expect(yield* granted("alice", "alice", ["alias@example.org"], "alias@example.org")).toEqual(Verdict.Continue)
+      expect(yield* granted("alice", "alice", ["alias@example.org"], "alice@example.com")).toEqual(Verdict.Continue)
+    }))
+
+  it.effect("rejects MAIL FROM with 553 5.7.1 when the grant was for another identity (an earlier login on the session)", () =>
+    Effect.gen(function*() {
+      expect(yield* granted("dave", "erin", ["dave@example.net"], "dave@example.net")).toEqual(rejected("dave"))
+    }))
 })
