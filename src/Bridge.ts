@@ -31,12 +31,15 @@ export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly mess
 /** Whether AUTH is checked by anything: `users`, or a configured plugin with an `auth` hook (auth-ldap, auth-http). */
 const authenticates = (config: BridgeConfig): boolean => config.users !== undefined || config.plugins.some((p) => p.auth !== undefined)
 
+/** Whether the config's plugins already bring their own rate-limit plugin (and so their own AUTH throttle). */
+const throttled = (config: BridgeConfig): boolean => config.plugins.some((p) => p.name === "rate-limit")
+
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   relayPolicy({ trust: config.trust }),
   // Before AUTH: its auth hook counts each attempt before credentials are checked, and slows down
   // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.
-  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : authenticates(config) ? [rateLimit({})] : []),
+  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : authenticates(config) && !throttled(config) ? [rateLimit({})] : []),
   ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
