@@ -20,6 +20,7 @@ import * as Load from "./config/Load.ts"
 import * as Telemetry from "./config/Telemetry.ts"
 import * as Log from "./observability/Log.ts"
 import type { ConfigError } from "./config/Resolve.ts"
+import * as SmtpBridge from "./index.ts"
 import * as Embedded from "./runtime/Embedded.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"
@@ -185,7 +186,7 @@ const command = Command.make("smtp-bridge").pipe(
 const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.version })
 
 // A config file loaded by a single executable imports "smtp-bridge" from inside the executable.
-Embedded.install()
+Embedded.install(SmtpBridge)
 // serve, check-config and plugins print their own grouped help (see commands/Help.ts).
 const help = Help.requested(process.argv.slice(2))
 const argv = [...process.argv.slice(0, 2), ...Help.hoistLogLevel(process.argv.slice(2))]

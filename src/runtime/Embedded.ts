@@ -9,11 +9,12 @@
  * Only in a compiled binary: from the sources, "smtp-bridge" resolves to src/index.ts by the
  * package's own name and "effect" to node_modules, which are these same modules.
  *
+ * The public API comes in as an argument: the runtime layer does not import the layers above it.
+ *
  * @example
- * Embedded.install()   // before the config file is imported
+ * Embedded.install(SmtpBridge)   // before the config file is imported
  */
 import * as EffectIndex from "effect"
-import * as SmtpBridge from "../index.ts"
 
 interface VirtualModule {
   readonly exports: Record<string, unknown>
@@ -35,12 +36,12 @@ const compiled = (): boolean => /\$bunfs|~BUN/.test(import.meta.url)
 const namespace = (module: object): VirtualModule => ({ exports: { ...module }, loader: "object" })
 
 /** In a Bun single executable, makes "smtp-bridge", "effect" and "effect/<Module>" importable by files loaded from disk. */
-export const install = (): void => {
+export const install = (api: object): void => {
   if (bun === undefined || !compiled()) return
   bun.plugin({
     name: "smtp-bridge embedded modules",
     setup(build) {
-      build.module("smtp-bridge", () => namespace(SmtpBridge))
+      build.module("smtp-bridge", () => namespace(api))
       build.module("effect", () => namespace(EffectIndex))
       // "effect/Schema" and the like: the root module re-exports each one as a namespace.
       for (const [name, value] of Object.entries(EffectIndex)) {
