@@ -398,7 +398,18 @@ export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<Sessi
   return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
 })
 
+/** One generation's sessions share their settings: nothing in them changes before a reload makes a new `ServerEnv`. */
+const settingsCache = new WeakMap<ServerEnv, Engine.Settings>()
+
 const settingsOf = (env: ServerEnv): Engine.Settings => {
+  const cached = settingsCache.get(env)
+  if (cached !== undefined) return cached
+  const settings = makeSettings(env)
+  settingsCache.set(env, settings)
+  return settings
+}
+
+const makeSettings = (env: ServerEnv): Engine.Settings => {
   const { config } = env
   return {
     hostname: config.hostname,
