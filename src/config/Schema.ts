@@ -55,7 +55,7 @@ export const defaults = {
 
 const time = (input: Duration.DurationInput) => () => Duration.decode(input)
 
-const isPlugin = (u: unknown): u is Plugin => {
+const isPlugin = (u: unknown): u is Plugin<unknown> => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) return false
   const record: Partial<Record<string, unknown>> = { ...u }
   return typeof record.name === "string" && record.name.length > 0 &&

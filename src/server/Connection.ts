@@ -398,7 +398,8 @@ export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<Sessi
   return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
 })
 
-const settingsOf = (env: ServerEnv): Engine.Settings => {
+/** The machine's settings for a server's sessions (the in-memory test kit uses them too). */
+export const settingsOf = (env: ServerEnv): Engine.Settings => {
   const { config } = env
   return {
     hostname: config.hostname,
