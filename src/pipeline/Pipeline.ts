@@ -115,7 +115,7 @@ const setupFailure = (plugin: string, cause: Cause.Cause<unknown>): PluginSetupE
   if (Option.isSome(failure)) return new PluginSetupError({ plugin, message: describe(failure.value) })
   const defect = Cause.dieOption(cause)
   const text = Option.isSome(defect) ? describe(defect.value) : Cause.pretty(cause)
-  const missing = /^Service not found: (.+)$/.exec(text)
+  const missing = /^Service not found: (\S+)/.exec(text)
   return new PluginSetupError({
     plugin,
     message: missing === null ? text : `${plugin} needs the service ${missing[1]}: list a plugin that provides it before ${plugin}`

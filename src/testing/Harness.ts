@@ -44,7 +44,7 @@ export interface ClientInput {
 
 export interface Options {
   /** Run exactly these plugins (no built-in policy), in this order. */
-  readonly plugins?: ReadonlyArray<Plugin>
+  readonly plugins?: ReadonlyArray<Plugin<unknown>>
   /** Or a whole config, as a config file exports it: its plugins in the order the server runs them. */
   readonly config?: unknown
   /** Names the config field errors come from (default "test config"). */
