@@ -158,6 +158,7 @@ export const resolve = (
       arcSeal: decoded.arcSeal,
       rateLimit: decoded.rateLimit,
       logFormat: decoded.logFormat,
+      capture: decoded.capture,
       telemetry: decoded.telemetry,
       listeners: yield* listeners(decoded, sourceOf),
       admin: yield* AdminConfig.resolve(decoded, (field, expected, got) => invalid(field, expected, got, sourceOf)),

@@ -47,6 +47,10 @@ export interface Options {
   readonly plugins?: ReadonlyArray<Plugin<unknown>>
   /** Or a whole config, as a config file exports it: its plugins in the order the server runs them. */
   readonly config?: unknown
+  /** Or a config already resolved (as `smtp-bridge replay` loads it). */
+  readonly resolved?: BridgeConfig
+  /** Wraps the pipeline the sessions use (replay answers AUTH from the capture this way). */
+  readonly pipeline?: (pipeline: Pipeline.Pipeline) => Pipeline.Pipeline
   /** Names the config field errors come from (default "test config"). */
   readonly source?: string
   /** DNS for the hooks: a fixed zone, or a layer (default: an empty zone, every name unknown). */
@@ -85,9 +89,9 @@ let sessions = 0
  */
 export const make = (options: Options = {}): Effect.Effect<Harness, Resolve.ConfigError | Pipeline.PluginSetupError, Scope.Scope> =>
   Effect.gen(function*() {
-    const listed = options.config === undefined
+    const listed = options.config === undefined && options.resolved === undefined
     const input = options.config === undefined ? { ...defaultConfig, allowInsecureAuth: true } : options.config
-    const resolved = yield* Resolve.resolve(input, options.source ?? "test config")
+    const resolved = options.resolved ?? (yield* Resolve.resolve(input, options.source ?? "test config"))
     const config: BridgeConfig = {
       ...resolved,
       ...(options.hostname === undefined ? {} : { hostname: options.hostname }),
@@ -96,7 +100,8 @@ export const make = (options: Options = {}): Effect.Effect<Harness, Resolve.Conf
       spool: undefined
     }
     const plugins = listed ? options.plugins ?? [] : [...Bridge.plugins(config), ...(options.plugins ?? [])]
-    const pipeline = yield* Pipeline.make(plugins).pipe(Effect.provide(dnsLayer(options.dns)))
+    const made = yield* Pipeline.make(plugins).pipe(Effect.provide(dnsLayer(options.dns)))
+    const pipeline = options.pipeline === undefined ? made : options.pipeline(made)
     const delivered: Array<MemoryTransport.Delivered> = []
     const names = new Set([...Object.keys(config.transports), config.defaultTransport])
     const transports = new Map([...names].map((name) => [name, MemoryTransport.make(name, delivered, options.answer)]))
