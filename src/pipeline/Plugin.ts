@@ -185,17 +185,18 @@ export interface Plugin<R = never> extends Hooks {
 }
 
 /** What `make` returns: hooks, and a `setup` for resources, as a plugin has. */
-export interface Made extends Hooks {
-  readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services>
+export interface Made<R = never> extends Hooks {
+  /** May need services a plugin listed before provides (`R`). */
+  readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services | R>
 }
 
 /** A plugin with options: their schema and how the plugin is made from the decoded options. */
-export interface Definition<A, I> {
+export interface Definition<A, I, R = never> {
   readonly name: string
   /** An `effect/Schema` of the options; `description` annotations phrase what a field expects. */
   readonly options: Schema.Schema<A, I, never>
   readonly timeout?: Duration.DurationInput
-  readonly make: (options: A) => Made
+  readonly make: (options: A) => Made<R>
 }
 
 /** A bad option, as one line naming the plugin and the option. */
@@ -229,7 +230,7 @@ export const decodeOptions = <A, I>(plugin: string, schema: Schema.Schema<A, I, 
     (issue) => new PluginOptionsError({ plugin, message: `${plugin}: ${describeIssue(issue)}` })
   )
 
-const isDefinition = <A, I>(u: Plugin | Definition<A, I>): u is Definition<A, I> =>
+const isDefinition = <A, I, R>(u: Plugin<unknown> | Definition<A, I, R>): u is Definition<A, I, R> =>
   "make" in u && typeof u.make === "function" && Schema.isSchema(u.options)
 
 /**
@@ -245,13 +246,13 @@ const isDefinition = <A, I>(u: Plugin | Definition<A, I>): u is Definition<A, I>
  *   make: ({ delay }) => ({ rcptTo: () => Effect.succeed(Verdict.Continue) })
  * })
  */
-export function definePlugin<A, I>(definition: Definition<A, I>): (options: I) => Plugin
+export function definePlugin<A, I, R = never>(definition: Definition<A, I, R>): (options: I) => Plugin<R>
 /** The plugin as written: a hook it defines is known to be there, with its own effect type. */
 export function definePlugin<const P extends Plugin<unknown> & { readonly make?: never }>(plugin: P): P
-export function definePlugin<A, I>(plugin: Plugin | Definition<A, I>): Plugin | ((options: I) => Plugin) {
+export function definePlugin<A, I, R>(plugin: Plugin<unknown> | Definition<A, I, R>): Plugin<unknown> | ((options: I) => Plugin<R>) {
   if (!isDefinition(plugin)) return plugin
   const definition = plugin
-  return (input: I): Plugin => ({
+  return (input: I): Plugin<R> => ({
     name: definition.name,
     ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
     [OptionsKey]: { input, decode: check(definition.options) },
