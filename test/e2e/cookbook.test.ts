@@ -1,9 +1,11 @@
 // The cookbook's plugins (docs/examples/) loaded from a config file by the real CLI, under Bun and
-// Deno: greylisting and quotas on one shared store, the allow-list file, the archive copy.
+// Deno: greylisting and quotas on one shared store, the allow-list file, the archive copy, the
+// attachment check (postal-mime).
 //
 //   C: RCPT TO:<bob@corp.test>            S: 451 4.7.1 Greylisted, please try again later   (first attempt)
 //   C: RCPT TO:<bob@corp.test>            S: 250 2.1.5 Ok                                   (after the delay)
 //   C: RCPT TO:<mallory@corp.test>        S: 550 5.1.1 No such recipient here: mallory@corp.test
+//   C: DATA (an .exe attached) .          S: 554 5.7.1 Attachment type not allowed: invoice.pdf.exe
 //   C: DATA ... .                         S: 250   -> one copy in the Maildir, one in the archive
 //   (the second message of the day)       S: 452 4.2.2 Daily message quota reached, try again tomorrow
 import * as fs from "node:fs"
@@ -25,6 +27,7 @@ const setup = (runtime: Runtime) => {
   fs.writeFileSync(file, `import { defineConfig } from "smtp-bridge"
 import { allowList } from "../../../docs/examples/allow-list.ts"
 import { archive } from "../../../docs/examples/archive.ts"
+import { attachments } from "../../../docs/examples/attachments.ts"
 import { greylist } from "../../../docs/examples/greylist.ts"
 import { quotas } from "../../../docs/examples/quotas.ts"
 import { sharedStore } from "../../../docs/examples/shared-store.ts"
@@ -38,6 +41,7 @@ export default defineConfig({
     allowList({ file: ${JSON.stringify(path.join(dir, "recipients.txt"))}, interval: "100 millis" }),
     sharedStore(),
     greylist({ delay: "1 second" }),
+    attachments({}),
     quotas({ messages: 1, recipients: 10 }),
     archive({ transport: "archive" })
   ]
@@ -45,6 +49,12 @@ export default defineConfig({
 `)
   return { dir, file }
 }
+
+const exe = [
+  "Subject: invoice", "MIME-Version: 1.0", "Content-Type: multipart/mixed; boundary=\"b1\"", "", "--b1", "Content-Type: text/plain", "", "see attached",
+  "--b1", "Content-Type: application/octet-stream", "Content-Disposition: attachment; filename=\"invoice.pdf.exe\"", "Content-Transfer-Encoding: base64", "",
+  "TVqQAAMAAAAEAAAA", "--b1--", "."
+].join("\r\n")
 
 const count = (dir: string): number => (fs.existsSync(path.join(dir, "new")) ? fs.readdirSync(path.join(dir, "new")).length : 0)
 
@@ -61,6 +71,11 @@ describe.each(["bun", "deno"] as const)("cookbook plugins from a config file und
       expect(await c.command("RCPT TO:<mallory@corp.test>")).toBe("550 5.1.1 No such recipient here: mallory@corp.test")
       expect(await c.command("RCPT TO:<bob@corp.test>")).toBe("451 4.7.1 Greylisted, please try again later")
       await new Promise((r) => setTimeout(r, 1200))
+      expect(await c.command("RCPT TO:<bob@corp.test>")).toBe("250 2.1.5 Ok")
+      expect(await c.command("DATA")).toMatch(/^354 /)
+      // postal-mime parses the MIME tree under this runtime: the .exe is refused before the quota counts it.
+      expect(await c.command(exe)).toBe("554 5.7.1 Attachment type not allowed: invoice.pdf.exe")
+      expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
       expect(await c.command("RCPT TO:<bob@corp.test>")).toBe("250 2.1.5 Ok")
       expect(await c.command("DATA")).toMatch(/^354 /)
       expect(await c.command("Subject: cookbook\r\n\r\nhello\r\n.")).toMatch(/^250 2\.0\.0 Ok: queued as /)

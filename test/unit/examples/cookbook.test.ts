@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { Harness, script } from "smtp-bridge/testing"
 import { allowList } from "../../../docs/examples/allow-list.ts"
 import { archive } from "../../../docs/examples/archive.ts"
+import { attachments } from "../../../docs/examples/attachments.ts"
 import { greylist } from "../../../docs/examples/greylist.ts"
 import { quotas } from "../../../docs/examples/quotas.ts"
 import { sharedStore } from "../../../docs/examples/shared-store.ts"
@@ -135,5 +136,44 @@ describe("archive", () => {
         ["default", ["bob@corp.test", "carol@corp.test"], "keep me"],
         ["archive", ["bob@corp.test", "carol@corp.test"], "keep me"]
       ])
+    }))
+})
+
+/** A message with one attachment named `name` (RFC 2231 encoded when `encoded`). */
+const withAttachment = (name: string, encoded = false) =>
+  [
+    "Subject: invoice",
+    "MIME-Version: 1.0",
+    "Content-Type: multipart/mixed; boundary=\"b1\"",
+    "",
+    "--b1",
+    "Content-Type: text/plain",
+    "",
+    "see attached",
+    "--b1",
+    "Content-Type: application/octet-stream",
+    encoded ? `Content-Disposition: attachment; filename*=utf-8''${encodeURIComponent(name)}` : `Content-Disposition: attachment; filename="${name}"`,
+    "Content-Transfer-Encoding: base64",
+    "",
+    "TVqQAAMAAAAEAAAA",
+    "--b1--",
+    ""
+  ].join("\r\n")
+
+describe("attachments", () => {
+  const send = (text: string) =>
+    Harness.use({ plugins: [attachments({})] }, (h) =>
+      Effect.gen(function*() {
+        const s = yield* h.open()
+        for (const line of ["EHLO client.test", "MAIL FROM:<a@example.org>", "RCPT TO:<b@corp.test>", "DATA"]) yield* s.send(line)
+        return yield* s.message(text)
+      }))
+
+  it.effect("refuses an .exe attachment with 554 5.7.1, its name encoded or not, and passes a PDF", () =>
+    Effect.gen(function*() {
+      expect(yield* send(withAttachment("invoice.pdf.exe"))).toBe("554 5.7.1 Attachment type not allowed: invoice.pdf.exe")
+      expect(yield* send(withAttachment("résumé.JS", true))).toBe("554 5.7.1 Attachment type not allowed: résumé.JS")
+      expect(yield* send(withAttachment("invoice.pdf"))).toMatch(/^250 2\.0\.0 Ok: queued as /)
+      expect(yield* send("Subject: plain\r\n\r\nno attachment\r\n")).toMatch(/^250 /)
     }))
 })
