@@ -16,6 +16,12 @@ import type { AuthResultContext } from "../pipeline/Plugin.ts"
 import type { SessionInfo, TlsInfo } from "../pipeline/Session.ts"
 import * as Reply from "../protocol/Reply.ts"
 
+/**
+ * Exchanges kept per session: a client sending NOOP for hours must not grow the recorder without
+ * bound (each exchange is ~100 bytes). Past it the file says `truncated` and replays what it has.
+ */
+export const maxExchanges = 10_000
+
 export const formatName = "smtp-bridge-capture"
 export const formatVersion = 1
 
@@ -70,6 +76,8 @@ export interface CaptureFile {
   readonly messages: ReadonlyArray<CapturedMessage>
   /** How the session ended. */
   readonly outcome: string
+  /** Set when the session had more than 10,000 exchanges: only the first ones are kept. */
+  readonly truncated?: true
 }
 
 export interface Recorder {
@@ -100,9 +108,17 @@ export const begin = (config: CaptureConfig | undefined, session: SessionInfo, n
   const tls: Array<TlsInfo & { at: number }> = []
   const auth: Array<CaptureFile["auth"][number]> = []
   const messages: Array<CapturedMessage> = []
-  const last = () => exchanges[exchanges.length - 1]
+  let truncated = false
+  // Once truncated, nothing more is recorded: replies would land on the wrong exchange.
+  const last = () => (truncated ? undefined : exchanges[exchanges.length - 1])
   return {
-    input: (input) => void exchanges.push({ at: now() - startMs, input, replies: [], ms: 0 }),
+    input: (input) => {
+      if (truncated || exchanges.length >= maxExchanges) {
+        truncated = true
+        return
+      }
+      exchanges.push({ at: now() - startMs, input, replies: [], ms: 0 })
+    },
     reply: (r) => {
       const e = last()
       if (e === undefined) return
@@ -116,7 +132,7 @@ export const begin = (config: CaptureConfig | undefined, session: SessionInfo, n
     tls: (info) => void tls.push({ ...info, at: now() - startMs }),
     auth: (ctx) => void auth.push({ at: now() - startMs, mechanism: ctx.mechanism, username: ctx.username, outcome: ctx.outcome }),
     message: (content, transaction) =>
-      Effect.gen(function*() {
+      truncated ? Effect.void : Effect.gen(function*() {
         const full = !config.headersOnly && content.size <= config.maxMessageSize
         // Only the header section when that is all we keep: a 50 MB body is never loaded.
         const parts = full ? [...(yield* Stream.runCollect(content.stream()))] : [...content.headers.map((h) => h.bytes), crlf]
@@ -142,7 +158,8 @@ export const begin = (config: CaptureConfig | undefined, session: SessionInfo, n
           auth,
           exchanges,
           messages,
-          outcome
+          outcome,
+          ...(truncated ? { truncated: true as const } : {})
         }
         const name = `${new Date(startMs).toISOString().replace(/[:.]/g, "-")}-${session.id}.json`
         const tmp = path.join(config.dir, `.${name}.${randomBytes(4).toString("hex")}.tmp`)

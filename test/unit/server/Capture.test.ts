@@ -51,4 +51,19 @@ describe("session capture", () => {
     expect(Array.from({ length: 50 }, () => Capture.begin(config, Contexts.session())).every((r) => r === undefined)).toBe(true)
     expect(Array.from({ length: 50 }, () => Capture.begin({ ...config, sample: 1 }, Contexts.session())).every((r) => r !== undefined)).toBe(true)
   })
+
+  it.effect("keeps at most 10,000 exchanges of an endless session and says it was truncated", () =>
+    Effect.gen(function*() {
+      const d = dir()
+      const rec = Capture.begin({ dir: d, sample: 1, maxMessageSize: 1000, headersOnly: false }, Contexts.session())!
+      for (let i = 0; i < 25_000; i++) {
+        rec.input("NOOP")
+        rec.reply(Reply.make(250, "2.0.0", "Ok"))
+      }
+      yield* rec.finish("quit")
+      const file = read(d)
+      expect(file.exchanges).toHaveLength(Capture.maxExchanges)
+      expect(file.truncated).toBe(true)
+      expect(file.exchanges.every((e) => e.replies.length === 1)).toBe(true)
+    }))
 })
