@@ -64,6 +64,9 @@ export const problemOf = (file: unknown): string | undefined => {
   if (typeof f !== "object" || f === null || f.format !== "smtp-bridge-capture") return "not an smtp-bridge capture"
   if (f.version !== 1) return `capture format version ${String(f.version)}; this replay reads version 1`
   if (!Array.isArray(f.exchanges) || !Array.isArray(f.messages) || !Array.isArray(f.auth) || typeof f.client !== "object") return "a capture with missing fields"
+  // An input is one line: a line break in one would replay as several commands nobody sent.
+  const bad = f.exchanges.findIndex((e) => typeof e?.input !== "string" || /[\r\n]/.test(e.input) || !Array.isArray(e.replies))
+  if (bad >= 0) return `exchange ${bad} is not one line with its replies`
   return undefined
 }
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import { definePlugin, Reply, Verdict } from "../../../src/index.ts"
 import { Contexts, Harness, script } from "../../../src/testing.ts"
+import * as Replay from "../../../src/testing/Replay.ts"
 
 // A plugin as a user would write one: refuses example.com, tags messages, fails on demand.
 const policy = definePlugin({
@@ -167,5 +168,15 @@ describe("testing: contexts in one line", () => {
     data.addHeader("X-Seen", "yes")
     expect(data.added).toEqual([{ name: "X-Seen", value: "yes" }])
     expect(Contexts.mailFrom(null).from).toBeNull()
+  })
+})
+
+describe("replay: reading captures", () => {
+  it("refuses a file that is no capture, of another version, or with an input of several lines", () => {
+    const capture = { format: "smtp-bridge-capture", version: 1, client: {}, auth: [], messages: [], exchanges: [{ input: "NOOP", replies: [] }] }
+    expect(Replay.problemOf(capture)).toBeUndefined()
+    expect(Replay.problemOf({ ...capture, version: 2 })).toBe("capture format version 2; this replay reads version 1")
+    expect(Replay.problemOf({ hello: 1 })).toBe("not an smtp-bridge capture")
+    expect(Replay.problemOf({ ...capture, exchanges: [{ input: "NOOP\r\nRCPT TO:<x@y>", replies: [] }] })).toBe("exchange 0 is not one line with its replies")
   })
 })
