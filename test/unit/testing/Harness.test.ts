@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Clock, Effect, Either } from "effect"
+import * as Resolve from "../../../src/config/Resolve.ts"
 import { definePlugin, Reply, Verdict } from "../../../src/index.ts"
 import { Contexts, Harness, script } from "../../../src/testing.ts"
 import * as Replay from "../../../src/testing/Replay.ts"
@@ -179,4 +180,35 @@ describe("replay: reading captures", () => {
     expect(Replay.problemOf({ hello: 1 })).toBe("not an smtp-bridge capture")
     expect(Replay.problemOf({ ...capture, exchanges: [{ input: "NOOP\r\nRCPT TO:<x@y>", replies: [] }] })).toBe("exchange 0 is not one line with its replies")
   })
+})
+
+describe("replay: the capture's clock", () => {
+  // A rule that depends on the time: replayed at the capture's time it decides as it did then.
+  const only2025 = definePlugin({
+    name: "only-2025",
+    mailFrom: () =>
+      Effect.map(Clock.currentTimeMillis, (ms) => (new Date(ms).getUTCFullYear() === 2025 ? Verdict.Continue : Verdict.reject("Not in 2025", { code: 550, enhanced: "5.7.1" })))
+  })
+  const startMs = Date.UTC(2025, 5, 1, 3, 0, 0)
+  const capture = {
+    format: "smtp-bridge-capture", version: 1, session: "C1", start: new Date(startMs).toISOString(), startMs,
+    client: { remoteAddress: "192.0.2.10", remotePort: 40000, localAddress: "192.0.2.1", localPort: 25 },
+    hostname: "mx.clock.test", tls: [], auth: [], messages: [], outcome: "quit",
+    exchanges: [
+      { at: 0, input: "(connect)", replies: ["220 mx.clock.test ESMTP smtp-bridge"], ms: 0 },
+      { at: 5, input: "HELO client.test", replies: ["250 mx.clock.test"], ms: 0 },
+      { at: 9, input: "MAIL FROM:<a@example.org>", replies: ["250 2.1.0 Ok"], ms: 0 },
+      { at: 12, input: "QUIT", replies: ["221 2.0.0 mx.clock.test closing connection"], ms: 0 }
+    ]
+  }
+
+  it.live("answers Clock with the capture's time of each input, so a time rule replays unchanged", () =>
+    Effect.gen(function*() {
+      const config = yield* Resolve.resolve({ hostname: "mx.clock.test", trust: ["192.0.2.0/24"], plugins: [only2025] }, "test")
+      const report = yield* Effect.scoped(Replay.run(config, [{ file: "c1.json", content: capture }]))
+      expect(report.changed).toBe(0)
+      // The same session at today's time is refused: the clock, not luck, made the difference.
+      const now = yield* Effect.scoped(Replay.run(config, [{ file: "c1.json", content: { ...capture, startMs: Date.UTC(2031, 0, 1) } }]))
+      expect(now.sessions[0]!.differences.map((d) => [d.input, d.new, d.newBy])).toEqual([["MAIL FROM:<a@example.org>", ["550 5.7.1 Not in 2025"], "only-2025"]])
+    }))
 })
