@@ -35,7 +35,7 @@ const authenticates = (config: BridgeConfig): boolean => config.users !== undefi
 const throttled = (config: BridgeConfig): boolean => config.plugins.some((p) => p.name === "rate-limit")
 
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
-export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
+export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin<unknown>> => [
   relayPolicy({ trust: config.trust }),
   // Before AUTH: its auth hook counts each attempt before credentials are checked, and slows down
   // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.

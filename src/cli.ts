@@ -12,6 +12,7 @@ import * as ConfigFlags from "./commands/ConfigFlags.ts"
 import * as Files from "./commands/Files.ts"
 import * as Help from "./commands/Help.ts"
 import * as Plugins from "./commands/Plugins.ts"
+import * as Replay from "./commands/Replay.ts"
 import { dkim } from "./commands/Dkim.ts"
 import { hashPasswordCommand } from "./commands/HashPassword.ts"
 import { queue } from "./commands/Queue.ts"
@@ -97,6 +98,17 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
     ...(Option.isSome(o.otlpEndpoint) ? { telemetry: { otlpEndpoint: o.otlpEndpoint.value } } : {}),
     ...given("logFormat", o.logFormat),
     ...(o.watchConfig ? { watchConfig: true } : {}),
+    // The rate is checked by the schema (a word becomes NaN, refused naming capture.sample).
+    ...(Option.isSome(o.capture)
+      ? {
+        capture: {
+          dir: o.capture.value,
+          ...given("sample", Option.map(o.captureSample, Number)),
+          ...given("maxMessageSize", Option.map(o.captureMaxSize, size)),
+          ...(o.captureHeadersOnly ? { headersOnly: true } : {})
+        }
+      }
+      : {}),
     ...(Object.keys(limits).length > 0 ? { limits } : {})
   }
 }
@@ -180,7 +192,7 @@ const checkConfig = Command.make("check-config", ConfigFlags.options, (o) =>
 
 const command = Command.make("smtp-bridge").pipe(
   Command.withDescription("SMTP submission bridge"),
-  Command.withSubcommands([serve, checkConfig, hashPasswordCommand, queue, dkim, pluginsCommand])
+  Command.withSubcommands([serve, checkConfig, hashPasswordCommand, queue, dkim, pluginsCommand, Replay.command])
 )
 
 const cli = Command.run(command, { name: "smtp-bridge", version: packageJson.version })

@@ -14,7 +14,7 @@ export * as Reply from "./protocol/Reply.ts"
 export * as Relay from "./pipeline/Relay.ts"
 export * as Senders from "./pipeline/Senders.ts"
 export * as AddressList from "./protocol/AddressList.ts"
-export { decodeOptions, definePlugin, hookNames, PluginOptionsError } from "./pipeline/Plugin.ts"
+export { decodeOptions, definePlugin, hookNames, PluginError, PluginOptionsError } from "./pipeline/Plugin.ts"
 /** Decoding a plugin's options with its `effect/Schema`, the error naming the option. */
 export * as PluginOptions from "./pipeline/PluginOptions.ts"
 export type {

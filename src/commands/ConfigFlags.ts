@@ -55,7 +55,11 @@ export const docs = {
   adminTokenFile: { group: "Operations", name: "admin-token-file", pseudo: "FILE", description: "File holding the bearer token the admin listener requires (or set SMTP_BRIDGE_ADMIN_TOKEN)", default: "none" },
   logFormat: { group: "Operations", name: "log-format", pseudo: "json|pretty", description: "Log lines as JSON objects or readable text", default: "pretty on a terminal, json otherwise" },
   otlpEndpoint: { group: "Operations", name: "otlp-endpoint", pseudo: "URL", description: "Send OpenTelemetry traces over OTLP/HTTP to this collector (http://127.0.0.1:4318)", default: "off" },
-  watchConfig: { group: "Operations", name: "watch-config", description: "Reload, as SIGHUP does, when the config, users or TLS files change", default: "off" }
+  watchConfig: { group: "Operations", name: "watch-config", description: "Reload, as SIGHUP does, when the config, users or TLS files change", default: "off" },
+  capture: { group: "Operations", name: "capture", pseudo: "DIR", description: "Record each session as a file in DIR for smtp-bridge replay (never passwords)", default: "off" },
+  captureSample: { group: "Operations", name: "capture-sample", pseudo: "RATE", description: "Share of sessions --capture records, 0 to 1", default: "1" },
+  captureMaxSize: { group: "Operations", name: "capture-max-size", pseudo: "BYTES", description: "Larger messages are captured as their headers only", default: "1MB" },
+  captureHeadersOnly: { group: "Operations", name: "capture-headers-only", description: "Capture every message's headers only, never a body", default: "off" }
 } as const satisfies Record<string, FlagDoc>
 
 const described = (doc: FlagDoc) => `${doc.description} [default: ${doc.default}]`
@@ -96,7 +100,11 @@ export const options = {
   adminTokenFile: optionalText(docs.adminTokenFile),
   otlpEndpoint: optionalText(docs.otlpEndpoint),
   logFormat: Options.choice(docs.logFormat.name, ["json", "pretty"]).pipe(Options.withDescription(described(docs.logFormat)), Options.optional),
-  watchConfig: flag(docs.watchConfig)
+  watchConfig: flag(docs.watchConfig),
+  capture: optionalText(docs.capture),
+  captureSample: optionalText(docs.captureSample),
+  captureMaxSize: optionalText(docs.captureMaxSize),
+  captureHeadersOnly: flag(docs.captureHeadersOnly)
 } satisfies Record<keyof typeof docs, unknown>
 
 export type ConfigOptions = Command.Command.ParseConfig<typeof options>

@@ -101,7 +101,7 @@ const listeners = (input: ConfigSchema.Decoded, source: SourceOf): Effect.Effect
  * as given: they are checked here with the plugin's own schema, so that a bad one is reported as
  * one line naming the plugin and the option, exactly as a built-in's option field is.
  */
-const checkPluginOptions = (plugins: ReadonlyArray<Plugin>, source: SourceOf): Effect.Effect<void, ConfigError> =>
+const checkPluginOptions = (plugins: ReadonlyArray<Plugin<unknown>>, source: SourceOf): Effect.Effect<void, ConfigError> =>
   Effect.forEach(plugins, (plugin, i) => {
     const options = plugin[OptionsKey]
     return options === undefined
@@ -158,6 +158,7 @@ export const resolve = (
       arcSeal: decoded.arcSeal,
       rateLimit: decoded.rateLimit,
       logFormat: decoded.logFormat,
+      capture: decoded.capture,
       telemetry: decoded.telemetry,
       listeners: yield* listeners(decoded, sourceOf),
       admin: yield* AdminConfig.resolve(decoded, (field, expected, got) => invalid(field, expected, got, sourceOf)),

@@ -55,7 +55,7 @@ export const defaults = {
 
 const time = (input: Duration.DurationInput) => () => Duration.decode(input)
 
-const isPlugin = (u: unknown): u is Plugin => {
+const isPlugin = (u: unknown): u is Plugin<unknown> => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) return false
   const record: Partial<Record<string, unknown>> = { ...u }
   return typeof record.name === "string" && record.name.length > 0 &&
@@ -131,6 +131,13 @@ const Verify = Schema.transform(
   }
 )
 
+const Capture = Schema.Struct({
+  dir: FilePath.annotations(expecting("a directory path")),
+  sample: withDefault(Schema.Number.pipe(Schema.filter((n) => n >= 0 && n <= 1)).annotations(expecting("a number from 0 to 1")), () => 1),
+  maxMessageSize: withDefault(MessageSize, () => 1024 * 1024),
+  headersOnly: withDefault(Bool, () => false)
+}).annotations(expecting("{ dir, sample?, maxMessageSize?, headersOnly? }"))
+
 export const Config = Schema.Struct({
   /** The name in the greeting, EHLO reply and Received header; default the machine's host name. */
   hostname: withDefault(Hostname, () => Os.hostname()),
@@ -186,6 +193,8 @@ export const Config = Schema.Struct({
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),
   /** Reload (as SIGHUP does) when the config file, the users file or the TLS certificate or key changes; default `false`. */
   watchConfig: withDefault(Bool, () => false),
+  /** Session capture for `smtp-bridge replay` (docs/capture-format.md): `dir`, `sample` (0 to 1, default 1), `maxMessageSize` (default 1MB; larger messages keep their headers only), `headersOnly`. */
+  capture: optional(Capture),
   ...Delivery.fields,
   ...Telemetry.fields
 }).annotations(expecting("an object (the config file's default export)"))

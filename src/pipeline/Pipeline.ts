@@ -3,12 +3,13 @@
  * that fails, dies or times out counts as `Defer 451 4.3.0`, is logged with the plugin's name,
  * and never takes the connection or the process down.
  */
-import { Cause, Context, Data, Duration, Effect, Exit, Fiber, Runtime, type Scope, Tracer } from "effect"
+import { Cause, Context, Data, Duration, Effect, Exit, Fiber, Layer, Option, Runtime, Scope, Tracer } from "effect"
 import * as Tracing from "../util/Tracing.ts"
 import type {
   AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
   MailFromContext, Plugin, RcptToContext, Route, RouteContext, Services, VerdictHook
 } from "./Plugin.ts"
+import { PluginError } from "./Plugin.ts"
 import * as Verdict from "./Verdict.ts"
 
 interface VerdictContexts {
@@ -30,6 +31,8 @@ interface Loaded {
   readonly name: string
   readonly timeout: Duration.Duration
   readonly hooks: Hooks
+  /** The bridge's services and those the plugins up to this one provide. */
+  readonly services: Context.Context<Services>
 }
 
 export interface Pipeline {
@@ -76,10 +79,10 @@ const within = <A>(child: Fiber.RuntimeFiber<A, unknown>, timeout: Duration.Dura
  * and, as its context, the services hooks may use and the caller's span: nothing is merged per
  * call. The hook's span is made only when a tracer collects it (`Tracing.ts`).
  */
-const guardWith = (services: Context.Context<Services>): Guard => (plugin, hook, run, fallback) =>
+const guard: Guard = (plugin, hook, run, fallback) =>
   Effect.withFiberRuntime<typeof fallback>((parent, status) => {
     const span = parent.currentSpan
-    const context = span === undefined ? services : Context.add(services, Tracer.ParentSpan, span)
+    const context = span === undefined ? plugin.services : Context.add(plugin.services, Tracer.ParentSpan, span)
     const body = Effect.suspend(run)
     const traced = Tracing.collected(parent.currentTracer) ? Effect.withSpan(body, `plugin.${plugin.name}.${hook}`) : body
     const child = Runtime.runFork(Runtime.make({ context, fiberRefs: parent.getFiberRefs(), runtimeFlags: status.runtimeFlags }), traced)
@@ -91,29 +94,72 @@ const guardWith = (services: Context.Context<Services>): Guard => (plugin, hook,
 const settle = <A>(plugin: Loaded, hook: string, exit: Exit.Exit<A, unknown>, fallback: A): Effect.Effect<A> => {
   if (Exit.isSuccess(exit)) return Effect.succeed(exit.value)
   if (Cause.isInterruptedOnly(exit.cause)) return Effect.interrupt
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isSome(failure) && failure.value instanceof PluginError) {
+    // The plugin said why: one line with its reason, no stack.
+    const { reason, message } = failure.value
+    return Effect.logWarning(`plugin ${plugin.name} failed in ${hook}: ${reason}: ${message}`).pipe(
+      Effect.annotateLogs({ plugin: plugin.name, hook, reason }),
+      Effect.as(fallback)
+    )
+  }
   return Effect.logWarning(`plugin ${plugin.name} failed in ${hook}`, Cause.pretty(exit.cause)).pipe(
     Effect.annotateLogs({ plugin: plugin.name, hook }),
     Effect.as(fallback)
   )
 }
 
-/** Loads the plugins (running each `setup` in the server's scope) and returns the runner. */
-export const make = (plugins: ReadonlyArray<Plugin>): Effect.Effect<Pipeline, PluginSetupError, Scope.Scope | Services> =>
+/** A setup that died for want of a service: the message says which, and that a plugin before must provide it. */
+const setupFailure = (plugin: string, cause: Cause.Cause<unknown>): PluginSetupError => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) return new PluginSetupError({ plugin, message: describe(failure.value) })
+  const defect = Cause.dieOption(cause)
+  const text = Option.isSome(defect) ? describe(defect.value) : Cause.pretty(cause)
+  const missing = /^Service not found: (\S+)/.exec(text)
+  return new PluginSetupError({
+    plugin,
+    message: missing === null ? text : `${plugin} needs the service ${missing[1]}: list a plugin that provides it before ${plugin}`
+  })
+}
+
+/**
+ * Loads the plugins in order: each one's `provides` layer is built in the server's scope and
+ * added to the services of that plugin and of every later one; then its `setup` runs with them.
+ * Returns the runner.
+ */
+export const make = (plugins: ReadonlyArray<Plugin<unknown>>): Effect.Effect<Pipeline, PluginSetupError, Scope.Scope | Services> =>
   Effect.gen(function*() {
-    const services = yield* Effect.context<Services>()
+    const scope = yield* Effect.scope
+    let services: Context.Context<Services> = yield* Effect.context<Services>()
     const loaded: Array<Loaded> = []
     for (const plugin of plugins) {
-      const extra = plugin.setup === undefined
+      if (plugin.provides !== undefined) {
+        // A layer's requirements are the services so far; a missing one is reported like a setup's.
+        const built = yield* Layer.buildWithScope(plugin.provides as Layer.Layer<never, unknown, Services>, scope).pipe(
+          Effect.provide(services),
+          Effect.sandbox,
+          Effect.mapError((cause) => setupFailure(plugin.name, cause))
+        )
+        services = Context.merge(services, built) as Context.Context<Services>
+      }
+      // What a setup needs beyond Services was provided by earlier plugins, or it dies here, named.
+      const setup = plugin.setup as Effect.Effect<Hooks, unknown, Scope.Scope | Services> | undefined
+      const extra = setup === undefined
         ? {}
-        : yield* Effect.mapError(plugin.setup, (cause) => new PluginSetupError({ plugin: plugin.name, message: describe(cause) }))
-      const { name: _n, timeout, setup: _s, ...own } = plugin
+        : yield* setup.pipe(
+          Effect.provide(Context.add(services, Scope.Scope, scope)),
+          Effect.sandbox,
+          Effect.mapError((cause) => setupFailure(plugin.name, cause))
+        )
+      const { name: _n, timeout, setup: _s, provides: _p, ...own } = plugin
       loaded.push({
         name: plugin.name,
         timeout: timeout === undefined ? defaultTimeout : Duration.decode(timeout),
-        hooks: { ...own, ...extra }
+        hooks: { ...own, ...extra },
+        services
       })
     }
-    return fromLoaded(loaded, guardWith(services))
+    return fromLoaded(loaded)
   })
 
 // Generators defined once, not per call: each new generator function gives its generator
@@ -146,7 +192,7 @@ const runRoutes = Effect.fnUntraced(function*(list: ReadonlyArray<Loaded>, ctx: 
   return undefined
 })
 
-const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
+const fromLoaded = (loaded: ReadonlyArray<Loaded>): Pipeline => {
   const with_ = (hook: keyof Hooks) => loaded.filter((p) => p.hooks[hook] !== undefined)
   const byHook = new Map<keyof Hooks, ReadonlyArray<Loaded>>()
   for (const hook of ["connect", "helo", "auth", "authResult", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"] as const) {

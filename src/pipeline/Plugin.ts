@@ -15,7 +15,7 @@
  *   })
  * })
  */
-import { type Duration, Effect, ParseResult, Schema, type Scope } from "effect"
+import { type Duration, Effect, type Layer, ParseResult, Schema, type Scope } from "effect"
 import type { Dns } from "../dns/Dns.ts"
 import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
@@ -150,7 +150,23 @@ export interface PluginOptions {
   readonly decode: (input: unknown) => Effect.Effect<unknown, ParseResult.ParseIssue>
 }
 
-export interface Plugin extends Hooks {
+/**
+ * What a hook fails with when it knows why: the pipeline logs the plugin, the hook and the
+ * `reason` (the client gets 451 4.3.0, as for any failed hook). Any other failure is logged as it is.
+ *
+ * @example
+ * Effect.fail(new PluginError({ reason: "Unavailable", message: "redis at 127.0.0.1:6379 refused the connection" }))
+ */
+export class PluginError extends Schema.TaggedError<PluginError>()("PluginError", {
+  reason: Schema.Literal("Unavailable", "Timeout", "BadResponse", "Misconfigured", "Internal"),
+  message: Schema.String
+}) {}
+
+/**
+ * A plugin. `R` is what its `setup` needs besides the bridge's `Services`: services that a plugin
+ * before it `provides` (checked when the server starts; a missing one stops it, naming both).
+ */
+export interface Plugin<R = never> extends Hooks {
   readonly name: string
   /** Set by `definePlugin` for a plugin with an options schema; the config loader checks them. */
   readonly [OptionsKey]?: PluginOptions
@@ -160,21 +176,27 @@ export interface Plugin extends Hooks {
    * Runs once when the server starts, in the server's scope: acquire connections, watch files,
    * then return hooks, which are added to the static ones above.
    */
-  readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services>
+  readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services | R>
+  /**
+   * Services this plugin offers to itself and to the plugins after it, built once in the server's
+   * scope before its `setup` (one Redis connection shared by greylisting and quotas).
+   */
+  readonly provides?: Layer.Layer<never, unknown, unknown>
 }
 
 /** What `make` returns: hooks, and a `setup` for resources, as a plugin has. */
-export interface Made extends Hooks {
-  readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services>
+export interface Made<R = never> extends Hooks {
+  /** May need services a plugin listed before provides (`R`). */
+  readonly setup?: Effect.Effect<Hooks, unknown, Scope.Scope | Services | R>
 }
 
 /** A plugin with options: their schema and how the plugin is made from the decoded options. */
-export interface Definition<A, I> {
+export interface Definition<A, I, R = never> {
   readonly name: string
   /** An `effect/Schema` of the options; `description` annotations phrase what a field expects. */
   readonly options: Schema.Schema<A, I, never>
   readonly timeout?: Duration.DurationInput
-  readonly make: (options: A) => Made
+  readonly make: (options: A) => Made<R>
 }
 
 /** A bad option, as one line naming the plugin and the option. */
@@ -208,7 +230,7 @@ export const decodeOptions = <A, I>(plugin: string, schema: Schema.Schema<A, I, 
     (issue) => new PluginOptionsError({ plugin, message: `${plugin}: ${describeIssue(issue)}` })
   )
 
-const isDefinition = <A, I>(u: Plugin | Definition<A, I>): u is Definition<A, I> =>
+const isDefinition = <A, I, R>(u: Plugin<unknown> | Definition<A, I, R>): u is Definition<A, I, R> =>
   "make" in u && typeof u.make === "function" && Schema.isSchema(u.options)
 
 /**
@@ -224,12 +246,13 @@ const isDefinition = <A, I>(u: Plugin | Definition<A, I>): u is Definition<A, I>
  *   make: ({ delay }) => ({ rcptTo: () => Effect.succeed(Verdict.Continue) })
  * })
  */
-export function definePlugin<A, I>(definition: Definition<A, I>): (options: I) => Plugin
-export function definePlugin(plugin: Plugin): Plugin
-export function definePlugin<A, I>(plugin: Plugin | Definition<A, I>): Plugin | ((options: I) => Plugin) {
+export function definePlugin<A, I, R = never>(definition: Definition<A, I, R>): (options: I) => Plugin<R>
+/** The plugin as written: a hook it defines is known to be there, with its own effect type. */
+export function definePlugin<const P extends Plugin<unknown> & { readonly make?: never }>(plugin: P): P
+export function definePlugin<A, I, R>(plugin: Plugin<unknown> | Definition<A, I, R>): Plugin<unknown> | ((options: I) => Plugin<R>) {
   if (!isDefinition(plugin)) return plugin
   const definition = plugin
-  return (input: I): Plugin => ({
+  return (input: I): Plugin<R> => ({
     name: definition.name,
     ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
     [OptionsKey]: { input, decode: check(definition.options) },

@@ -19,6 +19,7 @@ import * as Socket from "../runtime/Socket.ts"
 import * as Engine from "../session/Engine.ts"
 import * as Spool from "../transport/Spool.ts"
 import { randomBytes } from "node:crypto"
+import * as Capture from "./Capture.ts"
 import * as Client from "./Client.ts"
 import * as Delivery from "./Delivery.ts"
 import type { ServerEnv } from "./Env.ts"
@@ -58,6 +59,8 @@ interface Conn {
   refusals: number
   /** The last reply queued: the outcome of the command that gave it, for its span. */
   lastReply: Reply.Reply | undefined
+  /** Set when this session is captured (`serve --capture`). */
+  readonly capture: Capture.Recorder | undefined
 }
 
 /**
@@ -79,6 +82,7 @@ export const newId = (): string => randomBytes(8).toString("hex").toUpperCase()
 const queue = (c: Conn, r: Reply.Reply): void => {
   Metrics.replied(r)
   c.lastReply = r
+  c.capture?.reply(r)
   const text = Reply.format(r)
   c.outBytes += text.length
   c.out.push(text)
@@ -231,7 +235,9 @@ const startTls = Effect.fnUntraced(function*(c: Conn) {
   )
   if (!ok) return { _tag: "TlsFailed" } as const
   const state = c.socket.tls()
-  return { _tag: "TlsUp", tls: { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "starttls" } } as const
+  const tls = { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "starttls" } as const
+  c.capture?.tls(tls)
+  return { _tag: "TlsUp", tls } as const
 })
 
 const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => {
@@ -287,20 +293,23 @@ const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | u
       return seal(c)
     case "Deliver": {
       const m = c.message!
-      return Effect.map(
+      const captured = c.capture === undefined ? Effect.void : c.capture.message(m.content!, action.transaction.id)
+      return Effect.zipRight(captured, Effect.map(
         Delivery.deliver(c.env, action.session, action.transaction, { message: m.content!, edits: { added: m.added, removed: m.removed } }),
         (reply): Engine.Input => ({ _tag: "Delivered", reply })
-      )
+      ))
     }
     case "DropMessage":
       return Effect.as(dropMessage(c), undefined)
     case "Refused":
+      c.capture?.refused(action.by)
       return Effect.as(SessionLog.refused(c.state.session, c.state.command, action.reply, action.by, ++c.refusals), undefined)
     case "AuthFailed":
       return Effect.as(SessionLog.authFailed(c.state.session, action), undefined)
     case "AuthDeferred":
       return Effect.as(SessionLog.authDeferred(c.state.session, action), undefined)
     case "AuthResult":
+      c.capture?.auth(action.ctx)
       return Effect.as(c.env.pipeline.notify("authResult", action.ctx), undefined)
   }
 }
@@ -326,7 +335,8 @@ const feed = Effect.fnUntraced(function*(c: Conn, input: Engine.Input) {
 })
 
 /** A command line (or a SASL response): under its span, with the transaction's id on every log line. */
-const line = (c: Conn, input: Engine.Input): Effect.Effect<void> => {
+const line = (c: Conn, input: Extract<Engine.Input, { _tag: "Line" | "TooLong" }>): Effect.Effect<void> => {
+  c.capture?.input(input._tag === "TooLong" ? "(line too long)" : Capture.label(c.state.phase._tag === "Sasl", input.line))
   const tx = c.state.tx
   const command = c.state.phase._tag === "Command"
   const first = Engine.step(c.state, input)
@@ -348,6 +358,7 @@ const stalled = (c: Conn) =>
 
 /** The session until it ends; says how it ended (for the sessions metric). */
 const loop = Effect.fnUntraced(function*(c: Conn) {
+  c.capture?.input("(connect)")
   yield* feed(c, { _tag: "Connected" })
   c.greetingDeadline = Socket.now() + Duration.toMillis(c.env.config.limits.greetingTimeout)
   while (!closed(c)) {
@@ -361,6 +372,7 @@ const loop = Effect.fnUntraced(function*(c: Conn) {
         yield* store(c, event.parts)
         break
       case "ContentEnd": {
+        c.capture?.input("(message)")
         const m = c.message
         const run = feed(c, { _tag: "ContentEnd", tooBig: m?.buffer.tooBig() ?? false, bare: event.bare, storageFailed: m?.storageFailed ?? false })
         const tx = c.state.tx
@@ -369,6 +381,7 @@ const loop = Effect.fnUntraced(function*(c: Conn) {
         break
       }
       case "End":
+        c.capture?.input("(end)")
         yield* feed(c, event)
         if (event.why === "eof" && c.socket.stalled()) return yield* stalled(c)
     }
@@ -401,7 +414,8 @@ export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<Sessi
 /** One generation's sessions share their settings: nothing in them changes before a reload makes a new `ServerEnv`. */
 const settingsCache = new WeakMap<ServerEnv, Engine.Settings>()
 
-const settingsOf = (env: ServerEnv): Engine.Settings => {
+/** The machine's settings for a server's sessions (the in-memory test kit uses them too). */
+export const settingsOf = (env: ServerEnv): Engine.Settings => {
   const cached = settingsCache.get(env)
   if (cached !== undefined) return cached
   const settings = makeSettings(env)
@@ -455,7 +469,8 @@ const session = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, 
     skipDeadline: 0,
     trace: undefined,
     refusals: 0,
-    lastReply: undefined
+    lastReply: undefined,
+    capture: Capture.begin(env.config.capture, info)
   }
   return yield* Spans.session(info, () => ({ session: c.state.session, commands: c.state.commands }), (trace) => {
     c.trace = trace
@@ -469,6 +484,7 @@ const closeSession = Effect.fnUntraced(function*(c: Conn) {
   yield* dropMessage(c)
   yield* c.socket.close
   yield* c.env.pipeline.notify("disconnect", { session: c.state.session })
+  if (c.capture !== undefined) yield* c.capture.finish(c.state.phase._tag === "Closed" ? c.state.phase.outcome : "closed")
 })
 
 /** The TLS handshake first on an implicit-TLS listener, then the session until it ends. */
@@ -478,6 +494,7 @@ const serve = Effect.fnUntraced(function*(c: Conn, implicitTls: boolean) {
     if (tls === undefined) return yield* Effect.as(c.socket.close, "closed" as const)
     // The session starts encrypted: the machine begins with TLS known.
     c.state = Engine.start(c.state.settings, { ...c.state.session, tls })
+    c.capture?.tls(tls)
   }
   return yield* loop(c).pipe(
     Effect.onInterrupt(() => {

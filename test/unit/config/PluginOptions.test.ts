@@ -6,7 +6,7 @@ import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
 import { definePlugin } from "../../../src/pipeline/Plugin.ts"
 import * as Verdict from "../../../src/pipeline/Verdict.ts"
 import * as Units from "../../../src/util/Units.ts"
-import { recipient, session, transaction } from "../plugins/context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
 // A user's plugin with an options schema, as docs/plugins.md shows: the factory keeps the
 // options as given, the config loader checks them with the schema, `make` gets them decoded.
@@ -66,7 +66,7 @@ describe("a user plugin's options schema", () => {
       const pipeline = yield* Pipeline.make(config.plugins).pipe(Effect.provide(StaticDns.layer({})))
       expect(made.map(Duration.toMillis)).toEqual([300_000])
       expect(pipeline.plugins).toEqual([{ name: "greylist", hooks: ["rcptTo"] }])
-      const outcome = yield* pipeline.run("rcptTo", { session: session(), transaction: transaction(), recipient: recipient("bob@example.org") })
+      const outcome = yield* pipeline.run("rcptTo", { session: Contexts.session(), transaction: Contexts.transaction(), recipient: Contexts.recipient("bob@example.org") })
       expect(outcome.verdict).toEqual(Verdict.defer("Greylisted for 5m", { code: 450 }))
     }))
 

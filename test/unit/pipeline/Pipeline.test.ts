@@ -4,10 +4,10 @@ import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
 import * as Resolver from "../../../src/dns/Resolver.ts"
 import type { Hooks, Plugin, RcptToContext, Route, RouteContext } from "../../../src/pipeline/Plugin.ts"
 import * as Verdict from "../../../src/pipeline/Verdict.ts"
-import { data, recipient, session, transaction } from "../plugins/context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
-const rcptCtx: RcptToContext = { session: session(), transaction: transaction(), recipient: recipient("bob@example.net") }
-const routeCtx: RouteContext = { ...data(session(), transaction()).ctx, transports: ["default", "other"] }
+const rcptCtx: RcptToContext = { session: Contexts.session(), transaction: Contexts.transaction(), recipient: Contexts.recipient("bob@example.net") }
+const routeCtx: RouteContext = Contexts.route(undefined, { transports: ["default", "other"] })
 const failed = Verdict.Defer({ code: 451, enhanced: "4.3.0", text: "Temporary failure, please try again later" })
 
 /** A plugin whose rcptTo records its name in `calls` and answers `verdict`. */
@@ -68,7 +68,7 @@ describe("Pipeline", () => {
         const p = yield* make([{ name: "quiet" }, voter("a", calls, Verdict.Continue)])
         expect(p.has("rcptTo")).toBe(true)
         expect(p.has("helo")).toBe(false)
-        expect(yield* p.run("helo", { session: session(), verb: "EHLO", name: "x" })).toEqual({ verdict: Verdict.Continue, plugin: undefined })
+        expect(yield* p.run("helo", { session: Contexts.session(), verb: "EHLO", name: "x" })).toEqual({ verdict: Verdict.Continue, plugin: undefined })
         expect(p.plugins).toEqual([{ name: "quiet", hooks: [] }, { name: "a", hooks: ["rcptTo"] }])
       }))
 
@@ -164,7 +164,7 @@ describe("Pipeline", () => {
         const p = yield* make([plugin]).pipe(Scope.extend(scope))
         expect(p.plugins).toEqual([{ name: "dynamic", hooks: ["rcptTo", "helo"] }])
         yield* p.run("rcptTo", rcptCtx)
-        expect((yield* p.run("helo", { session: session(), verb: "EHLO", name: "x" })).verdict._tag).toBe("Reject")
+        expect((yield* p.run("helo", { session: Contexts.session(), verb: "EHLO", name: "x" })).verdict._tag).toBe("Reject")
         expect(calls).toEqual(["setup", "static rcptTo", "setup helo"])
         yield* Scope.close(scope, Exit.void)
         expect(calls.at(-1)).toBe("released")
@@ -183,8 +183,8 @@ describe("Pipeline", () => {
   })
 
   describe("route", () => {
-    const one: ReadonlyArray<Route> = [{ transport: "default", recipients: [recipient("bob@example.net")] }]
-    const two: ReadonlyArray<Route> = [{ transport: "other", recipients: [recipient("bob@example.net")] }]
+    const one: ReadonlyArray<Route> = [{ transport: "default", recipients: [Contexts.recipient("bob@example.net")] }]
+    const two: ReadonlyArray<Route> = [{ transport: "other", recipients: [Contexts.recipient("bob@example.net")] }]
 
     it.scoped("takes the routes of the first plugin that defines some", () =>
       Effect.gen(function*() {
@@ -220,11 +220,11 @@ describe("Pipeline", () => {
           { name: "b", delivered: seen("b"), disconnect: seen("b disconnect") }
         ])
         const fiber = yield* Effect.fork(
-          p.notify("delivered", { session: session(), transaction: transaction(), results: [] }).pipe(Effect.provide(log.layer), Effect.exit)
+          p.notify("delivered", { session: Contexts.session(), transaction: Contexts.transaction(), results: [] }).pipe(Effect.provide(log.layer), Effect.exit)
         )
         expect(Exit.isSuccess(yield* Fiber.join(fiber))).toBe(true)
         expect(calls).toEqual(["a", "b"])
-        yield* p.notify("disconnect", { session: session() })
+        yield* p.notify("disconnect", { session: Contexts.session() })
         expect(calls).toEqual(["a", "b", "b disconnect"])
       }))
   })

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Senders from "../../../src/pipeline/Senders.ts"
-import { mailbox } from "../plugins/context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
-const allowed = (pattern: string, address: string): boolean => Senders.allows([Senders.parsePattern(pattern)!], mailbox(address))
+const allowed = (pattern: string, address: string): boolean => Senders.allows([Senders.parsePattern(pattern)!], Contexts.mailbox(address))
 
 describe("Senders", () => {
   it.each([

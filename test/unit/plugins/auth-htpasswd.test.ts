@@ -8,7 +8,7 @@ import { join } from "node:path"
 import { authHtpasswd, hashPassword, HtpasswdError, parseHtpasswd } from "../../../plugins/auth-htpasswd/index.ts"
 import { Verdict } from "../../../src/index.ts"
 import type { AuthContext, Hooks } from "../../../src/index.ts"
-import { session } from "./context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
 // A real line from Apache's tool, so the plugin is tested against what operators actually write.
 const htpasswdLine = (user: string, password: string): string =>
@@ -21,7 +21,7 @@ const writeFile = (text: string): string => {
 }
 
 const credentials = (username: string, password: string, authzid?: string): AuthContext => ({
-  session: session(),
+  session: Contexts.session(),
   mechanism: "PLAIN",
   username,
   password,

@@ -6,12 +6,12 @@ import * as Keys from "../../../src/dkim/Keys.ts"
 import * as Static from "../../../src/dns/Static.ts"
 import { Senders, Verdict } from "../../../src/index.ts"
 import type { SessionInfo, TransactionInfo } from "../../../src/index.ts"
-import { data, session, transaction } from "./context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
 const rsa = Keys.keygen({ algorithm: "rsa", domain: "example.org", selector: "rsa1", bits: 1024 })
 const ed = Keys.keygen({ algorithm: "ed25519", domain: "example.org", selector: "ed1" })
 
-// The client of `session()` (203.0.113.5) may have anything signed, unless a test says otherwise.
+// The client of `Contexts.session()` (203.0.113.5) may have anything signed, unless a test says otherwise.
 const everything = { "203.0.113.0/24": ["*"] }
 
 /** Runs setup, then the data hook over a message whose header section starts with `head`. */
@@ -24,7 +24,8 @@ const signAs = (
     const scope = yield* Scope.make()
     const hooks = yield* Scope.extend(dkimSign({ trustedFrom: everything, ...options }).setup!, scope)
     const head = context.head ?? `From: ${from}\r\n`
-    const { ctx, added } = data(context.session ?? session(), context.transaction ?? transaction(), `${head}Subject: hi\r\n\r\nbody\r\n`)
+    const ctx = Contexts.data(`${head}Subject: hi\r\n\r\nbody\r\n`, { session: context.session ?? Contexts.session(), transaction: context.transaction ?? Contexts.transaction() })
+    const { added } = ctx
     const verdict = yield* hooks.data!(ctx)
     yield* Scope.close(scope, Exit.void)
     return { verdict, added }
@@ -70,15 +71,15 @@ layer(Static.layer({}))("dkim-sign", (it) => {
       // A Sender the entry does not allow, an address of another domain, another network: unsigned.
       expect((yield* signAs("", { keys, trustedFrom }, { head: "From: a@example.org\r\nSender: x@other.test\r\n" })).added).toHaveLength(0)
       expect((yield* signAs("a@example.org, b@other.test", { keys, trustedFrom })).added).toHaveLength(0)
-      expect((yield* signAs("a@example.org", { keys, trustedFrom }, { session: session({ remoteAddress: "203.0.113.99" }) })).added).toHaveLength(0)
+      expect((yield* signAs("a@example.org", { keys, trustedFrom }, { session: Contexts.session({ remoteAddress: "203.0.113.99" }) })).added).toHaveLength(0)
     }))
 
   it.effect("signs an authenticated user's message only when sender-identity allowed its header From", () =>
     Effect.gen(function*() {
       const keys = [{ domain: "example.org", selector: "ed1", privateKey: ed.privateKeyPem }]
-      const alice = session({ user: "alice" })
+      const alice = Contexts.session({ user: "alice" })
       expect((yield* signAs("a@example.org", { keys }, { session: alice })).added).toHaveLength(0)
-      const checked = transaction()
+      const checked = Contexts.transaction()
       checked.notes.set(Senders.HeaderFromAllowed, true)
       expect((yield* signAs("a@example.org", { keys }, { session: alice, transaction: checked })).added).toHaveLength(1)
     }))

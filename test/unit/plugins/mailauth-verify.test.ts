@@ -5,11 +5,11 @@ import type { MailauthVerifyOptions } from "../../../plugins/mailauth-verify/ind
 import * as Static from "../../../src/dns/Static.ts"
 import { Relay, Verdict } from "../../../src/index.ts"
 import type { DataContext } from "../../../src/index.ts"
-import { data, mailbox, session, transaction } from "./context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
 const long = `${"a".repeat(60)}.${"b".repeat(60)}.test`
 
-// The client is 203.0.113.5 (context.ts); good.test allows it, bad.test does not.
+// The client is 203.0.113.5 (Contexts.session); good.test allows it, bad.test does not.
 const zone = Static.layer({
   "good.test": { TXT: ["v=spf1 ip4:203.0.113.5 -all"] },
   "_dmarc.good.test": { TXT: ["v=DMARC1; p=reject"] },
@@ -27,10 +27,11 @@ const mail = (from: string, extra = "") => `${extra}From: ${from}\r\nSubject: hi
 /** Runs the data hook for a message from `sender`; returns the verdict, the added and the removed headers. */
 const check = (sender: string, options: MailauthVerifyOptions, overrides: { user?: string; trusted?: boolean; extra?: string } = {}) =>
   Effect.gen(function*() {
-    const s = session(overrides.user !== undefined ? { user: overrides.user } : {})
+    const s = Contexts.session(overrides.user !== undefined ? { user: overrides.user } : {})
     if (overrides.trusted === true) s.notes.set(Relay.Trusted, true)
-    const t = transaction({ mailFrom: mailbox(sender) })
-    const { ctx, added } = data(s, t, mail(sender, overrides.extra))
+    const t = Contexts.transaction({ mailFrom: Contexts.mailbox(sender) })
+    const ctx = Contexts.data(mail(sender, overrides.extra), { session: s, transaction: t })
+    const { added } = ctx
     const removed: Array<string> = []
     const withRemove: DataContext = {
       ...ctx,
@@ -137,11 +138,11 @@ layer(zone)("mailauth-verify", (it) => {
     it.effect("with spfAtMailFrom rejects an SPF fail at MAIL FROM with 550 5.7.23", () =>
       Effect.gen(function*() {
         const hook = mailauthVerify({ spfAtMailFrom: true, policy: { spfFail: "reject" } }).mailFrom!
-        const verdict = yield* hook({ session: session(), from: mailbox("m@bad.test"), params: { raw: {} } })
+        const verdict = yield* hook({ session: Contexts.session(), from: Contexts.mailbox("m@bad.test"), params: { raw: {} } })
         expect(verdict).toEqual(
           Verdict.reject("SPF check failed: bad.test does not designate this client as a permitted sender", { code: 550, enhanced: "5.7.23" })
         )
-        expect(yield* hook({ session: session(), from: mailbox("a@good.test"), params: { raw: {} } })).toEqual(Verdict.Continue)
+        expect(yield* hook({ session: Contexts.session(), from: Contexts.mailbox("a@good.test"), params: { raw: {} } })).toEqual(Verdict.Continue)
       }))
   })
 

@@ -6,20 +6,20 @@ import { Options } from "../../../plugins/rate-limit/options.ts"
 import { check, plan, type RateLimitOptions } from "../../../plugins/rate-limit/Plan.ts"
 import { RateLimit, Verdict } from "../../../src/index.ts"
 import type { RecipientResult, SessionInfo, TransactionInfo } from "../../../src/index.ts"
-import { recipient, session, transaction } from "./context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
 const make = (options: RateLimitOptions, store?: RateLimit.Store) =>
   Effect.map(store === undefined ? RateLimit.makeMemory() : Effect.succeed(store), (s) => hooksFor(plan(check(options)), s))
 
-const ok = (address: string): RecipientResult => ({ recipient: recipient(address), transport: "default", reply: { code: 250, enhanced: "2.0.0", lines: ["Ok"] } })
-const failed = (address: string): RecipientResult => ({ recipient: recipient(address), transport: "default", reply: { code: 451, enhanced: "4.4.1", lines: ["later"] } })
+const ok = (address: string): RecipientResult => ({ recipient: Contexts.recipient(address), transport: "default", reply: { code: 250, enhanced: "2.0.0", lines: ["Ok"] } })
+const failed = (address: string): RecipientResult => ({ recipient: Contexts.recipient(address), transport: "default", reply: { code: 451, enhanced: "4.4.1", lines: ["later"] } })
 
 type Hooks = Effect.Effect.Success<ReturnType<typeof make>>
 
 /** MAIL, then delivery of one message with these results, as the bridge runs the hooks. */
 const send = (hooks: Hooks, s: SessionInfo, results: ReadonlyArray<RecipientResult> = [ok("bob@example.net")], from = "alice@example.org") =>
   Effect.gen(function*() {
-    const t: TransactionInfo = transaction({ mailFrom: { local: "x", domain: from.split("@")[1]!, address: from } })
+    const t: TransactionInfo = Contexts.transaction({ mailFrom: { local: "x", domain: from.split("@")[1]!, address: from } })
     const verdict = yield* hooks.mailFrom({ session: s, from: t.mailFrom, params: t.mailParams })
     if (verdict._tag === "Continue") yield* hooks.delivered({ session: s, transaction: t, results })
     return verdict
@@ -53,14 +53,14 @@ describe("rate-limit hooks", () => {
   it.effect("defers MAIL with 451 4.7.1 and a retry hint once the user's messages are used up", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perUser: "2/hour" })
-      const alice = session({ user: "alice" })
+      const alice = Contexts.session({ user: "alice" })
       expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
       expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
       expect(yield* send(hooks, alice)).toEqual(
         Verdict.defer("Message rate limit exceeded for alice, try again in 30 minutes", { code: 451, enhanced: "4.7.1" })
       )
       // Other users are not affected.
-      expect(yield* send(hooks, session({ user: "bob" }))).toEqual(Verdict.Continue)
+      expect(yield* send(hooks, Contexts.session({ user: "bob" }))).toEqual(Verdict.Continue)
       yield* TestClock.adjust("30 minutes")
       expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
     }))
@@ -68,7 +68,7 @@ describe("rate-limit hooks", () => {
   it.effect("counts only delivered messages: a failed delivery burns nothing", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perUser: "1/hour" })
-      const alice = session({ user: "alice" })
+      const alice = Contexts.session({ user: "alice" })
       for (let i = 0; i < 3; i++) expect(yield* send(hooks, alice, [failed("bob@example.net")])).toEqual(Verdict.Continue)
       expect(yield* send(hooks, alice)).toEqual(Verdict.Continue)
       expect((yield* send(hooks, alice))._tag).toBe("Defer")
@@ -77,15 +77,15 @@ describe("rate-limit hooks", () => {
   it.effect("applies per-user overrides, including unlimited", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perUser: "1/hour", users: { bulk: { perUser: "unlimited" }, vip: { perUser: "3/hour" } } })
-      for (let i = 0; i < 5; i++) expect(yield* send(hooks, session({ user: "bulk" }))).toEqual(Verdict.Continue)
-      for (let i = 0; i < 3; i++) expect(yield* send(hooks, session({ user: "vip" }))).toEqual(Verdict.Continue)
-      expect((yield* send(hooks, session({ user: "vip" })))._tag).toBe("Defer")
+      for (let i = 0; i < 5; i++) expect(yield* send(hooks, Contexts.session({ user: "bulk" }))).toEqual(Verdict.Continue)
+      for (let i = 0; i < 3; i++) expect(yield* send(hooks, Contexts.session({ user: "vip" }))).toEqual(Verdict.Continue)
+      expect((yield* send(hooks, Contexts.session({ user: "vip" })))._tag).toBe("Defer")
     }))
 
   it.effect("limits the envelope sender domain, case-insensitively", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perSenderDomain: "1/minute" })
-      const s = session()
+      const s = Contexts.session()
       expect(yield* send(hooks, s, undefined, "a@Example.org")).toEqual(Verdict.Continue)
       expect(yield* send(hooks, s, undefined, "b@example.ORG")).toEqual(
         Verdict.defer("Message rate limit exceeded for sender domain example.org, try again in 60 seconds", { code: 451, enhanced: "4.7.1" })
@@ -96,30 +96,30 @@ describe("rate-limit hooks", () => {
   it.effect("disconnects with 421 4.7.0 at connect when the client's /24 has used its messages", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perIp: "1/hour", ipv4Prefix: 24 })
-      expect(yield* send(hooks, session({ remoteAddress: "198.51.100.7" }))).toEqual(Verdict.Continue)
-      expect(yield* hooks.connect({ session: session({ remoteAddress: "198.51.100.200" }) })).toEqual(
+      expect(yield* send(hooks, Contexts.session({ remoteAddress: "198.51.100.7" }))).toEqual(Verdict.Continue)
+      expect(yield* hooks.connect({ session: Contexts.session({ remoteAddress: "198.51.100.200" }) })).toEqual(
         Verdict.disconnect("Too many messages for 198.51.100.0/24, try again in 60 minutes")
       )
-      expect(yield* hooks.connect({ session: session({ remoteAddress: "198.51.101.1" }) })).toEqual(Verdict.Continue)
+      expect(yield* hooks.connect({ session: Contexts.session({ remoteAddress: "198.51.101.1" }) })).toEqual(Verdict.Continue)
     }))
 
   it.effect("aggregates IPv6 clients per /64 by default", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perIp: "1/hour" })
-      yield* send(hooks, session({ remoteAddress: "2001:db8:1:2::10" }))
-      expect((yield* hooks.connect({ session: session({ remoteAddress: "2001:db8:1:2::99" }) }))._tag).toBe("Disconnect")
-      expect((yield* hooks.connect({ session: session({ remoteAddress: "2001:db8:1:3::10" }) }))._tag).toBe("Continue")
+      yield* send(hooks, Contexts.session({ remoteAddress: "2001:db8:1:2::10" }))
+      expect((yield* hooks.connect({ session: Contexts.session({ remoteAddress: "2001:db8:1:2::99" }) }))._tag).toBe("Disconnect")
+      expect((yield* hooks.connect({ session: Contexts.session({ remoteAddress: "2001:db8:1:3::10" }) }))._tag).toBe("Continue")
     }))
 
   it.effect("defers the RCPT that would exceed the recipient limit with 450 4.7.1, counting the transaction's recipients", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ recipients: "3/day" })
-      const s = session({ user: "alice" })
+      const s = Contexts.session({ user: "alice" })
       const rcpt = (already: number) =>
         hooks.rcptTo({
           session: s,
-          transaction: transaction({ recipients: Array.from({ length: already }, (_, i) => recipient(`r${i}@example.net`)) }),
-          recipient: recipient("next@example.net")
+          transaction: Contexts.transaction({ recipients: Array.from({ length: already }, (_, i) => Contexts.recipient(`r${i}@example.net`)) }),
+          recipient: Contexts.recipient("next@example.net")
         })
       expect(yield* rcpt(2)).toEqual(Verdict.Continue)
       expect(yield* rcpt(3)).toEqual(Verdict.defer("Recipient rate limit exceeded, try again in 8 hours", { code: 450, enhanced: "4.7.1" }))
@@ -132,7 +132,7 @@ describe("rate-limit hooks", () => {
   it.effect("refuses the connection past the connection rate with 421 4.7.0, counting only accepted ones", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ connections: "2/minute" })
-      const s = session()
+      const s = Contexts.session()
       expect(yield* hooks.connect({ session: s })).toEqual(Verdict.Continue)
       expect(yield* hooks.connect({ session: s })).toEqual(Verdict.Continue)
       for (let i = 0; i < 3; i++) {
@@ -145,7 +145,7 @@ describe("rate-limit hooks", () => {
   it.effect("exempt networks are never limited", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perIp: "1/hour", exempt: ["203.0.113.0/24"] })
-      for (let i = 0; i < 3; i++) expect(yield* send(hooks, session())).toEqual(Verdict.Continue)
+      for (let i = 0; i < 3; i++) expect(yield* send(hooks, Contexts.session())).toEqual(Verdict.Continue)
     }))
 })
 
@@ -179,7 +179,7 @@ describe("rate-limit AUTH brute-force control", () => {
   it.effect("counts each attempt before the credentials are checked: of 10 parallel ones for a user, 3 go on, 7 get 454 4.7.0", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
-      const verdicts = yield* settle(Effect.all(Array.from({ length: 10 }, () => hooks.auth(context(session(), "carol"))), { concurrency: "unbounded" }))
+      const verdicts = yield* settle(Effect.all(Array.from({ length: 10 }, () => hooks.auth(context(Contexts.session(), "carol"))), { concurrency: "unbounded" }))
       expect(verdicts.filter((v) => v._tag === "Continue")).toHaveLength(3)
       expect(verdicts.filter((v) => v._tag !== "Continue")).toEqual(
         Array.from({ length: 7 }, () => throttled("for this user from 203.0.113.0/24", "5 minutes"))
@@ -189,14 +189,14 @@ describe("rate-limit AUTH brute-force control", () => {
   it.effect("gives the attempt back on success: a user who logs in again and again is never throttled", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
-      for (let i = 0; i < 20; i++) expect(yield* attempt(hooks, session(), "alice", "success")).toEqual(Verdict.Continue)
+      for (let i = 0; i < 20; i++) expect(yield* attempt(hooks, Contexts.session(), "alice", "success")).toEqual(Verdict.Continue)
     }))
 
   it.effect("gives the attempt back when a backend deferred: nothing was learnt about the password", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
       for (let i = 0; i < 10; i++) {
-        const s = session()
+        const s = Contexts.session()
         expect(yield* settle(hooks.auth(context(s, "alice")))).toEqual(Verdict.Continue)
         yield* hooks.authResult({ session: s, mechanism: "PLAIN", username: "alice", success: false, outcome: "deferred" })
       }
@@ -205,11 +205,11 @@ describe("rate-limit AUTH brute-force control", () => {
   it.effect("never locks the owner out: throttled for carol from one network, carol from another network goes on", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
-      const attacker = () => session({ remoteAddress: "198.51.100.7" })
+      const attacker = () => Contexts.session({ remoteAddress: "198.51.100.7" })
       for (let i = 0; i < 3; i++) expect(yield* attempt(hooks, attacker(), "Carol")).toEqual(Verdict.Continue)
       // Case does not give the attacker a fresh counter.
       expect(yield* attempt(hooks, attacker(), "carol")).toMatchObject(throttledShortly("for this user from 198.51.100.0/24"))
-      expect(yield* attempt(hooks, session({ remoteAddress: "192.0.2.9" }), "carol", "success")).toEqual(Verdict.Continue)
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "192.0.2.9" }), "carol", "success")).toEqual(Verdict.Continue)
       // The attacker's network may still try other users until its own limit.
       expect(yield* attempt(hooks, attacker(), "dave")).toEqual(Verdict.Continue)
     }))
@@ -218,42 +218,42 @@ describe("rate-limit AUTH brute-force control", () => {
     Effect.gen(function*() {
       const hooks = yield* make(options)
       // alice has logged in from 198.51.100.0/24 before; bob never has.
-      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.50" }), "alice", "success")).toEqual(Verdict.Continue)
-      for (let i = 0; i < 8; i++) yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), `guess${i}`)
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.50" }), "alice", "success")).toEqual(Verdict.Continue)
+      for (let i = 0; i < 8; i++) yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.7" }), `guess${i}`)
       // The network is used up for names that never logged in from it...
-      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.60" }), "bob")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.60" }), "bob")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
       // ...but alice still logs in from there, and her own pair limit still applies to guesses for her.
-      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.51" }), "alice", "success")).toEqual(Verdict.Continue)
-      for (let i = 0; i < 3; i++) expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), "alice")).toEqual(Verdict.Continue)
-      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), "alice")).toMatchObject(throttledShortly("for this user from 198.51.100.0/24"))
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.51" }), "alice", "success")).toEqual(Verdict.Continue)
+      for (let i = 0; i < 3; i++) expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.7" }), "alice")).toEqual(Verdict.Continue)
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.7" }), "alice")).toMatchObject(throttledShortly("for this user from 198.51.100.0/24"))
       // The mark lapses after 30 days without a login.
       yield* TestClock.adjust("31 days")
-      for (let i = 0; i < 8; i++) yield* attempt(hooks, session({ remoteAddress: "198.51.100.7" }), `later${i}`)
-      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.51" }), "alice", "success")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
+      for (let i = 0; i < 8; i++) yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.7" }), `later${i}`)
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.51" }), "alice", "success")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
     }))
 
   it.effect("limits a network across user names (perIp), per /24: 198.51.100.7 and .8 count together", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
-      for (let i = 0; i < 8; i++) yield* attempt(hooks, session({ remoteAddress: `198.51.100.${7 + (i % 2)}` }), `user${i}`)
-      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.100.200" }), "other")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
-      expect(yield* attempt(hooks, session({ remoteAddress: "198.51.101.1" }), "other")).toEqual(Verdict.Continue)
+      for (let i = 0; i < 8; i++) yield* attempt(hooks, Contexts.session({ remoteAddress: `198.51.100.${7 + (i % 2)}` }), `user${i}`)
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.100.200" }), "other")).toMatchObject(throttledShortly("from 198.51.100.0/24"))
+      expect(yield* attempt(hooks, Contexts.session({ remoteAddress: "198.51.101.1" }), "other")).toEqual(Verdict.Continue)
     }))
 
   it.effect("a success clears no earlier failure: an attacker with one valid account gains nothing", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
-      for (let i = 0; i < 7; i++) yield* attempt(hooks, session(), `user${i}`)
-      expect(yield* attempt(hooks, session(), "mallory", "success")).toEqual(Verdict.Continue)
-      expect(yield* attempt(hooks, session(), "user8")).toEqual(Verdict.Continue)
-      expect(yield* attempt(hooks, session(), "user9")).toMatchObject(throttledShortly("from 203.0.113.0/24"))
+      for (let i = 0; i < 7; i++) yield* attempt(hooks, Contexts.session(), `user${i}`)
+      expect(yield* attempt(hooks, Contexts.session(), "mallory", "success")).toEqual(Verdict.Continue)
+      expect(yield* attempt(hooks, Contexts.session(), "user8")).toEqual(Verdict.Continue)
+      expect(yield* attempt(hooks, Contexts.session(), "user9")).toMatchObject(throttledShortly("from 203.0.113.0/24"))
     }))
 
   it.effect("delays each failure's reply by delay * 2^n, n the attempts already counted, at most maxDelay", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ authFailures: { perIp: "10/hour", perUser: "10/hour", delay: "1 second", maxDelay: "3 seconds" } })
       const delayOf = Effect.gen(function*() {
-        const s = session()
+        const s = Contexts.session()
         expect(yield* hooks.auth(context(s, "alice"))).toEqual(Verdict.Continue)
         const fiber = yield* Effect.fork(hooks.authResult({ session: s, mechanism: "PLAIN", username: "alice", success: false, outcome: "failure" }))
         let waited = 0
@@ -279,7 +279,7 @@ describe("rate-limit AUTH brute-force control", () => {
         }
       }
       const hooks = yield* make(options, recording)
-      yield* attempt(hooks, session(), "x".repeat(3000))
+      yield* attempt(hooks, Contexts.session(), "x".repeat(3000))
       expect(keys.length).toBeGreaterThan(0)
       expect(Math.max(...keys.map((k) => k.length))).toBeLessThan(300)
     }))
@@ -287,18 +287,18 @@ describe("rate-limit AUTH brute-force control", () => {
   it.effect("can be turned off", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ authFailures: false })
-      for (let i = 0; i < 30; i++) expect(yield* attempt(hooks, session(), "alice")).toEqual(Verdict.Continue)
+      for (let i = 0; i < 30; i++) expect(yield* attempt(hooks, Contexts.session(), "alice")).toEqual(Verdict.Continue)
     }))
 })
 
 describe("rate-limit when the store fails", () => {
-  const ctx = { session: session({ user: "alice" }), from: null, params: { raw: {} } }
+  const ctx = { session: Contexts.session({ user: "alice" }), from: null, params: { raw: {} } }
   it.effect("allows everything by default (fail open)", () =>
     Effect.gen(function*() {
       const hooks = yield* make({ perUser: "1/hour", recipients: "1/hour" }, storeDown)
       expect(yield* hooks.connect({ session: ctx.session })).toEqual(Verdict.Continue)
       expect(yield* hooks.mailFrom(ctx)).toEqual(Verdict.Continue)
-      expect(yield* hooks.rcptTo({ session: ctx.session, transaction: transaction(), recipient: recipient("b@example.net") })).toEqual(Verdict.Continue)
+      expect(yield* hooks.rcptTo({ session: ctx.session, transaction: Contexts.transaction(), recipient: Contexts.recipient("b@example.net") })).toEqual(Verdict.Continue)
       expect(yield* hooks.auth({ session: ctx.session, mechanism: "PLAIN", username: "a", password: "p", authzid: undefined })).toEqual(Verdict.Continue)
     }))
 
@@ -308,7 +308,7 @@ describe("rate-limit when the store fails", () => {
       expect(yield* hooks.connect({ session: ctx.session })).toEqual(Verdict.Continue)
       const unavailable = Verdict.defer("Rate limit service unavailable, try again later", { code: 451, enhanced: "4.3.0" })
       expect(yield* hooks.mailFrom(ctx)).toEqual(unavailable)
-      expect(yield* hooks.rcptTo({ session: ctx.session, transaction: transaction(), recipient: recipient("b@example.net") })).toEqual(unavailable)
+      expect(yield* hooks.rcptTo({ session: ctx.session, transaction: Contexts.transaction(), recipient: Contexts.recipient("b@example.net") })).toEqual(unavailable)
       expect(yield* hooks.auth({ session: ctx.session, mechanism: "PLAIN", username: "a", password: "p", authzid: undefined })).toEqual(
         Verdict.defer("Temporary authentication failure", { code: 454, enhanced: "4.7.0" })
       )

@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import { relayPolicy } from "../../../plugins/relay-policy/index.ts"
 import { Relay, Verdict } from "../../../src/index.ts"
 import type { Hooks, Plugin } from "../../../src/index.ts"
-import { mailbox, recipient, session, transaction } from "./context.ts"
+import { Contexts, script } from "smtp-bridge/testing"
 
 const hook = <K extends "connect" | "mailFrom" | "rcptTo">(plugin: Plugin, name: K): NonNullable<Hooks[K]> => {
   const h = plugin[name]
@@ -19,7 +19,7 @@ const rcptTo = hook(plugin, "rcptTo")
 
 const connected = (remoteAddress: string, user?: string) =>
   Effect.gen(function*() {
-    const s = session({ remoteAddress, user })
+    const s = Contexts.session({ remoteAddress, user })
     expect(yield* connect({ session: s })).toEqual(Verdict.Continue)
     return s
   })
@@ -50,22 +50,22 @@ layer(Resolver.layer())("relay-policy", (it) => {
   it.effect("rejects MAIL FROM an untrusted unauthenticated client with 530 5.7.0", () =>
     Effect.gen(function*() {
       const s = yield* connected("203.0.113.5")
-      const verdict = yield* mailFrom({ session: s, from: mailbox("a@example.org"), params: { raw: {} } })
+      const verdict = yield* mailFrom({ session: s, from: Contexts.mailbox("a@example.org"), params: { raw: {} } })
       expect(verdict).toEqual(Verdict.Reject({ code: 530, enhanced: "5.7.0", text: "Authentication required" }))
     }))
 
   it.effect("rejects RCPT TO from an untrusted unauthenticated client with 554 5.7.1", () =>
     Effect.gen(function*() {
       const s = yield* connected("203.0.113.5")
-      const verdict = yield* rcptTo({ session: s, transaction: transaction(), recipient: recipient("b@example.net") })
+      const verdict = yield* rcptTo({ session: s, transaction: Contexts.transaction(), recipient: Contexts.recipient("b@example.net") })
       expect(verdict).toEqual(Verdict.Reject({ code: 554, enhanced: "5.7.1", text: "Relay access denied" }))
     }))
 
   it.effect("continues MAIL and RCPT for an authenticated client from anywhere", () =>
     Effect.gen(function*() {
       const s = yield* connected("203.0.113.5", "alice")
-      expect(yield* mailFrom({ session: s, from: mailbox("a@example.org"), params: { raw: {} } })).toEqual(Verdict.Continue)
-      expect(yield* rcptTo({ session: s, transaction: transaction(), recipient: recipient("b@example.net") }))
+      expect(yield* mailFrom({ session: s, from: Contexts.mailbox("a@example.org"), params: { raw: {} } })).toEqual(Verdict.Continue)
+      expect(yield* rcptTo({ session: s, transaction: Contexts.transaction(), recipient: Contexts.recipient("b@example.net") }))
         .toEqual(Verdict.Continue)
     }))
 
@@ -73,15 +73,44 @@ layer(Resolver.layer())("relay-policy", (it) => {
     Effect.gen(function*() {
       const s = yield* connected("::1")
       expect(yield* mailFrom({ session: s, from: null, params: { raw: {} } })).toEqual(Verdict.Continue)
-      expect(yield* rcptTo({ session: s, transaction: transaction(), recipient: recipient("b@example.net") }))
+      expect(yield* rcptTo({ session: s, transaction: Contexts.transaction(), recipient: Contexts.recipient("b@example.net") }))
         .toEqual(Verdict.Continue)
     }))
 
   it.effect("honours Relay.Trusted set by another plugin", () =>
     Effect.gen(function*() {
-      const s = session({ remoteAddress: "198.51.100.7" })
+      const s = Contexts.session({ remoteAddress: "198.51.100.7" })
       s.notes.set(Relay.Trusted, true)
-      expect(yield* rcptTo({ session: s, transaction: transaction(), recipient: recipient("b@example.net") }))
+      expect(yield* rcptTo({ session: s, transaction: Contexts.transaction(), recipient: Contexts.recipient("b@example.net") }))
         .toEqual(Verdict.Continue)
+    }))
+
+  it.effect("in a whole session: a stranger gets 530 5.7.0 at MAIL, a trusted network sends", () =>
+    Effect.gen(function*() {
+      const plugins = [relayPolicy({ trust: ["192.0.2.0/24"] })]
+      yield* script({ plugins, client: { remoteAddress: "198.51.100.7", trusted: false } }, `
+        S: 220
+        C: EHLO client.test
+        S: 250
+        C: MAIL FROM:<a@example.org>
+        S: 530 5.7.0 Authentication required
+      `)
+      const t = yield* script({ plugins, client: { remoteAddress: "192.0.2.20", trusted: false } }, `
+        S: 220
+        C: EHLO client.test
+        S: 250
+        C: MAIL FROM:<a@example.org>
+        S: 250 2.1.0 Ok
+        C: RCPT TO:<b@example.net>
+        S: 250 2.1.5 Ok
+        C: DATA
+        S: 354
+        C: Subject: relayed
+        C:
+        C: hi
+        C: .
+        S: 250 2.0.0 Ok: queued as
+      `)
+      expect(t.delivered.map((m) => m.recipients)).toEqual([["b@example.net"]])
     }))
 })

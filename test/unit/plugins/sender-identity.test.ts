@@ -4,12 +4,12 @@ import { Effect } from "effect"
 import { senderIdentity } from "../../../plugins/sender-identity/index.ts"
 import { Senders, Verdict } from "../../../src/index.ts"
 import type { SenderIdentityOptions } from "../../../plugins/sender-identity/index.ts"
-import { data, mailbox, session, transaction } from "./context.ts"
+import { Contexts } from "smtp-bridge/testing"
 
 const check = (options: SenderIdentityOptions, user: string | undefined, from: string | null) => {
   const mailFrom = senderIdentity(options).mailFrom
   if (mailFrom === undefined) throw new Error("sender-identity has no mailFrom hook")
-  return mailFrom({ session: session({ user }), from: from === null ? null : mailbox(from), params: { raw: {} } })
+  return mailFrom({ session: Contexts.session({ user }), from: from === null ? null : Contexts.mailbox(from), params: { raw: {} } })
 }
 
 const rejected = (user: string) =>
@@ -76,8 +76,8 @@ layer(Resolver.layer())("sender-identity", (it) => {
     Effect.gen(function*() {
       const run = (options: SenderIdentityOptions, head: string) =>
         Effect.gen(function*() {
-          const t = transaction()
-          const { ctx } = data(session({ user: "alice" }), t, `${head}Subject: hi\r\n\r\nbody\r\n`)
+          const t = Contexts.transaction()
+          const ctx = Contexts.data(`${head}Subject: hi\r\n\r\nbody\r\n`, { session: Contexts.session({ user: "alice" }), transaction: t })
           const verdict = yield* senderIdentity(options).data!(ctx)
           return { verdict, noted: t.notes.get(Senders.HeaderFromAllowed) === true }
         })
@@ -96,9 +96,9 @@ layer(Resolver.layer())("sender-identity", (it) => {
   })
 
   const granted = (user: string, grantedTo: string, entries: ReadonlyArray<string>, from: string) => {
-    const s = session({ user })
+    const s = Contexts.session({ user })
     Senders.grant(s.notes, grantedTo, entries)
-    return senderIdentity({ senders }).mailFrom!({ session: s, from: mailbox(from), params: { raw: {} } })
+    return senderIdentity({ senders }).mailFrom!({ session: s, from: Contexts.mailbox(from), params: { raw: {} } })
   }
 
   it.effect("continues MAIL FROM an address the user's authentication backend granted, besides the configured ones", () =>

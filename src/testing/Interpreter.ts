@@ -1,0 +1,273 @@
+/**
+ * The in-memory interpreter of the session machine: what `server/Connection.ts` does over a
+ * socket, done over bytes a test hands in. The bytes go through the real `StreamDecoder`, the
+ * machine's actions are carried out with the real pipeline, message buffer and delivery path,
+ * and each reply is kept with the input that produced it. There are no timers: a test decides
+ * when the client stops (`end`).
+ */
+import { Effect, Either, Logger, type LogLevel } from "effect"
+import type * as Message from "../pipeline/Message.ts"
+import type * as Pipeline from "../pipeline/Pipeline.ts"
+import type { SessionInfo } from "../pipeline/Session.ts"
+import * as Reply from "../protocol/Reply.ts"
+import * as StreamDecoder from "../protocol/StreamDecoder.ts"
+import * as Delivery from "../server/Delivery.ts"
+import type { ServerEnv } from "../server/Env.ts"
+import * as MessageBuffer from "../server/MessageBuffer.ts"
+import * as Engine from "../session/Engine.ts"
+
+/** One input of the client and what the bridge answered to it. */
+export interface Exchange {
+  /**
+   * A command line as sent (an AUTH initial response and every SASL response written `*`), or
+   * `(connect)` for the greeting, `(message)` for the end of a message's content, `(end)` when
+   * the client left.
+   */
+  readonly input: string
+  readonly replies: ReadonlyArray<Reply.Reply>
+  /** Who refused, when a reply was a policy refusal: the plugin's name, or `bridge` for the bridge's own rules. */
+  readonly refusedBy: string | undefined
+}
+
+export interface Session {
+  readonly info: () => SessionInfo
+  readonly state: () => Engine.State
+  readonly exchanges: ReadonlyArray<Exchange>
+  /** Bytes from the client (any number of lines, pipelined or not); gives the replies they produced. */
+  readonly write: (bytes: string | Uint8Array) => Effect.Effect<ReadonlyArray<Reply.Reply>>
+  /** One command line (CRLF added); gives the first line of each reply, e.g. `250 2.1.5 Ok`. */
+  readonly send: (line: string) => Effect.Effect<string>
+  /** A message's content after DATA's 354: dot-stuffed, CRLF line endings, then the final dot; gives the final reply. */
+  readonly message: (text: string) => Effect.Effect<string>
+  /** The client leaves (EOF): a message in transfer is dropped, the `disconnect` hooks run. */
+  readonly end: Effect.Effect<void>
+  readonly closed: () => boolean
+}
+
+interface Open {
+  readonly env: ServerEnv
+  readonly decoder: StreamDecoder.StreamDecoder
+  state: Engine.State
+  readonly exchanges: Array<{ input: string; replies: Array<Reply.Reply>; refusedBy: string | undefined }>
+  buffer: MessageBuffer.MessageBuffer | undefined
+  storageFailed: boolean
+  content: Message.Content | undefined
+  readonly added: Array<{ name: string; value: string }>
+  readonly removed: Array<(h: Message.Header) => boolean>
+  ended: boolean
+}
+
+/** A reply as a test names it: code, enhanced code and its first line (`250 2.1.0 Ok`). */
+export const show = (r: Reply.Reply): string => Reply.format(r).split("\r\n")[0]!.replace(/^(\d{3})-/, "$1 ")
+
+const current = (c: Open) => c.exchanges[c.exchanges.length - 1]!
+
+const verdictOf = (outcome: Pipeline.Outcome): Engine.Input => ({ _tag: "Verdict", verdict: outcome.verdict, plugin: outcome.plugin })
+
+const runData = Effect.fnUntraced(function*(c: Open, ctx: Extract<Engine.Run, { hook: "data" }>["ctx"]) {
+  const outcome = yield* c.env.pipeline.run("data", {
+    ...ctx,
+    message: c.content!,
+    addHeader: (name, value) => void c.added.push({ name, value }),
+    removeHeader: (name, predicate) => {
+      const lower = name.toLowerCase()
+      c.removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
+    }
+  })
+  return verdictOf(outcome)
+})
+
+const runHook = (c: Open, action: Engine.Run): Effect.Effect<Engine.Input> => {
+  const { pipeline } = c.env
+  switch (action.hook) {
+    case "connect":
+      return Effect.map(pipeline.run("connect", action.ctx), verdictOf)
+    case "helo":
+      return Effect.map(pipeline.run("helo", action.ctx), verdictOf)
+    case "mailFrom":
+      return Effect.map(pipeline.run("mailFrom", action.ctx), verdictOf)
+    case "rcptTo":
+      return Effect.map(pipeline.run("rcptTo", action.ctx), verdictOf)
+    case "auth":
+      return Effect.map(pipeline.run("auth", action.ctx), verdictOf)
+    case "data":
+      return runData(c, action.ctx)
+  }
+}
+
+const seal = Effect.fnUntraced(function*(c: Open) {
+  const content = yield* Effect.either(c.buffer!.finish())
+  if (Either.isLeft(content)) return { _tag: "Sealed", result: "failed" } as const
+  if (c.buffer!.headerSectionTooLarge()) return { _tag: "Sealed", result: "headerTooLarge" } as const
+  c.content = content.right
+  return { _tag: "Sealed", result: "ok" } as const
+})
+
+const dropMessage = (c: Open): Effect.Effect<void> => {
+  const buffer = c.buffer
+  c.buffer = undefined
+  c.content = undefined
+  c.decoder.dropMessage()
+  return buffer === undefined ? Effect.void : buffer.dispose
+}
+
+const perform = (c: Open, action: Engine.Action): Effect.Effect<Engine.Input | undefined> => {
+  switch (action._tag) {
+    case "Run":
+      return runHook(c, action)
+    case "CheckStorage":
+      return Effect.succeed({ _tag: "Storage", ok: true })
+    case "StartTls":
+      // Whatever the client sent after STARTTLS was plaintext before the handshake: dropped.
+      c.decoder.discardBuffered()
+      return Effect.succeed({ _tag: "TlsUp", tls: { protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", mode: "starttls" } })
+    case "OpenMessage": {
+      const limits = c.env.config.limits
+      c.buffer = MessageBuffer.make({ threshold: limits.spillThreshold, maxSize: limits.maxMessageSize, tempDir: c.env.config.tempDir })
+      c.storageFailed = false
+      c.added.length = 0
+      c.removed.length = 0
+      return Effect.succeed(undefined)
+    }
+    case "ReceiveData":
+      c.decoder.expectData()
+      return Effect.succeed(undefined)
+    case "ReceiveChunk":
+      c.decoder.expectChunk(action.size, action.last, action.keep)
+      return Effect.succeed(undefined)
+    case "Seal":
+      return seal(c)
+    case "Deliver":
+      return Effect.map(
+        Delivery.deliver(c.env, action.session, action.transaction, { message: c.content!, edits: { added: [...c.added], removed: [...c.removed] } }),
+        (reply): Engine.Input => ({ _tag: "Delivered", reply })
+      )
+    case "DropMessage":
+      return Effect.as(dropMessage(c), undefined)
+    case "Refused":
+      current(c).refusedBy = action.by
+      return Effect.succeed(undefined)
+    case "AuthFailed":
+    case "AuthDeferred":
+      if (action._tag === "AuthDeferred") current(c).refusedBy = action.by ?? "bridge"
+      return Effect.succeed(undefined)
+    case "AuthResult":
+      return Effect.as(c.env.pipeline.notify("authResult", action.ctx), undefined)
+  }
+}
+
+/** Feeds the machine `input`, and every answer of the actions it asks for, until it waits for the client. */
+const feed = Effect.fnUntraced(function*(c: Open, input: Engine.Input) {
+  let next: Engine.Input | undefined = input
+  while (next !== undefined) {
+    const result = Engine.step(c.state, next)
+    c.state = result.state
+    current(c).replies.push(...result.replies)
+    next = undefined
+    for (const action of result.actions) {
+      const answer = yield* perform(c, action)
+      if (answer !== undefined) next = answer
+    }
+  }
+})
+
+/** What the exchange is called: never a credential. */
+const label = (c: Open, line: string): string => {
+  if (c.state.phase._tag === "Sasl") return "*"
+  const auth = /^(AUTH\s+\S+)\s+\S/i.exec(line)
+  return auth === null ? line : `${auth[1]} *`
+}
+
+const begin = (c: Open, input: string) => void c.exchanges.push({ input, replies: [], refusedBy: undefined })
+
+const closed = (c: Open): boolean => c.state.phase._tag === "Closed"
+
+/** Every event the decoder has, until it needs more bytes or the session closed. */
+const pump = Effect.fnUntraced(function*(c: Open) {
+  while (!closed(c)) {
+    const event = c.decoder.next()
+    if (event === undefined) return
+    switch (event._tag) {
+      case "Line":
+        begin(c, label(c, event.line))
+        yield* feed(c, event)
+        break
+      case "TooLong":
+        begin(c, "(line too long)")
+        yield* feed(c, event)
+        break
+      case "Content":
+        for (const part of event.parts) {
+          if (c.buffer === undefined || c.storageFailed) break
+          const stored = yield* Effect.either(c.buffer.append(part))
+          if (Either.isLeft(stored)) c.storageFailed = true
+        }
+        break
+      case "ContentEnd":
+        begin(c, "(message)")
+        yield* feed(c, { _tag: "ContentEnd", tooBig: c.buffer?.tooBig() ?? false, bare: event.bare, storageFailed: c.storageFailed })
+        break
+    }
+  }
+})
+
+const encoder = new TextEncoder()
+
+/** Dot-stuffed content with CRLF line endings and the final dot (RFC 5321 4.5.2). */
+export const dataOf = (text: string): string => {
+  const crlf = text.replace(/\r?\n/g, "\r\n")
+  const body = crlf.endsWith("\r\n") || crlf.length === 0 ? crlf : `${crlf}\r\n`
+  return `${body.replace(/^\./gm, "..")}.\r\n`
+}
+
+/** A new session: the `connect` hooks run and the greeting (or refusal) is its first exchange. */
+export const open = (env: ServerEnv, settings: Engine.Settings, info: SessionInfo, logLevel: LogLevel.LogLevel): Effect.Effect<Session> =>
+  Effect.gen(function*() {
+    const quiet = Logger.withMinimumLogLevel(logLevel)
+    const c: Open = {
+      env,
+      decoder: StreamDecoder.make({ maxLineLength: env.config.limits.maxLineLength, bareLineEndings: env.config.bareLineEndings }),
+      state: Engine.start(settings, info),
+      exchanges: [],
+      buffer: undefined,
+      storageFailed: false,
+      content: undefined,
+      added: [],
+      removed: [],
+      ended: false
+    }
+    begin(c, "(connect)")
+    yield* quiet(feed(c, { _tag: "Connected" }))
+    const write = (bytes: string | Uint8Array) =>
+      quiet(Effect.gen(function*() {
+        const from = c.exchanges.length
+        if (closed(c)) return []
+        c.decoder.push(typeof bytes === "string" ? encoder.encode(bytes) : bytes)
+        yield* pump(c)
+        if (closed(c)) yield* finish
+        return c.exchanges.slice(from).flatMap((e) => e.replies)
+      }))
+    const finish = Effect.suspend(() => {
+      if (c.ended) return Effect.void
+      c.ended = true
+      return Effect.zipRight(dropMessage(c), env.pipeline.notify("disconnect", { session: c.state.session }))
+    })
+    const end = quiet(Effect.gen(function*() {
+      if (!closed(c)) {
+        begin(c, "(end)")
+        yield* feed(c, { _tag: "End", why: "eof" })
+      }
+      yield* finish
+    }))
+    const firstLines = (replies: ReadonlyArray<Reply.Reply>) => replies.map(show).join("\n")
+    return {
+      info: () => c.state.session,
+      state: () => c.state,
+      exchanges: c.exchanges,
+      write,
+      send: (line) => Effect.map(write(`${line}\r\n`), firstLines),
+      message: (text) => Effect.map(write(dataOf(text)), firstLines),
+      end,
+      closed: () => closed(c)
+    }
+  })
