@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Logger, LogLevel, Scope } from "effect"
 import * as RedisStore from "../../../src/ratelimit/RedisStore.ts"
 import type { Request, Store } from "../../../src/ratelimit/Store.ts"
+import { until } from "../../support/eventually.ts"
 import { cli, startCluster, type TestCluster } from "../../support/redisSets.ts"
 
 const perMinute = (key: string, count: number, cost = 1): Request => ({ key, rate: { count, periodMs: 60_000 }, cost })
@@ -64,6 +65,20 @@ describe("Redis store on a 3-primary Redis Cluster", () => {
     }
     expect(owner).toEqual([3])
   })
+
+  it("fails fast while the primary of its slot is down, and decides again by itself once it is back", async () => {
+    const slot = (await cli(cluster.nodes[0]!.port, "CLUSTER", "KEYSLOT", "{smtp-bridge:rl:}user:alice")).trim()
+    const counts = await Promise.all(cluster.nodes.map(async (n) => Number((await cli(n.port, "CLUSTER", "COUNTKEYSINSLOT", slot)).trim())))
+    const owner = cluster.nodes[counts.findIndex((c) => c > 0)]!
+    await owner.kill()
+    const started = Date.now()
+    const during = await Effect.runPromise(Effect.either(stores[0]!.update("peek", [perMinute("user:alice", 2)])))
+    expect(during._tag).toBe("Left")
+    // Fails within the command timeout (1 s), never waiting for the cluster to heal.
+    expect(Date.now() - started).toBeLessThan(1_500)
+    await owner.start()
+    await until("the store to decide again", async () => (await Effect.runPromise(Effect.either(stores[0]!.update("peek", [perMinute("user:alice", 2)]))))._tag === "Right", { timeout: 30_000 })
+  }, 60_000)
 
   it("is atomic under concurrency across clients: 30 simultaneous acquires of a 10/minute key let exactly 10 through", async () => {
     const results = await Promise.all(Array.from({ length: 30 }, (_, i) => update(stores[i % 3]!, "acquire", [perMinute("race", 10)])))
