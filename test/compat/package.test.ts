@@ -198,6 +198,13 @@ describe("the npm package", () => {
       }
     }, 120_000)
 
+    it("hashes a password on its worker thread, started from the emitted JavaScript (hash-password)", async () => {
+      const [program, args] = await binCommand(runtime, path.join(app, "node_modules", ".bin", "smtp-bridge"))
+      const result = await run(program, [...args, "hash-password", "--password", "from a dependency"], { cwd: app, timeoutMs: 60_000 })
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout.trim()).toMatch(/^\$2[aby]\$\d\d\$.{53}$/)
+    }, 90_000)
+
     it.skipIf(!hasTestingKit)("imports smtp-bridge/testing (skipped while src/testing.ts does not exist)", async () => {
       const [program, args] = await binCommand(runtime, path.join(app, "testing-kit.ts"))
       const result = await run(program, args, { cwd: app, timeoutMs: 60_000 })
