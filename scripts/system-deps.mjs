@@ -75,7 +75,7 @@ const install = (missing, debconf) => {
   const names = new Set(missing.map((p) => p.name))
   const selections = debconf.filter((s) => names.has(s.split(/\s+/)[0]))
   if (selections.length > 0) {
-    execFileSync("debconf-set-selections", [], { input: `${selections.join("\n")}\n`, stdio: ["pipe", "inherit", "inherit"] })
+    execFileSync("flock", ["/tmp/apt.lock", "debconf-set-selections"], { input: `${selections.join("\n")}\n`, stdio: ["pipe", "inherit", "inherit"] })
   }
   // No service may start while packages install (postfix, redis, dovecot ... would).
   const policy = "/usr/sbin/policy-rc.d"
