@@ -32,6 +32,7 @@ describe("package manifests", () => {
   it("deno.json has the JSR shape: a scoped name, package.json's version, the TypeScript sources as exports", () => {
     expect(denoJson.name).toMatch(/^@[a-z0-9-]+\/smtp-bridge$/)
     expect(denoJson.version).toBe(packageJson.version)
+    expect(denoJson.license).toBe(packageJson.license)
     for (const file of Object.values(exportsOf(denoJson))) expect(file).toMatch(/^src\/.*\.ts$/)
   })
 
