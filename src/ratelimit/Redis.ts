@@ -189,7 +189,7 @@ export const make = (options: RedisOptions): Effect.Effect<Redis, string, Scope.
         client.disconnect()
       })
     )
-    yield* Effect.promise(() => Promise.race([firstAttempt, new Promise((resolve) => setTimeout(resolve, connectTimeout + 500))]))
+    yield* Effect.promise(() => firstAttempt).pipe(Effect.timeout(Duration.millis(connectTimeout + 500)), Effect.ignore)
 
     const call = (command: string, ...args: ReadonlyArray<string | number>): Effect.Effect<unknown, RateLimitStoreError> =>
       Effect.tryPromise({
