@@ -3,11 +3,16 @@
 // TypeScript sources (type stripping needs 22.19) prints one line saying what to do instead of a
 // stack trace about the `.ts` extension (ERR_UNKNOWN_FILE_EXTENSION). Bun, Deno and a recent Node
 // go straight on to src/cli.ts, which reads process.argv as if it had been started itself.
+//
+// The npm package has no sources: it carries the emitted JavaScript (dist/, built at `npm pack`),
+// because neither Node nor Deno strips types inside node_modules. A checkout runs the sources.
+import { existsSync } from "node:fs"
 import { relative } from "node:path"
 import process from "node:process"
 import { fileURLToPath } from "node:url"
 
-const cli = new URL("../src/cli.ts", import.meta.url)
+const source = new URL("../src/cli.ts", import.meta.url)
+const cli = existsSync(source) ? source : new URL("../dist/src/cli.js", import.meta.url)
 const [major = 0, minor = 0] = process.versions.node.split(".").map(Number)
 const plainNode = !("Bun" in globalThis) && !("Deno" in globalThis)
 

@@ -29,7 +29,11 @@ interface Counted {
 }
 
 // The attempt this session counted at `auth`, for `authResult` to keep (failure) or give back.
-const Attempt = Notes.key<Counted | undefined>("rate-limit.authAttempt")
+// One key per plugin instance: notes are keyed by name, and with two instances in one pipeline
+// (the built-in throttle and a configured one) a shared key let one clear the other's attempt,
+// which was then never given back.
+let instances = 0
+const attemptKey = () => Notes.key<Counted | undefined>(`rate-limit.authAttempt#${++instances}`)
 
 const unavailable = Verdict.defer("Temporary authentication failure", { code: 454, enhanced: "4.7.0" })
 
@@ -44,6 +48,7 @@ export const authHooks = (
   options: { readonly exempt: (session: SessionInfo) => boolean; readonly onStoreError: "allow" | "deny" }
 ) => {
   if (auth === undefined) return { auth: (_: AuthContext) => Effect.succeed(Verdict.Continue), authResult: (_: AuthResultContext) => Effect.void }
+  const Attempt = attemptKey()
   const network = (session: SessionInfo) => Cidr.aggregate(session.remoteAddress, auth.ipv4Prefix, auth.ipv6Prefix)
 
   // User names compare case-insensitively: a backend that ignores case must not give an attacker

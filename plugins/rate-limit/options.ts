@@ -82,8 +82,26 @@ export const AuthFailureOptions = Schema.Struct({
   ipv6Prefix: optional(prefix(128))
 })
 
+const NodeText = Schema.String.pipe(Schema.filter((s) => {
+  const node = RedisUrl.parseNode(s, 6379)
+  return typeof node === "string" ? node : true
+})).annotations({ description: "a HOST:PORT string" })
+
+const NonEmpty = Schema.String.pipe(Schema.minLength(1)).annotations({ description: "a non-empty string" })
+
 export const RedisOptions = Schema.Struct({
   url: RedisUrlText,
+  /** Find the master through Redis Sentinel: its name and the sentinels (`"host:port"`). */
+  sentinel: optional(Schema.Struct({
+    name: NonEmpty,
+    sentinels: Schema.Array(NodeText).pipe(Schema.minItems(1)),
+    username: optional(Schema.String),
+    password: optional(Schema.String)
+  })),
+  /** Speak Redis Cluster; `nodes` are more seeds beside the URL's host. */
+  cluster: optional(Schema.Struct({ nodes: optional(Schema.Array(NodeText)) })),
+  /** PEM file of the CAs to trust for `rediss://`. */
+  tlsCa: optional(Schema.String),
   prefix: optional(Schema.String),
   connectTimeout: optional(Units.DurationText),
   commandTimeout: optional(Units.DurationText),

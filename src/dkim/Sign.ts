@@ -1,8 +1,9 @@
 /**
  * DKIM signing (RFC 6376) with relaxed/relaxed canonicalisation, RSA-SHA256 and Ed25519-SHA256
- * (RFC 8463). mailauth verifies these signatures; it signs too, but cannot oversign (list a
- * header name once more than it occurs, so that nobody can add one later, RFC 6376 §8.15), and
- * needs the message whole: this signer hashes the body as it streams, so memory stays flat.
+ * (RFC 8463). mailauth verifies these signatures; its dkimSign (7.1) streams the body too, but
+ * cannot oversign (list a header name once more than it occurs, so that nobody can add one later,
+ * RFC 6376 §8.15): its h= names only the fields present, and no option changes that
+ * (docs/mail-authentication.md; test/unit/mailauth/mailauth-signer.test.ts fails when it can).
  *
  * The header is relaxed-canonicalised, so the bridge may fold the value it writes differently
  * from how it was signed: only whitespace at folds differs, which relaxed canonicalisation drops.

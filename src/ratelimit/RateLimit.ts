@@ -18,4 +18,6 @@ export { defaultMaxKeys, layer as layerMemory, make as makeMemory } from "./Memo
 export type { MemoryOptions, MemoryStore } from "./MemoryStore.ts"
 export { layer as layerRedis, make as makeRedis } from "./RedisStore.ts"
 export type { RedisStoreOptions } from "./RedisStore.ts"
-export { parseUrl as parseRedisUrl } from "./RedisClient.ts"
+export { parse as parseRedisUrl } from "./RedisUrl.ts"
+export { hashTagged as redisHashTagged } from "./Redis.ts"
+export type { ClusterSeeds as RedisClusterSeeds, RedisOptions, SentinelOptions as RedisSentinelOptions } from "./Redis.ts"

@@ -4,8 +4,10 @@
  * on Redis's own clock (`TIME`), so bridges with skewed clocks still agree, and stores each TAT
  * with `PX` expiry: a key disappears once it holds nothing.
  *
- * All keys of one call go to one Redis; on Redis Cluster they would have to share a hash slot,
- * which this store does not arrange (use a single primary, with replicas for failover).
+ * All keys of one call go to one Redis. On Redis Cluster the prefix becomes a hash tag
+ * (`{smtp-bridge:rl:}user:alice`), so every key lives in one slot and the script stays one atomic
+ * step over them; the price is that one primary holds all the counts (a few bytes per key, one
+ * small script per decision: far below what one Redis serves), the cluster still giving failover.
  *
  * @example
  * const store = yield* RedisStore.make({ url: "redis://127.0.0.1:6379" })
@@ -13,12 +15,12 @@
  */
 import { Effect, Layer } from "effect"
 import type { Scope } from "effect"
+import { createHash } from "node:crypto"
 import * as Limiter from "./Limiter.ts"
-import * as RedisClient from "./RedisClient.ts"
-import type * as Resp from "./Resp.ts"
+import * as Redis from "./Redis.ts"
 import { RateLimitStore, RateLimitStoreError, type Result, type Store } from "./Store.ts"
 
-export interface RedisStoreOptions extends Omit<RedisClient.RedisOptions, "onConnect"> {
+export interface RedisStoreOptions extends Redis.RedisOptions {
   /** Prefix of every key; default `smtp-bridge:rl:`. Several deployments may share one Redis. */
   readonly prefix?: string
 }
@@ -70,21 +72,16 @@ return out
 
 const protocol = (message: string) => new RateLimitStoreError({ reason: "Protocol", message })
 
-const integerAt = (value: Resp.Value, index: number): number | undefined => {
-  if (value._tag !== "Array" || value.value === null) return undefined
-  const item = value.value[index]
-  return item?._tag === "Integer" ? item.value : undefined
-}
+const sha = createHash("sha1").update(script).digest("hex")
 
-const decodeResults = (value: Resp.Value, count: number): Effect.Effect<ReadonlyArray<Result>, RateLimitStoreError> => {
-  if (value._tag === "Error") return Effect.fail(protocol(`rate limit script failed: ${value.value}`))
-  if (value._tag !== "Array" || value.value === null || value.value.length !== count) {
-    return Effect.fail(protocol(`rate limit script answered ${value._tag} instead of ${count} results`))
+const decodeResults = (value: unknown, count: number): Effect.Effect<ReadonlyArray<Result>, RateLimitStoreError> => {
+  if (!Array.isArray(value) || value.length !== count) {
+    return Effect.fail(protocol(`rate limit script answered ${JSON.stringify(value)?.slice(0, 80)} instead of ${count} results`))
   }
   const results: Array<Result> = []
-  for (const item of value.value) {
-    const [allowed, remaining, retry, used] = [0, 1, 2, 3].map((i) => integerAt(item, i))
-    if (allowed === undefined || remaining === undefined || retry === undefined || used === undefined) {
+  for (const item of value) {
+    const [allowed, remaining, retry, used] = Array.isArray(item) ? item : []
+    if (![allowed, remaining, retry, used].every((n) => typeof n === "number")) {
       return Effect.fail(protocol("rate limit script answered a malformed result"))
     }
     results.push({ allowed: allowed === 1, remaining, retryAfterMs: retry, used })
@@ -95,37 +92,27 @@ const decodeResults = (value: Resp.Value, count: number): Effect.Effect<Readonly
 /** Connects (in the scope) and returns the store; Redis being down is not an error here. */
 export const make = (options: RedisStoreOptions): Effect.Effect<Store, string, Scope.Scope> =>
   Effect.gen(function*() {
-    const prefix = options.prefix ?? "smtp-bridge:rl:"
-    let sha: string | undefined
-    const client = yield* RedisClient.make({
-      ...options,
-      // Loaded on every connection: a restarted Redis has forgotten its scripts.
-      onConnect: (send) =>
-        Effect.flatMap(send(["SCRIPT", "LOAD", script]), (value) =>
-          value._tag === "Bulk" && value.value !== null
-            ? Effect.sync(() => void (sha = value.value ?? undefined))
-            : Effect.fail(protocol(`SCRIPT LOAD answered ${value._tag}`)))
-    })
+    const redis = yield* Redis.make(options)
+    const given = options.prefix ?? "smtp-bridge:rl:"
+    const prefix = redis.cluster ? Redis.hashTagged(given) : given
 
     const update: Store["update"] = (mode, requests) => {
       if (requests.length === 0) return Effect.succeed([])
       const keys = requests.map((r) => prefix + r.key)
       const argv: Array<string | number> = [mode]
       for (const r of requests) argv.push(Limiter.intervalOf(r.rate), r.rate.periodMs, r.cost, Limiter.toleranceOf(r.rate))
-      const evalsha = sha === undefined
-        ? client.command(["EVAL", script, keys.length, ...keys, ...argv])
-        : client.command(["EVALSHA", sha, keys.length, ...keys, ...argv])
-      return evalsha.pipe(
-        // SCRIPT FLUSH between two connections' loads: fall back to EVAL once, which also caches it.
-        Effect.flatMap((value) =>
-          value._tag === "Error" && value.value.startsWith("NOSCRIPT")
-            ? client.command(["EVAL", script, keys.length, ...keys, ...argv])
-            : Effect.succeed(value)),
+      return redis.call("EVALSHA", sha, keys.length, ...keys, ...argv).pipe(
+        // A Redis that restarted, failed over or ran SCRIPT FLUSH has forgotten the script: EVAL
+        // runs it and caches it again, so only that one decision takes a second round trip.
+        Effect.catchIf(
+          (e) => e.reason === "Protocol" && e.message.includes("NOSCRIPT"),
+          () => redis.call("EVAL", script, keys.length, ...keys, ...argv)
+        ),
         Effect.flatMap((value) => decodeResults(value, requests.length))
       )
     }
 
-    return { update, description: client.description }
+    return { update, description: redis.description }
   })
 
 /** The store as a layer; it connects when built and disconnects when its scope closes. */

@@ -44,3 +44,10 @@ export const parse = (text: string): Target | string => {
   }
 }
 
+/** `"host:port"` (IPv6 in brackets) as an address; the port defaults to `defaultPort`. */
+export const parseNode = (text: string, defaultPort: number): { readonly host: string; readonly port: number } | string => {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(text.trim())
+  const port = match?.[3] === undefined ? defaultPort : Number(match[3])
+  if (match === null || port < 1 || port > 65_535) return `invalid node ${JSON.stringify(text)}; expected HOST:PORT`
+  return { host: match[1] ?? match[2]!, port }
+}

@@ -81,8 +81,12 @@ const limited = async <A>(task: () => Promise<A>, signal?: AbortSignal): Promise
 const pool: Array<Pooled> = []
 let nextId = 1
 
+// The npm package runs the emitted JavaScript (dist/), the repository the sources: the worker is
+// the sibling file with this module's own extension (a URL is not rewritten by the compiler).
+const workerFile = import.meta.url.endsWith(".js") ? "./PasswordWorker.js" : "./PasswordWorker.ts"
+
 const start = (): Pooled => {
-  const worker = new Worker(new URL("./PasswordWorker.ts", import.meta.url))
+  const worker = new Worker(new URL(workerFile, import.meta.url))
   const pooled: Pooled = { worker, jobs: new Map() }
   const fail = (error: Error) => {
     const index = pool.indexOf(pooled)

@@ -83,6 +83,10 @@ const password = "README walk-through 1"
 const documented: Record<string, (() => Promise<void>) | { readonly skip: string }> = {
   "npm install": { skip: "it is how this checkout was made; .ci/run runs it before the tests" },
   "npm test": { skip: "it runs this test (and .ci/run runs it)" },
+  "npm install smtp-bridge": { skip: "test/compat/package.test.ts installs the packed tarball into a scratch project as npm would (no network in tests)" },
+  "npx smtp-bridge serve --config smtp-bridge.config.ts": { skip: "test/compat/package.test.ts runs the installed bin with its config and plugin under Node" },
+  "npx bun node_modules/.bin/smtp-bridge serve --config smtp-bridge.config.ts": { skip: "test/compat/package.test.ts runs the installed bin under Bun" },
+  "npx deno run -A node_modules/.bin/smtp-bridge serve --config smtp-bridge.config.ts": { skip: "test/compat/package.test.ts runs the installed bin under Deno" },
   "npm run check": { skip: "npm test runs it" },
   "npm run lint": { skip: "npm test runs it" },
   "npm run test:bun": { skip: "npm test runs it" },

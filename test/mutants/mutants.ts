@@ -74,6 +74,12 @@ export const mutants: ReadonlyArray<Mutant> = [
     tests: ["test/e2e/spool-durability.test.ts"]
   },
   {
+    name: "Cluster keys not hash-tagged",
+    file: "src/ratelimit/RedisStore.ts",
+    edits: [{ search: "    const prefix = redis.cluster ? Redis.hashTagged(given) : given", replace: "    const prefix = given" }],
+    tests: ["test/e2e/rate-limit/redis-cluster.test.ts"]
+  },
+  {
     name: "cost ignored in Limiter",
     file: "src/ratelimit/Limiter.ts",
     edits: [{ search: "  const next = start + cost * interval", replace: "  const next = start + interval" }],

@@ -19,6 +19,8 @@ export interface TestRedis {
   readonly start: () => Promise<void>
   /** Stops the server (SIGTERM, then SIGKILL after 3 s) and waits for its exit. */
   readonly stop: () => Promise<void>
+  /** Kills the server at once (SIGKILL, by its PID), as a crash would, and waits for its exit. */
+  readonly kill: () => Promise<void>
   /** Sends one inline command and returns the raw reply text (e.g. `"+PONG\r\n"`). */
   readonly command: (line: string) => Promise<string>
 }
@@ -82,17 +84,17 @@ export const startRedis = async (options: RedisOptions = {}): Promise<TestRedis>
     throw new Error(`redis-server on ${port} not ready within 10 s:\n${output}`)
   }
 
-  const stop = async () => {
+  const stop = async (signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
     const proc = child
     child = undefined
     if (proc === undefined || proc.exitCode !== null || proc.pid === undefined) return
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()))
-    proc.kill("SIGTERM")
+    proc.kill(signal)
     const timer = setTimeout(() => proc.kill("SIGKILL"), 3000)
     await exited
     clearTimeout(timer)
   }
 
   await start()
-  return { port, url: `redis://127.0.0.1:${port}`, start, stop, command: (line) => inline(port, line) }
+  return { port, url: `redis://127.0.0.1:${port}`, start, stop: () => stop(), kill: () => stop("SIGKILL"), command: (line) => inline(port, line) }
 }

@@ -151,7 +151,17 @@ export const spawnCli = async (runtime: Runtime, args: ReadonlyArray<string>, op
   const [command, argv] = options.prefix === undefined || options.prefix.length === 0
     ? [runtimeCommand, runtimeArgv]
     : [options.prefix[0]!, [...options.prefix.slice(1), runtimeCommand, ...runtimeArgv]]
-  const child = spawn(command, argv, {
+  return spawnProgram(runtime, command, argv, options)
+}
+
+/** Starts `command argv` (e.g. an installed package's bin under `runtime`) with `spawnCli`'s log helpers. Always `kill()` it. */
+export const spawnProgram = async (
+  runtime: Runtime,
+  command: string,
+  argv: ReadonlyArray<string>,
+  options: Omit<SpawnOptions, "prefix"> = {}
+): Promise<CliProcess> => {
+  const child = spawn(command, [...argv], {
     cwd: options.cwd ?? projectRoot,
     env: { ...process.env, NO_COLOR: "1", ...options.env },
     stdio: ["ignore", "pipe", "pipe"]

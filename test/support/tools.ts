@@ -1,7 +1,7 @@
 /**
  * Whether a system tool that a test drives is installed. On a developer's machine a missing tool
  * skips the tests that need it; with `CI` set, it fails them instead, so that a CI run can never
- * pass with a feature silently untested (`.ci/run` installs every tool named here).
+ * pass with a feature silently untested (`npm test` installs every tool of .ci/packages first, or names what is missing).
  *
  * @example
  * describe.skipIf(!needTool("haproxy", haproxyAvailable()))("behind HAProxy", () => { ... })

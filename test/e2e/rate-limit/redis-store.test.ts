@@ -2,6 +2,7 @@
 // that expire, one script per decision, an outage that fails fast and is logged once, and the
 // recovery by itself when Redis returns.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import * as net from "node:net"
 import { Effect, Either, Exit, Logger, LogLevel, Scope } from "effect"
 import * as RedisStore from "../../../src/ratelimit/RedisStore.ts"
 import type { Request, Store } from "../../../src/ratelimit/Store.ts"
@@ -103,6 +104,28 @@ describe("Redis store", () => {
     await until("the recovery to be logged", () => logs.some((l) => l.includes("is reachable again")))
     expect(logs.filter((l) => l.includes("is reachable again"))).toHaveLength(1)
     expect(logs.filter((l) => l.includes("is unreachable"))).toHaveLength(1)
+  })
+})
+
+describe("Redis store against a peer that accepts and never answers", () => {
+  it("fails each decision within the command timeout instead of holding the SMTP session", async () => {
+    const sockets: Array<net.Socket> = []
+    const silent = net.createServer((socket) => void sockets.push(socket))
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
+    const port = (silent.address() as net.AddressInfo).port
+    try {
+      const started = Date.now()
+      const result = await Effect.runPromise(Effect.scoped(Effect.flatMap(
+        Effect.orDie(RedisStore.make({ url: `redis://127.0.0.1:${port}`, connectTimeout: "500 millis", commandTimeout: "300 millis" })),
+        (store) => Effect.all([store.update("peek", [perMinute("x", 1)]), store.update("peek", [perMinute("x", 1)])].map(Effect.either))
+      )).pipe(Logger.withMinimumLogLevel(LogLevel.None)))
+      expect(result.map((r) => Either.isLeft(r) && r.left.reason)).toEqual([expect.stringMatching(/Unavailable|Timeout/), expect.stringMatching(/Unavailable|Timeout/)])
+      // The start waits for the first attempt (0.5 s + 0.5 s at most), each decision 0.3 s at most.
+      expect(Date.now() - started).toBeLessThan(2_500)
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      silent.close()
+    }
   })
 })
 

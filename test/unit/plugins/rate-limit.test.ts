@@ -47,6 +47,18 @@ describe("rate-limit options", () => {
     expect(decode({ limits: ["user=100/week"] })._tag).toBe("Left")
     expect(decode({ limits: ["user=100/hour", "recipients=1000/day"], redis: "redis://127.0.0.1:6379/1" })._tag).toBe("Right")
   })
+
+  it("takes Redis as deployed: Sentinel (a master name and HOST:PORT sentinels), Cluster (more seed nodes), a TLS CA file", () => {
+    const decode = Schema.decodeUnknownEither(Options)
+    const sentinel = { url: "rediss://bridge:pw@localhost/2", sentinel: { name: "mymaster", sentinels: ["10.0.0.1:26379", "[fd00::1]:26379"] } }
+    expect(decode({ redis: sentinel })._tag).toBe("Right")
+    expect(decode({ redis: { url: "redis://10.0.0.1:6379", cluster: { nodes: ["10.0.0.2:6379"] }, tlsCa: "/etc/ssl/redis-ca.pem" } })._tag).toBe("Right")
+    expect(() => rateLimit({ redis: { url: "redis://x", sentinel: { name: "m", sentinels: ["10.0.0.1:99999"] } } })).toThrow(
+      /^rate-limit: redis\.sentinel\.sentinels\[0\]: expected a HOST:PORT string .*invalid node "10\.0\.0\.1:99999"/
+    )
+    expect(() => rateLimit({ redis: { url: "redis://x", sentinel: { name: "m", sentinels: [] } } })).toThrow(/^rate-limit: redis\.sentinel\.sentinels: /)
+    expect(() => rateLimit({ redis: { url: "redis://x", cluster: { nodes: ["a:b:c"] } } })).toThrow(/^rate-limit: redis\.cluster\.nodes\[0\]: expected a HOST:PORT string/)
+  })
 })
 
 describe("rate-limit hooks", () => {
