@@ -18,8 +18,8 @@ export { decodeOptions, definePlugin, hookNames, PluginOptionsError } from "./pi
 /** Decoding a plugin's options with its `effect/Schema`, the error naming the option. */
 export * as PluginOptions from "./pipeline/PluginOptions.ts"
 export type {
-  AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
-  MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
+  AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
+  MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep, Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"
 export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./protocol/Envelope.ts"
