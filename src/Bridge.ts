@@ -28,8 +28,9 @@ import type { Transport } from "./transport/Transport.ts"
 
 export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly message: string }> {}
 
-/** Whether AUTH is checked by anything: `users`, or a configured plugin with an `auth` hook (auth-ldap, auth-http). */
-const authenticates = (config: BridgeConfig): boolean => config.users !== undefined || config.plugins.some((p) => p.auth !== undefined)
+/** Whether AUTH is checked by anything: `users`, or a configured plugin with an `auth` hook (auth-ldap, auth-http) or SASL mechanisms. */
+const authenticates = (config: BridgeConfig): boolean =>
+  config.users !== undefined || config.plugins.some((p) => p.auth !== undefined || p.sasl !== undefined)
 
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
