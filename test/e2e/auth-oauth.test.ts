@@ -227,6 +227,24 @@ describe("auth-oauth", () => {
     })
   })
 
+  it("is guarded by the AUTH throttle: after 2 bad tokens for a user, even a good one gets 454 4.7.0", async () => {
+    const strict = await startBridge({
+      tls: { cert, key },
+      rateLimit: { authFailures: { perIp: "100/hour", perUser: "2/hour", delay: "1 millis", maxDelay: "1 millis" } },
+      plugins: [authOauth({ jwksUrl: jwks.url, issuer, audience })]
+    })
+    try {
+      for (let i = 0; i < 2; i++) expect((await oauthbearer(strict.port, await mint(rsa, {}, { exp: now() - 3600 }))).final).toMatch(/^535 5\.7\.8 /)
+      const { c, final } = await oauthbearer(strict.port, await mint(rsa))
+      expect(final).toMatch(/^454 4\.7\.0 Too many authentication failures for this user/)
+      // Withheld: the session is not authenticated.
+      expect(await c.command("MAIL FROM:<alice@example.com>")).toMatch(/^530 /)
+      c.close()
+    } finally {
+      await strict.stop()
+    }
+  })
+
   describe("when the key set cannot be had", () => {
     it("never follows a redirect of the JWKS URL: 454 4.7.0, the target never asked", async () => {
       const redirecting = await jwksServer("redirect")
