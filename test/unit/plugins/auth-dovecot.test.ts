@@ -1,5 +1,6 @@
 /** auth-dovecot's pure protocol part: Dovecot's tab-escaping, the lines it sends and takes, the bounded line reader, the options. */
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
+import { decodeOptions } from "../../../src/index.ts"
 import { describe, expect, it } from "vitest"
 import { Options } from "../../../plugins/auth-dovecot/options.ts"
 import * as Protocol from "../../../plugins/auth-dovecot/Protocol.ts"
@@ -81,5 +82,10 @@ describe("options", () => {
     expect(decode({})._tag).toBe("Left")
     expect(decode({ path: "/x", timeout: "2 minutes" })._tag).toBe("Left")
     expect(decode({ path: "/x", mechanisms: ["scram sha"] })._tag).toBe("Left")
+  })
+
+  it("names the option and what it expects, as check-config shows it", () => {
+    const error = Effect.runSync(Effect.flip(decodeOptions("auth-dovecot", Options, { path: "/x", timeout: "2 minutes" })))
+    expect(error.message).toBe('auth-dovecot: timeout: expected a duration above zero and at most 60 seconds, like "10 seconds", got "2 minutes"')
   })
 })
