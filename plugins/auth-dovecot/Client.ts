@@ -11,10 +11,7 @@ import type { Options } from "./options.ts"
 import * as Protocol from "./Protocol.ts"
 
 /** How a request went: Dovecot's answer, or no answer (not connected, too many requests, lost, timed out). */
-export type Outcome = Exclude<Protocol.Answer, { _tag: "Cont" }> | { readonly _tag: "Cont"; readonly data: string } | {
-  readonly _tag: "Unavailable"
-  readonly why: string
-}
+export type Outcome = Protocol.Answer | { readonly _tag: "Unavailable"; readonly why: string }
 
 interface Live {
   readonly socket: Connect.ClientSocket
@@ -40,9 +37,7 @@ export interface Client {
 /** Mechanisms announced past this many are ignored (a hostile server cannot grow the list). */
 const maxMechs = 64
 
-type Endpoint = Connect.Endpoint
-
-const endpointOf = (options: Options): Endpoint =>
+const endpointOf = (options: Options): Connect.Endpoint =>
   options.path !== undefined ? { path: options.path } : { host: options.host!, port: options.port! }
 
 /**
@@ -178,8 +173,7 @@ export const make = Effect.fn("auth-dovecot.make")(function*(options: Options) {
       return unavailable(`no answer within ${Duration.format(options.timeout)}`)
     }
     const a = answer.value
-    if (a === "lost") return unavailable(`lost the connection to ${description}`)
-    return a as Outcome
+    return a === "lost" ? unavailable(`lost the connection to ${description}`) : a
   })
 
   const client: Client = {

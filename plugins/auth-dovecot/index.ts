@@ -48,7 +48,7 @@ const clientOf = (session: SessionInfo, options: OptionsType): Protocol.Client =
   secured: session.tls !== undefined
 })
 
-/** A finished request as a verdict; `Cont` or a broken answer is no verdict (undefined). */
+/** A finished request as a verdict (and the user Dovecot named); an unexpected `Cont` or a broken answer is a 454. */
 const verdictOf = (outcome: Client.Outcome, warn: (why: string) => Effect.Effect<void>): Effect.Effect<{ verdict: Verdict.Verdict; user: string | undefined }> => {
   switch (outcome._tag) {
     case "Ok": {
