@@ -53,7 +53,7 @@ const hs256WithPublicKey = (s: Signer) => {
 }
 
 /** A JWKS endpoint on loopback: serves `keys`, counts requests; or redirects, or never answers. */
-const jwksServer = async (behaviour: "serve" | "redirect" | "hang") => {
+const jwksServer = async (behaviour: "serve" | "redirect" | "hang" | "huge") => {
   const state = { keys: [] as Array<JWK>, requests: 0, redirectTargetHits: 0 }
   const server = http.createServer((req, res) => {
     if (req.url === "/target") {
@@ -64,6 +64,8 @@ const jwksServer = async (behaviour: "serve" | "redirect" | "hang") => {
     state.requests++
     if (behaviour === "redirect") return void res.writeHead(302, { location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/target` }).end()
     if (behaviour === "hang") return
+    // A valid key set padded past any sane size (1 MB of whitespace, then the keys).
+    if (behaviour === "huge") return void res.writeHead(200, { "content-type": "application/json" }).end(" ".repeat(1024 * 1024) + JSON.stringify({ keys: state.keys }))
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: state.keys }))
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
@@ -259,6 +261,20 @@ describe("auth-oauth", () => {
       } finally {
         await b.stop()
         await redirecting.close()
+      }
+    })
+
+    it("answers 454 4.7.0 to a key set larger than maxJwksBytes, read no further", async () => {
+      const huge = await jwksServer("huge")
+      huge.state.keys = [rsa.jwk]
+      const b = await startBridge({ tls: { cert, key }, plugins: [authOauth({ jwksUrl: huge.url, issuer, audience, maxJwksBytes: 64 * 1024 })] })
+      try {
+        const { c, final } = await oauthbearer(b.port, await mint(rsa))
+        expect(final).toMatch(/^454 4\.7\.0 /)
+        c.close()
+      } finally {
+        await b.stop()
+        await huge.close()
       }
     })
 
