@@ -52,6 +52,8 @@ interface Open {
   buffer: MessageBuffer.MessageBuffer | undefined
   storageFailed: boolean
   content: Message.Content | undefined
+  /** A plugin mechanism's exchange in progress. */
+  exchange: Pipeline.Exchange | undefined
   readonly added: Array<{ name: string; value: string }>
   readonly removed: Array<(h: Message.Header) => boolean>
   ended: boolean
@@ -90,6 +92,8 @@ const runHook = (c: Open, action: Engine.Run): Effect.Effect<Engine.Input> => {
       return Effect.map(pipeline.run("rcptTo", action.ctx), verdictOf)
     case "auth":
       return Effect.map(pipeline.run("auth", action.ctx), verdictOf)
+    case "authAttempt":
+      return Effect.map(pipeline.run("authAttempt", action.ctx), verdictOf)
     case "data":
       return runData(c, action.ctx)
   }
@@ -111,10 +115,29 @@ const dropMessage = (c: Open): Effect.Effect<void> => {
   return buffer === undefined ? Effect.void : buffer.dispose
 }
 
+/** A plugin mechanism's step, as the machine's input; the exchange is forgotten once it is done. */
+const stepOf = (c: Open, exchange: Pipeline.Exchange, response: string | undefined): Effect.Effect<Engine.Input> =>
+  Effect.map(exchange.step(response), (step): Engine.Input => {
+    if (step._tag === "Done") c.exchange = undefined
+    return { _tag: "SaslStep", step, plugin: exchange.plugin }
+  })
+
 const perform = (c: Open, action: Engine.Action): Effect.Effect<Engine.Input | undefined> => {
   switch (action._tag) {
     case "Run":
       return runHook(c, action)
+    case "SaslStart":
+      return Effect.flatMap(c.env.pipeline.sasl(action.ctx), (exchange) => {
+        c.exchange = exchange
+        return stepOf(c, exchange, action.initial)
+      })
+    case "SaslContinue":
+      return stepOf(c, c.exchange!, action.response)
+    case "SaslAbort": {
+      const exchange = c.exchange
+      c.exchange = undefined
+      return exchange === undefined ? Effect.succeed(undefined) : Effect.as(exchange.abort, undefined)
+    }
     case "CheckStorage":
       return Effect.succeed({ _tag: "Storage", ok: true })
     case "StartTls":
@@ -232,6 +255,7 @@ export const open = (env: ServerEnv, settings: Engine.Settings, info: SessionInf
       buffer: undefined,
       storageFailed: false,
       content: undefined,
+      exchange: undefined,
       added: [],
       removed: [],
       ended: false
