@@ -28,8 +28,13 @@ import type { Transport } from "./transport/Transport.ts"
 
 export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly message: string }> {}
 
-/** Whether AUTH is checked by anything: `users`, or a configured plugin with an `auth` hook (auth-ldap, auth-http). */
-const authenticates = (config: BridgeConfig): boolean => config.users !== undefined || config.plugins.some((p) => p.auth !== undefined)
+/**
+ * Whether AUTH is checked by anything: `users`, `auth` backends, or a configured plugin with an
+ * `auth` hook. A plugin made by `definePlugin({ options, make })` shows its hooks only once set up,
+ * so the authentication backends' names (`auth-*`, as the built-in ones are named) count too.
+ */
+const authenticates = (config: BridgeConfig): boolean =>
+  config.users !== undefined || config.plugins.some((p) => p.auth !== undefined || p.name.startsWith("auth-"))
 
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
