@@ -6,15 +6,17 @@
 import { Cause, Context, Data, Duration, Effect, Exit, Fiber, Runtime, type Scope, Tracer } from "effect"
 import * as Tracing from "../util/Tracing.ts"
 import type {
-  AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
-  MailFromContext, Plugin, RcptToContext, Route, RouteContext, Services, VerdictHook
+  AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
+  MailFromContext, Plugin, RcptToContext, Route, RouteContext, SaslContext, SaslExchange, SaslStep, Services, VerdictHook
 } from "./Plugin.ts"
+import type { SessionInfo } from "./Session.ts"
 import * as Verdict from "./Verdict.ts"
 
 interface VerdictContexts {
   readonly connect: ConnectContext
   readonly helo: HeloContext
   readonly auth: AuthContext
+  readonly authAttempt: AuthAttemptContext
   readonly mailFrom: MailFromContext
   readonly rcptTo: RcptToContext
   readonly data: DataContext
@@ -37,6 +39,14 @@ export interface Pipeline {
   readonly has: (hook: keyof Hooks) => boolean
   readonly run: <H extends VerdictHook>(hook: H, ctx: VerdictContexts[H]) => Effect.Effect<Outcome>
   readonly route: (ctx: RouteContext) => Effect.Effect<ReadonlyArray<Route> | undefined>
+  /** The plugins' SASL mechanisms for this session, in capitals, without duplicates nor the bridge's own PLAIN and LOGIN. */
+  readonly mechanisms: (session: SessionInfo) => ReadonlyArray<string>
+  /**
+   * Starts an exchange with the first plugin offering `mechanism`. Every step runs under the
+   * plugin's guard: one that fails, dies or times out ends the exchange as a failed `auth` hook
+   * does (`Done` with Defer 451 4.3.0), so the session goes on.
+   */
+  readonly sasl: (ctx: SaslContext) => Effect.Effect<Exchange>
   readonly notify: {
     (hook: "authResult", ctx: AuthResultContext): Effect.Effect<void>
     (hook: "delivered", ctx: DeliveredContext): Effect.Effect<void>
@@ -44,8 +54,17 @@ export interface Pipeline {
   }
 }
 
+/** An exchange as the server drives it: each step guarded, `abort` never failing. */
+export interface Exchange {
+  /** The plugin running it, for logs. */
+  readonly plugin: string | undefined
+  readonly step: (response: string | undefined) => Effect.Effect<SaslStep>
+  readonly abort: Effect.Effect<void>
+}
+
 const failed = Verdict.Defer({ code: 451, enhanced: "4.3.0", text: "Temporary failure, please try again later" })
 const defaultTimeout = Duration.seconds(30)
+const unavailable = Verdict.Defer({ code: 454, enhanced: "4.7.0", text: "Authentication mechanism not available now, try again later" })
 
 type Guard = <A>(plugin: Loaded, hook: string, run: () => Effect.Effect<A, unknown, Services>, fallback: A) => Effect.Effect<A>
 
@@ -146,10 +165,35 @@ const runRoutes = Effect.fnUntraced(function*(list: ReadonlyArray<Loaded>, ctx: 
   return undefined
 })
 
+/** Names as RFC 4422 3.1 allows them; anything else a plugin offers is ignored. */
+const mechanismName = /^[A-Z0-9_-]{1,20}$/
+
+/** A plugin's mechanisms for `session`; a list that throws counts as empty (it runs at each EHLO, outside any hook's guard). */
+const offered = (plugin: Loaded, session: SessionInfo): ReadonlyArray<string> => {
+  try {
+    return plugin.hooks.saslMechanisms?.(session) ?? []
+  } catch {
+    return []
+  }
+}
+
+const native = new Set(["PLAIN", "LOGIN"])
+
+const saslFailed: SaslStep = { _tag: "Done", verdict: failed, username: undefined }
+
+/** A plugin's exchange, each step guarded as a hook is. */
+const guardedExchange = (plugin: Loaded, exchange: SaslExchange, guard: Guard): Exchange => ({
+  plugin: plugin.name,
+  step: (response) => guard(plugin, "sasl", () => exchange.step(response), saslFailed),
+  abort: exchange.abort === undefined ? Effect.void : guard(plugin, "sasl", () => exchange.abort!, undefined)
+})
+
+const noExchange = (plugin: string | undefined, step: SaslStep): Exchange => ({ plugin, step: () => Effect.succeed(step), abort: Effect.void })
+
 const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   const with_ = (hook: keyof Hooks) => loaded.filter((p) => p.hooks[hook] !== undefined)
   const byHook = new Map<keyof Hooks, ReadonlyArray<Loaded>>()
-  for (const hook of ["connect", "helo", "auth", "authResult", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"] as const) {
+  for (const hook of ["connect", "helo", "auth", "authAttempt", "authResult", "saslMechanisms", "sasl", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"] as const) {
     byHook.set(hook, with_(hook))
   }
   const run = <H extends VerdictHook>(hook: H, ctx: VerdictContexts[H]): Effect.Effect<Outcome> => {
@@ -159,6 +203,24 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   }
   const routeList = byHook.get("route") ?? []
   const route = (ctx: RouteContext): Effect.Effect<ReadonlyArray<Route> | undefined> => runRoutes(routeList, ctx, guard)
+  const saslList = (byHook.get("sasl") ?? []).filter((p) => p.hooks.saslMechanisms !== undefined)
+  const mechanisms = (session: SessionInfo): ReadonlyArray<string> => {
+    if (saslList.length === 0) return []
+    const names = new Set<string>()
+    for (const plugin of saslList) {
+      for (const name of offered(plugin, session)) if (mechanismName.test(name) && !native.has(name)) names.add(name)
+    }
+    return [...names]
+  }
+  const sasl = (ctx: SaslContext): Effect.Effect<Exchange> => {
+    const plugin = saslList.find((p) => offered(p, ctx.session).includes(ctx.mechanism))
+    // Offered at EHLO, gone since (a backend that reconnected with fewer): not the client's fault.
+    if (plugin === undefined) return Effect.succeed(noExchange(undefined, { _tag: "Done", verdict: unavailable, username: undefined }))
+    return Effect.map(
+      guard(plugin, "sasl", () => Effect.map(plugin.hooks.sasl!(ctx), (exchange): Exchange | undefined => guardedExchange(plugin, exchange, guard)), undefined),
+      (exchange) => exchange ?? noExchange(plugin.name, saslFailed)
+    )
+  }
   type NotifyContext = AuthResultContext | DeliveredContext | DisconnectContext
   const notify = (hook: "authResult" | "delivered" | "disconnect", ctx: NotifyContext): Effect.Effect<void> =>
     Effect.forEach(byHook.get(hook) ?? [], (plugin) => {
@@ -170,6 +232,8 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
     has: (hook) => (byHook.get(hook) ?? []).length > 0,
     run,
     route,
+    mechanisms,
+    sasl,
     notify: notify as Pipeline["notify"]
   }
 }

@@ -37,6 +37,7 @@ export interface HeloContext {
 
 export interface AuthContext {
   readonly session: SessionInfo
+  /** The bridge's own mechanisms: a plugin's SASL mechanisms go to its `sasl` exchange instead. */
   readonly mechanism: "PLAIN" | "LOGIN"
   readonly username: string
   readonly password: string
@@ -46,7 +47,9 @@ export interface AuthContext {
 
 export interface AuthResultContext {
   readonly session: SessionInfo
-  readonly mechanism: "PLAIN" | "LOGIN"
+  /** PLAIN, LOGIN, or a plugin's mechanism (SCRAM-SHA-256, OAUTHBEARER, ...). */
+  readonly mechanism: string
+  /** The user the client named; empty when a plugin's exchange ended before naming one. */
   readonly username: string
   /** Whether the exchange authenticated the session; never carries the password. */
   readonly success: boolean
@@ -55,6 +58,48 @@ export interface AuthResultContext {
    * Disconnect (a backend down, a throttle), so nothing was learnt about the password.
    */
   readonly outcome: "success" | "failure" | "deferred"
+}
+
+/** A plugin's SASL exchange decided: what the throttle sees before the client hears the result. */
+export interface AuthAttemptContext {
+  readonly session: SessionInfo
+  readonly mechanism: string
+  readonly username: string
+}
+
+/** The start of an exchange of a plugin's SASL mechanism (`AUTH <mechanism>`). */
+export interface SaslContext {
+  readonly session: SessionInfo
+  /** In capitals, one of those the plugin's `saslMechanisms` gave. */
+  readonly mechanism: string
+}
+
+/**
+ * What one step of a SASL exchange gives: another challenge (sent as `334 <text>`; `text` is the
+ * base64 of the challenge, `""` for an empty one), or the end with its verdict: `Accept` with an
+ * `identity` authenticates the session, `Reject` is a failed attempt (535 5.7.8 unless it says
+ * otherwise), `Defer` a temporary failure (454 4.7.0) that does not count against the client.
+ */
+export type SaslStep =
+  | { readonly _tag: "Challenge"; readonly text: string }
+  | {
+    readonly _tag: "Done"
+    readonly verdict: Verdict
+    /** The user the client named (for logs and the AUTH throttle), when the mechanism learnt one. */
+    readonly username: string | undefined
+  }
+
+/**
+ * One SASL exchange of a plugin's mechanism, from `AUTH` to its verdict. The bridge calls `step`
+ * with the client's initial response (`undefined` when it sent none; `""` for RFC 4954's `=`),
+ * then with each response to a challenge, all as the client sent them (base64, checked by the
+ * bridge), until a step gives `Done`. When the client cancels (`*`), leaves or times out, or the
+ * session closes, `abort` runs instead of the next step. Neither a response nor a challenge is
+ * ever kept in the session's state or logged.
+ */
+export interface SaslExchange {
+  readonly step: (response: string | undefined) => Effect.Effect<SaslStep, unknown, Services>
+  readonly abort?: Effect.Effect<void>
 }
 
 export interface MailFromContext {
@@ -125,17 +170,35 @@ export interface Hooks {
   readonly data?: Hook<DataContext, Verdict>
   /** The first plugin that returns routes decides; `undefined` passes. */
   readonly route?: Hook<RouteContext, ReadonlyArray<Route> | undefined>
-  /** After each AUTH exchange that reached the `auth` hooks (brute-force counters, audit logs). */
+  /** After each AUTH exchange that reached the `auth` hooks or a plugin's exchange's end (brute-force counters, audit logs). */
   readonly authResult?: Hook<AuthResultContext, void>
+  /**
+   * SASL mechanisms this plugin offers besides the bridge's PLAIN and LOGIN, asked at each EHLO
+   * and AUTH (a backend may learn its list at run time). Names in capitals (RFC 4422 3.1); the
+   * first plugin that offers a mechanism runs its exchanges.
+   *
+   * @example
+   * saslMechanisms: () => ["OAUTHBEARER", "XOAUTH2"]
+   */
+  readonly saslMechanisms?: (session: SessionInfo) => ReadonlyArray<string>
+  /** Starts an exchange of one of `saslMechanisms`' mechanisms. */
+  readonly sasl?: Hook<SaslContext, SaslExchange>
+  /**
+   * After a plugin's SASL exchange decided and before the client hears it, with the user it
+   * named: a verdict other than `Continue` replaces the exchange's (the AUTH throttle defers
+   * here, since a multi-step exchange names its user only inside the mechanism).
+   */
+  readonly authAttempt?: Hook<AuthAttemptContext, Verdict>
   readonly delivered?: Hook<DeliveredContext, void>
   readonly disconnect?: Hook<DisconnectContext, void>
 }
 
 export type HookName = keyof Hooks
-export type VerdictHook = "connect" | "helo" | "auth" | "mailFrom" | "rcptTo" | "data"
+export type VerdictHook = "connect" | "helo" | "auth" | "authAttempt" | "mailFrom" | "rcptTo" | "data"
 
 export const hookNames: ReadonlyArray<HookName> = [
-  "connect", "helo", "auth", "authResult", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"
+  "connect", "helo", "auth", "authAttempt", "authResult", "saslMechanisms", "sasl", "mailFrom", "rcptTo", "data", "route", "delivered",
+  "disconnect"
 ]
 
 /**
