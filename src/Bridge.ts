@@ -4,7 +4,6 @@
  */
 import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Scope } from "effect"
 import { arcSeal } from "../plugins/arc-seal/index.ts"
-import { authHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import { dkimSign } from "../plugins/dkim-sign/index.ts"
 import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
 import { received } from "../plugins/received/index.ts"
@@ -14,6 +13,7 @@ import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
 import * as Admin from "./admin/Admin.ts"
 import * as Readiness from "./admin/Readiness.ts"
+import * as Backends from "./auth/Backends.ts"
 import * as Reload from "./admin/Reload.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Resolver from "./dns/Resolver.ts"
@@ -34,7 +34,7 @@ export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly mess
  * so the authentication backends' names (`auth-*`, as the built-in ones are named) count too.
  */
 const authenticates = (config: BridgeConfig): boolean =>
-  config.users !== undefined || config.plugins.some((p) => p.auth !== undefined || p.name.startsWith("auth-"))
+  config.users !== undefined || config.auth.length > 0 || config.plugins.some((p) => p.auth !== undefined || p.name.startsWith("auth-"))
 
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
@@ -42,7 +42,8 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   // Before AUTH: its auth hook counts each attempt before credentials are checked, and slows down
   // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.
   ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : authenticates(config) ? [rateLimit({})] : []),
-  ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
+  // `users`, then the `auth` backends in order: the first that knows the user decides.
+  ...Backends.plugins(config),
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
   ...config.plugins,
@@ -129,6 +130,7 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
     yield* Effect.logInfo(
       `smtp-bridge listening on ${listening}; hostname ${config.hostname}; ` +
         `TLS ${config.tls === undefined ? "off" : "on"}; AUTH ${pipeline.has("auth") ? (config.allowInsecureAuth ? "on (insecure allowed)" : "on (TLS only)") : "off"}; ` +
+        `auth ${Backends.describe(config)}; ` +
         `plugins ${order}; transports ${Build.describe(config.transports)}; spool ${config.spool === undefined ? "off" : config.spool.dir}; max size ${config.limits.maxMessageSize}; ` +
         `shutdown timeout ${Duration.format(config.shutdownTimeout)}; telemetry ${Telemetry.describe(config.telemetry)}`
     )

@@ -7,6 +7,7 @@ import { Command } from "@effect/cli"
 import { Console, Duration, Effect, Either, Option, Queue } from "effect"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
+import * as Backends from "./auth/Backends.ts"
 import * as Bridge from "./Bridge.ts"
 import * as ConfigFlags from "./commands/ConfigFlags.ts"
 import * as Files from "./commands/Files.ts"
@@ -156,7 +157,12 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
     `hostname ${config.hostname}`,
     `listen ${listeners}`,
     `TLS ${config.tls === undefined ? "off" : "on"}`,
-    `AUTH ${users === undefined ? "off" : `${users} user${users === 1 ? "" : "s"}${config.allowInsecureAuth ? " (insecure allowed)" : ""}`}`,
+    `AUTH ${
+      users === undefined && config.auth.length === 0
+        ? "off"
+        : `${users === undefined ? "on" : `${users} user${users === 1 ? "" : "s"}`}${config.allowInsecureAuth ? " (insecure allowed)" : ""}`
+    }`,
+    `auth ${Backends.describe(config)}`,
     `trust ${config.trust.length === 0 ? "none" : config.trust.join(" ")}`,
     `transports ${Build.describe(config.transports)}`,
     `routes ${config.routes === undefined ? "none" : config.routes.length}`,
