@@ -51,6 +51,13 @@ const trustedFrom = (flags: ReadonlyArray<string>): Record<string, Array<string>
   return out
 }
 
+/** `--auth URL ...` in order, then the OAuth backend that `--oauth-*` describe (its other options from the file). */
+const authFlags = (o: ConfigFlags.ConfigOptions): Pick<Load.Flags, "auth"> => {
+  const oauth = { ...given("jwksUrl", o.oauthJwks), ...given("issuer", o.oauthIssuer), ...given("audience", o.oauthAudience) }
+  const entries: Array<unknown> = [...o.auth, ...(Object.keys(oauth).length > 0 ? [{ type: "oauth", ...oauth }] : [])]
+  return entries.length > 0 ? { auth: entries } : {}
+}
+
 /** Only the flags actually given, so that the config file keeps everything else. */
 const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
   const tls = { ...given("cert", o.tlsCert), ...given("key", o.tlsKey) }
@@ -68,6 +75,7 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
     ...given("hostname", o.hostname),
     ...(Object.keys(tls).length > 0 ? { tls } : {}),
     ...given("users", o.users),
+    ...authFlags(o),
     ...(o.allowInsecureAuth ? { allowInsecureAuth: true } : {}),
     ...nonEmpty("trust", o.trust),
     ...given("maildir", o.maildir),

@@ -188,3 +188,25 @@ export const Cache = Schema.Struct({
   /** Entries kept per backend and kind (accepted, refused); the oldest go first; default 10000. */
   maxEntries: withDefault(PositiveInt, () => 10_000)
 }).annotations(expecting("{ ttl?, negativeTtl?, maxEntries? }"))
+
+/**
+ * The `auth` of the flags over the config file's: the flags name the backends and their order
+ * (the file's list is replaced, as `--listen` replaces `listen`), but each flag's backend keeps
+ * the options of the file's first entry of its type — the LDAP bind and filter, the HTTP secret,
+ * the OAuth identity claim — with what the flag says on top (a URL's base DN replaces the file's).
+ */
+export const mergeFlags = (file: unknown, flags: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
+  const entries = Array.isArray(file) ? file.filter(isRecord) : []
+  const used = new Set<Record<string, unknown>>()
+  return flags.map((flag) => {
+    const type = typeof flag === "string" ? typeOfUrl(flag) : isRecord(flag) ? flag.type : undefined
+    const base = entries.find((e) => e.type === type && !used.has(e))
+    if (base === undefined) return flag
+    used.add(base)
+    if (isRecord(flag)) return { ...base, ...flag }
+    if (typeof flag !== "string") return flag
+    const { base: fileBase, ...rest } = base
+    const replacesBase = type === "ldap" && /^ldaps?:\/\/[^/?#]*\/[^?#]/i.test(flag)
+    return { ...rest, ...(replacesBase || fileBase === undefined ? {} : { base: fileBase }), url: flag }
+  })
+}
