@@ -8,6 +8,7 @@ import { Console, Duration, Effect, Either, Option, Queue } from "effect"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
 import * as Backends from "./auth/Backends.ts"
+import type * as AuthConfig from "./config/Auth.ts"
 import * as Bridge from "./Bridge.ts"
 import * as ConfigFlags from "./commands/ConfigFlags.ts"
 import * as Files from "./commands/Files.ts"
@@ -54,7 +55,7 @@ const trustedFrom = (flags: ReadonlyArray<string>): Record<string, Array<string>
 /** `--auth URL ...` in order, then the OAuth backend that `--oauth-*` describe (its other options from the file). */
 const authFlags = (o: ConfigFlags.ConfigOptions): Pick<Load.Flags, "auth"> => {
   const oauth = { ...given("jwksUrl", o.oauthJwks), ...given("issuer", o.oauthIssuer), ...given("audience", o.oauthAudience) }
-  const entries: Array<unknown> = [...o.auth, ...(Object.keys(oauth).length > 0 ? [{ type: "oauth", ...oauth }] : [])]
+  const entries: Array<AuthConfig.BackendInput> = [...o.auth, ...(Object.keys(oauth).length > 0 ? [{ type: "oauth" as const, ...oauth }] : [])]
   return entries.length > 0 ? { auth: entries } : {}
 }
 

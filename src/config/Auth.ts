@@ -37,6 +37,15 @@ export type Backend =
 
 export type BackendType = Backend["type"]
 
+/**
+ * What a config file writes for one backend: a URL, or the type and the plugin's options. Every
+ * option is optional here because `--auth URL` may complete the entry (the LDAP URL gives `url`
+ * and `base`); the schema checks the complete entry.
+ */
+export type BackendInput =
+  | string
+  | { readonly [T in BackendType]: { readonly type: T; readonly url?: string } & Partial<Extract<Backend, { type: T }>["options"]> }[BackendType]
+
 /** Each type's options schema; the entry's other keys are checked with it. */
 const schemas: { readonly [T in BackendType]: Schema.Schema<unknown, unknown, never> } = {
   htpasswd: Htpasswd as Schema.Schema<unknown, unknown, never>,
@@ -135,7 +144,7 @@ const Decoded = Schema.declare((u: unknown): u is Backend => isRecord(u) && type
 const phrase = "an auth backend"
 
 /** One entry of `auth`: a URL or `{ type, ...options }`, checked with the type's options schema. */
-export const Backend = Schema.transformOrFail(Schema.Unknown, Decoded, {
+export const Backend = Schema.transformOrFail(Schema.Unknown as Schema.Schema<BackendInput>, Decoded, {
   strict: true,
   decode: (input, _, ast) =>
     Effect.gen(function*() {
@@ -156,7 +165,7 @@ export const Backend = Schema.transformOrFail(Schema.Unknown, Decoded, {
       yield* ParseResult.decodeUnknown(schemas[type as BackendType])(options, { onExcessProperty: "error" })
       return { type, options } as Backend
     }),
-  encode: (backend) => ParseResult.succeed({ type: backend.type, ...backend.options })
+  encode: (backend) => ParseResult.succeed({ type: backend.type, ...backend.options } as BackendInput)
 }).annotations(expecting(phrase))
 
 /** How a backend is named in the start-up line, `check-config` and metrics: never a secret. */
