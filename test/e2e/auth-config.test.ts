@@ -196,6 +196,21 @@ describe("authCache in front of the HTTP backend", () => {
     expect(service.asked).toEqual(["Dave", "dave ", " dave", "dav\u0435"])
   })
 
+  it("never lets a cached login act for another identity: AUTH PLAIN with an authzid is the backend's to refuse, 535 5.7.8", async () => {
+    service.passwords.set("gina", "gina-pw")
+    expect(await auth(bridge.port, "gina", "gina-pw")).toMatch(/^235 2\.7\.0 /)
+    const c = await connect(bridge.port)
+    try {
+      await c.read()
+      await c.command("EHLO client.test")
+      expect(await c.command(`AUTH PLAIN ${b64("dave\0gina\0gina-pw")}`)).toMatch(/^535 5\.7\.8 /)
+    } finally {
+      c.close()
+    }
+    // auth-http refuses acting for another identity itself, without a request.
+    expect(askedFor("gina")).toBe(1)
+  })
+
   it("refuses a password changed in the backend at once once the new one logged in (235 for the new, then 535 for the old)", async () => {
     service.passwords.set("dave", "pw-2")
     const before = askedFor("dave")
