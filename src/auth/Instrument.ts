@@ -1,7 +1,8 @@
 /**
  * Puts the result cache (`Cache.ts`), per-backend metrics and a log line around one
- * authentication backend's `auth` hook. The plugin stays as it is otherwise (its SASL mechanisms,
- * its setup); the hook it gets from `setup` is wrapped too.
+ * authentication backend's `auth` hook, and the metrics and log line around its own SASL
+ * exchanges (`sasl`). The plugin stays as it is otherwise; the hooks it gets from `setup` are
+ * wrapped too.
  *
  * Metrics, labelled `backend` (`ldap`, `http`, `htpasswd`, ..., `ldap#2` for a second one):
  * - `smtp_bridge_auth_backend_requests_total{backend,result}`: checks that reached the backend,
@@ -17,12 +18,13 @@
  */
 import { Cause, Clock, Effect, Exit, Metric, MetricBoundaries } from "effect"
 import * as Metrics from "../observability/Metrics.ts"
-import type { AuthContext, Hooks, Plugin, Services } from "../pipeline/Plugin.ts"
+import type { AuthContext, Hooks, Plugin, SaslContext, SaslExchange, SaslStep, Services } from "../pipeline/Plugin.ts"
 import * as Senders from "../pipeline/Senders.ts"
 import type { Verdict } from "../pipeline/Verdict.ts"
 import type * as Cache from "./Cache.ts"
 
 type AuthHook = NonNullable<Hooks["auth"]>
+type SaslHook = NonNullable<Hooks["sasl"]>
 type Result = "accepted" | "invalid" | "unknown" | "unavailable" | "error" | "timeout"
 
 const requests = Metric.counter(`${Metrics.prefix}auth_backend_requests_total`, {
@@ -119,17 +121,49 @@ const wrapHook = (meter: Meters, cache: Cache.Cache | undefined, auth: AuthHook)
   check(meter, cache, auth, ctx)
 
 /**
+ * A SASL exchange of the backend's own mechanisms (SCRAM through Dovecot, OAUTHBEARER): the time
+ * of its steps is the backend's (the client's think time between them is not), and its `Done`
+ * counts as one request. Nothing of it is cached: each exchange is new by design.
+ */
+const meteredExchange = (meter: Meters, exchange: SaslExchange): SaslExchange => {
+  let spent = 0
+  const step = Effect.fnUntraced(function*(response: string | undefined) {
+    const start = yield* Clock.currentTimeMillis
+    const exit = yield* Effect.exit(exchange.step(response))
+    const end = yield* Clock.currentTimeMillis
+    spent += end - start
+    const done: SaslStep | undefined = Exit.isSuccess(exit) && exit.value._tag === "Done" ? exit.value : undefined
+    if (Exit.isFailure(exit) || done !== undefined) {
+      const result: Result = done !== undefined ? resultOf(done.verdict) : Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? "timeout" : "error"
+      yield* meter.took(spent / 1000)
+      yield* meter.request(result)
+      const user = done?.username === undefined ? "" : ` user ${Senders.printable(done.username)}:`
+      yield* Effect.logDebug(`auth: ${meter.label}: SASL${user} ${result} in ${spent} ms`).pipe(Effect.annotateLogs({ backend: meter.label, result }))
+    }
+    return yield* exit
+  })
+  return { ...exchange, step }
+}
+
+const wrapSasl = (meter: Meters, sasl: SaslHook): SaslHook => (ctx: SaslContext): Effect.Effect<SaslExchange, unknown, Services> =>
+  Effect.map(sasl(ctx), (exchange) => meteredExchange(meter, exchange))
+
+/** `auth` and `sasl` of `hooks` wrapped; the rest as they are. */
+const wrapHooks = <H extends Hooks>(meter: Meters, cache: Cache.Cache | undefined, hooks: H): H => ({
+  ...hooks,
+  ...(hooks.auth === undefined ? {} : { auth: wrapHook(meter, cache, hooks.auth) }),
+  ...(hooks.sasl === undefined ? {} : { sasl: wrapSasl(meter, hooks.sasl) })
+})
+
+/**
  * The plugin with its `auth` hook (static, or the one `setup` returns) behind the cache and the
  * meters of backend `label`. One cache per call: a reload makes new plugins, so it starts empty.
  */
 export const wrap = (plugin: Plugin, label: string, cache: Cache.Cache | undefined): Plugin => {
   const meter = meters(label)
-  const { auth, setup } = plugin
+  const { setup } = plugin
   return {
-    ...plugin,
-    ...(auth === undefined ? {} : { auth: wrapHook(meter, cache, auth) }),
-    ...(setup === undefined ? {} : {
-      setup: Effect.map(setup, (hooks) => (hooks.auth === undefined ? hooks : { ...hooks, auth: wrapHook(meter, cache, hooks.auth) }))
-    })
+    ...wrapHooks(meter, cache, plugin),
+    ...(setup === undefined ? {} : { setup: Effect.map(setup, (hooks) => wrapHooks(meter, cache, hooks)) })
   }
 }

@@ -33,7 +33,9 @@ describe("the authentication result cache", () => {
     expect(new Set(keys).size).toBe(keys.length)
     // Keys are no hash of the password alone: another process (another random key) gives others.
     expect(make().key(credentials("alice", "pw"))).not.toBe(keys[0])
-    expect(keys.join()).not.toContain("pw")
+    // A digest (SHA-256, base64) whatever the input's length: nothing of the password is kept.
+    expect(keys.every((k) => k.length === 44)).toBe(true)
+    expect(cache.key(credentials("alice", "a password much longer than the digest itself"))).toHaveLength(44)
   })
 
   it("drops a user's other accepted passwords when a new one is accepted (a changed password)", () => {
