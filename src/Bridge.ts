@@ -30,11 +30,13 @@ export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly mess
 
 /**
  * Whether AUTH is checked by anything: `users`, `auth` backends, or a configured plugin with an
- * `auth` hook. A plugin made by `definePlugin({ options, make })` shows its hooks only once set up,
- * so the authentication backends' names (`auth-*`, as the built-in ones are named) count too.
+ * `auth` hook or SASL mechanisms. A plugin made by `definePlugin({ options, make })` shows its
+ * hooks only once set up, so the authentication backends' names (`auth-*`, as the built-in ones
+ * are named) count too.
  */
 const authenticates = (config: BridgeConfig): boolean =>
-  config.users !== undefined || config.auth.length > 0 || config.plugins.some((p) => p.auth !== undefined || p.name.startsWith("auth-"))
+  config.users !== undefined || config.auth.length > 0 ||
+  config.plugins.some((p) => p.auth !== undefined || p.sasl !== undefined || p.name.startsWith("auth-"))
 
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [

@@ -18,7 +18,7 @@ export { decodeOptions, definePlugin, hookNames, PluginOptionsError } from "./pi
 /** Decoding a plugin's options with its `effect/Schema`, the error naming the option. */
 export type {
   AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
-  MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep, Services
+  MailFromContext, Made, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep, Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"
 export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./protocol/Envelope.ts"
@@ -37,6 +37,8 @@ export * as StaticDns from "./dns/Static.ts"
 export * as Mailauth from "./mailauth/Mailauth.ts"
 export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"
+/** Client connections (TCP, TLS, unix sockets) for plugins that speak to a backend over a socket (auth-dovecot). */
+export * as Connect from "./runtime/Connect.ts"
 /** bcrypt off the event loop (Bun's native pool, or worker threads), for password backends. */
 export * as Password from "./runtime/Password.ts"
 /** What of a URL may appear in a log line or an error (userinfo, query values and http paths hidden). */

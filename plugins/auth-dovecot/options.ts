@@ -7,7 +7,7 @@
  * Schema.decodeUnknownSync(Options)({ path: "/run/dovecot/auth-client" })
  * Schema.decodeUnknownSync(Options)({ host: "127.0.0.1", port: 12345, timeout: "5 seconds" })
  */
-import { Schema } from "effect"
+import { Duration, Schema } from "effect"
 import * as Units from "../../src/util/Units.ts"
 
 const optional = <S extends Schema.Schema.AnyNoContext>(schema: S) => Schema.optionalWith(schema, { exact: true })
@@ -31,13 +31,22 @@ export const Options = Schema.Struct({
    * LOGIN are always the bridge's own (checked with Dovecot through the `auth` hook).
    */
   mechanisms: optional(Schema.Array(MechanismName)),
-  /** Longest wait for one answer of Dovecot (an OK, FAIL or CONT), then 454 4.7.0. */
-  timeout: Schema.optionalWith(Units.Duration, { default: () => Units.parseDuration("10 seconds")! }),
+  /** Longest wait for one answer of Dovecot (an OK, FAIL or CONT), then 454 4.7.0; at most a minute. */
+  timeout: Schema.optionalWith(
+    Units.Duration.pipe(Schema.filter((d) => Duration.lessThanOrEqualTo(d, Duration.minutes(1)) || "at most 60 seconds")),
+    { default: () => Units.parseDuration("10 seconds")! }
+  ),
   /** Longest wait for the connection and Dovecot's handshake. */
   connectTimeout: Schema.optionalWith(Units.Duration, { default: () => Units.parseDuration("5 seconds")! }),
   /** First wait before reconnecting after Dovecot went away; doubles up to `maxBackoff`. */
   backoff: Schema.optionalWith(Units.Duration, { default: () => Units.parseDuration("200 millis")! }),
   maxBackoff: Schema.optionalWith(Units.Duration, { default: () => Units.parseDuration("10 seconds")! }),
+  /**
+   * Whether Dovecot's own penalty (its anvil delays each AUTH from an address with recent
+   * failures, up to 15 seconds) applies; off sends `no-penalty`, leaving brute force to the
+   * bridge's AUTH throttle.
+   */
+  penalty: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   /** Exchanges waiting for Dovecot at once, past which AUTH gets 454 4.7.0 (memory stays bounded). */
   maxPending: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100_000)), { default: () => 1000 }),
   /** Longest line read from Dovecot (its protocol expects lines within 16 KB); a longer one drops the connection. */

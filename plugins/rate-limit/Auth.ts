@@ -19,7 +19,7 @@
  */
 import { Duration, Effect } from "effect"
 import { Cidr, Notes, RateLimit, Verdict } from "../../src/index.ts"
-import type { AuthContext, AuthResultContext, SessionInfo } from "../../src/index.ts"
+import type { AuthAttemptContext, AuthContext, AuthResultContext, SessionInfo } from "../../src/index.ts"
 import type { Plan } from "./Plan.ts"
 
 interface Counted {
@@ -43,7 +43,13 @@ export const authHooks = (
   store: RateLimit.Store,
   options: { readonly exempt: (session: SessionInfo) => boolean; readonly onStoreError: "allow" | "deny" }
 ) => {
-  if (auth === undefined) return { auth: (_: AuthContext) => Effect.succeed(Verdict.Continue), authResult: (_: AuthResultContext) => Effect.void }
+  if (auth === undefined) {
+    return {
+      auth: (_: AuthContext) => Effect.succeed(Verdict.Continue),
+      authAttempt: (_: AuthAttemptContext) => Effect.succeed(Verdict.Continue),
+      authResult: (_: AuthResultContext) => Effect.void
+    }
+  }
   const network = (session: SessionInfo) => Cidr.aggregate(session.remoteAddress, auth.ipv4Prefix, auth.ipv6Prefix)
 
   // User names compare case-insensitively: a backend that ignores case must not give an attacker
@@ -78,29 +84,37 @@ export const authHooks = (
       options.onStoreError === "allow" ? Verdict.Continue : unavailable
     )
 
-  return {
-    auth: Effect.fn("rate-limit.auth")(function*({ session, username }: AuthContext) {
-      session.notes.set(Attempt, undefined)
-      if (options.exempt(session)) return Verdict.Continue
-      const keys = keysFor(session, username, yield* isKnown(session, username))
-      const results = yield* Effect.either(store.update("acquire", keys.map((k) => k.request)))
-      if (results._tag === "Left") return yield* storeFailed(results.left)
-      const before = Math.max(...results.right.map((r) => r.used))
-      let worst: { readonly what: string; readonly retryAfterMs: number } | undefined
-      results.right.forEach((r, i) => {
-        if (!r.allowed && (worst === undefined || r.retryAfterMs > worst.retryAfterMs)) worst = { what: keys[i]!.what, retryAfterMs: r.retryAfterMs }
+  /** Counts one attempt, or refuses it (454 4.7.0, after `maxDelay`) once a key is used up. */
+  const attempt = Effect.fn("rate-limit.attempt")(function*({ session, username }: { readonly session: SessionInfo; readonly username: string }) {
+    session.notes.set(Attempt, undefined)
+    if (options.exempt(session)) return Verdict.Continue
+    const keys = keysFor(session, username, yield* isKnown(session, username))
+    const results = yield* Effect.either(store.update("acquire", keys.map((k) => k.request)))
+    if (results._tag === "Left") return yield* storeFailed(results.left)
+    const before = Math.max(...results.right.map((r) => r.used))
+    let worst: { readonly what: string; readonly retryAfterMs: number } | undefined
+    results.right.forEach((r, i) => {
+      if (!r.allowed && (worst === undefined || r.retryAfterMs > worst.retryAfterMs)) worst = { what: keys[i]!.what, retryAfterMs: r.retryAfterMs }
+    })
+    if (worst !== undefined) {
+      // Not checked and not counted; answered slowly so that asking again costs the client time.
+      yield* Effect.sleep(auth.maxDelay)
+      return Verdict.defer(`Too many authentication failures ${worst.what}, try again in ${RateLimit.formatRetry(worst.retryAfterMs)}`, {
+        code: 454,
+        enhanced: "4.7.0"
       })
-      if (worst !== undefined) {
-        // Not checked and not counted; answered slowly so that asking again costs the client time.
-        yield* Effect.sleep(auth.maxDelay)
-        return Verdict.defer(`Too many authentication failures ${worst.what}, try again in ${RateLimit.formatRetry(worst.retryAfterMs)}`, {
-          code: 454,
-          enhanced: "4.7.0"
-        })
-      }
-      session.notes.set(Attempt, { requests: keys.map((k) => k.request), before })
-      return Verdict.Continue
-    }),
+    }
+    session.notes.set(Attempt, { requests: keys.map((k) => k.request), before })
+    return Verdict.Continue
+  })
+
+  return {
+    // PLAIN and LOGIN: counted before the credentials are checked.
+    auth: (ctx: AuthContext) => attempt(ctx),
+    // A plugin's mechanism (SCRAM, OAUTHBEARER, Dovecot's): its user is known only once the
+    // exchange decided, so it is counted then, before the client hears the result; past the
+    // limit the result is withheld (454), so parallel guesses learn nothing more than at `auth`.
+    authAttempt: (ctx: AuthAttemptContext) => attempt(ctx),
 
     authResult: Effect.fn("rate-limit.authResult")(function*({ outcome, session, username }: AuthResultContext) {
       const counted = session.notes.get(Attempt)

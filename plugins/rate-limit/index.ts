@@ -177,6 +177,7 @@ const counted = (hooks: ReturnType<typeof hooksFor>): ReturnType<typeof hooksFor
     ...hooks,
     connect: wrap("connect", hooks.connect),
     auth: wrap("auth", hooks.auth),
+    authAttempt: wrap("auth", hooks.authAttempt),
     mailFrom: wrap("mailFrom", hooks.mailFrom),
     rcptTo: wrap("rcptTo", hooks.rcptTo)
   }

@@ -181,10 +181,21 @@ const native = new Set(["PLAIN", "LOGIN"])
 
 const saslFailed: SaslStep = { _tag: "Done", verdict: failed, username: undefined }
 
+/** A step that is no challenge nor a valid decision counts as a failed hook, as a broken verdict does. */
+const checkStep = (plugin: Loaded) => (step: SaslStep): Effect.Effect<SaslStep> => {
+  const problem = step?._tag === "Challenge"
+    ? (typeof step.text === "string" ? undefined : "a challenge without text")
+    : step?._tag === "Done"
+    ? Verdict.problem(step.verdict)
+    : "neither Challenge nor Done"
+  if (problem === undefined) return Effect.succeed(step)
+  return Effect.as(Effect.logWarning(`plugin ${plugin.name} failed in sasl: ${problem}`).pipe(Effect.annotateLogs({ plugin: plugin.name, hook: "sasl" })), saslFailed)
+}
+
 /** A plugin's exchange, each step guarded as a hook is. */
 const guardedExchange = (plugin: Loaded, exchange: SaslExchange, guard: Guard): Exchange => ({
   plugin: plugin.name,
-  step: (response) => guard(plugin, "sasl", () => exchange.step(response), saslFailed),
+  step: (response) => Effect.flatMap(guard(plugin, "sasl", () => exchange.step(response), saslFailed), checkStep(plugin)),
   abort: exchange.abort === undefined ? Effect.void : guard(plugin, "sasl", () => exchange.abort!, undefined)
 })
 

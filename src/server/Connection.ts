@@ -58,6 +58,8 @@ interface Conn {
   refusals: number
   /** The last reply queued: the outcome of the command that gave it, for its span. */
   lastReply: Reply.Reply | undefined
+  /** A plugin mechanism's exchange in progress (its plugin holds whatever it must remember). */
+  exchange: Pipeline.Exchange | undefined
 }
 
 /**
@@ -234,6 +236,26 @@ const startTls = Effect.fnUntraced(function*(c: Conn) {
   return { _tag: "TlsUp", tls: { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "starttls" } } as const
 })
 
+const stepOf = (c: Conn, exchange: Pipeline.Exchange, response: string | undefined): Effect.Effect<Engine.Input> =>
+  Effect.map(exchange.step(response), (step): Engine.Input => {
+    if (step._tag === "Done") c.exchange = undefined
+    return { _tag: "SaslStep", step, plugin: exchange.plugin }
+  })
+
+/** Starts a plugin's exchange and gives its first step. */
+const saslStart = Effect.fnUntraced(function*(c: Conn, action: Extract<Engine.Action, { _tag: "SaslStart" }>) {
+  const exchange = yield* c.env.pipeline.sasl(action.ctx)
+  c.exchange = exchange
+  return yield* stepOf(c, exchange, action.initial)
+})
+
+/** Tells the plugin its exchange is over (the client cancelled or left); never fails. */
+const saslAbort = (c: Conn): Effect.Effect<void> => {
+  const exchange = c.exchange
+  c.exchange = undefined
+  return exchange === undefined ? Effect.void : exchange.abort
+}
+
 const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => {
   const { pipeline } = c.env
   switch (action.hook) {
@@ -247,6 +269,8 @@ const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => {
       return Effect.map(pipeline.run("rcptTo", action.ctx), verdictOf)
     case "auth":
       return Effect.map(pipeline.run("auth", action.ctx), verdictOf)
+    case "authAttempt":
+      return Effect.map(pipeline.run("authAttempt", action.ctx), verdictOf)
     case "data":
       return runData(c, action.ctx)
   }
@@ -257,6 +281,13 @@ const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | u
   switch (action._tag) {
     case "Run":
       return runHook(c, action)
+    case "SaslStart":
+      return saslStart(c, action)
+    case "SaslContinue":
+      // The machine asks only while an exchange is open; none would be a bug of ours (a defect, 421).
+      return stepOf(c, c.exchange!, action.response)
+    case "SaslAbort":
+      return Effect.as(saslAbort(c), undefined)
     case "CheckStorage":
       return checkStorage(c, action.size)
     case "StartTls":
@@ -408,6 +439,7 @@ const settingsOf = (env: ServerEnv): Engine.Settings => {
     maxMessageSize: config.limits.maxMessageSize,
     tls: env.tls() !== undefined,
     auth: env.pipeline.has("auth"),
+    saslMechanisms: env.pipeline.mechanisms,
     allowInsecureAuth: config.allowInsecureAuth,
     checkStorage: env.spool !== undefined && config.spool?.minFreeSpace !== undefined,
     bareLineEndings: config.bareLineEndings,
@@ -444,7 +476,8 @@ const session = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, 
     skipDeadline: 0,
     trace: undefined,
     refusals: 0,
-    lastReply: undefined
+    lastReply: undefined,
+    exchange: undefined
   }
   return yield* Spans.session(info, () => ({ session: c.state.session, commands: c.state.commands }), (trace) => {
     c.trace = trace
@@ -455,6 +488,8 @@ const session = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, 
 /** Whatever ended the session: pending replies out, the message dropped, the socket closed. */
 const closeSession = Effect.fnUntraced(function*(c: Conn) {
   yield* flush(c)
+  // An exchange cut short by a defect or a forced shutdown: its plugin still hears of it.
+  yield* saslAbort(c)
   yield* dropMessage(c)
   yield* c.socket.close
   yield* c.env.pipeline.notify("disconnect", { session: c.state.session })

@@ -1,19 +1,22 @@
 /**
- * AUTH PLAIN and LOGIN (RFC 4954) as rules of the session machine: when AUTH may start, the
- * SASL exchange (334 challenges, `*` to cancel, base64 responses), and what each verdict of the
- * `auth` hooks means. The credentials go to the hooks in a `Run` action and are never kept in
- * the state.
+ * AUTH (RFC 4954) as rules of the session machine: when AUTH may start, the SASL exchange (334
+ * challenges, `*` to cancel, base64 responses), and what each verdict means. PLAIN and LOGIN are
+ * the bridge's own: their credentials go to the `auth` hooks in a `Run` action. Any other
+ * mechanism is a plugin's: its exchange runs through `SaslStart`/`SaslContinue` actions answered
+ * with `SaslStep`, and the `authAttempt` hooks (the throttle) see its decision before the client.
+ * No response, password or token is ever kept in the state.
  */
-import type { Verdict } from "../pipeline/Verdict.ts"
+import * as Verdict from "../pipeline/Verdict.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Sasl from "../protocol/Sasl.ts"
 import type * as Metrics from "../observability/Metrics.ts"
-import { authOffered, type Input, invalid, type Mechanism, type Phase, ready, refuse, reply, replyAndClose, set, type Turn } from "./Step.ts"
+import { authSecure, type Input, invalid, type Mechanism, type Phase, ready, refuse, reply, replyAndClose, set, type Turn } from "./Step.ts"
 
 const cancelled = Reply.make(501, "5.0.0", "Authentication cancelled")
 const badBase64 = Reply.make(501, "5.5.2", "Invalid base64 data")
 // RFC 4954 4: a response longer than the server accepts is answered 500 5.5.6.
 const tooLong = Reply.make(500, "5.5.6", "Authentication exchange line is too long")
+const unrecognized = Reply.make(504, "5.5.4", "Unrecognized authentication type")
 const tooManyFailures = Reply.make(421, "4.7.0", "Too many authentication failures, closing connection")
 
 /**
@@ -32,19 +35,19 @@ const failed = (t: Turn, mechanism: Mechanism, username: string | undefined, rea
 }
 
 /** Asks for the next response with a 334 challenge. */
-const challenge = (t: Turn, mechanism: Mechanism, username: string | undefined, prompt: string): void => {
+const challenge = (t: Turn, mechanism: "PLAIN" | "LOGIN", username: string | undefined, prompt: string): void => {
   reply(t, Reply.make(334, undefined, prompt))
   set(t, { phase: { _tag: "Sasl", mechanism, username } })
 }
 
 /** The credentials are complete: the `auth` hooks decide. */
-const check = (t: Turn, mechanism: Mechanism, credentials: Sasl.PlainCredentials): void => {
+const check = (t: Turn, mechanism: "PLAIN" | "LOGIN", credentials: Sasl.PlainCredentials): void => {
   set(t, { phase: { _tag: "Auth", mechanism, username: credentials.username } })
   t.actions.push({ _tag: "Run", hook: "auth", ctx: { session: t.state.session, mechanism, ...credentials } })
 }
 
 /** A PLAIN response, or LOGIN's first (user name) or second (password). */
-const respond = (t: Turn, mechanism: Mechanism, username: string | undefined, response: string): void => {
+const respond = (t: Turn, mechanism: "PLAIN" | "LOGIN", username: string | undefined, response: string): void => {
   if (mechanism === "PLAIN") {
     const decoded = Sasl.decodePlain(response)
     if (decoded === undefined) return failed(t, mechanism, undefined, "malformed", badBase64)
@@ -62,10 +65,14 @@ export const begin = (t: Turn, mechanism: string, initial: string | undefined): 
   if (session.helo?.verb !== "EHLO") return invalid(t, Reply.badSequence("Send EHLO first"))
   if (session.user !== undefined) return invalid(t, Reply.badSequence("Already authenticated"))
   if (tx !== undefined) return invalid(t, Reply.badSequence("AUTH not allowed during a mail transaction"))
-  if (!settings.auth) return invalid(t, Reply.make(502, "5.5.1", "AUTH not available"))
+  const plugins = settings.saslMechanisms(session)
+  if (!settings.auth && plugins.length === 0) return invalid(t, Reply.make(502, "5.5.1", "AUTH not available"))
   // RFC 4954 4: 538 when the mechanism needs an encrypted session; not a syntax error.
-  if (!authOffered(t.state)) return reply(t, Reply.encryptionRequired)
-  if (mechanism !== "PLAIN" && mechanism !== "LOGIN") return invalid(t, Reply.make(504, "5.5.4", "Unrecognized authentication type"))
+  if (!authSecure(t.state)) return reply(t, Reply.encryptionRequired)
+  if (mechanism !== "PLAIN" && mechanism !== "LOGIN") {
+    return plugins.includes(mechanism) ? startExchange(t, mechanism, initial) : invalid(t, unrecognized)
+  }
+  if (!settings.auth) return invalid(t, unrecognized)
   if (initial !== undefined) return respond(t, mechanism, undefined, initial)
   challenge(t, mechanism, undefined, mechanism === "PLAIN" ? "" : Sasl.loginUsernamePrompt)
 }
@@ -82,7 +89,7 @@ export const response = (t: Turn, phase: Extract<Phase, { _tag: "Sasl" }>, input
 }
 
 /** The `auth` hooks' verdict. */
-export const verdict = (t: Turn, phase: Extract<Phase, { _tag: "Auth" }>, v: Verdict, plugin: string | undefined): void => {
+export const verdict = (t: Turn, phase: Extract<Phase, { _tag: "Auth" }>, v: Verdict.Verdict, plugin: string | undefined): void => {
   const { mechanism, username } = phase
   // A deferral or a disconnect is not a failed guess (a backend or a throttle said "not now"):
   // it does not count against the client here, and a throttle gives back what it counted.
@@ -102,4 +109,72 @@ export const verdict = (t: Turn, phase: Extract<Phase, { _tag: "Auth" }>, v: Ver
     return
   }
   failed(t, mechanism, username, "credentials", v._tag === "Reject" ? Reply.make(v.code, v.enhanced, v.text) : Reply.badCredentials)
+}
+
+// --- a plugin's mechanism -----------------------------------------------------------------------
+
+/** Longest challenge a plugin may send (base64 characters): a broken backend cannot make a reply of any size. */
+const maxChallenge = 64 * 1024
+
+/** A plugin that broke the exchange (a challenge that is no base64): as a failed hook, 451 4.3.0. */
+const broken = Verdict.Defer({ code: 451, enhanced: "4.3.0", text: "Temporary failure, please try again later" })
+
+/** Empty (RFC 4954's `=`, or an empty line) or strict base64 (RFC 4648). */
+const isBase64 = (text: string): boolean => text === "" || Sasl.decodeBase64(text) !== undefined
+
+/** `AUTH <mechanism> [initial]` for a plugin's mechanism: the plugin starts the exchange. */
+const startExchange = (t: Turn, mechanism: Mechanism, initial: string | undefined): void => {
+  if (initial !== undefined && !isBase64(initial)) return failed(t, mechanism, undefined, "malformed", badBase64)
+  set(t, { phase: { _tag: "Exchange", mechanism } })
+  t.actions.push({ _tag: "SaslStart", ctx: { session: t.state.session, mechanism }, initial })
+}
+
+/** A response line of the client during a plugin's exchange: to the plugin, or the exchange ends. */
+export const exchangeLine = (t: Turn, phase: Extract<Phase, { _tag: "ExchangeLine" }>, input: Extract<Input, { _tag: "Line" | "TooLong" }>): void => {
+  const { mechanism } = phase
+  if (input._tag === "TooLong") {
+    t.actions.push({ _tag: "SaslAbort" })
+    return failed(t, mechanism, undefined, "too-long", tooLong)
+  }
+  if (Sasl.isCancel(input.line)) {
+    t.actions.push({ _tag: "SaslAbort" })
+    reply(t, cancelled)
+    return ready(t)
+  }
+  if (!isBase64(input.line)) {
+    t.actions.push({ _tag: "SaslAbort" })
+    return failed(t, mechanism, undefined, "malformed", badBase64)
+  }
+  set(t, { phase: { _tag: "Exchange", mechanism } })
+  t.actions.push({ _tag: "SaslContinue", response: input.line })
+}
+
+/** The plugin's step: a challenge for the client (334), or its decision. */
+export const exchangeStep = (t: Turn, phase: Extract<Phase, { _tag: "Exchange" }>, input: Extract<Input, { _tag: "SaslStep" }>): void => {
+  const { step, plugin } = input
+  if (step._tag === "Done") return decided(t, phase.mechanism, step.username ?? "", step.verdict, plugin)
+  if (step.text.length > maxChallenge || !isBase64(step.text)) {
+    t.actions.push({ _tag: "SaslAbort" })
+    return decided(t, phase.mechanism, "", broken, plugin)
+  }
+  reply(t, Reply.make(334, undefined, step.text))
+  set(t, { phase: { _tag: "ExchangeLine", mechanism: phase.mechanism } })
+}
+
+/**
+ * The exchange decided. A deferral is answered at once (nothing was learnt about the
+ * credentials); a success or a failure first goes to the `authAttempt` hooks, so that the
+ * throttle counts it (and may withhold it) before the client learns anything.
+ */
+const decided = (t: Turn, mechanism: Mechanism, username: string, v: Verdict.Verdict, by: string | undefined): void => {
+  if (v._tag === "Defer" || v._tag === "Disconnect") return verdict(t, { _tag: "Auth", mechanism, username }, v, by)
+  set(t, { phase: { _tag: "Attempt", mechanism, username, decided: v, by } })
+  t.actions.push({ _tag: "Run", hook: "authAttempt", ctx: { session: t.state.session, mechanism, username } })
+}
+
+/** The `authAttempt` hooks' verdict: a refusal replaces the exchange's decision; nothing else can make it a success. */
+export const attempted = (t: Turn, phase: Extract<Phase, { _tag: "Attempt" }>, v: Verdict.Verdict, plugin: string | undefined): void => {
+  const auth = { _tag: "Auth", mechanism: phase.mechanism, username: phase.username } as const
+  if (v._tag === "Reject" || v._tag === "Defer" || v._tag === "Disconnect") return verdict(t, auth, v, plugin)
+  verdict(t, auth, phase.decided, phase.by)
 }

@@ -19,7 +19,7 @@ import * as Command from "../protocol/Command.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Auth from "./Auth.ts"
 import {
-  authOffered, close, endTransaction, finish, type Input, invalid, type Phase, ready, refusal, refuse, refused, reply, replyAndClose,
+  authMechanisms, close, endTransaction, finish, type Input, invalid, type Phase, ready, refusal, refuse, refused, reply, replyAndClose,
   type Result, type Run, set, type Settings, type State, type Turn, turn
 } from "./Step.ts"
 import * as Transfer from "./Transfer.ts"
@@ -61,7 +61,10 @@ const ehloLines = (state: State, name: string): Array<string> => {
   if (settings.tls && session.tls === undefined) lines.push("STARTTLS")
   // RFC 8689: offered only once the session itself is encrypted.
   if (session.tls !== undefined) lines.push("REQUIRETLS")
-  if (authOffered(state) && session.user === undefined) lines.push("AUTH PLAIN LOGIN")
+  if (session.user === undefined) {
+    const mechanisms = authMechanisms(state)
+    if (mechanisms.length > 0) lines.push(`AUTH ${mechanisms.join(" ")}`)
+  }
   return lines
 }
 
@@ -205,6 +208,8 @@ const verdict = (t: Turn, phase: Phase, input: Extract<Input, { _tag: "Verdict" 
     }
     case "Auth":
       return Auth.verdict(t, phase, v, plugin)
+    case "Attempt":
+      return Auth.attempted(t, phase, v, plugin)
     case "DataHook":
       return Transfer.dataVerdict(t, v, plugin)
     default:
@@ -232,6 +237,8 @@ const tlsUp = (t: Turn, input: Extract<Input, { _tag: "TlsUp" }>): void => {
  * an endless line; a message in transfer is dropped.
  */
 const ended = (t: Turn, why: Extract<Input, { _tag: "End" }>["why"]): void => {
+  // The plugin running an exchange hears that it is over.
+  if (t.state.phase._tag === "ExchangeLine" || t.state.phase._tag === "Exchange") t.actions.push({ _tag: "SaslAbort" })
   endTransaction(t, "abandoned")
   if (why === "timeout") replyAndClose(t, Reply.timeout, "timeout")
   else if (why === "drain") replyAndClose(t, Reply.shuttingDown, "shutdown")
@@ -265,6 +272,14 @@ export const step = (state: State, input: Input): Result => {
       break
     case "Sasl":
       if (input._tag === "Line" || input._tag === "TooLong") Auth.response(t, phase, input)
+      else unexpected(phase, input)
+      break
+    case "ExchangeLine":
+      if (input._tag === "Line" || input._tag === "TooLong") Auth.exchangeLine(t, phase, input)
+      else unexpected(phase, input)
+      break
+    case "Exchange":
+      if (input._tag === "SaslStep") Auth.exchangeStep(t, phase, input)
       else unexpected(phase, input)
       break
     case "Storage":

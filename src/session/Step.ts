@@ -4,7 +4,9 @@
  * (`server/Connection.ts`) reads bytes, runs hooks and writes replies, and feeds the results back.
  */
 import type * as Metrics from "../observability/Metrics.ts"
-import type { AuthContext, AuthResultContext, ConnectContext, HeloContext, MailFromContext, RcptToContext } from "../pipeline/Plugin.ts"
+import type {
+  AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, HeloContext, MailFromContext, RcptToContext, SaslContext, SaslStep
+} from "../pipeline/Plugin.ts"
 import type { SessionInfo, TlsInfo, TransactionInfo } from "../pipeline/Session.ts"
 import type { Verdict } from "../pipeline/Verdict.ts"
 import type { Command } from "../protocol/Command.ts"
@@ -20,8 +22,13 @@ export interface Settings {
   readonly maxMessageSize: number
   /** STARTTLS can be offered (a certificate is configured). */
   readonly tls: boolean
-  /** Some plugin has an `auth` hook. */
+  /** Some plugin has an `auth` hook: the bridge's own PLAIN and LOGIN are offered. */
   readonly auth: boolean
+  /**
+   * The plugins' SASL mechanisms for a session (in capitals, without PLAIN and LOGIN), asked at
+   * EHLO and AUTH: a query of the configured plugins, no I/O (a backend may learn its list at run time).
+   */
+  readonly saslMechanisms: (session: SessionInfo) => ReadonlyArray<string>
   /** AUTH may be offered before TLS. */
   readonly allowInsecureAuth: boolean
   /** MAIL asks for a storage check (`CheckStorage`) before it opens a transaction: the spool keeps a free-space floor. */
@@ -44,8 +51,13 @@ export type Phase =
   | { readonly _tag: "Storage"; readonly command: Extract<Command, { verb: "MAIL" }> }
   | { readonly _tag: "Rcpt"; readonly recipient: RcptToContext["recipient"] }
   /** A SASL response line; `username` once AUTH LOGIN has it. */
-  | { readonly _tag: "Sasl"; readonly mechanism: Mechanism; readonly username: string | undefined }
+  | { readonly _tag: "Sasl"; readonly mechanism: "PLAIN" | "LOGIN"; readonly username: string | undefined }
   | { readonly _tag: "Auth"; readonly mechanism: Mechanism; readonly username: string }
+  /** A plugin mechanism's exchange: the plugin's next step (`SaslStep`), then a response line of the client. */
+  | { readonly _tag: "Exchange"; readonly mechanism: Mechanism }
+  | { readonly _tag: "ExchangeLine"; readonly mechanism: Mechanism }
+  /** The exchange decided (`decided`, no secret); the `authAttempt` hooks' verdict may override it. */
+  | { readonly _tag: "Attempt"; readonly mechanism: Mechanism; readonly username: string; readonly decided: Verdict; readonly by: string | undefined }
   /** The TLS handshake after STARTTLS's 220. */
   | { readonly _tag: "Tls" }
   /** Message content until DATA's final dot: `ContentEnd`. */
@@ -59,7 +71,8 @@ export type Phase =
   /** Nothing more: the connection closes after the pending replies. */
   | { readonly _tag: "Closed"; readonly outcome: Metrics.SessionOutcome }
 
-export type Mechanism = "PLAIN" | "LOGIN"
+/** PLAIN and LOGIN (the bridge's own), or a plugin's mechanism. */
+export type Mechanism = string
 
 export interface State {
   readonly settings: Settings
@@ -98,6 +111,8 @@ export type Input =
   | { readonly _tag: "Verdict"; readonly verdict: Verdict; readonly plugin: string | undefined }
   /** The answer to `CheckStorage`. */
   | { readonly _tag: "Storage"; readonly ok: boolean }
+  /** The answer to `SaslStart` and `SaslContinue`: the plugin's challenge or its decision. */
+  | { readonly _tag: "SaslStep"; readonly step: SaslStep; readonly plugin: string | undefined }
   | { readonly _tag: "TlsUp"; readonly tls: TlsInfo }
   | { readonly _tag: "TlsFailed" }
   /** DATA's final dot, or the end of a BDAT chunk. */
@@ -116,11 +131,18 @@ export type Run =
   | { readonly _tag: "Run"; readonly hook: "mailFrom"; readonly ctx: MailFromContext }
   | { readonly _tag: "Run"; readonly hook: "rcptTo"; readonly ctx: RcptToContext }
   | { readonly _tag: "Run"; readonly hook: "auth"; readonly ctx: AuthContext }
+  | { readonly _tag: "Run"; readonly hook: "authAttempt"; readonly ctx: AuthAttemptContext }
   /** The `data` hooks: the server has the message (`Seal` made it) and collects their header edits. */
   | { readonly _tag: "Run"; readonly hook: "data"; readonly ctx: { readonly session: SessionInfo; readonly transaction: TransactionInfo } }
 
 export type Action =
   | Run
+  /** Start a plugin mechanism's exchange with the client's initial response, if any (a secret: actions are never kept); answered with `SaslStep`. */
+  | { readonly _tag: "SaslStart"; readonly ctx: SaslContext; readonly initial: string | undefined }
+  /** The client's next response to the exchange; answered with `SaslStep`. */
+  | { readonly _tag: "SaslContinue"; readonly response: string }
+  /** The exchange ends before its plugin decided (`*`, a bad line, the client left): the plugin is told. */
+  | { readonly _tag: "SaslAbort" }
   /** Answered with `Storage`. */
   | { readonly _tag: "CheckStorage"; readonly size: number }
   /** Write the pending replies (STARTTLS's 220 last), drop every byte received after it, run the handshake; answered with `TlsUp` or `TlsFailed`. */
@@ -196,9 +218,20 @@ export const replyAndClose = (t: Turn, r: Reply.Reply, outcome: Metrics.SessionO
 
 export const command: Phase = { _tag: "Command" }
 
-/** Whether AUTH is offered now: an `auth` hook exists, and TLS is up unless insecure AUTH is allowed. */
+/** Whether AUTH may be offered in this session: TLS is up unless insecure AUTH is allowed. */
+export const authSecure = (state: State): boolean => state.session.tls !== undefined || state.settings.allowInsecureAuth
+
+/** The mechanisms AUTH offers now (the bridge's PLAIN and LOGIN first, then the plugins'); empty when AUTH is not offered. */
+export const authMechanisms = (state: State): ReadonlyArray<Mechanism> => {
+  if (!authSecure(state)) return []
+  const own = state.settings.auth ? ["PLAIN", "LOGIN"] : []
+  const plugins = state.settings.saslMechanisms(state.session).filter((m) => m !== "PLAIN" && m !== "LOGIN")
+  return plugins.length === 0 ? own : [...new Set([...own, ...plugins])]
+}
+
+/** Whether AUTH is offered now: some mechanism is, and TLS is up unless insecure AUTH is allowed. */
 export const authOffered = (state: State): boolean =>
-  state.settings.auth && (state.session.tls !== undefined || state.settings.allowInsecureAuth)
+  authSecure(state) && (state.settings.auth || state.settings.saslMechanisms(state.session).length > 0)
 
 /** Back to waiting for a command. */
 export const ready = (t: Turn): void => set(t, { phase: command })

@@ -7,7 +7,8 @@
  * - every reply is well formed: a code 200-599, an enhanced code of the same class;
  * - nothing comes out once the session is closed;
  * - transaction events pair up: each `Ended` names a transaction that `Opened` and is not ended yet;
- * - the state never holds a password (unless the client sent it as a user name).
+ * - the state never holds a password (unless the client sent it as a user name), nor a plugin mechanism's response;
+ * - every plugin exchange started ends exactly once (its plugin decided, or it was aborted), and none outlives the session.
  */
 import * as Notes from "../../src/pipeline/Notes.ts"
 import * as Relay from "../../src/pipeline/Relay.ts"
@@ -18,6 +19,7 @@ import type { Target } from "./Parsers.ts"
 import type * as Random from "./Random.ts"
 
 const password = "pw-7f3a"
+const token = "tok-9c1e"
 const b64 = (s: string) => Buffer.from(s).toString("base64")
 
 const lines = [
@@ -25,8 +27,21 @@ const lines = [
   "MAIL FROM:<a@client.test> REQUIRETLS", "MAIL FROM:<a@client.test> SMTPUTF8", "RCPT TO:<b@dest.test>", "RCPT TO:<ü@dest.test>",
   "DATA", "BDAT 10", "BDAT 0 LAST", "BDAT 5 LAST", "RSET", "NOOP", "QUIT", "VRFY x", "EXPN x", "HELP", "STARTTLS",
   "AUTH PLAIN", `AUTH PLAIN ${b64(`\0alice\0${password}`)}`, "AUTH LOGIN", b64("alice"), b64(password), "*", "AUTH CRAM-MD5",
-  "AUTH PLAIN =", "", "MAIL", "RCPT TO:", "BDAT x", "\u0000\u00ff", "DATA extra"
+  "AUTH PLAIN =", "", "MAIL", "RCPT TO:", "BDAT x", "\u0000\u00ff", "DATA extra",
+  "AUTH SCRAM-SHA-256", `AUTH SCRAM-SHA-256 ${b64(`n,,n=alice,r=${token}`)}`, "AUTH XOAUTH2 =", `AUTH XOAUTH2 ${b64(token)}`, b64(`c=biws,p=${token}`),
+  "AUTH XOAUTH2 not*base64", "AUTH PLAIN"
 ]
+
+const steps = (r: Random.Random): Engine.Input => ({
+  _tag: "SaslStep",
+  plugin: r.chance(0.5) ? "p" : undefined,
+  step: r.pick([
+    { _tag: "Challenge", text: b64("r=nonce,s=salt,i=4096") },
+    { _tag: "Challenge", text: "" },
+    { _tag: "Challenge", text: "not base64\r\n250 injected" },
+    { _tag: "Done", verdict: verdicts(r), username: r.chance(0.8) ? "alice" : undefined }
+  ] as const)
+})
 
 const verdicts = (r: Random.Random): Verdict.Verdict =>
   r.pick([
@@ -55,6 +70,7 @@ export const session: Target = (r) => {
     maxMessageSize: 1000,
     tls: r.chance(0.8),
     auth: r.chance(0.8),
+    saslMechanisms: r.chance(0.6) ? () => ["SCRAM-SHA-256", "XOAUTH2"] : () => [],
     allowInsecureAuth: r.chance(0.5),
     checkStorage: r.chance(0.3),
     bareLineEndings: r.chance(0.5) ? "reject" : "normalize",
@@ -65,6 +81,8 @@ export const session: Target = (r) => {
   })
   const open = new Set<string>()
   let named = false
+  let exchange = false
+  let tokenNamed = false
   const trail: Array<string> = []
   /** Feeds one input and every answer to its actions; gives the replies or a violation. */
   const feed = (input: Engine.Input): Array<Reply.Reply> | string => {
@@ -90,6 +108,17 @@ export const session: Target = (r) => {
         switch (action._tag) {
           case "Run":
             next = { _tag: "Verdict", verdict: verdicts(r), plugin: r.chance(0.5) ? "p" : undefined }
+            break
+          case "SaslStart":
+          case "SaslContinue":
+            if (exchange !== (action._tag === "SaslContinue")) return `${action._tag} with${exchange ? "" : "out"} an open exchange after ${trail.join(" | ")}`
+            exchange = true
+            next = steps(r)
+            if (next._tag === "SaslStep" && next.step._tag === "Done") exchange = false
+            break
+          case "SaslAbort":
+            if (!exchange) return `SaslAbort without an open exchange after ${trail.join(" | ")}`
+            exchange = false
             break
           case "CheckStorage":
             next = { _tag: "Storage", ok: r.chance(0.7) }
@@ -130,6 +159,7 @@ export const session: Target = (r) => {
     trail.push(input._tag === "Line" ? input.line : input._tag)
     // The client itself may send the password text as AUTH LOGIN's user name: then it is a name.
     if (input._tag === "Line" && input.line === b64(password) && state.phase._tag === "Sasl" && state.phase.username === undefined) named = true
+    if (input._tag === "Line" && [b64(token), b64(`c=biws,p=${token}`)].includes(input.line) && state.phase._tag === "Sasl" && state.phase.username === undefined) tokenNamed = true
     const replies = feed(input)
     if (typeof replies === "string") return replies
     if ((input._tag === "Line" || input._tag === "TooLong") && replies.length === 0 && state.phase._tag !== "Chunk") {
@@ -137,6 +167,11 @@ export const session: Target = (r) => {
     }
     if (input._tag === "ContentEnd" && replies.length === 0) return `no reply at the end of content after ${trail.join(" | ")}`
     if (!named && JSON.stringify(state).includes(password)) return `the state holds the password after ${trail.join(" | ")}`
+    const json = JSON.stringify(state)
+    if (!tokenNamed && (json.includes(token) || json.includes(b64(token)) || json.includes(b64(`c=biws,p=${token}`)))) {
+      return `the state holds a mechanism's response after ${trail.join(" | ")}`
+    }
+    if (exchange && (state.phase._tag as string) === "Closed") return `the session closed with an exchange open after ${trail.join(" | ")}`
   }
   return undefined
 }

@@ -186,6 +186,21 @@ describe("rate-limit AUTH brute-force control", () => {
       )
     }))
 
+  it.effect("counts a plugin mechanism's decided exchange at authAttempt, as PLAIN's at auth: the 4th failure from a network gets 454 4.7.0", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make(options)
+      const exchange = (s: SessionInfo) =>
+        settle(Effect.gen(function*() {
+          const verdict = yield* hooks.authAttempt({ session: s, mechanism: "SCRAM-SHA-256", username: "dave" })
+          if (verdict._tag === "Continue") yield* hooks.authResult({ session: s, mechanism: "SCRAM-SHA-256", username: "dave", success: false, outcome: "failure" })
+          return verdict
+        }))
+      for (let i = 0; i < 3; i++) expect(yield* exchange(session())).toEqual(Verdict.Continue)
+      expect(yield* exchange(session())).toEqual(throttledShortly("for this user from 203.0.113.0/24"))
+      // The same counter as PLAIN's: the user's pair is used up for both.
+      expect(yield* attempt(hooks, session(), "dave")).toEqual(throttledShortly("for this user from 203.0.113.0/24"))
+    }))
+
   it.effect("gives the attempt back on success: a user who logs in again and again is never throttled", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)

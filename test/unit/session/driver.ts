@@ -4,6 +4,7 @@
  * message is sealed and delivered with 250).
  */
 import * as Notes from "../../../src/pipeline/Notes.ts"
+import type { SaslStep } from "../../../src/pipeline/Plugin.ts"
 import * as Relay from "../../../src/pipeline/Relay.ts"
 import type { SessionInfo } from "../../../src/pipeline/Session.ts"
 import * as Verdict from "../../../src/pipeline/Verdict.ts"
@@ -23,6 +24,11 @@ export interface Options {
   readonly session?: Partial<SessionInfo>
   /** The client's network may relay (the Relay.Trusted note); default true, so that RCPT needs no AUTH. */
   readonly trusted?: boolean
+  /** A plugin's SASL mechanisms, and its exchange: each response (undefined: no initial response) gives the next step. */
+  readonly sasl?: {
+    readonly mechanisms: ReadonlyArray<string>
+    readonly step: (response: string | undefined) => SaslStep
+  }
 }
 
 export const settings = (over: Partial<Engine.Settings> = {}): Engine.Settings => {
@@ -35,6 +41,7 @@ export const settings = (over: Partial<Engine.Settings> = {}): Engine.Settings =
     maxMessageSize: 10_000,
     tls: true,
     auth: true,
+    saslMechanisms: () => [],
     allowInsecureAuth: false,
     checkStorage: false,
     bareLineEndings: "normalize",
@@ -82,8 +89,9 @@ export const start = (options: Options = {}): Driver => {
     ...options.session
   }
   if (options.trusted !== false) session.notes.set(Relay.Trusted, true)
+  const sasl = options.sasl
   const d: Driver = {
-    state: Engine.start(settings(options.settings), session),
+    state: Engine.start(settings({ ...(sasl === undefined ? {} : { saslMechanisms: () => sasl.mechanisms }), ...options.settings }), session),
     actions: [],
     events: [],
     last: [],
@@ -124,6 +132,12 @@ const answerOf = (action: Engine.Action, options: Options): Engine.Input | undef
     case "Run": {
       const decide = options.hooks?.[action.hook] as ((ctx: Engine.Run["ctx"]) => Verdict.Verdict) | undefined
       return { _tag: "Verdict", verdict: decide === undefined ? Verdict.Continue : decide(action.ctx), plugin: decide === undefined ? undefined : "test-plugin" }
+    }
+    case "SaslStart":
+    case "SaslContinue": {
+      const response = action._tag === "SaslStart" ? action.initial : action.response
+      const step = options.sasl?.step(response) ?? { _tag: "Done", verdict: Verdict.Continue, username: undefined }
+      return { _tag: "SaslStep", step, plugin: "sasl-plugin" }
     }
     case "CheckStorage":
       return { _tag: "Storage", ok: options.storage ?? true }
