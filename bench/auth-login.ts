@@ -4,7 +4,9 @@
  * `logins` logins are done, against the real CLI (`serve --config` with that backend as `auth`,
  * the AUTH throttle off so that every login reaches the backend). Backends: `htpasswd` (bcrypt
  * cost 10), `ldap` (a slapd started here, test/support/slapd.ts: search as a service account, then
- * bind as the user) and `ldap-cached` (the same behind `authCache`). Prints, never asserts.
+ * bind as the user), `ldap-cached` (the same behind `authCache`) and `dovecot` (a Dovecot auth
+ * service started here, test/support/dovecotAuth.ts, passwords stored as SCRAM-SHA-256, over its
+ * unix socket). Prints, never asserts.
  *
  *   bun bench/auth-login.ts                    # the CLI under Bun, every backend
  *   bun bench/auth-login.ts deno ldap          # under Deno, LDAP only
@@ -15,6 +17,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { testCertificate } from "../test/support/certs.ts"
 import { type Runtime, spawnCli } from "../test/support/runtimes.ts"
+import { dovecotAuthAvailable, startDovecotAuth } from "../test/support/dovecotAuth.ts"
 import { slapdAvailable, startSlapd } from "../test/support/slapd.ts"
 import { percentile, session } from "./Client.ts"
 
@@ -24,7 +27,7 @@ const warmup = 40
 const cost = 10
 const users = Array.from({ length: clients }, (_, i) => ({ uid: `user${i + 1}`, password: `password of user ${i + 1}` }))
 
-const backends = ["htpasswd", "ldap", "ldap-cached"] as const
+const backends = ["htpasswd", "ldap", "ldap-cached", "dovecot"] as const
 type Backend = (typeof backends)[number]
 const args = process.argv.slice(2)
 const runtime = (["bun", "deno", "node"].includes(args[0] ?? "") ? args.shift() : "bun") as Runtime
@@ -105,12 +108,20 @@ const table: Record<string, unknown> = {}
 const needsLdap = chosen.some((b) => b.startsWith("ldap"))
 if (needsLdap && !slapdAvailable()) throw new Error("slapd is not installed (apt-get install slapd ldap-utils)")
 const slapd = needsLdap ? await startSlapd(users.map((u) => ({ uid: u.uid, password: u.password, mail: [`${u.uid}@example.com`] }))) : undefined
+const needsDovecot = chosen.includes("dovecot")
+if (needsDovecot && !dovecotAuthAvailable()) throw new Error("Dovecot's auth service needs root and dovecot-core")
+const dovecot = needsDovecot
+  ? await startDovecotAuth({ users: users.map((u) => ({ name: `${u.uid}@example.test`, password: u.password, scheme: "SCRAM-SHA-256" as const })) })
+  : undefined
 try {
   for (const backend of chosen) {
     if (backend === "htpasswd") {
       const file = path.join(dir, "users.htpasswd")
       fs.writeFileSync(file, users.map((u) => `${u.uid}:${bcrypt.hashSync(u.password, cost).replace(/^\$2b\$/, "$2y$")}\n`).join(""))
       table[`htpasswd (bcrypt ${cost})`] = await run(backend, dir, [{ type: "htpasswd", file }], {}, (uid) => uid)
+    } else if (backend === "dovecot") {
+      const auth = [{ type: "dovecot", path: dovecot!.socket, penalty: false }]
+      table["Dovecot (SCRAM-SHA-256 hashes, unix socket)"] = await run(backend, dir, auth, {}, (uid) => `${uid}@example.test`)
     } else {
       const passwordFile = path.join(dir, "ldap-pw")
       fs.writeFileSync(passwordFile, slapd!.servicePassword)
@@ -121,6 +132,7 @@ try {
   }
 } finally {
   await slapd?.stop()
+  await dovecot?.remove()
   fs.rmSync(dir, { recursive: true, force: true })
 }
 console.log(
