@@ -74,7 +74,7 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("serve --users --auth ldap
   })
 
   it.each<Runtime>(["bun", "deno"])("under %s: names the backends and mechanisms at start-up without secrets, and each one's user gets 235 2.7.0", async (runtime) => {
-    const cli = await spawnCli(runtime, ["serve", ...args])
+    const cli = await spawnCli(runtime, ["serve", "--log-level", "debug", ...args])
     try {
       const [line, port] = await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+).*/, 30_000)
       expect(line).toContain(
@@ -88,7 +88,11 @@ describe.skipIf(!needTool("slapd", slapdAvailable()))("serve --users --auth ldap
     } finally {
       await cli.kill()
     }
-    expect(cli.output()).not.toMatch(/svc-secret-pw|url-token-123|alice-pw|carol-pw|dave-pw/)
+    // One debug line per check, naming backend, user and result: never a password or the URL's secrets.
+    expect(cli.output()).toMatch(/auth: htpasswd: user carol: accepted in \d+ ms/)
+    expect(cli.output()).toMatch(/auth: ldap: user alice@example\.com: accepted in \d+ ms/)
+    expect(cli.output()).toMatch(/auth: http: user dave: invalid in \d+ ms/)
+    expect(cli.output()).not.toMatch(/svc-secret-pw|url-token-123|alice-pw|carol-pw|dave-pw|wrong/)
   }, 60_000)
 
   it("check-config says which backends and mechanisms are on", async () => {

@@ -48,6 +48,14 @@ describe("a backend's meters and cache", () => {
     expect(await series("smtp_bridge_auth_backend_failures_total", { backend: "fake-b", reason: "error" })).toBe(1)
   })
 
+  it("counts a backend that hangs until the bridge's hook timeout interrupts it as timeout", async () => {
+    const backend: Plugin = { name: "auth-fake", auth: () => Effect.never }
+    const wrapped = Instrument.wrap(backend, "fake-d", Cache.make({ ttlMs: 60_000, negativeTtlMs: 60_000, maxEntries: 10 }))
+    const hook = wrapped.auth!(ctx("ann", "x")) as Effect.Effect<Verdict.Verdict>
+    expect(await Effect.runPromise(Effect.timeoutTo(hook, { duration: "20 millis", onSuccess: () => "answered", onTimeout: () => "timed out" }))).toBe("timed out")
+    expect(await series("smtp_bridge_auth_backend_failures_total", { backend: "fake-d", reason: "timeout" })).toBe(1)
+  })
+
   it("counts one request per SASL exchange, when its last step decides", async () => {
     const steps: Array<SaslStep> = [
       { _tag: "Challenge", text: "" },
