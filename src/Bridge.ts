@@ -41,7 +41,7 @@ const authenticates = (config: BridgeConfig): boolean =>
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
 export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   relayPolicy({ trust: config.trust }),
-  // Before AUTH: its auth hook counts each attempt before credentials are checked, and slows down
+  // Its authAttempt hook counts each AUTH attempt before credentials are checked, and slows down
   // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.
   ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : authenticates(config) ? [rateLimit({})] : []),
   // `users`, then the `auth` backends in order: the first that knows the user decides.
@@ -131,14 +131,14 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
     const order = pipeline.plugins.map((p) => `${p.name}[${p.hooks.join(",")}]`).join(" -> ")
     yield* Effect.logInfo(
       `smtp-bridge listening on ${listening}; hostname ${config.hostname}; ` +
-        `TLS ${config.tls === undefined ? "off" : "on"}; AUTH ${pipeline.has("auth") ? (config.allowInsecureAuth ? "on (insecure allowed)" : "on (TLS only)") : "off"}; ` +
+        `TLS ${config.tls === undefined ? "off" : "on"}; AUTH ${pipeline.has("auth") || pipeline.has("sasl") ? (config.allowInsecureAuth ? "on (insecure allowed)" : "on (TLS only)") : "off"}; ` +
         `auth ${Backends.describe(config)}; ` +
         `plugins ${order}; transports ${Build.describe(config.transports)}; spool ${config.spool === undefined ? "off" : config.spool.dir}; max size ${config.limits.maxMessageSize}; ` +
         `shutdown timeout ${Duration.format(config.shutdownTimeout)}; telemetry ${Telemetry.describe(config.telemetry)}`
     )
     // relay-policy refuses MAIL without AUTH or a trusted network: with neither, every client
     // would get 530 and the operator no hint why.
-    if (!pipeline.has("auth") && config.trust.length === 0) {
+    if (!pipeline.has("auth") && !pipeline.has("sasl") && config.trust.length === 0) {
       yield* Effect.logWarning("no users and no trusted networks: every message will be refused; try --trust 127.0.0.1/32 or --users FILE")
     }
     if (admin !== undefined) yield* Effect.logInfo(`admin listening on http://${admin.host.includes(":") ? `[${admin.host}]` : admin.host}:${admin.port} (/metrics, /healthz, /readyz)`)

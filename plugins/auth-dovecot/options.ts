@@ -17,6 +17,16 @@ export const MechanismName = Schema.String.pipe(
   Schema.pattern(/^[A-Z0-9_-]{1,20}$/, { message: () => "a SASL mechanism name in capitals, e.g. SCRAM-SHA-256" })
 )
 
+/** A duration above zero and at most a minute, as `Units.Duration` reads it. */
+const UpToAMinute = Schema.transform(
+  Units.DurationInput.pipe(Schema.filter((input) => {
+    const d = Units.parseDuration(input)
+    return d !== undefined && Duration.greaterThan(d, Duration.zero) && Duration.lessThanOrEqualTo(d, Duration.minutes(1))
+  })),
+  Schema.DurationFromSelf,
+  { strict: true, decode: (input) => Units.parseDuration(input) ?? Duration.zero, encode: (d) => Duration.toMillis(d) }
+).annotations({ description: "a duration above zero and at most 60 seconds, like \"10 seconds\"" })
+
 export const Options = Schema.Struct({
   /** The auth listener's unix socket (Dovecot's `auth-client` or a `unix_listener` of service auth). */
   path: optional(Schema.String.pipe(Schema.minLength(1))),
@@ -32,10 +42,7 @@ export const Options = Schema.Struct({
    */
   mechanisms: optional(Schema.Array(MechanismName)),
   /** Longest wait for one answer of Dovecot (an OK, FAIL or CONT), then 454 4.7.0; at most a minute. */
-  timeout: Schema.optionalWith(
-    Units.Duration.pipe(Schema.filter((d) => Duration.lessThanOrEqualTo(d, Duration.minutes(1)) || "at most 60 seconds")),
-    { default: () => Units.parseDuration("10 seconds")! }
-  ),
+  timeout: Schema.optionalWith(UpToAMinute, { default: () => Units.parseDuration("10 seconds")! }),
   /** Longest wait for the connection and Dovecot's handshake. */
   connectTimeout: Schema.optionalWith(Units.Duration, { default: () => Units.parseDuration("5 seconds")! }),
   /** First wait before reconnecting after Dovecot went away; doubles up to `maxBackoff`. */

@@ -19,7 +19,7 @@
  */
 import { Duration, Effect } from "effect"
 import { Cidr, Notes, RateLimit, Verdict } from "../../src/index.ts"
-import type { AuthAttemptContext, AuthContext, AuthResultContext, SessionInfo } from "../../src/index.ts"
+import type { AuthAttemptContext, AuthResultContext, SessionInfo } from "../../src/index.ts"
 import type { Plan } from "./Plan.ts"
 
 interface Counted {
@@ -45,7 +45,6 @@ export const authHooks = (
 ) => {
   if (auth === undefined) {
     return {
-      auth: (_: AuthContext) => Effect.succeed(Verdict.Continue),
       authAttempt: (_: AuthAttemptContext) => Effect.succeed(Verdict.Continue),
       authResult: (_: AuthResultContext) => Effect.void
     }
@@ -109,11 +108,11 @@ export const authHooks = (
   })
 
   return {
-    // PLAIN and LOGIN: counted before the credentials are checked.
-    auth: (ctx: AuthContext) => attempt(ctx),
-    // A plugin's mechanism (SCRAM, OAUTHBEARER, Dovecot's): its user is known only once the
-    // exchange decided, so it is counted then, before the client hears the result; past the
-    // limit the result is withheld (454), so parallel guesses learn nothing more than at `auth`.
+    // The bridge asks `authAttempt` before any backend checks PLAIN or LOGIN credentials, and,
+    // for a plugin's mechanism (SCRAM, OAUTHBEARER, Dovecot's), whose user is known only once the
+    // exchange decided, before the client hears the result: past the limit the result is
+    // withheld (454), so parallel guesses learn nothing. Not an `auth` hook: it checks no
+    // credentials, so it does not make the bridge offer PLAIN and LOGIN.
     authAttempt: (ctx: AuthAttemptContext) => attempt(ctx),
 
     authResult: Effect.fn("rate-limit.authResult")(function*({ outcome, session, username }: AuthResultContext) {

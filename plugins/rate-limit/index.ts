@@ -176,7 +176,6 @@ const counted = (hooks: ReturnType<typeof hooksFor>): ReturnType<typeof hooksFor
   return {
     ...hooks,
     connect: wrap("connect", hooks.connect),
-    auth: wrap("auth", hooks.auth),
     authAttempt: wrap("auth", hooks.authAttempt),
     mailFrom: wrap("mailFrom", hooks.mailFrom),
     rcptTo: wrap("rcptTo", hooks.rcptTo)
@@ -185,7 +184,7 @@ const counted = (hooks: ReturnType<typeof hooksFor>): ReturnType<typeof hooksFor
 
 /**
  * Creates the plugin. Throws an `Error` starting with `rate-limit:` when an option is invalid.
- * Put it before the AUTH plugins (its `auth` hook delays and refuses before credentials are checked).
+ * Its `authAttempt` hook delays and refuses AUTH before any backend checks the credentials, wherever it is in the list.
  *
  * @example
  * rateLimit({ perIp: "200/hour", ipv4Prefix: 24, perUser: ["20/minute", "500/day"], users: { bulk: { perUser: "unlimited" } } })

@@ -73,14 +73,10 @@ export const plugins = (config: AuthFields): ReadonlyArray<Plugin> => {
   )
 }
 
-/**
- * The SASL mechanisms offered with these backends: the bridge's PLAIN and LOGIN, then Dovecot's
- * and OAuth's. PLAIN and LOGIN are offered whenever any backend is (the AUTH throttle in front of
- * the backends is an `auth` hook too), even with OAuth alone, which then refuses them (535).
- */
+/** The SASL mechanisms the backends bring: PLAIN and LOGIN with any password backend, Dovecot's, OAuth's. */
 export const mechanisms = (backends: ReadonlyArray<Backend>): ReadonlyArray<string> => {
   const out: Array<string> = []
-  if (backends.length > 0) out.push("PLAIN", "LOGIN")
+  if (backends.some((b) => b.type !== "oauth")) out.push("PLAIN", "LOGIN")
   for (const b of backends) {
     if (b.type === "dovecot") out.push(b.options.mechanisms === undefined ? "Dovecot's" : b.options.mechanisms.join(" "))
     if (b.type === "oauth") out.push(...(b.options.mechanisms ?? ["OAUTHBEARER", "XOAUTH2"]))

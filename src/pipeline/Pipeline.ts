@@ -157,6 +157,18 @@ const runVerdicts = Effect.fnUntraced(function*<H extends VerdictHook>(
   return { verdict: Verdict.Continue, plugin: undefined } as Outcome
 })
 
+/**
+ * AUTH PLAIN/LOGIN: the `authAttempt` hooks (the throttle) first, with the user name only; a
+ * refusal there is the answer and no backend is asked; then the `auth` hooks check the
+ * credentials. One run, so that the credentials never wait in the session's state.
+ */
+const runAuth = Effect.fnUntraced(function*(guards: ReadonlyArray<Loaded>, list: ReadonlyArray<Loaded>, ctx: AuthContext, guard: Guard) {
+  const first = yield* runVerdicts(guards, "authAttempt", { session: ctx.session, mechanism: ctx.mechanism, username: ctx.username }, guard)
+  // Only a refusal counts: an attempt hook cannot authenticate anybody.
+  if (first.verdict._tag === "Reject" || first.verdict._tag === "Defer" || first.verdict._tag === "Disconnect") return first
+  return yield* runVerdicts(list, "auth", ctx, guard)
+})
+
 const runRoutes = Effect.fnUntraced(function*(list: ReadonlyArray<Loaded>, ctx: RouteContext, guard: Guard) {
   for (const plugin of list) {
     const routes = yield* guard(plugin, "route", () => plugin.hooks.route!(ctx), undefined)
@@ -207,8 +219,10 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>, guard: Guard): Pipeline => {
   for (const hook of ["connect", "helo", "auth", "authAttempt", "authResult", "saslMechanisms", "sasl", "mailFrom", "rcptTo", "data", "route", "delivered", "disconnect"] as const) {
     byHook.set(hook, with_(hook))
   }
+  const guards = byHook.get("authAttempt") ?? []
   const run = <H extends VerdictHook>(hook: H, ctx: VerdictContexts[H]): Effect.Effect<Outcome> => {
     const list = byHook.get(hook) ?? []
+    if (hook === "auth" && guards.length > 0) return runAuth(guards, list, ctx as AuthContext, guard)
     if (list.length === 0) return Effect.succeed({ verdict: Verdict.Continue, plugin: undefined })
     return runVerdicts(list, hook, ctx, guard)
   }

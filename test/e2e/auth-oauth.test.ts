@@ -124,9 +124,9 @@ describe("auth-oauth", () => {
     await jwks?.close()
   })
 
-  it("advertises OAUTHBEARER and XOAUTH2 over TLS, after the bridge's PLAIN LOGIN", async () => {
+  it("advertises OAUTHBEARER and XOAUTH2 over TLS, and no PLAIN/LOGIN without a password backend", async () => {
     const { c, ehlo } = await secured(bridge.port)
-    expect(ehlo).toMatch(/^250[- ]AUTH PLAIN LOGIN OAUTHBEARER XOAUTH2$/m)
+    expect(ehlo).toMatch(/^250[- ]AUTH OAUTHBEARER XOAUTH2$/m)
     c.close()
   })
 
@@ -225,6 +225,24 @@ describe("auth-oauth", () => {
       await new Promise((resolve) => setTimeout(resolve, 400))
       expect((await oauthbearer(bridge.port, token)).final).toBe("235 2.7.0 Authentication successful")
     })
+  })
+
+  it("is guarded by the AUTH throttle: after 2 bad tokens for a user, even a good one gets 454 4.7.0", async () => {
+    const strict = await startBridge({
+      tls: { cert, key },
+      rateLimit: { authFailures: { perIp: "100/hour", perUser: "2/hour", delay: "1 millis", maxDelay: "1 millis" } },
+      plugins: [authOauth({ jwksUrl: jwks.url, issuer, audience })]
+    })
+    try {
+      for (let i = 0; i < 2; i++) expect((await oauthbearer(strict.port, await mint(rsa, {}, { exp: now() - 3600 }))).final).toMatch(/^535 5\.7\.8 /)
+      const { c, final } = await oauthbearer(strict.port, await mint(rsa))
+      expect(final).toMatch(/^454 4\.7\.0 Too many authentication failures for this user/)
+      // Withheld: the session is not authenticated.
+      expect(await c.command("MAIL FROM:<alice@example.com>")).toMatch(/^530 /)
+      c.close()
+    } finally {
+      await strict.stop()
+    }
   })
 
   describe("when the key set cannot be had", () => {

@@ -162,7 +162,7 @@ describe("rate-limit AUTH brute-force control", () => {
   /** One exchange: the auth hook, then (when it let the check happen) authResult with the outcome. */
   const attempt = (hooks: Hooks, s: SessionInfo, username: string, outcome: "success" | "failure" = "failure") =>
     settle(Effect.gen(function*() {
-      const verdict = yield* hooks.auth(context(s, username))
+      const verdict = yield* hooks.authAttempt(context(s, username))
       if (verdict._tag === "Continue") yield* hooks.authResult({ session: s, mechanism: "PLAIN", username, success: outcome === "success", outcome })
       return verdict
     }))
@@ -179,7 +179,7 @@ describe("rate-limit AUTH brute-force control", () => {
   it.effect("counts each attempt before the credentials are checked: of 10 parallel ones for a user, 3 go on, 7 get 454 4.7.0", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
-      const verdicts = yield* settle(Effect.all(Array.from({ length: 10 }, () => hooks.auth(context(session(), "carol"))), { concurrency: "unbounded" }))
+      const verdicts = yield* settle(Effect.all(Array.from({ length: 10 }, () => hooks.authAttempt(context(session(), "carol"))), { concurrency: "unbounded" }))
       expect(verdicts.filter((v) => v._tag === "Continue")).toHaveLength(3)
       expect(verdicts.filter((v) => v._tag !== "Continue")).toEqual(
         Array.from({ length: 7 }, () => throttled("for this user from 203.0.113.0/24", "5 minutes"))
@@ -212,7 +212,7 @@ describe("rate-limit AUTH brute-force control", () => {
       const hooks = yield* make(options)
       for (let i = 0; i < 10; i++) {
         const s = session()
-        expect(yield* settle(hooks.auth(context(s, "alice")))).toEqual(Verdict.Continue)
+        expect(yield* settle(hooks.authAttempt(context(s, "alice")))).toEqual(Verdict.Continue)
         yield* hooks.authResult({ session: s, mechanism: "PLAIN", username: "alice", success: false, outcome: "deferred" })
       }
     }))
@@ -269,7 +269,7 @@ describe("rate-limit AUTH brute-force control", () => {
       const hooks = yield* make({ authFailures: { perIp: "10/hour", perUser: "10/hour", delay: "1 second", maxDelay: "3 seconds" } })
       const delayOf = Effect.gen(function*() {
         const s = session()
-        expect(yield* hooks.auth(context(s, "alice"))).toEqual(Verdict.Continue)
+        expect(yield* hooks.authAttempt(context(s, "alice"))).toEqual(Verdict.Continue)
         const fiber = yield* Effect.fork(hooks.authResult({ session: s, mechanism: "PLAIN", username: "alice", success: false, outcome: "failure" }))
         let waited = 0
         const done = Effect.zipRight(Effect.repeatN(Effect.yieldNow(), 5), Fiber.poll(fiber))
@@ -314,7 +314,7 @@ describe("rate-limit when the store fails", () => {
       expect(yield* hooks.connect({ session: ctx.session })).toEqual(Verdict.Continue)
       expect(yield* hooks.mailFrom(ctx)).toEqual(Verdict.Continue)
       expect(yield* hooks.rcptTo({ session: ctx.session, transaction: transaction(), recipient: recipient("b@example.net") })).toEqual(Verdict.Continue)
-      expect(yield* hooks.auth({ session: ctx.session, mechanism: "PLAIN", username: "a", password: "p", authzid: undefined })).toEqual(Verdict.Continue)
+      expect(yield* hooks.authAttempt({ session: ctx.session, mechanism: "PLAIN", username: "a" })).toEqual(Verdict.Continue)
     }))
 
   it.effect("with onStoreError deny, defers MAIL and RCPT with 451 4.3.0 and AUTH with 454 4.7.0, but lets the connection in", () =>
@@ -324,7 +324,7 @@ describe("rate-limit when the store fails", () => {
       const unavailable = Verdict.defer("Rate limit service unavailable, try again later", { code: 451, enhanced: "4.3.0" })
       expect(yield* hooks.mailFrom(ctx)).toEqual(unavailable)
       expect(yield* hooks.rcptTo({ session: ctx.session, transaction: transaction(), recipient: recipient("b@example.net") })).toEqual(unavailable)
-      expect(yield* hooks.auth({ session: ctx.session, mechanism: "PLAIN", username: "a", password: "p", authzid: undefined })).toEqual(
+      expect(yield* hooks.authAttempt({ session: ctx.session, mechanism: "PLAIN", username: "a" })).toEqual(
         Verdict.defer("Temporary authentication failure", { code: 454, enhanced: "4.7.0" })
       )
     }))
