@@ -10,10 +10,10 @@
  */
 import * as bcrypt from "bcryptjs"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type Runtime, spawnCli } from "../test/support/runtimes.ts"
+import { percentile, session, type Session } from "./Client.ts"
 
 const attempts = 50
 const rounds = 3
@@ -22,45 +22,6 @@ const cost = 10
 const runtime = (process.argv[2] ?? "bun") as Runtime
 if (!["bun", "deno", "node"].includes(runtime)) throw new Error(`unknown runtime ${runtime}: bun, deno or node`)
 
-/** A raw client whose replies resolve as they arrive (no polling: the RTT is what we measure). */
-const session = async (port: number, localAddress: string) => {
-  const socket = net.connect({ host: "127.0.0.1", port, localAddress })
-  socket.setNoDelay(true)
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve)
-    socket.once("error", reject)
-  })
-  socket.on("error", () => {})
-  let pending = ""
-  const replies: Array<string> = []
-  const waiters: Array<(line: string) => void> = []
-  socket.on("data", (chunk: Buffer) => {
-    pending += chunk.toString("latin1")
-    for (let end = pending.indexOf("\r\n"); end !== -1; end = pending.indexOf("\r\n")) {
-      const line = pending.slice(0, end)
-      pending = pending.slice(end + 2)
-      if (/^\d{3}-/.test(line)) continue
-      const waiter = waiters.shift()
-      if (waiter !== undefined) waiter(line)
-      else replies.push(line)
-    }
-  })
-  const reply = (timeoutMs = 120_000) =>
-    replies.length > 0 ? Promise.resolve(replies.shift()!) : new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs)
-      waiters.push((line) => {
-        clearTimeout(timer)
-        resolve(line)
-      })
-    })
-  const command = (line: string) => {
-    socket.write(`${line}\r\n`)
-    return reply()
-  }
-  return { reply, command, close: () => socket.destroy() }
-}
-
-const percentile = (sorted: ReadonlyArray<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 const summary = (samples: ReadonlyArray<number>) => {
   const sorted = [...samples].sort((a, b) => a - b)
   const ms = (n: number) => `${n.toFixed(2)} ms`
@@ -68,7 +29,7 @@ const summary = (samples: ReadonlyArray<number>) => {
 }
 
 /** A NOOP every 10 ms on `probe` (as a client would, not a busy loop) until `done` settles; the round-trip times in ms. */
-const probeUntil = async (probe: Awaited<ReturnType<typeof session>>, done: Promise<unknown>) => {
+const probeUntil = async (probe: Session, done: Promise<unknown>) => {
   let finished = false
   void done.finally(() => {
     finished = true

@@ -4,7 +4,6 @@
  */
 import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Scope } from "effect"
 import { arcSeal } from "../plugins/arc-seal/index.ts"
-import { authHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import { dkimSign } from "../plugins/dkim-sign/index.ts"
 import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
 import { received } from "../plugins/received/index.ts"
@@ -14,6 +13,7 @@ import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
 import * as Admin from "./admin/Admin.ts"
 import * as Readiness from "./admin/Readiness.ts"
+import * as Backends from "./auth/Backends.ts"
 import * as Reload from "./admin/Reload.ts"
 import type { BridgeConfig } from "./config/Config.ts"
 import * as Resolver from "./dns/Resolver.ts"
@@ -28,9 +28,15 @@ import type { Transport } from "./transport/Transport.ts"
 
 export class BridgeError extends Data.TaggedError("BridgeError")<{ readonly message: string }> {}
 
-/** Whether AUTH is checked by anything: `users`, or a configured plugin with an `auth` hook (auth-ldap, auth-http) or SASL mechanisms. */
+/**
+ * Whether AUTH is checked by anything: `users`, `auth` backends, or a configured plugin with an
+ * `auth` hook or SASL mechanisms. A plugin made by `definePlugin({ options, make })` shows its
+ * hooks only once set up, so the authentication backends' names (`auth-*`, as the built-in ones
+ * are named) count too.
+ */
 const authenticates = (config: BridgeConfig): boolean =>
-  config.users !== undefined || config.plugins.some((p) => p.auth !== undefined || p.sasl !== undefined)
+  config.users !== undefined || config.auth.length > 0 ||
+  config.plugins.some((p) => p.auth !== undefined || p.sasl !== undefined || p.name.startsWith("auth-"))
 
 /** Whether the config's plugins already bring their own rate-limit plugin (and so their own AUTH throttle). */
 const throttled = (config: BridgeConfig): boolean => config.plugins.some((p) => p.name === "rate-limit")
@@ -41,7 +47,8 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin<unknown>> =>
   // Its authAttempt hook counts each AUTH attempt before credentials are checked, and slows down
   // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.
   ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : authenticates(config) && !throttled(config) ? [rateLimit({})] : []),
-  ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
+  // `users`, then the `auth` backends in order: the first that knows the user decides.
+  ...Backends.plugins(config),
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
   ...config.plugins,
@@ -128,6 +135,7 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
     yield* Effect.logInfo(
       `smtp-bridge listening on ${listening}; hostname ${config.hostname}; ` +
         `TLS ${config.tls === undefined ? "off" : "on"}; AUTH ${pipeline.has("auth") || pipeline.has("sasl") ? (config.allowInsecureAuth ? "on (insecure allowed)" : "on (TLS only)") : "off"}; ` +
+        `auth ${Backends.describe(config)}; ` +
         `plugins ${order}; transports ${Build.describe(config.transports)}; spool ${config.spool === undefined ? "off" : config.spool.dir}; max size ${config.limits.maxMessageSize}; ` +
         `shutdown timeout ${Duration.format(config.shutdownTimeout)}; telemetry ${Telemetry.describe(config.telemetry)}`
     )

@@ -7,6 +7,8 @@ import { Command } from "@effect/cli"
 import { Console, Duration, Effect, Either, Option, Queue } from "effect"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
+import * as Backends from "./auth/Backends.ts"
+import type * as AuthConfig from "./config/Auth.ts"
 import * as Bridge from "./Bridge.ts"
 import * as ConfigFlags from "./commands/ConfigFlags.ts"
 import * as Files from "./commands/Files.ts"
@@ -52,6 +54,13 @@ const trustedFrom = (flags: ReadonlyArray<string>): Record<string, Array<string>
   return out
 }
 
+/** `--auth URL ...` in order, then the OAuth backend that `--oauth-*` describe (its other options from the file). */
+const authFlags = (o: ConfigFlags.ConfigOptions): Pick<Load.Flags, "auth"> => {
+  const oauth = { ...given("jwksUrl", o.oauthJwks), ...given("issuer", o.oauthIssuer), ...given("audience", o.oauthAudience) }
+  const entries: Array<AuthConfig.BackendInput> = [...o.auth, ...(Object.keys(oauth).length > 0 ? [{ type: "oauth" as const, ...oauth }] : [])]
+  return entries.length > 0 ? { auth: entries } : {}
+}
+
 /** Only the flags actually given, so that the config file keeps everything else. */
 const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
   const tls = { ...given("cert", o.tlsCert), ...given("key", o.tlsKey) }
@@ -69,6 +78,7 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
     ...given("hostname", o.hostname),
     ...(Object.keys(tls).length > 0 ? { tls } : {}),
     ...given("users", o.users),
+    ...authFlags(o),
     ...(o.allowInsecureAuth ? { allowInsecureAuth: true } : {}),
     ...nonEmpty("trust", o.trust),
     ...given("maildir", o.maildir),
@@ -169,7 +179,12 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
     `hostname ${config.hostname}`,
     `listen ${listeners}`,
     `TLS ${config.tls === undefined ? "off" : "on"}`,
-    `AUTH ${users === undefined ? "off" : `${users} user${users === 1 ? "" : "s"}${config.allowInsecureAuth ? " (insecure allowed)" : ""}`}`,
+    `AUTH ${
+      users === undefined && config.auth.length === 0
+        ? "off"
+        : `${users === undefined ? "on" : `${users} user${users === 1 ? "" : "s"}`}${config.allowInsecureAuth ? " (insecure allowed)" : ""}`
+    }`,
+    `auth ${Backends.describe(config)}`,
     `trust ${config.trust.length === 0 ? "none" : config.trust.join(" ")}`,
     `transports ${Build.describe(config.transports)}`,
     `routes ${config.routes === undefined ? "none" : config.routes.length}`,

@@ -16,7 +16,6 @@ export * as Senders from "./pipeline/Senders.ts"
 export * as AddressList from "./protocol/AddressList.ts"
 export { decodeOptions, definePlugin, hookNames, PluginError, PluginOptionsError } from "./pipeline/Plugin.ts"
 /** Decoding a plugin's options with its `effect/Schema`, the error naming the option. */
-export * as PluginOptions from "./pipeline/PluginOptions.ts"
 export type {
   AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
   MailFromContext, Made, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep, Services

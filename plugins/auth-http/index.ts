@@ -16,10 +16,9 @@
  * authHttp({ url: "https://auth.internal.example/smtp", secretEnv: "SMTP_AUTH_HMAC" })
  */
 import { Duration, Effect, Either, Schema } from "effect"
-import { definePlugin, PluginOptions, Redact, Senders, signRequest, Verdict } from "../../src/index.ts"
-import type { AuthContext, Plugin } from "../../src/index.ts"
+import { definePlugin, Redact, Senders, signRequest, Verdict } from "../../src/index.ts"
+import type { AuthContext } from "../../src/index.ts"
 import { Options } from "./options.ts"
-import type { OptionsInput } from "./options.ts"
 
 export { Options } from "./options.ts"
 export type { OptionsInput } from "./options.ts"
@@ -59,20 +58,14 @@ type Answer =
   | { readonly _tag: "Status"; readonly status: number; readonly location: string | null }
   | { readonly _tag: "Ok"; readonly body: string }
 
-/**
- * Creates the plugin; throws an `Error` naming the option when `input` does not match `Options`,
- * or when `secretEnv` names a variable that is not set.
- *
- * @example
- * defineConfig({ plugins: [authHttp({ url: "http://127.0.0.1:8080/auth", secret: process.env.AUTH_KEY })] })
- */
-export const authHttp = (input: OptionsInput): Plugin => {
-  const options = PluginOptions.decode("auth-http", Options, input)
+/** `secretEnv` names a variable that is not set (found when the server starts). */
+export class AuthHttpSetupError extends Schema.TaggedError<AuthHttpSetupError>()("AuthHttpSetupError", {
+  message: Schema.String
+}) {}
+
+/** The hooks, made from the decoded options (see `authHttp`). */
+const make = (options: Options) => {
   const timeout = Duration.decode(options.timeout as Duration.DurationInput)
-  const secret = options.secretEnv === undefined ? options.secret : globalThis.process?.env[options.secretEnv]
-  if (options.secretEnv !== undefined && (secret === undefined || secret === "")) {
-    throw new Error(`auth-http: option "secretEnv": the environment variable ${options.secretEnv} is not set`)
-  }
   // The URL may hold a token (path, query, userinfo): logs show it redacted, and the runtime's own
   // error texts, which repeat the URL, get the redacted form too.
   const shown = Redact.url(options.url)
@@ -87,7 +80,7 @@ export const authHttp = (input: OptionsInput): Plugin => {
   const endpoint = target.href
   const hide = (text: string): string => [options.url, new URL(options.url).href, endpoint].reduce((t, form) => t.split(form).join(shown), text)
 
-  const call = async (body: string, signal: AbortSignal): Promise<Answer> => {
+  const call = async (secret: string | undefined, body: string, signal: AbortSignal): Promise<Answer> => {
     const timestamp = String(Math.floor(Date.now() / 1000))
     const headers: Record<string, string> = { "content-type": "application/json", "x-smtp-bridge-timestamp": timestamp }
     if (basic !== undefined) headers["authorization"] = basic
@@ -101,12 +94,12 @@ export const authHttp = (input: OptionsInput): Plugin => {
     return { _tag: "Ok", body: await readCapped(response, options.maxResponseBytes) }
   }
 
-  const auth = Effect.fn("auth-http.auth")(function*({ session, username, password, mechanism, authzid }: AuthContext) {
+  const auth = (secret: string | undefined) => Effect.fn("auth-http.auth")(function*({ session, username, password, mechanism, authzid }: AuthContext) {
     if (password === "") return invalid
     if (authzid !== undefined && authzid !== "" && authzid !== username) return invalid
     const body = JSON.stringify({ username, password, mechanism, client: session.remoteAddress, tls: session.tls !== undefined })
     const answer = yield* Effect.tryPromise({
-      try: (signal) => call(body, signal),
+      try: (signal) => call(secret, body, signal),
       catch: (cause) => hide(cause instanceof Error ? cause.message : String(cause))
     }).pipe(
       Effect.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }),
@@ -131,13 +124,32 @@ export const authHttp = (input: OptionsInput): Plugin => {
     return Verdict.accept({ identity })
   })
 
-  return definePlugin({
-    name: "auth-http",
-    // Longer than the request's own timeout, so that the request answers 454 first.
-    timeout: Duration.sum(timeout, Duration.seconds(5)),
-    // Static (no setup): the bridge sees a backend and puts the AUTH throttle in front of it.
-    auth
-  })
+  return {
+    // The variable is read when the server starts (and on each reload), as a file would be.
+    setup: Effect.gen(function*() {
+      const secret = options.secretEnv === undefined ? options.secret : globalThis.process?.env[options.secretEnv]
+      if (options.secretEnv !== undefined && (secret === undefined || secret === "")) {
+        return yield* new AuthHttpSetupError({ message: `auth-http: option "secretEnv": the environment variable ${options.secretEnv} is not set` })
+      }
+      return { auth: auth(secret) }
+    })
+  }
 }
+
+/**
+ * Creates the plugin. A bad option is reported by `check-config` (and fails start-up) as one
+ * line naming it; a `secretEnv` that is not set fails start-up.
+ *
+ * @example
+ * defineConfig({ plugins: [authHttp({ url: "http://127.0.0.1:8080/auth", secretEnv: "AUTH_KEY" })] })
+ */
+export const authHttp = definePlugin({
+  name: "auth-http",
+  options: Options,
+  // Longer than the longest request timeout the options allow (1 minute), so that the request
+  // answers 454 first.
+  timeout: "65 seconds",
+  make
+})
 
 export default authHttp

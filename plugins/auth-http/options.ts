@@ -10,6 +10,11 @@ const DurationInput = Schema.Union(Schema.Number, Schema.String).pipe(
   Schema.filter((input) => Option.isSome(Duration.decodeUnknown(input)) || "a duration such as \"5 seconds\" or a number of milliseconds")
 )
 
+/** The plugin's hook timeout is a little longer, so that a slow service answers 454, not 451. */
+const AtMostAMinute = DurationInput.pipe(
+  Schema.filter((input) => Duration.lessThanOrEqualTo(Duration.decode(input as Duration.DurationInput), Duration.minutes(1)) || "a duration of at most 1 minute")
+)
+
 const isHttpUrl = (text: string): boolean => {
   try {
     const url = new URL(text)
@@ -26,8 +31,8 @@ export const Options = Schema.Struct({
   secret: Schema.optional(Schema.String.pipe(Schema.minLength(16, { message: () => "at least 16 characters" }))),
   /** Environment variable holding that key instead (read when the server starts). */
   secretEnv: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
-  /** Longest wait for the whole answer, then 454 4.7.0. */
-  timeout: Schema.optionalWith(DurationInput, { default: () => "5 seconds" }),
+  /** Longest wait for the whole answer, then 454 4.7.0; at most a minute. */
+  timeout: Schema.optionalWith(AtMostAMinute, { default: () => "5 seconds" }),
   /** Largest answer read; a longer one is a temporary failure (454 4.7.0). */
   maxResponseBytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(64, 1024 * 1024)), { default: () => 16 * 1024 })
 }).pipe(

@@ -13,13 +13,12 @@
  * authLdap({ url: "ldaps://ldap.example.com", base: "ou=people,dc=example,dc=com", filter: "(uid=%s)",
  *   bindDn: "cn=smtp,dc=example,dc=com", bindPasswordFile: "/run/secrets/ldap", senderAttributes: ["mail", "mailAlternateAddress"] })
  */
-import { Duration, Effect, Either, Ref, Schema } from "effect"
+import { Duration, Effect, Either, Schema } from "effect"
 import { readFile } from "node:fs/promises"
-import { definePlugin, PluginOptions, Senders, Verdict } from "../../src/index.ts"
-import type { AuthContext, Plugin } from "../../src/index.ts"
+import { definePlugin, Senders, Verdict } from "../../src/index.ts"
+import type { AuthContext } from "../../src/index.ts"
 import * as Directory from "./Directory.ts"
 import { Options } from "./options.ts"
-import type { OptionsInput } from "./options.ts"
 
 export { LdapError } from "./Directory.ts"
 export { Options } from "./options.ts"
@@ -54,29 +53,16 @@ const servicePassword = (options: Options) =>
 
 const ms = (input: number | string): number => Duration.toMillis(Duration.decode(input as Duration.DurationInput))
 
-/**
- * Creates the plugin; throws an `Error` naming the option when `input` does not match `Options`.
- * Its `setup` reads the password and CA files (again on each reload) and opens connections
- * lazily, so a directory that is down at start-up gives 454 to AUTH rather than a failed start.
- *
- * @example
- * defineConfig({ plugins: [authLdap({ url: "ldap://127.0.0.1", base: "dc=example,dc=com", startTls: true })] })
- */
-export const authLdap = (input: OptionsInput): Plugin => {
-  const options = PluginOptions.decode("auth-ldap", Options, input)
+/** The hooks, made from the decoded options (see `authLdap`). */
+const make = (options: Options) => {
   const timeout = ms(options.timeout)
-  // Filled by `setup`. The `auth` hook is declared here rather than returned by `setup` so that
-  // the bridge sees a backend in its plugin list and puts the AUTH throttle in front of it.
-  const directory = Ref.unsafeMake<Directory.Directory | undefined>(undefined)
 
-  const auth = Effect.fn("auth-ldap.auth")(function*({ session, username, password, authzid }: AuthContext) {
+  const auth = (ldap: Directory.Directory) => Effect.fn("auth-ldap.auth")(function*({ session, username, password, authzid }: AuthContext) {
     // A simple bind with a DN and an empty password is an "unauthenticated bind" (RFC 4513
     // §5.1.2) that some servers answer with success: never let one reach the directory.
     if (password === "") return invalid
     // SASL PLAIN's authzid: acting for another identity is nothing a bind can grant.
     if (authzid !== undefined && authzid !== "" && authzid !== username) return invalid
-    const ldap = yield* Ref.get(directory)
-    if (ldap === undefined) return unavailable
     const outcome = yield* ldap.check(username, password).pipe(
       Effect.timeoutFail({ duration: timeout, onTimeout: () => new Directory.LdapError({ reason: "Timeout", message: `no answer within ${Duration.format(timeout)}` }) }),
       Effect.either
@@ -104,11 +90,7 @@ export const authLdap = (input: OptionsInput): Plugin => {
     }
   })
 
-  return definePlugin({
-    name: "auth-ldap",
-    // Longer than the check's own timeout, so that the check answers 454 first.
-    timeout: Duration.millis(timeout + 5000),
-    auth,
+  return {
     setup: Effect.gen(function*() {
       const service = options.bindDn === undefined ? undefined : { dn: options.bindDn, password: yield* servicePassword(options) }
       const ca = options.caFile === undefined ? undefined : yield* readText(options.caFile, "CaFile")
@@ -125,10 +107,27 @@ export const authLdap = (input: OptionsInput): Plugin => {
         connectTimeoutMs: ms(options.connectTimeout),
         timeoutMs: timeout
       })
-      yield* Ref.set(directory, made)
-      return {}
+      return { auth: auth(made) }
     })
-  })
+  }
 }
+
+/**
+ * Creates the plugin. A bad option is reported by `check-config` (and fails start-up) as one
+ * line naming it. Its `setup` reads the password and CA files (again on each reload) and opens
+ * connections lazily, so a directory that is down at start-up gives 454 to AUTH rather than a
+ * failed start.
+ *
+ * @example
+ * defineConfig({ plugins: [authLdap({ url: "ldap://127.0.0.1", base: "dc=example,dc=com", startTls: true })] })
+ */
+export const authLdap = definePlugin({
+  name: "auth-ldap",
+  options: Options,
+  // Longer than the longest check timeout the options allow (1 minute), so that the check
+  // answers 454 first.
+  timeout: "65 seconds",
+  make
+})
 
 export default authLdap

@@ -18,7 +18,7 @@ export const Options = Schema.Struct({
     Schema.pattern(/^ldaps?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?\/?$/, {
       message: () => "an ldap:// or ldaps:// URL with a host and an optional port, without user, path or query"
     })
-  ),
+  ).annotations({ description: "an ldap:// or ldaps:// URL with a host and an optional port, without user, path or query" }),
   /** The search base, e.g. `ou=people,dc=example,dc=com`. */
   base: NonEmpty,
   /**
@@ -49,8 +49,13 @@ export const Options = Schema.Struct({
   poolSize: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 64)), { default: () => 4 }),
   /** Longest wait for a TCP (and TLS) connection. */
   connectTimeout: Schema.optionalWith(DurationInput, { default: () => "5 seconds" }),
-  /** Longest wait for one check (a free connection, the search and both binds), then 454 4.7.0. */
-  timeout: Schema.optionalWith(DurationInput, { default: () => "10 seconds" })
+  /** Longest wait for one check (a free connection, the search and both binds), then 454 4.7.0; at most a minute. */
+  timeout: Schema.optionalWith(
+    DurationInput.pipe(
+      Schema.filter((input) => Duration.lessThanOrEqualTo(Duration.decode(input as Duration.DurationInput), Duration.minutes(1)) || "a duration of at most 1 minute")
+    ),
+    { default: () => "10 seconds" }
+  )
 }).pipe(
   Schema.filter((o) => {
     const sources = [o.bindPasswordFile, o.bindPasswordEnv].filter((s) => s !== undefined).length

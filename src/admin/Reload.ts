@@ -94,7 +94,14 @@ export const signals = (signal: NodeJS.Signals, queue: Queue.Enqueue<Request>): 
  */
 export const watchedFiles = (config: BridgeConfig, configFile: string | undefined): ReadonlyArray<string> =>
   config.watchConfig
-    ? [configFile, config.users, config.tls?.cert, config.tls?.key].filter((file): file is string => file !== undefined)
+    ? [
+      configFile,
+      config.users,
+      // The htpasswd backends of `auth` are users files too.
+      ...config.auth.map((backend) => (backend.type === "htpasswd" ? backend.options.file : undefined)),
+      config.tls?.cert,
+      config.tls?.key
+    ].filter((file): file is string => file !== undefined)
     : []
 
 /** A burst of changes (an editor's save, a rename, a certbot renewal) ends after this much quiet. */

@@ -45,12 +45,12 @@ const tls = (cert: string, key: string) =>
     }
   })
 
-const users = (file: string) =>
+const users = (file: string, field = "users") =>
   Effect.gen(function*() {
-    const text = yield* read("users", file, "an htpasswd file of bcrypt entries")
+    const text = yield* read(field, file, "an htpasswd file of bcrypt entries")
     return yield* Either.match(parseHtpasswd(text, file), {
       // The parser's message already names the file and the line.
-      onLeft: (error) => Effect.fail(new ConfigError({ reason: "Invalid", field: "users", expected: "an htpasswd file of bcrypt entries", source: file, message: `Invalid config: users: ${error.message}` })),
+      onLeft: (error) => Effect.fail(new ConfigError({ reason: "Invalid", field, expected: "an htpasswd file of bcrypt entries", source: file, message: `Invalid config: ${field}: ${error.message}` })),
       onRight: (entries) => Effect.succeed(entries.size)
     })
   })
@@ -83,7 +83,11 @@ const relayCa = (name: string, transport: BridgeConfig["transports"][string]) =>
 export const check = (config: BridgeConfig): Effect.Effect<{ readonly users: number | undefined }, ConfigError> =>
   Effect.gen(function*() {
     if (config.tls !== undefined) yield* tls(config.tls.cert, config.tls.key)
-    const count = config.users === undefined ? undefined : yield* users(config.users)
+    let count = config.users === undefined ? undefined : yield* users(config.users)
+    // The htpasswd backends of `auth` too: their users count with the file's.
+    for (const [i, backend] of config.auth.entries()) {
+      if (backend.type === "htpasswd") count = (count ?? 0) + (yield* users(backend.options.file, `auth[${i}].file`))
+    }
     const dkim = config.dkimSign?.keys ?? []
     for (let i = 0; i < dkim.length; i++) yield* signingKey(`dkimSign.keys[${i}]`, dkim[i]!)
     if (config.arcSeal !== undefined) yield* signingKey("arcSeal", config.arcSeal)

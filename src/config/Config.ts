@@ -30,12 +30,12 @@ export type LogFormat = NonNullable<Decoded["logFormat"]>
  */
 type Plain = Pick<Decoded,
   | "hostname" | "allowInsecureAuth" | "trust" | "proxyProtocol" | "senders" | "forgedFrom" | "maildir" | "bareLineEndings"
-  | "limits" | "shutdownTimeout" | "plugins" | "dns" | "watchConfig"
+  | "limits" | "shutdownTimeout" | "plugins" | "dns" | "watchConfig" | "auth"
 >
 type OrUndefined<K extends keyof Decoded> = { readonly [P in K]: Decoded[P] | undefined }
 
 export interface BridgeConfig
-  extends DeliveryConfig, Plain, OrUndefined<"tls" | "users" | "tempDir" | "verify" | "dkimSign" | "arcSeal" | "rateLimit" | "logFormat" | "capture">
+  extends DeliveryConfig, Plain, OrUndefined<"tls" | "users" | "authCache" | "tempDir" | "verify" | "dkimSign" | "arcSeal" | "rateLimit" | "logFormat" | "capture">
 {
   readonly listeners: ReadonlyArray<ListenerConfig>
   /** The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when undefined. */

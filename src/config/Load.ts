@@ -11,6 +11,7 @@ import { pathToFileURL } from "node:url"
 import type { BridgeConfig } from "./Config.ts"
 import type * as DkimSign from "../../plugins/dkim-sign/options.ts"
 import type { ConfigInput, LimitsInput, SpoolInput, TlsInput } from "./Input.ts"
+import * as AuthConfig from "./Auth.ts"
 import * as Resolve from "./Resolve.ts"
 
 /**
@@ -39,7 +40,9 @@ export const merge = (file: unknown, flags: Flags): unknown => {
   for (const [key, value] of Object.entries(flags)) {
     if (value === undefined) continue
     const base = out[key]
-    out[key] = isRecord(value) && isRecord(base) ? { ...base, ...withoutUndefined(value) } : value
+    out[key] = key === "auth" && Array.isArray(value)
+      ? AuthConfig.mergeFlags(base, value)
+      : isRecord(value) && isRecord(base) ? { ...base, ...withoutUndefined(value) } : value
   }
   return out
 }

@@ -120,9 +120,9 @@ const checkTls = (input: ConfigSchema.Decoded, source: SourceOf): Effect.Effect<
     return Effect.fail(invalid("tls", "{ cert, key } because listenTls is set", undefined, source))
   }
   // AUTH is only offered over TLS unless insecure AUTH is allowed: a users file would go unused.
-  if (input.users !== undefined && input.allowInsecureAuth !== true) {
+  if ((input.users !== undefined || input.auth.length > 0) && input.allowInsecureAuth !== true) {
     return Effect.fail(
-      invalid("tls", "{ cert, key } so that AUTH can be offered to users (or allowInsecureAuth: true)", undefined, source)
+      invalid("tls", "{ cert, key } so that AUTH can be offered to users (or allowInsecureAuth: true)", undefined, (field) => source(input.users !== undefined ? field : "auth"))
     )
   }
   return Effect.void
@@ -152,6 +152,7 @@ export const resolve = (
       // Absent and undefined are one thing to the server: these keys are always present.
       tls: decoded.tls,
       users: decoded.users,
+      authCache: decoded.authCache,
       tempDir: decoded.tempDir,
       verify: decoded.verify,
       dkimSign: decoded.dkimSign,

@@ -18,6 +18,7 @@ import * as RateLimit from "../../plugins/rate-limit/options.ts"
 import * as Udp from "../dns/Udp.ts"
 import { hookNames, type Plugin } from "../pipeline/Plugin.ts"
 import * as AdminConfig from "./Admin.ts"
+import * as AuthConfig from "./Auth.ts"
 import * as Delivery from "./Delivery.ts"
 import {
   Bool, Cidr, expecting, FilePath, Hostname, LineLength, list, ListenAddress, MessageSize, optional, PositiveInt, PrefixLength,
@@ -148,8 +149,12 @@ export const Config = Schema.Struct({
   tls: optional(Tls),
   /** Offer AUTH without TLS: only for tests or links that are already private. */
   allowInsecureAuth: withDefault(Bool, () => false),
-  /** htpasswd file (bcrypt) of the users allowed to AUTH. */
+  /** htpasswd file (bcrypt) of the users allowed to AUTH: short for a first `{ type: "htpasswd", file }` backend. */
   users: optional(FilePath),
+  /** Authentication backends, run in order: the first that knows the user decides (`Auth.ts`, docs/authentication.md). */
+  auth: withDefault(list(AuthConfig.Backend, "backends"), () => []),
+  /** The result cache in front of the password backends; off unless given. */
+  authCache: optional(AuthConfig.Cache),
   /** Networks in CIDR notation (`"10.0.0.0/8"`, `"::1/128"`) that may relay without AUTH. */
   trust: withDefault(list(Cidr, "CIDR strings like 10.0.0.0/8"), () => []),
   /** Load balancers (CIDR) that send a PROXY protocol v1/v2 header (HAProxy `send-proxy-v2`); their connections must start with one. */

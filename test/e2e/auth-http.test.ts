@@ -5,11 +5,17 @@
 import { createHmac, timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { authHttp } from "../../plugins/auth-http/index.ts"
 import type { OptionsInput } from "../../plugins/auth-http/index.ts"
 import { startBridge, type TestBridge } from "../support/bridge.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
+import * as Resolve from "../../src/config/Resolve.ts"
+
+// As check-config and start-up report a bad option: one line naming the plugin and the option.
+const problem = (input: unknown): Promise<string> =>
+  Effect.runPromise(Effect.flip(Resolve.resolve({ plugins: [authHttp(input as never)] }, "test.config.ts"))).then((e) => e.message)
 
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64")
 const secret = "a-shared-hmac-key-for-tests"
@@ -278,14 +284,19 @@ describe("auth-http against a loopback HTTP service", () => {
   })
 
   it.each([
-    ["a URL that is no http(s) URL", { url: "ftp://127.0.0.1/" }, /option "url"/],
-    ["a short secret", { url: "http://127.0.0.1/", secret: "short" }, /option "secret"/],
-    ["an unknown option", { url: "http://127.0.0.1/", retries: 3 }, /option "retries"/]
-  ])("refuses %s at creation, naming the option", (_, input, message) => {
-    expect(() => authHttp(input as never)).toThrow(message)
+    ["a URL that is no http(s) URL", { url: "ftp://127.0.0.1/" }, /\(auth-http\)\.url: expected .*an http:\/\/ or https:\/\/ URL/],
+    ["a short secret", { url: "http://127.0.0.1/", secret: "short" }, /\(auth-http\)\.secret: /],
+    ["an unknown option", { url: "http://127.0.0.1/", retries: 3 }, /\(auth-http\)\.retries: /],
+    ["a timeout over a minute", { url: "http://127.0.0.1/", timeout: "90 seconds" }, /\(auth-http\)\.timeout: expected .*a duration of at most 1 minute/]
+  ])("refuses %s in the config check, naming the option", async (_, input, message) => {
+    const line = await problem(input)
+    expect(line).toMatch(/^Invalid config: plugins\[0\] \(auth-http\)\./)
+    expect(line).toMatch(message)
   })
 
-  it("never repeats a secret given with the wrong type in the error", () => {
-    expect(() => authHttp({ url: "http://127.0.0.1/", secret: 1234567890123456789 } as never)).toThrow(/option "secret": Expected string$/)
+  it("never repeats a secret given with the wrong type in the error", async () => {
+    const line = await problem({ url: "http://127.0.0.1/", secret: 1234567890123456789 })
+    expect(line).toMatch(/\(auth-http\)\.secret: /)
+    expect(line).not.toContain("1234567890123456789")
   })
 })

@@ -63,4 +63,10 @@ describe("Reload.watchedFiles", () => {
       // Flags alone: no config file to watch.
       expect(Reload.watchedFiles(yield* config({ watchConfig: true }), undefined)).toEqual([])
     }))
+
+  it.effect("watches the htpasswd files of auth backends as users files", () =>
+    Effect.gen(function*() {
+      const watching = yield* config({ ...files, watchConfig: true, auth: [{ type: "htpasswd", file: "staff.htpasswd" }, "http://127.0.0.1/auth"] })
+      expect(Reload.watchedFiles(watching, undefined)).toEqual(["users.htpasswd", "staff.htpasswd", "cert.pem", "key.pem"])
+    }))
 })
