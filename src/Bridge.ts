@@ -2,11 +2,13 @@
  * Wiring: the validated config becomes the ordered plugin list, the transports and a running
  * server. Used by the CLI and by tests that start a bridge in-process.
  */
-import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Scope } from "effect"
+import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Schema, Scope } from "effect"
 import { arcSeal } from "../plugins/arc-seal/index.ts"
 import { authHtpasswd } from "../plugins/auth-htpasswd/index.ts"
 import { dkimSign } from "../plugins/dkim-sign/index.ts"
 import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
+import { policy } from "../plugins/policy/index.ts"
+import { Options as PolicyOptions } from "../plugins/policy/options.ts"
 import { received } from "../plugins/received/index.ts"
 import { rateLimit } from "../plugins/rate-limit/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
@@ -40,6 +42,8 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   ...(config.users !== undefined ? [authHtpasswd({ file: config.users })] : []),
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
+  // After the relay policy, as Postfix's check_policy_service follows reject_unauth_destination.
+  ...(config.policy !== undefined ? [policy(Schema.encodeSync(PolicyOptions)(config.policy))] : []),
   ...config.plugins,
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
   // Signing sees the headers as received (edits by earlier hooks are rendered on top later).

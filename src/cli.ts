@@ -86,6 +86,7 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
     ...(o.rateLimit.length > 0 || Option.isSome(o.redis)
       ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }
       : {}),
+    ...given("policy", o.policy),
     ...given("admin", o.admin),
     ...given("adminTokenFile", o.adminTokenFile),
     // From the environment, not a flag: the process list shows every argument to local users.

@@ -48,3 +48,7 @@ export * as Redact from "./util/Redact.ts"
  * HTTP service the same way, so that a receiver verifies both with one routine.
  */
 export { sign as signRequest } from "./transport/Webhook.ts"
+/** Client connections (TCP, TLS, unix sockets) for plugins that talk to a service of their own (policy servers, milters). */
+export * as Connect from "./runtime/Connect.ts"
+/** A bounded pool of reusable connections, as the relay transports keep theirs. */
+export * as Pool from "./transport/smtp/Pool.ts"
