@@ -10,6 +10,8 @@ import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
 import { policy } from "../plugins/policy/index.ts"
 import { Options as PolicyOptions } from "../plugins/policy/options.ts"
 import { received } from "../plugins/received/index.ts"
+import { rspamd } from "../plugins/rspamd/index.ts"
+import { Options as RspamdOptions } from "../plugins/rspamd/options.ts"
 import { rateLimit } from "../plugins/rate-limit/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
 import { routing } from "../plugins/routing/index.ts"
@@ -44,6 +46,7 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
   // After the relay policy, as Postfix's check_policy_service follows reject_unauth_destination.
   ...(config.policy !== undefined ? [policy(Schema.encodeSync(PolicyOptions)(config.policy))] : []),
+  ...(config.rspamd !== undefined ? [rspamd(Schema.encodeSync(RspamdOptions)(config.rspamd))] : []),
   ...config.plugins,
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
   // Signing sees the headers as received (edits by earlier hooks are rendered on top later).

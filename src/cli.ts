@@ -87,6 +87,7 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
       ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }
       : {}),
     ...given("policy", o.policy),
+    ...given("rspamd", o.rspamd),
     ...given("admin", o.admin),
     ...given("adminTokenFile", o.adminTokenFile),
     // From the environment, not a flag: the process list shows every argument to local users.

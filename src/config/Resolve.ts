@@ -158,6 +158,7 @@ export const resolve = (
       arcSeal: decoded.arcSeal,
       rateLimit: decoded.rateLimit,
       policy: decoded.policy,
+      rspamd: decoded.rspamd,
       logFormat: decoded.logFormat,
       telemetry: decoded.telemetry,
       listeners: yield* listeners(decoded, sourceOf),
