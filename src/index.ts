@@ -52,3 +52,6 @@ export { sign as signRequest } from "./transport/Webhook.ts"
 export * as Connect from "./runtime/Connect.ts"
 /** A bounded pool of reusable connections, as the relay transports keep theirs. */
 export * as Pool from "./transport/smtp/Pool.ts"
+/** Asks a relay upstream whether it takes a recipient (MAIL FROM:<>, RCPT, RSET), for recipient verification. */
+export * as RecipientProbe from "./transport/smtp/Probe.ts"
+export type { RelayTransportConfig } from "./config/Config.ts"

@@ -42,7 +42,7 @@ export const docs = {
   policy: { group: "Policy", name: "policy", pseudo: "inet:HOST:PORT|unix:PATH", description: "Ask this Postfix policy service (postgrey, policyd-spf) at each RCPT", default: "off" },
   rspamd: { group: "Policy", name: "rspamd", pseudo: "URL", description: "Scan each message with rspamd's HTTP API (http://127.0.0.1:11333): reject, greylist, add headers", default: "off" },
   maildir: { group: "Delivery", name: "maildir", pseudo: "DIR", description: "Maildir the default transport delivers into", default: Resolve.defaults.maildir },
-  relay: { group: "Delivery", name: "relay", pseudo: "URL", description: "Relay all mail to smtp://[user:pass@]host:port[?tls=required|opportunistic|none], smtps:// or lmtp://", default: "off (the Maildir)" },
+  relay: { group: "Delivery", name: "relay", pseudo: "URL", description: "Relay all mail to smtp://[user:pass@]host:port[?tls=required|opportunistic|none][&verify=rcpt], smtps:// or lmtp:// (verify=rcpt: ask it about each RCPT)", default: "off (the Maildir)" },
   webhook: { group: "Delivery", name: "webhook", pseudo: "URL", description: "POST all mail to this HTTP endpoint", default: "off (the Maildir)" },
   webhookSecret: { group: "Delivery", name: "webhook-secret", pseudo: "SECRET", description: "HMAC-SHA256 key that signs webhook requests", default: "none (unsigned)" },
   spool: { group: "Delivery", name: "spool", pseudo: "DIR", description: "Durable queue: store each message before the 250, deliver with retries", default: "off (pass-through)" },
