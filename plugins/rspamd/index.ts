@@ -105,7 +105,8 @@ export const rspamd: (options: OptionsInput) => Plugin = definePlugin({
 
     const data = Effect.fnUntraced(function*(ctx: DataContext) {
       const { session, transaction, message } = ctx
-      if (options.spamHeaders) for (const name of spamFields) ctx.removeHeader(name)
+      // A client's own verdict fields never pass, whatever rspamd answers (or if it is skipped).
+      if (options.spamHeaders) for (const name of [...spamFields, options.spamHeader]) ctx.removeHeader(name)
       if (options.skipAuthenticated && session.user !== undefined) return Verdict.Continue
       if (message.size > options.maxSize) {
         yield* Effect.logInfo(`rspamd: message of ${message.size} bytes not scanned (maxSize ${options.maxSize})`)

@@ -169,6 +169,41 @@ describe("rspamd's answers and failures", () => {
     }
   }, 30_000)
 
+  it("answers 451 4.7.1 to an HTTP error, a reply without an action, and a header that never ends", async () => {
+    const fake = await fakeRspamd((req, _body, res) => {
+      if (req.headers.rcpt === "error@example.net") {
+        res.writeHead(500)
+        res.end("oops")
+      } else if (req.headers.rcpt === "noaction@example.net") json(res, { score: 1 })
+      else {
+        // Header lines forever, never the blank line: bounded at 16KB.
+        const socket = res.socket!
+        socket.write("HTTP/1.1 200 OK\r\n")
+        // One line a tick, 1 MB at most: the bridge must give up long before.
+        let sent = 0
+        const pump = () => {
+          if (socket.destroyed || sent > 1024 * 1024) return
+          sent += 50
+          socket.write("X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
+          setImmediate(pump)
+        }
+        pump()
+      }
+    })
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], rspamd: { url: fake.url, timeout: "10 seconds" } })
+    try {
+      for (const to of ["error@example.net", "noaction@example.net", "forever@example.net"]) {
+        const started = Date.now()
+        expect(await send(bridge.port, clean, { to: [to] })).toBe("451 4.7.1 Message could not be scanned, try again later")
+        expect(Date.now() - started).toBeLessThan(5_000)
+      }
+      expect(bridge.delivered()).toHaveLength(0)
+    } finally {
+      await bridge.stop()
+      await fake.stop()
+    }
+  }, 30_000)
+
   it("rewrites the subject, adds rspamd's milter headers with their line breaks flattened, and answers soft reject with 451", async () => {
     const fake = await fakeRspamd((req, _body, res) =>
       req.headers.rcpt === "soft@example.net"
