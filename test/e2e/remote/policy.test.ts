@@ -3,7 +3,10 @@
  * (greylisting) and policyd-spf (SPF, with a dnsmasq zone), and against a hostile policy server
  * written here (answers forever, never answers, CR in its text, HOLD, extra lines).
  */
+import * as fs from "node:fs"
 import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBridge, type TestBridge } from "../../support/bridge.ts"
 import { type Dnsmasq, startDnsmasq, txt } from "../../support/dnsmasq.ts"
@@ -84,7 +87,7 @@ describe.skipIf(!needTool("policyd-spf", policydSpfAvailable()))("SPF with polic
 })
 
 /** A policy server under the test's control: `answer` gets each request's attributes. */
-const fakePolicy = async (answer: (request: Map<string, string>, socket: net.Socket) => string | undefined) => {
+const fakePolicy = async (answer: (request: Map<string, string>, socket: net.Socket) => string | undefined, unixPath?: string) => {
   const requests: Array<Map<string, string>> = []
   let connections = 0
   const sockets = new Set<net.Socket>()
@@ -106,9 +109,9 @@ const fakePolicy = async (answer: (request: Map<string, string>, socket: net.Soc
       }
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()))
+  await new Promise<void>((resolve) => (unixPath === undefined ? server.listen(0, "127.0.0.1", () => resolve()) : server.listen(unixPath, () => resolve())))
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: unixPath === undefined ? (server.address() as net.AddressInfo).port : 0,
     requests,
     connections: () => connections,
     stop: () => new Promise<void>((resolve) => {
@@ -142,6 +145,23 @@ describe("a policy server that misbehaves", () => {
     } finally {
       await bridge.stop()
       await fake.stop()
+    }
+  }, 20_000)
+
+  it("talks to a service on a unix socket (unix:/path) and answers its DEFER with 450 4.7.1", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-policy-unix-"))
+    const socketPath = path.join(dir, "policy.sock")
+    const fake = await fakePolicy(() => "action=DEFER come back later\n\n", socketPath)
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], policy: `unix:${socketPath}` })
+    try {
+      const { c, reply } = await rcpt(bridge.port, "alice@example.org", "bob@example.net")
+      expect(reply).toBe("450 4.7.1 <bob@example.net>: Recipient address rejected: come back later")
+      c.close()
+      expect(fake.requests).toHaveLength(1)
+    } finally {
+      await bridge.stop()
+      await fake.stop()
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   }, 20_000)
 
