@@ -9,7 +9,7 @@
 import { Schema } from "effect"
 import * as Units from "../../src/util/Units.ts"
 
-/** The URL's parts the client needs, or undefined when it is not an http(s) URL without credentials in it. */
+/** The URL's parts the client needs, or undefined when it is not an http(s) URL, or holds credentials (they go in `password`, never in a URL that logs may show). */
 export const parseUrl = (text: string): { readonly host: string; readonly port: number; readonly tls: boolean; readonly path: string } | undefined => {
   let url: URL
   try {
