@@ -2,11 +2,16 @@
  * Wiring: the validated config becomes the ordered plugin list, the transports and a running
  * server. Used by the CLI and by tests that start a bridge in-process.
  */
-import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Scope } from "effect"
+import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Schema, Scope } from "effect"
 import { arcSeal } from "../plugins/arc-seal/index.ts"
 import { dkimSign } from "../plugins/dkim-sign/index.ts"
 import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
+import { policy } from "../plugins/policy/index.ts"
+import { Options as PolicyOptions } from "../plugins/policy/options.ts"
 import { received } from "../plugins/received/index.ts"
+import { recipientVerify } from "../plugins/recipient-verify/index.ts"
+import { rspamd } from "../plugins/rspamd/index.ts"
+import { Options as RspamdOptions } from "../plugins/rspamd/options.ts"
 import { rateLimit } from "../plugins/rate-limit/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
 import { routing } from "../plugins/routing/index.ts"
@@ -51,6 +56,11 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin<unknown>> =>
   ...Backends.plugins(config),
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
+  // After the relay policy: only a client allowed to relay may learn which addresses exist.
+  ...verifiers(config),
+  // After the relay policy, as Postfix's check_policy_service follows reject_unauth_destination.
+  ...(config.policy !== undefined ? [policy(Schema.encodeSync(PolicyOptions)(config.policy))] : []),
+  ...(config.rspamd !== undefined ? [rspamd(Schema.encodeSync(RspamdOptions)(config.rspamd))] : []),
   ...config.plugins,
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
   // Signing sees the headers as received (edits by earlier hooks are rendered on top later).
@@ -58,6 +68,19 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin<unknown>> =>
   ...(config.arcSeal !== undefined ? [arcSeal(config.arcSeal)] : []),
   received()
 ]
+
+/**
+ * One recipient-verify plugin per relay transport with `verifyRecipients`: the default transport
+ * without routes checks every recipient; otherwise the domains its `recipientDomain` routes send it.
+ */
+const verifiers = (config: BridgeConfig): ReadonlyArray<Plugin> =>
+  Object.entries(config.transports).flatMap(([name, t]) => {
+    if ((t.type !== "smtp" && t.type !== "lmtp") || !t.verifyRecipients) return []
+    const domains = config.routes === undefined
+      ? (name === config.defaultTransport ? undefined : [])
+      : config.routes.filter((r) => r.transport === name).flatMap((r) => r.recipientDomain ?? [])
+    return [recipientVerify({ transport: name, relay: t, helo: config.hostname, domains })]
+  })
 
 export interface Running extends Omit<SmtpServer.RunningServer, "reload"> {
   readonly pipeline: Pipeline.Pipeline

@@ -27,6 +27,7 @@ import * as SmtpBridge from "./index.ts"
 import * as Embedded from "./runtime/Embedded.ts"
 import * as Main from "./runtime/Main.ts"
 import * as Build from "./transport/Build.ts"
+import * as Redact from "./util/Redact.ts"
 
 const given = <K extends string, A>(key: K, value: Option.Option<A>): { [P in K]?: A } =>
   (Option.isSome(value) ? { [key]: value.value } : {}) as { [P in K]?: A }
@@ -98,6 +99,8 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
     ...(o.rateLimit.length > 0 || Option.isSome(o.redis)
       ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }
       : {}),
+    ...given("policy", o.policy),
+    ...given("rspamd", o.rspamd),
     ...given("admin", o.admin),
     ...given("adminTokenFile", o.adminTokenFile),
     // From the environment, not a flag: the process list shows every argument to local users.
@@ -193,6 +196,8 @@ const summary = (config: BridgeConfig, users: number | undefined): string => {
     `max recipients ${config.limits.maxRecipients}`,
     `idle timeout ${Duration.format(config.limits.idleTimeout)}`,
     `plugins ${config.plugins.length === 0 ? "none" : config.plugins.map((p) => p.name).join(", ")}`,
+    `policy service ${config.policy === undefined ? "off" : `${config.policy.server} at ${config.policy.stage}`}`,
+    `rspamd ${config.rspamd === undefined ? "off" : Redact.url(config.rspamd.url)}`,
     `admin ${config.admin === undefined ? "off" : `${config.admin.host.includes(":") ? `[${config.admin.host}]` : config.admin.host}:${config.admin.port}${config.admin.token === undefined ? "" : " (bearer token)"}`}`,
     `telemetry ${Telemetry.describe(config.telemetry)}`
   ].join("; ")

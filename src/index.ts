@@ -37,7 +37,7 @@ export * as StaticDns from "./dns/Static.ts"
 export * as Mailauth from "./mailauth/Mailauth.ts"
 export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"
-/** Client connections (TCP, TLS, unix sockets) for plugins that speak to a backend over a socket (auth-dovecot). */
+/** Client connections (TCP, TLS, unix sockets) for plugins that speak to a service of their own (auth-dovecot, policy servers, milters). */
 export * as Connect from "./runtime/Connect.ts"
 /** bcrypt off the event loop (Bun's native pool, or worker threads), for password backends. */
 export * as Password from "./runtime/Password.ts"
@@ -49,3 +49,8 @@ export * as Redact from "./util/Redact.ts"
  * HTTP service the same way, so that a receiver verifies both with one routine.
  */
 export { sign as signRequest } from "./transport/Webhook.ts"
+/** A bounded pool of reusable connections, as the relay transports keep theirs. */
+export * as Pool from "./transport/smtp/Pool.ts"
+/** Asks a relay upstream whether it takes a recipient (MAIL FROM:<>, RCPT, RSET), for recipient verification. */
+export * as RecipientProbe from "./transport/smtp/Probe.ts"
+export type { RelayTransportConfig } from "./config/Config.ts"

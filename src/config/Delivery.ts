@@ -31,6 +31,11 @@ const TransportSchema = Schema.Struct({
   /** Relays: connect, command and data timeouts; defaults 30 seconds, 5 minutes, 10 minutes. */
   timeouts: optional(Schema.Struct({ connect: optional(Timeout), command: optional(Timeout), data: optional(Timeout) })
     .annotations(expecting("{ connect?, command?, data? }"))),
+  /** Relays: ask the upstream about each recipient at RCPT time (as `?verify=rcpt` on the URL); unknown ones are refused in the session. */
+  verifyRecipients: optional(Bool),
+  /** Relays: how long verification answers are remembered; defaults 1 hour (accepted) and 5 minutes (refused), like Postfix's verify(8). */
+  verifyCache: optional(Schema.Struct({ positive: optional(Timeout), negative: optional(Timeout) })
+    .annotations(expecting("{ positive?, negative? }"))),
   /** Webhook: HMAC-SHA256 key for the signature header. */
   secret: optional(NonEmptyString),
   /** Webhook: `raw` (message/rfc822, envelope in headers; default) or `json`. */
@@ -139,7 +144,10 @@ const relay = (url: string, t: Partial<Schema.Schema.Type<typeof TransportSchema
   idleTimeout: time(t.pool?.idleTimeout, "30 seconds"),
   connectTimeout: time(t.timeouts?.connect, "30 seconds"),
   commandTimeout: time(t.timeouts?.command, "5 minutes"),
-  dataTimeout: time(t.timeouts?.data, "10 minutes")
+  dataTimeout: time(t.timeouts?.data, "10 minutes"),
+  verifyRecipients: t.verifyRecipients ?? Either.match(Url.parse(url), { onLeft: () => false, onRight: (target) => target.verifyRecipients === true }),
+  verifyPositiveTtl: time(t.verifyCache?.positive, "1 hour"),
+  verifyNegativeTtl: time(t.verifyCache?.negative, "5 minutes")
 })
 
 /** Builds the transports, checks that routes name defined transports, and the spool. */
@@ -190,6 +198,10 @@ export interface RelayTransportConfig {
   readonly connectTimeout: Duration.Duration
   readonly commandTimeout: Duration.Duration
   readonly dataTimeout: Duration.Duration
+  /** Recipients are checked with the upstream at RCPT time (`verifyRecipients`, `?verify=rcpt`). */
+  readonly verifyRecipients: boolean
+  readonly verifyPositiveTtl: Duration.Duration
+  readonly verifyNegativeTtl: Duration.Duration
 }
 
 export interface WebhookTransportConfig {

@@ -158,6 +158,8 @@ export const resolve = (
       dkimSign: decoded.dkimSign,
       arcSeal: decoded.arcSeal,
       rateLimit: decoded.rateLimit,
+      policy: decoded.policy,
+      rspamd: decoded.rspamd,
       logFormat: decoded.logFormat,
       capture: decoded.capture,
       telemetry: decoded.telemetry,

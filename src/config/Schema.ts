@@ -14,7 +14,9 @@ import * as Os from "node:os"
 import * as ArcSeal from "../../plugins/arc-seal/options.ts"
 import * as DkimSign from "../../plugins/dkim-sign/options.ts"
 import * as MailauthVerify from "../../plugins/mailauth-verify/options.ts"
+import * as Policy from "../../plugins/policy/options.ts"
 import * as RateLimit from "../../plugins/rate-limit/options.ts"
+import * as Rspamd from "../../plugins/rspamd/options.ts"
 import * as Udp from "../dns/Udp.ts"
 import { hookNames, type Plugin } from "../pipeline/Plugin.ts"
 import * as AdminConfig from "./Admin.ts"
@@ -139,6 +141,26 @@ const Capture = Schema.Struct({
   headersOnly: withDefault(Bool, () => false)
 }).annotations(expecting("{ dir, sample?, maxMessageSize?, headersOnly? }"))
 
+// `--policy inet:HOST:PORT` gives the server alone; a config object carries the other options.
+const PolicyField = Schema.Union(
+  Schema.transform(Policy.Server, Schema.typeSchema(Policy.Options), {
+    strict: true,
+    decode: (server) => Schema.decodeSync(Policy.Options)({ server }),
+    encode: (options) => options.server
+  }),
+  Policy.Options
+).annotations(expecting("inet:HOST:PORT, unix:/path or { server, stage?, timeout?, defaultAction?, ... }"))
+
+// `--rspamd URL` gives the URL alone.
+const RspamdField = Schema.Union(
+  Schema.transform(Rspamd.Url, Schema.typeSchema(Rspamd.Options), {
+    strict: true,
+    decode: (url) => Schema.decodeSync(Rspamd.Options)({ url }),
+    encode: (options) => options.url
+  }),
+  Rspamd.Options
+).annotations(expecting("an http:// URL of rspamd's worker or { url, timeout?, onError?, spamHeaders?, ... }"))
+
 export const Config = Schema.Struct({
   /** The name in the greeting, EHLO reply and Received header; default the machine's host name. */
   hostname: withDefault(Hostname, () => Os.hostname()),
@@ -193,6 +215,10 @@ export const Config = Schema.Struct({
   arcSeal: optional(ArcSeal.Options),
   /** Rate limits and AUTH brute-force control (plugins/rate-limit); off unless given. */
   rateLimit: optional(RateLimit.Options),
+  /** A Postfix policy delegation service asked at RCPT or at the end of the message (plugins/policy). */
+  policy: optional(PolicyField),
+  /** Scan each message with rspamd over HTTP (/checkv2) and act on its answer (plugins/rspamd). */
+  rspamd: optional(RspamdField),
   ...AdminConfig.fields,
   /** `"json"` (one object per line) or `"pretty"`; default `"pretty"` on a terminal, `"json"` otherwise. */
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),

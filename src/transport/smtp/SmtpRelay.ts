@@ -170,12 +170,18 @@ export const fromConfig = (
   name: string,
   config: RelayTransportConfig,
   extra: { readonly helo?: string; readonly allowInsecureAuth?: boolean } = {}
-): Effect.Effect<Transport, RelayConfigError, Scope.Scope> =>
+): Effect.Effect<Transport, RelayConfigError, Scope.Scope> => Effect.flatMap(optionsFromConfig(name, config, extra), make)
+
+const optionsFromConfig = (
+  name: string,
+  config: RelayTransportConfig,
+  extra: { readonly helo?: string; readonly allowInsecureAuth?: boolean }
+): Effect.Effect<Options, RelayConfigError> =>
   Effect.gen(function*() {
     const target = yield* parseUrl(config.url)
     const caFile = config.ca ?? target.caFile
     const ca = caFile !== undefined ? yield* readCa(config.url, caFile) : undefined
-    return yield* make({
+    return {
       target,
       name,
       tls: {
@@ -187,5 +193,12 @@ export const fromConfig = (
       ...(extra.allowInsecureAuth !== undefined ? { allowInsecureAuth: extra.allowInsecureAuth } : {}),
       pool: { max: config.poolSize, idleTimeout: config.idleTimeout },
       timeouts: { connect: config.connectTimeout, command: config.commandTimeout, data: config.dataTimeout }
-    })
+    }
   })
+
+/** The upstream session options of a resolved relay entry, as its transport opens them (for recipient probes). */
+export const clientOptionsFromConfig = (
+  name: string,
+  config: RelayTransportConfig,
+  extra: { readonly helo?: string; readonly allowInsecureAuth?: boolean } = {}
+): Effect.Effect<Client.Options, RelayConfigError> => Effect.map(optionsFromConfig(name, config, extra), (o) => clientOptions(o, name))

@@ -13,7 +13,8 @@
  *   message (4xx) when the upstream offers no STARTTLS or its certificate does not verify;
  *   `opportunistic` upgrades when STARTTLS is offered and otherwise stays plain, but a failed
  *   handshake or verification is still a failure, never a silent downgrade.
- * - `verify=false` turns certificate verification off (on by default).
+ * - `verify=false` turns certificate verification off (on by default); `verify=rcpt` keeps it on
+ *   and asks the upstream about each recipient at RCPT time (plugins/recipient-verify).
  * - `servername=name`: the name sent as SNI and checked against the certificate (default: the host).
  * - `ca=/path/ca.pem`: trust this CA file for the upstream instead of the system's roots.
  *
@@ -44,6 +45,8 @@ export interface RelayTarget {
   readonly tls: TlsMode
   /** Verify the upstream's certificate (default true). */
   readonly verify: boolean
+  /** `verify=rcpt`: ask the upstream about each recipient at RCPT time (the certificate is verified too). */
+  readonly verifyRecipients?: boolean | undefined
   readonly servername?: string | undefined
   /** Path of a PEM CA file to trust instead of the system roots. */
   readonly caFile?: string | undefined
@@ -154,10 +157,11 @@ export const parse = (url: string): Either.Either<RelayTarget, UrlError> => {
   if (Either.isLeft(query)) return Either.left(query.left)
   const { ca, servername } = query.right
   const verifyText = query.right.verify
-  if (verifyText !== undefined && verifyText !== "true" && verifyText !== "false") {
-    return Either.left(fail("Query", `verify must be true or false, not "${verifyText}"`))
+  if (verifyText !== undefined && verifyText !== "true" && verifyText !== "false" && verifyText !== "rcpt") {
+    return Either.left(fail("Query", `verify must be true, false or rcpt, not "${verifyText}"`))
   }
   const verify = verifyText !== "false"
+  const verifyRecipients = verifyText === "rcpt"
 
   if (scheme !== "smtp" && scheme !== "smtps" && scheme !== "lmtp") {
     return Either.left(fail("Scheme", `"${scheme || url}" is not one of smtp://, smtps://, lmtp://`))
@@ -172,7 +176,7 @@ export const parse = (url: string): Either.Either<RelayTarget, UrlError> => {
     if (query.right.tls !== undefined && query.right.tls !== "none") {
       return Either.left(fail("Query", "TLS over a unix socket is not supported"))
     }
-    return Either.right({ protocol: "lmtp", endpoint: { path }, tls: "none", verify, servername, caFile: ca })
+    return Either.right({ protocol: "lmtp", endpoint: { path }, tls: "none", verify, verifyRecipients, servername, caFile: ca })
   }
   const slash = rest.indexOf("/")
   if (slash !== -1) {
@@ -211,6 +215,7 @@ export const parse = (url: string): Either.Either<RelayTarget, UrlError> => {
     endpoint: hostPort.right,
     tls,
     verify,
+    verifyRecipients,
     servername,
     caFile: ca,
     credentials

@@ -16,6 +16,7 @@ describe("relay URLs", () => {
       endpoint: { host: "relay.example", port: 2525 },
       tls: "opportunistic",
       verify: true,
+      verifyRecipients: false,
       servername: undefined,
       caFile: undefined,
       credentials: undefined
@@ -44,6 +45,12 @@ describe("relay URLs", () => {
   it("reads tls, verify, servername and ca from the query", () => {
     const target = ok("smtp://10.0.0.5:587?tls=required&verify=false&servername=mx.example&ca=/etc/ca.pem")
     expect(target).toMatchObject({ tls: "required", verify: false, servername: "mx.example", caFile: "/etc/ca.pem" })
+  })
+
+  it("takes verify=rcpt as recipient verification with the certificate still verified", () => {
+    expect(ok("smtp://10.0.0.5:25?verify=rcpt")).toMatchObject({ verify: true, verifyRecipients: true })
+    expect(ok("lmtp:///run/dovecot/lmtp?verify=rcpt")).toMatchObject({ verifyRecipients: true })
+    expect(ok("smtp://10.0.0.5:25")).toMatchObject({ verifyRecipients: false })
   })
 
   it("accepts an IPv6 literal in brackets", () => {
