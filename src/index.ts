@@ -19,7 +19,7 @@ export { decodeOptions, definePlugin, hookNames, PluginOptionsError } from "./pi
 export * as PluginOptions from "./pipeline/PluginOptions.ts"
 export type {
   AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
-  MailFromContext, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
+  BodyWriter, MailFromContext, MessageEdits, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"
 export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./protocol/Envelope.ts"
@@ -42,6 +42,8 @@ export * as Metrics from "./observability/Metrics.ts"
 export * as Password from "./runtime/Password.ts"
 /** What of a URL may appear in a log line or an error (userinfo, query values and http paths hidden). */
 export * as Redact from "./util/Redact.ts"
+/** Client connections (TCP, unix sockets, TLS) with deadlines, for plugins that speak to a service (milter, policy). */
+export * as Connect from "./runtime/Connect.ts"
 /**
  * The webhook's request signature (hex HMAC-SHA256 of `<timestamp>.<body>`, sent as
  * `x-smtp-bridge-signature: v1=<hex>` with `x-smtp-bridge-timestamp`), for plugins that call an

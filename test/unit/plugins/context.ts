@@ -5,6 +5,7 @@
 import { Stream } from "effect"
 import { Message, Notes } from "../../../src/index.ts"
 import type { DataContext, Mailbox, MailParams, Recipient, SessionInfo, TransactionInfo } from "../../../src/index.ts"
+import * as Draft from "../../../src/server/Draft.ts"
 
 export const session = (overrides: Partial<SessionInfo> = {}): SessionInfo => ({
   id: "S1",
@@ -43,17 +44,23 @@ export const data = (s: SessionInfo, t: TransactionInfo, text = "Subject: hi\r\n
   const blank = text.indexOf("\r\n\r\n")
   const bodyOffset = blank < 0 ? bytes.byteLength : blank + 2
   const added: Array<{ name: string; value: string }> = []
+  const message: Message.Content = {
+    size: bytes.byteLength,
+    headers: Message.parseHeaders(bytes.slice(0, bodyOffset)),
+    bodyOffset,
+    stream: (start = 0) => Stream.succeed(bytes.slice(start))
+  }
+  const draft = Draft.make(message, t, { maxRecipients: 100, maxMessageSize: 1024 * 1024, spillThreshold: 64 * 1024, tempDir: undefined })
   const ctx: DataContext = {
     session: s,
     transaction: t,
-    message: {
-      size: bytes.byteLength,
-      headers: Message.parseHeaders(bytes.slice(0, bodyOffset)),
-      bodyOffset,
-      stream: (start = 0) => Stream.succeed(bytes.slice(start))
+    message,
+    addHeader: (name, value) => {
+      draft.addHeader(name, value)
+      added.push({ name, value })
     },
-    addHeader: (name, value) => void added.push({ name, value }),
-    removeHeader: () => undefined
+    removeHeader: draft.removeHeader,
+    edit: draft.edits
   }
-  return { ctx, added }
+  return { ctx, added, draft }
 }
