@@ -1,0 +1,73 @@
+/**
+ * Real milters for the milter plugin's tests, each started on a loopback port with private
+ * config in its own directory and stopped by PID: the python3-milter test milter
+ * (test/e2e/milter/editor_milter.py) and OpenDKIM.
+ */
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { listeningPort, spawnLogged } from "./process.ts"
+
+export interface RunningMilter {
+  readonly port: number
+  readonly dir: string
+  readonly output: () => string
+  readonly stop: () => Promise<void>
+}
+
+// Debian's python3-milter lives in the system interpreter's dist-packages.
+const python = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+
+/** The test milter; what it saw at each end of message is in `seen()`. */
+export const startEditorMilter = async (): Promise<RunningMilter & { readonly seen: () => ReadonlyArray<Record<string, unknown>> }> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-milter-"))
+  const seenFile = path.join(dir, "seen.jsonl")
+  const child = spawnLogged(python, [path.join(import.meta.dirname, "..", "e2e", "milter", "editor_milter.py"), "0", seenFile])
+  const port = await listeningPort(child.pid, "the test milter")
+  return {
+    port,
+    dir,
+    output: child.output,
+    seen: () => fs.existsSync(seenFile) ? fs.readFileSync(seenFile, "utf8").trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l)) : [],
+    stop: async () => {
+      await child.stop()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+/** OpenDKIM signing for `domain` with selector `test`; `dnsRecord` is the TXT value to publish. */
+export const startOpendkim = async (domain: string): Promise<RunningMilter & { readonly dnsRecord: string }> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-opendkim-"))
+  execFileSync("opendkim-genkey", ["-b", "1024", "-d", domain, "-s", "test", "-D", dir])
+  const txt = fs.readFileSync(path.join(dir, "test.txt"), "utf8")
+  const dnsRecord = [...txt.matchAll(/"([^"]*)"/g)].map((m) => m[1]).join("")
+  fs.writeFileSync(path.join(dir, "opendkim.conf"), [
+    "Syslog no",
+    "Background no",
+    `Domain ${domain}`,
+    "Selector test",
+    `KeyFile ${path.join(dir, "test.private")}`,
+    "Mode s",
+    "Canonicalization relaxed/relaxed",
+    "SignHeaders From,To,Subject,Date,Message-ID",
+    "InternalHosts 127.0.0.1",
+    `PidFile ${path.join(dir, "opendkim.pid")}`,
+    "Socket inet:0@127.0.0.1",
+    "RequireSafeKeys no",
+    ""
+  ].join("\n"))
+  const child = spawnLogged("opendkim", ["-f", "-x", path.join(dir, "opendkim.conf")])
+  const port = await listeningPort(child.pid, "opendkim")
+  return {
+    port,
+    dir,
+    dnsRecord,
+    output: child.output,
+    stop: async () => {
+      await child.stop()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
