@@ -124,15 +124,18 @@ const endOfMessage = Effect.fnUntraced(function*(link: Link.Link, ctx: DataConte
       yield* Effect.mapError(body.write(r.chunk), (e) => protocolError(link, e.message))
       continue
     }
+    // With HDR_LEADSPC the milter's values carry the space after the colon themselves.
+    const leading = (link.negotiated.steps & Protocol.Step.HeaderLeadingSpace) !== 0
+    const value = (v: string) => leading ? v.replace(/^[ \t]/, "") : v
     yield* Effect.try({
       try: () => {
         switch (r._tag) {
           case "AddHeader":
-            return ctx.edit.insertHeader(ctx.edit.headers().length, r.name, r.value)
+            return ctx.edit.insertHeader(ctx.edit.headers().length, r.name, value(r.value))
           case "ChangeHeader":
-            return ctx.edit.changeHeader(r.name, Math.max(r.index, 1), r.value === "" ? undefined : r.value)
+            return ctx.edit.changeHeader(r.name, Math.max(r.index, 1), r.value === "" ? undefined : value(r.value))
           case "InsertHeader":
-            return ctx.edit.insertHeader(r.index, r.name, r.value)
+            return ctx.edit.insertHeader(r.index, r.name, value(r.value))
           case "ChangeFrom":
             return ctx.edit.setSender(r.address)
           case "AddRcpt":

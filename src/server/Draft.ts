@@ -49,6 +49,18 @@ const checkField = (name: string, value: string): void => {
 
 const unfold = (value: string): string => value.replace(/\r?\n(?=[ \t])/g, "")
 
+const encoder = new TextEncoder()
+
+/**
+ * A checked field as it will be sent. A value folded by its author keeps its folds (as CRLF):
+ * a signature's header (DKIM-Signature from a milter) must reach the verifier as it was signed;
+ * any other value is folded by the bridge.
+ */
+const field = (name: string, value: string): Message.Field =>
+  /\r?\n[ \t]/.test(value)
+    ? { name, value: unfold(value), bytes: encoder.encode(`${name}: ${value.replace(/\r?\n/g, "\r\n")}\r\n`) }
+    : Message.newField(name, value)
+
 const parse = (address: string, allowNull: boolean): Mailbox | null => {
   const text = address.trim()
   const path = text.startsWith("<") ? text : `<${text}>`
@@ -122,15 +134,15 @@ export const make = (content: Message.Content, tx: TransactionInfo, options: Opt
       let seen = 0
       const at = list.findIndex((f) => f.name.toLowerCase() === lower && ++seen === index)
       if (at === -1) {
-        if (value !== undefined && value !== "") list.push(Message.newField(name, unfold(value)))
+        if (value !== undefined && value !== "") list.push(field(name, value))
       } else if (value === undefined || value === "") list.splice(at, 1)
-      else list[at] = Message.newField(list[at]!.name, unfold(value))
+      else list[at] = field(list[at]!.name, value)
     },
     insertHeader: (index, name, value) => {
       if (!Number.isInteger(index) || index < 0) fail("Index", `header ${name}: position ${index} (must be 0 or more)`)
       checkField(name, value)
       const list = materialized()
-      list.splice(Math.min(index, list.length), 0, Message.newField(name, unfold(value)))
+      list.splice(Math.min(index, list.length), 0, field(name, value))
     },
     envelope: () => ({ mailFrom, recipients }),
     setSender: (address) => {
