@@ -9,6 +9,7 @@ import { dkimSign } from "../plugins/dkim-sign/index.ts"
 import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
 import { received } from "../plugins/received/index.ts"
 import { rateLimit } from "../plugins/rate-limit/index.ts"
+import { milter } from "../plugins/milter/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
 import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
@@ -41,6 +42,8 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
   ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
   ...config.plugins,
+  // After the user's plugins, as Postfix runs milters after its own checks; their edits are what routing and delivery see.
+  ...(config.milter !== undefined ? [milter(config.milter)] : []),
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
   // Signing sees the headers as received (edits by earlier hooks are rendered on top later).
   ...(config.dkimSign !== undefined ? [dkimSign(config.dkimSign)] : []),

@@ -86,6 +86,8 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
     ...(o.rateLimit.length > 0 || Option.isSome(o.redis)
       ? { rateLimit: { ...nonEmpty("limits", o.rateLimit), ...given("redis", o.redis) } }
       : {}),
+    // Merged into the file's `milter`, which keeps its timeouts and default action.
+    ...(o.milter.length > 0 ? { milter: { milters: o.milter } } : {}),
     ...given("admin", o.admin),
     ...given("adminTokenFile", o.adminTokenFile),
     // From the environment, not a flag: the process list shows every argument to local users.

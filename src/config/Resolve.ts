@@ -157,6 +157,7 @@ export const resolve = (
       dkimSign: decoded.dkimSign,
       arcSeal: decoded.arcSeal,
       rateLimit: decoded.rateLimit,
+      milter: decoded.milter,
       logFormat: decoded.logFormat,
       telemetry: decoded.telemetry,
       listeners: yield* listeners(decoded, sourceOf),

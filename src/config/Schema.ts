@@ -15,6 +15,7 @@ import * as ArcSeal from "../../plugins/arc-seal/options.ts"
 import * as DkimSign from "../../plugins/dkim-sign/options.ts"
 import * as MailauthVerify from "../../plugins/mailauth-verify/options.ts"
 import * as RateLimit from "../../plugins/rate-limit/options.ts"
+import * as Milter from "../../plugins/milter/options.ts"
 import * as Udp from "../dns/Udp.ts"
 import { hookNames, type Plugin } from "../pipeline/Plugin.ts"
 import * as AdminConfig from "./Admin.ts"
@@ -181,6 +182,8 @@ export const Config = Schema.Struct({
   arcSeal: optional(ArcSeal.Options),
   /** Rate limits and AUTH brute-force control (plugins/rate-limit); off unless given. */
   rateLimit: optional(RateLimit.Options),
+  /** Milters (plugins/milter): `{ milters: ["inet:127.0.0.1:8891"], defaultAction, ...timeouts }`; off unless given. */
+  milter: optional(Milter.Options),
   ...AdminConfig.fields,
   /** `"json"` (one object per line) or `"pretty"`; default `"pretty"` on a terminal, `"json"` otherwise. */
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),
