@@ -177,7 +177,6 @@ const make = (options: Options): Plugin => {
   }
 
   return {
-    name: "milter",
     connect: ({ session }) =>
       Effect.gen(function*() {
         const states: Array<State> = []
