@@ -19,7 +19,7 @@ export { decodeOptions, definePlugin, hookNames, PluginOptionsError } from "./pi
 export * as PluginOptions from "./pipeline/PluginOptions.ts"
 export type {
   AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
-  BodyWriter, MailFromContext, MessageEdits, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
+  BodyWriter, Made, MailFromContext, MessageEdits, Plugin, RcptToContext, RecipientResult, Route, RouteContext, Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"
 export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./protocol/Envelope.ts"

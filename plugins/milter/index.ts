@@ -18,7 +18,7 @@
  */
 import { Duration, Effect } from "effect"
 import { definePlugin, Notes, Verdict } from "../../src/index.ts"
-import type { DataContext, Plugin, SessionInfo, TransactionInfo } from "../../src/index.ts"
+import type { DataContext, Made, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import * as Link from "./Link.ts"
 import * as Macros from "./Macros.ts"
 import * as Stage from "./Message.ts"
@@ -81,7 +81,7 @@ const verdictOf = (r: Protocol.Response): Verdict.Verdict => {
   }
 }
 
-const make = (options: Options): Plugin => {
+const make = (options: Options): Made => {
   const milters: ReadonlyArray<Milter> = options.milters.map((m) => {
     const spec = typeof m === "string" ? { socket: m } : m
     return {
