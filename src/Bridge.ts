@@ -10,6 +10,7 @@ import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
 import { received } from "../plugins/received/index.ts"
 import { rateLimit } from "../plugins/rate-limit/index.ts"
 import { milter } from "../plugins/milter/index.ts"
+import { httpHooks } from "../plugins/http-hooks/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
 import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
@@ -44,6 +45,7 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   ...config.plugins,
   // After the user's plugins, as Postfix runs milters after its own checks; their edits are what routing and delivery see.
   ...(config.milter !== undefined ? [milter(config.milter)] : []),
+  ...(config.httpHooks !== undefined ? [httpHooks(config.httpHooks)] : []),
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
   // Signing sees the headers as received (edits by earlier hooks are rendered on top later).
   ...(config.dkimSign !== undefined ? [dkimSign(config.dkimSign)] : []),

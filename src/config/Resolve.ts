@@ -158,6 +158,7 @@ export const resolve = (
       arcSeal: decoded.arcSeal,
       rateLimit: decoded.rateLimit,
       milter: decoded.milter,
+      httpHooks: decoded.httpHooks,
       logFormat: decoded.logFormat,
       telemetry: decoded.telemetry,
       listeners: yield* listeners(decoded, sourceOf),

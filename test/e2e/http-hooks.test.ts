@@ -15,8 +15,10 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import { httpHooks } from "../../plugins/http-hooks/index.ts"
+import type * as Wire from "../../plugins/http-hooks/Wire.ts"
 import { startBridge, type TestBridge } from "../support/bridge.ts"
 import { validate } from "../support/jsonSchema.ts"
+import { runCli, spawnCli } from "../support/runtimes.ts"
 import { connect } from "../support/SmtpClient.ts"
 
 const schemas = path.join(import.meta.dirname, "..", "..", "docs", "schemas")
@@ -26,12 +28,12 @@ const secret = "a-test-key-of-32-characters-long"
 
 interface Seen {
   readonly url: string
-  readonly body: Record<string, unknown>
+  readonly body: Wire.Request
   readonly signed: boolean
 }
 
 /** The answer for a request, by stage and what the request holds; `undefined` means "never answer". */
-type Answerer = (request: Record<string, any>, url: string) => { readonly status?: number; readonly headers?: Record<string, string>; readonly body?: unknown } | undefined
+type Answerer = (request: Wire.Request, url: string) => { readonly status?: number; readonly headers?: Record<string, string>; readonly body?: unknown } | undefined
 
 const startHookServer = async (answer: Answerer) => {
   const seen: Array<Seen> = []
@@ -71,12 +73,12 @@ const startHookServer = async (answer: Answerer) => {
 const answers: Answerer = (request, url) => {
   if (url === "/redirect") return { status: 302, headers: { location: "/followed" } }
   if (url === "/followed") return { body: { action: "reject", text: "followed a redirect" } }
-  if (request.stage === "mailFrom" && request.envelope.mailFrom === "later@example.org") return { body: { action: "tempfail", text: "Greylisted, come back later" } }
+  if (request.stage === "mailFrom" && request.envelope?.mailFrom === "later@example.org") return { body: { action: "tempfail", text: "Greylisted, come back later" } }
   if (request.stage === "rcptTo" && request.recipient === "nobody@example.net") {
     return { body: { action: "reject", code: 550, enhanced: "5.1.1", text: "No such user" } }
   }
   if (request.stage !== "data") return { body: { action: "continue" } }
-  const subject = request.message.headers.find((h: { name: string }) => h.name === "Subject")?.value
+  const subject = request.message?.headers.find((h) => h.name === "Subject")?.value
   switch (subject) {
     case "modify":
       return {
@@ -167,15 +169,15 @@ describe("HTTP hooks at mailFrom, rcptTo and data", () => {
       expect(s.signed).toBe(true)
       expect(validate(requestSchema, s.body as never)).toEqual([])
     }
-    const data = hooks.seen.find((s) => s.body.stage === "data" && JSON.stringify(s.body).includes("modify"))!.body as any
+    const data = hooks.seen.find((s) => s.body.stage === "data" && JSON.stringify(s.body).includes("modify"))!.body
     expect(data.envelope).toMatchObject({ mailFrom: "alice@example.org", recipients: ["bob@example.net", "dave@example.net"] })
-    expect(Buffer.from(data.message.raw, "base64").toString("utf8")).toMatch(/Subject: modify\r\nX-Secret: s3cret\r\n\r\nhello hooks\r\n$/)
-    const rcpt = hooks.seen.find((s) => s.body.stage === "rcptTo")!.body as any
+    expect(Buffer.from(data.message!.raw!, "base64").toString("utf8")).toMatch(/Subject: modify\r\nX-Secret: s3cret\r\n\r\nhello hooks\r\n$/)
+    const rcpt = hooks.seen.find((s) => s.body.stage === "rcptTo")!.body
     expect(rcpt.session).toMatchObject({ remoteAddress: "127.0.0.1", helo: "client.test", tls: null, user: null })
   })
 
   it("every answer the test server gives matches docs/schemas/hook-response.json, and an off-schema one does not", () => {
-    for (const body of [{ action: "continue" }, { action: "reject", code: 550, enhanced: "5.1.1", text: "No such user" }, answers({ stage: "data", message: { headers: [{ name: "Subject", value: "modify" }] } }, "/data")!.body]) {
+    for (const body of [{ action: "continue" }, { action: "reject", code: 550, enhanced: "5.1.1", text: "No such user" }, answers({ ...hooks.seen[0]!.body, stage: "data", message: { size: 0, headers: [{ name: "Subject", value: "modify" }] } }, "/data")!.body]) {
       expect(validate(responseSchema, body as never)).toEqual([])
     }
     expect(validate(responseSchema, { action: "maybe" })).not.toEqual([])
@@ -217,4 +219,25 @@ describe("an HTTP hook that redirects", () => {
       await hooks.stop()
     }
   })
+})
+
+describe("--hook STAGE=URL (real CLI under Bun)", () => {
+  it("posts each message to the hook: S: the hook's 550 5.1.1 at RCPT", async () => {
+    const hooks = await startHookServer(answers)
+    const cli = await spawnCli("bun", ["serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--hook", `rcptTo=${hooks.url("/rcpt")}`])
+    try {
+      const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
+      expect(await transaction(port, { to: ["nobody@example.net"], subject: "x" })).toBe("550 5.1.1 No such user")
+      expect(hooks.seen.map((s) => s.body.stage)).toEqual(["rcptTo"])
+    } finally {
+      await cli.kill()
+      await hooks.stop()
+    }
+  }, 40_000)
+
+  it("check-config names a stage that does not exist: exit 2", async () => {
+    const result = await runCli(["check-config", "--hook", "eom=http://127.0.0.1:9/x"])
+    expect(result.code).toBe(2)
+    expect(result.output).toMatch(/httpHooks\.hooks\[0\]\.stage/)
+  }, 40_000)
 })
