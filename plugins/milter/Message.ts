@@ -21,6 +21,8 @@ export interface Timeouts {
 
 /** Modifications one milter may make to one message: beyond this it is a broken milter. */
 const maxModifications = 10_000
+/** Bytes of header names and values one milter may add or change per message (the header section's own bound). */
+const maxHeaderBytes = 256 * 1024
 
 const isFinal = (r: Protocol.Response): r is Final =>
   r._tag === "Accept" || r._tag === "Continue" || r._tag === "Discard" || r._tag === "Reject" || r._tag === "Tempfail" || r._tag === "ReplyCode"
@@ -106,6 +108,7 @@ const concat = (a: Uint8Array, b: Uint8Array): Uint8Array => {
 /** Modifications until the final answer; a modification the milter did not negotiate, or that the edit API refuses, is a protocol error. */
 const endOfMessage = Effect.fnUntraced(function*(link: Link.Link, ctx: DataContext, timeoutMs: number) {
   let count = 0
+  let headerBytes = 0
   let body: BodyWriter | undefined
   for (;;) {
     const r = yield* link.answer(timeoutMs)
@@ -119,6 +122,10 @@ const endOfMessage = Effect.fnUntraced(function*(link: Link.Link, ctx: DataConte
     const needed = Protocol.actionFor(r)!
     if ((link.negotiated.actions & needed) === 0) return yield* protocolError(link, `${r._tag} without negotiating it`)
     if (++count > maxModifications) return yield* protocolError(link, `more than ${maxModifications} modifications`)
+    if (r._tag === "AddHeader" || r._tag === "ChangeHeader" || r._tag === "InsertHeader") {
+      headerBytes += r.name.length + r.value.length
+      if (headerBytes > maxHeaderBytes) return yield* protocolError(link, `more than ${maxHeaderBytes} bytes of header changes`)
+    }
     if (r._tag === "ReplaceBody") {
       body ??= ctx.edit.replaceBody()
       yield* Effect.mapError(body.write(r.chunk), (e) => protocolError(link, e.message))

@@ -81,9 +81,12 @@ export const chunkSize = 65535
 
 const encoder = new TextEncoder()
 
-/** A NUL-terminated string. */
+/**
+ * A NUL-terminated string. A NUL inside (from a client's parameter, say) would end the string
+ * early and start another argument in the milter's eyes: it becomes `?`.
+ */
 export const cstring = (s: string | Uint8Array): Uint8Array => {
-  const bytes = typeof s === "string" ? encoder.encode(s) : s
+  const bytes = typeof s === "string" ? encoder.encode(s.replaceAll("\0", "?")) : s.map((b) => (b === 0 ? 63 : b))
   const out = new Uint8Array(bytes.byteLength + 1)
   out.set(bytes)
   return out
