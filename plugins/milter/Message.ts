@@ -83,7 +83,9 @@ export const run = Effect.fnUntraced(function*(
     yield* Stream.runForEachWhile(ctx.edit.body(), (chunk) =>
       Effect.gen(function*() {
         for (let at = 0; at < chunk.byteLength; at += Protocol.chunkSize) {
-          const r = yield* command(link, Protocol.frame(Cmd.Body, chunk.subarray(at, at + Protocol.chunkSize)), Step.NrBody, t.content)
+          const piece = chunk.subarray(at, at + Protocol.chunkSize)
+          yield* link.send(Protocol.frameHead(Cmd.Body, piece.byteLength), t.content)
+          const r = yield* command(link, piece, Step.NrBody, t.content)
           if (r?._tag === "Skip") return false
           if (early(r)) {
             verdict = r

@@ -115,6 +115,14 @@ export const frame = (cmd: string, ...parts: ReadonlyArray<Uint8Array>): Uint8Ar
   return out
 }
 
+/** The 5 bytes before a frame's data: a body chunk is then written as it is, never copied. */
+export const frameHead = (cmd: string, dataLength: number): Uint8Array => {
+  const out = new Uint8Array(5)
+  new DataView(out.buffer).setUint32(0, dataLength + 1)
+  out[4] = cmd.charCodeAt(0)
+  return out
+}
+
 /** SMFIC_OPTNEG: version 6, the actions and steps the bridge offers. */
 export const optionNegotiation = (): Uint8Array => frame(Cmd.OptNeg, uint32(6), uint32(allActions), uint32(offeredSteps))
 
