@@ -121,4 +121,25 @@ describe("the milter plugin with a python3-milter filter", () => {
     expect(await send(bridge.port, "inject")).toBe("451 4.7.1 Service unavailable - try again later")
     expect(sink.counters().messages).toBe(before)
   })
+
+  it("keeps one milter connection for a session: RSET mid-transaction (ABORT), then two messages: S: 250 twice", async () => {
+    const before = sink.counters().messages
+    const c = await connect(bridge.port)
+    await c.read()
+    await c.command("EHLO client.test")
+    expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
+    expect(await c.command("RCPT TO:<bob@corp.example>")).toBe("250 2.1.5 Ok")
+    expect(await c.command("RSET")).toMatch(/^250 /)
+    for (const subject of ["first of two", "second of two"]) {
+      expect(await c.command("MAIL FROM:<alice@example.org>")).toBe("250 2.1.0 Ok")
+      expect(await c.command("RCPT TO:<bob@corp.example>")).toBe("250 2.1.5 Ok")
+      await c.command("DATA")
+      expect(await c.command(`Subject: ${subject}\r\n\r\nhi\r\n.`, 20_000)).toMatch(/^250 2\.0\.0 /)
+    }
+    await c.command("QUIT")
+    c.close()
+    await sink.waitFor((n) => n.messages >= before + 2, 15_000)
+    const seen = editor.seen().filter((s) => String(s.subject).endsWith("of two"))
+    expect(seen.map((s) => [s.subject, s.rcpts])).toEqual([["first of two", ["<bob@corp.example>"]], ["second of two", ["<bob@corp.example>"]]])
+  })
 })
