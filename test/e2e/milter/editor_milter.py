@@ -50,13 +50,18 @@ class Editor(Milter.Base):
         self.remember("{rcpt_addr}")
         return Milter.CONTINUE
 
+    # No reply to headers and body chunks (SMFIP_NR_HDR, SMFIP_NR_BODY), no end of headers
+    # (SMFIP_NOEOH): the MTA must neither wait for those answers nor send that step.
+    @Milter.noreply
     def header(self, name, value):
         self.headers.append([name, value])
         return Milter.CONTINUE
 
+    @Milter.nocallback
     def eoh(self):
         return Milter.CONTINUE
 
+    @Milter.noreply
     def body(self, chunk):
         self.body_size += len(chunk)
         return Milter.CONTINUE
@@ -67,7 +72,7 @@ class Editor(Milter.Base):
         with open(SEEN, "a") as f:
             f.write(json.dumps({"subject": subject, "connect": self.conn_macros, "helo": self.helo, "from": self.sender,
                                 "rcpts": self.rcpts, "headers": self.headers, "body": self.body_size, "macros": self.macros,
-                                "client": self.client}) + "\n")
+                                "client": self.client, "protocol": self._protocol}) + "\n")
         if subject == "rewrite":
             self.chgfrom("<bounces@example.org>")
             self.delrcpt("<bob@corp.example>")

@@ -12,7 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { milter } from "../../../plugins/milter/index.ts"
 import { startBridge, type TestBridge } from "../../support/bridge.ts"
-import { type RunningMilter, startOpendkim } from "../../support/milter.ts"
+import { type RunningMilter, startEditorMilter, startOpendkim } from "../../support/milter.ts"
 import { connect } from "../../support/SmtpClient.ts"
 
 const verify = (message: Buffer, dnsRecord: string): string => {
@@ -69,4 +69,39 @@ describe("OpenDKIM as a milter", () => {
     // A tampered copy fails: the check is real.
     expect(verify(Buffer.from(message.toString("utf8").replace("line 7 of", "line 8 of")), opendkim.dnsRecord)).toBe("fail")
   })
+})
+
+describe("two milters in order: the test milter rewrites, then OpenDKIM signs", () => {
+  let editor: RunningMilter
+  let opendkim: RunningMilter & { readonly dnsRecord: string }
+  let bridge: TestBridge
+  beforeAll(async () => {
+    editor = await startEditorMilter()
+    opendkim = await startOpendkim("example.org")
+    bridge = await startBridge({
+      trust: ["127.0.0.0/8"],
+      plugins: [milter({ milters: [`inet:127.0.0.1:${editor.port}`, `inet:127.0.0.1:${opendkim.port}`] })]
+    })
+  }, 30_000)
+  afterAll(async () => {
+    await bridge?.stop()
+    await editor?.stop()
+    await opendkim?.stop()
+  })
+
+  it("OpenDKIM sees and signs the first milter's header and body: S: 250; the signature verifies", async () => {
+    const c = await connect(bridge.port)
+    await c.read()
+    await c.command("EHLO client.test")
+    await c.command("MAIL FROM:<alice@example.org>")
+    expect(await c.command("RCPT TO:<bob@corp.example>")).toBe("250 2.1.5 Ok")
+    await c.command("DATA")
+    expect(await c.command("From: alice@example.org\r\nTo: bob@corp.example\r\nSubject: rewrite\r\n\r\nthe original\r\n.", 30_000)).toMatch(/^250 2\.0\.0 /)
+    c.close()
+    const text = bridge.delivered()[0]!.toString("utf8")
+    expect(text).toContain("\r\nSubject: rewritten\r\n")
+    expect(text).toContain("the milter's new body")
+    expect(text).toMatch(/^DKIM-Signature: v=1;/m)
+    expect(verify(Buffer.from(text.replace(/^(?:Return-Path:.*\r\n|Delivered-To:.*\r\n)+/, ""), "utf8"), opendkim.dnsRecord)).toBe("pass")
+  }, 60_000)
 })

@@ -85,6 +85,9 @@ describe("the milter plugin with a python3-milter filter", () => {
     expect(seen.client).toBe("127.0.0.1")
     expect((seen.headers as Array<[string, string]>).filter(([n]) => n !== "Received")).toEqual([["From", "alice@example.org"], ["To", "bob@corp.example"], ["Subject", "rewrite"]])
     expect(seen.body).toBe("hello milter\r\n".length)
+    // It negotiated no reply to headers and body and no end of headers; the bridge neither waited nor sent it.
+    const protocol = seen.protocol as number
+    expect([protocol & 0x80, protocol & 0x80000, protocol & 0x40]).toEqual([0x80, 0x80000, 0x40])
   })
 
   it("refuses a recipient with the milter's multi-line reply: S: 550-5.7.1 first line / 550 5.7.1 second line", async () => {
