@@ -20,14 +20,22 @@ export interface RunningMilter {
 // Debian's python3-milter lives in the system interpreter's dist-packages.
 const python = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
 
-/** The test milter; what it saw at each end of message is in `seen()`. */
-export const startEditorMilter = async (): Promise<RunningMilter & { readonly seen: () => ReadonlyArray<Record<string, unknown>> }> => {
+/** The test milter, on a loopback port or (`unix`) a socket in its directory; what it saw at each end of message is in `seen()`. */
+export const startEditorMilter = async (
+  options: { readonly unix?: boolean } = {}
+): Promise<RunningMilter & { readonly seen: () => ReadonlyArray<Record<string, unknown>>; readonly socket: string }> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-milter-"))
   const seenFile = path.join(dir, "seen.jsonl")
-  const child = spawnLogged(python, [path.join(import.meta.dirname, "..", "e2e", "milter", "editor_milter.py"), "0", seenFile])
-  const port = await listeningPort(child.pid, "the test milter")
+  const unixPath = path.join(dir, "milter.sock")
+  const child = spawnLogged(python, [path.join(import.meta.dirname, "..", "e2e", "milter", "editor_milter.py"), options.unix === true ? `unix:${unixPath}` : "0", seenFile])
+  let port = 0
+  if (options.unix === true) {
+    for (let i = 0; i < 200 && !fs.existsSync(unixPath); i++) await new Promise((r) => setTimeout(r, 50))
+    if (!fs.existsSync(unixPath)) throw new Error(`the test milter did not create ${unixPath}:\n${child.output()}`)
+  } else port = await listeningPort(child.pid, "the test milter")
   return {
     port,
+    socket: options.unix === true ? `unix:${unixPath}` : `inet:127.0.0.1:${port}`,
     dir,
     output: child.output,
     seen: () => fs.existsSync(seenFile) ? fs.readFileSync(seenFile, "utf8").trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l)) : [],

@@ -1,7 +1,7 @@
 """A test milter (python3-milter) that modifies what the test asks for, by Subject and recipient,
 and writes what it saw (macros, envelope, headers, body size) to a JSON lines file.
 
-usage: editor_milter.py PORT SEEN_FILE
+usage: editor_milter.py PORT|unix:/PATH SEEN_FILE
 """
 import json
 import sys
@@ -101,4 +101,4 @@ if __name__ == "__main__":
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM | Milter.QUARANTINE)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
-    Milter.runmilter("editor", "inet:%s@127.0.0.1" % PORT, 60)
+    Milter.runmilter("editor", PORT if PORT.startswith("unix:") else "inet:%s@127.0.0.1" % PORT, 60)

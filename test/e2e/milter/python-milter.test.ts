@@ -122,6 +122,7 @@ describe("the milter plugin with a python3-milter filter", () => {
   it("treats a header change with CR LF in it, or 10,000 added recipients, as a broken milter: S: 451 4.7.1", async () => {
     const before = sink.counters().messages
     expect(await send(bridge.port, "inject")).toBe("451 4.7.1 Service unavailable - try again later")
+    expect(await send(bridge.port, "many")).toBe("451 4.7.1 Service unavailable - try again later")
     expect(sink.counters().messages).toBe(before)
   })
 
@@ -145,4 +146,19 @@ describe("the milter plugin with a python3-milter filter", () => {
     const seen = editor.seen().filter((s) => String(s.subject).endsWith("of two"))
     expect(seen.map((s) => [s.subject, s.rcpts])).toEqual([["first of two", ["<bob@corp.example>"]], ["second of two", ["<bob@corp.example>"]]])
   })
+})
+
+describe("the milter plugin over a unix socket", () => {
+  it("reaches a milter at unix:/PATH: S: 554 5.7.0 from its reply", async () => {
+    const editor = await startEditorMilter({ unix: true })
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], plugins: [milter({ milters: [editor.socket] })] })
+    try {
+      expect(editor.socket).toMatch(/^unix:\//)
+      expect(await send(bridge.port, "reject")).toBe("554 5.7.0 rejected by the test milter")
+      expect(editor.seen().map((s) => s.subject)).toEqual(["reject"])
+    } finally {
+      await bridge.stop()
+      await editor.stop()
+    }
+  }, 30_000)
 })
