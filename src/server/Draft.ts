@@ -44,6 +44,8 @@ const fail = (reason: Message.EditError["reason"], message: string): never => {
 const checkField = (name: string, value: string): void => {
   if (!Message.validName(name)) fail("HeaderName", `invalid header field name ${JSON.stringify(name.slice(0, 80))}`)
   if (/[\0\r\n]/.test(value.replace(/\r?\n(?=[ \t])/g, ""))) fail("HeaderValue", `header ${name}: CR, LF or NUL in the value`)
+  // A continuation line of blanks only reads as the blank line that ends the header to a lenient parser.
+  if (/\r?\n[ \t]*(?:\r?\n|$)/.test(value)) fail("HeaderValue", `header ${name}: a folded line with nothing on it`)
   if (value.length > 64 * 1024) fail("HeaderValue", `header ${name}: value longer than 64 KiB`)
 }
 

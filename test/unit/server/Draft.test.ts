@@ -33,6 +33,8 @@ describe("message edits (Draft)", () => {
     expect(() => ctx.edit.insertHeader(0, "X-A: b", "c")).toThrow(/invalid header field name/)
     expect(() => ctx.addHeader("Bad Name", "c")).toThrow(/invalid header field name/)
     expect(() => ctx.edit.changeHeader("Subject", 0, "x")).toThrow(/index 0/)
+    expect(() => ctx.edit.changeHeader("Subject", 1, "a\r\n \r\n b")).toThrow(/nothing on it/)
+    expect(() => ctx.edit.insertHeader(0, "X-A", "a\r\n\t")).toThrow(/nothing on it/)
     // A fold (CRLF then a blank) is kept as the author wrote it.
     ctx.edit.changeHeader("Subject", 1, "a\r\n\tb")
     expect(ctx.edit.headers().find((h) => h.name === "Subject")?.value).toBe("a\tb")
