@@ -47,7 +47,7 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin> => [
   ...(config.milter !== undefined ? [milter(config.milter)] : []),
   ...(config.httpHooks !== undefined ? [httpHooks(config.httpHooks)] : []),
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
-  // Signing sees the headers as received (edits by earlier hooks are rendered on top later).
+  // Signing sees the message as earlier hooks left it (a milter's or an HTTP hook's edits), as it will be sent.
   ...(config.dkimSign !== undefined ? [dkimSign(config.dkimSign)] : []),
   ...(config.arcSeal !== undefined ? [arcSeal(config.arcSeal)] : []),
   received()
