@@ -71,7 +71,7 @@ const startHookServer = async (answer: Answerer) => {
 }
 
 const answers: Answerer = (request, url) => {
-  if (url === "/redirect") return { status: 302, headers: { location: "/followed" } }
+  if (url.startsWith("/redirect")) return { status: 302, headers: { location: "/followed" } }
   if (url === "/followed") return { body: { action: "reject", text: "followed a redirect" } }
   if (request.stage === "mailFrom" && request.envelope?.mailFrom === "later@example.org") return { body: { action: "tempfail", text: "Greylisted, come back later" } }
   if (request.stage === "rcptTo" && request.recipient === "nobody@example.net") {
@@ -204,7 +204,7 @@ describe("HTTP hooks at mailFrom, rcptTo and data", () => {
 describe("an HTTP hook that redirects", () => {
   it("is never followed: the default action answers (S: 451 4.7.1, or 250 with accept)", async () => {
     const hooks = await startHookServer(answers)
-    const strict = await startBridge({ trust: ["127.0.0.0/8"], plugins: [httpHooks({ hooks: [{ stage: "data", url: hooks.url("/redirect") }] })] })
+    const strict = await startBridge({ trust: ["127.0.0.0/8"], plugins: [httpHooks({ hooks: [{ stage: "data", url: hooks.url("/redirect?token=sup3rs3cret") }] })] })
     const lenient = await startBridge({
       trust: ["127.0.0.0/8"],
       plugins: [httpHooks({ hooks: [{ stage: "data", url: hooks.url("/redirect") }], defaultAction: "accept" })]
@@ -212,7 +212,11 @@ describe("an HTTP hook that redirects", () => {
     try {
       expect(await transaction(strict.port, { subject: "x" })).toBe("451 4.7.1 Service unavailable - try again later")
       expect(await transaction(lenient.port, { subject: "x" })).toMatch(/^250 2\.0\.0 /)
-      expect(hooks.seen.map((s) => s.url)).toEqual(["/redirect", "/redirect"])
+      expect(hooks.seen.map((s) => s.url)).toEqual(["/redirect?token=sup3rs3cret", "/redirect"])
+      // The warning names the hook, never the token in its URL.
+      const logged = JSON.stringify(strict.logs())
+      expect(logged).toMatch(/http-hooks: .*redirect.*never followed/)
+      expect(logged).not.toContain("sup3rs3cret")
     } finally {
       await strict.stop()
       await lenient.stop()
