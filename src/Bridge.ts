@@ -13,6 +13,8 @@ import { recipientVerify } from "../plugins/recipient-verify/index.ts"
 import { rspamd } from "../plugins/rspamd/index.ts"
 import { Options as RspamdOptions } from "../plugins/rspamd/options.ts"
 import { rateLimit } from "../plugins/rate-limit/index.ts"
+import { milter } from "../plugins/milter/index.ts"
+import { httpHooks } from "../plugins/http-hooks/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
 import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
@@ -62,8 +64,11 @@ export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin<unknown>> =>
   ...(config.policy !== undefined ? [policy(Schema.encodeSync(PolicyOptions)(config.policy))] : []),
   ...(config.rspamd !== undefined ? [rspamd(Schema.encodeSync(RspamdOptions)(config.rspamd))] : []),
   ...config.plugins,
+  // After the user's plugins, as Postfix runs milters after its own checks; their edits are what routing and delivery see.
+  ...(config.milter !== undefined ? [milter(config.milter)] : []),
+  ...(config.httpHooks !== undefined ? [httpHooks(config.httpHooks)] : []),
   ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
-  // Signing sees the headers as received (edits by earlier hooks are rendered on top later).
+  // Signing sees the message as earlier hooks left it (a milter's or an HTTP hook's edits), as it will be sent.
   ...(config.dkimSign !== undefined ? [dkimSign(config.dkimSign)] : []),
   ...(config.arcSeal !== undefined ? [arcSeal(config.arcSeal)] : []),
   received()

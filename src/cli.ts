@@ -62,6 +62,14 @@ const authFlags = (o: ConfigFlags.ConfigOptions): Pick<Load.Flags, "auth"> => {
   return entries.length > 0 ? { auth: entries } : {}
 }
 
+type HookStage = "connect" | "helo" | "mailFrom" | "rcptTo" | "data"
+
+/** `STAGE=URL`; the stage is checked by the config schema, which names a wrong one. */
+const hookFlag = (flag: string): { readonly stage: HookStage; readonly url: string } => {
+  const eq = flag.indexOf("=")
+  return { stage: (eq < 0 ? "" : flag.slice(0, eq)) as HookStage, url: eq < 0 ? flag : flag.slice(eq + 1) }
+}
+
 /** Only the flags actually given, so that the config file keeps everything else. */
 const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
   const tls = { ...given("cert", o.tlsCert), ...given("key", o.tlsKey) }
@@ -101,6 +109,9 @@ const flagsOf = (o: ConfigFlags.ConfigOptions): Load.Flags => {
       : {}),
     ...given("policy", o.policy),
     ...given("rspamd", o.rspamd),
+    // Merged into the file's `milter`, which keeps its timeouts and default action.
+    ...(o.milter.length > 0 ? { milter: { milters: o.milter } } : {}),
+    ...(o.hook.length > 0 ? { httpHooks: { hooks: o.hook.map(hookFlag) } } : {}),
     ...given("admin", o.admin),
     ...given("adminTokenFile", o.adminTokenFile),
     // From the environment, not a flag: the process list shows every argument to local users.

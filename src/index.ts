@@ -17,8 +17,9 @@ export * as AddressList from "./protocol/AddressList.ts"
 export { decodeOptions, definePlugin, hookNames, PluginError, PluginOptionsError } from "./pipeline/Plugin.ts"
 /** Decoding a plugin's options with its `effect/Schema`, the error naming the option. */
 export type {
-  AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext, HookName, Hooks,
-  MailFromContext, Made, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep, Services
+  AuthAttemptContext, AuthContext, AuthResultContext, BodyWriter, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext,
+  HookName, Hooks, MailFromContext, Made, MessageEdits, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep,
+  Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"
 export type { Envelope, Mailbox, MailParams, RcptParams, Recipient } from "./protocol/Envelope.ts"

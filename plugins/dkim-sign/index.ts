@@ -15,11 +15,13 @@
  * import { dkimSign } from "./plugins/dkim-sign/index.ts"
  * dkimSign({ keys: [{ domain: "example.org", selector: "s2025", keyFile: "/etc/smtp-bridge/example.org.pem" }] })
  */
-import { Clock, Duration, Effect, Schema } from "effect"
+import { Clock, Duration, Effect, Schema, Stream } from "effect"
 import { readFile } from "node:fs/promises"
 import { Cidr, definePlugin, Dkim, Senders, Verdict } from "../../src/index.ts"
 import type { DataContext, Mailbox, Plugin } from "../../src/index.ts"
 import type { KeyConfig, OptionsInput } from "./options.ts"
+
+const CRLF = Uint8Array.of(13, 10)
 
 export type { KeyConfig } from "./options.ts"
 /** The options as a user writes them; their schema and checks are in `options.ts`. */
@@ -131,8 +133,8 @@ export const dkimSign = (options: DkimSignOptions): Plugin => {
         ...(options.expires !== undefined ? { expires: Math.floor(Duration.toSeconds(options.expires)) } : {})
       }
       return {
-        data: Effect.fn("dkim-sign.data")(function*(ctx) {
-          const { message, addHeader } = ctx
+        data: Effect.fn("dkim-sign.data")(function*(ctx: DataContext) {
+          const { addHeader } = ctx
           const { from, allowed } = signable(ctx, trusted)
           const first = from[0]
           if (first === undefined) return unsigned("Message has no From address to sign for")
@@ -143,8 +145,11 @@ export const dkimSign = (options: DkimSignOptions): Plugin => {
             return unsigned(`No DKIM key for ${domain ?? "that domain"}: this server does not send mail from that domain`)
           }
           const time = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+          // The message as it will be sent: a milter or an HTTP hook before this plugin may have
+          // changed a signed field or replaced the body (edit.headers/body show their edits).
+          const edited = ctx.edit.headers().map((f) => ({ name: f.name, raw: "", bytes: f.bytes }))
           const values = yield* Dkim.Sign.sign(
-            { headers: message.headers, body: message.stream(message.bodyOffset) },
+            { headers: edited, body: Stream.concat(Stream.succeed(CRLF), ctx.edit.body()) },
             signing,
             { ...signOptions, time }
           )

@@ -35,7 +35,7 @@ type Plain = Pick<Decoded,
 type OrUndefined<K extends keyof Decoded> = { readonly [P in K]: Decoded[P] | undefined }
 
 export interface BridgeConfig
-  extends DeliveryConfig, Plain, OrUndefined<"tls" | "users" | "authCache" | "tempDir" | "verify" | "dkimSign" | "arcSeal" | "rateLimit" | "policy" | "rspamd" | "logFormat" | "capture">
+  extends DeliveryConfig, Plain, OrUndefined<"tls" | "users" | "authCache" | "tempDir" | "verify" | "dkimSign" | "arcSeal" | "rateLimit" | "policy" | "rspamd" | "milter" | "httpHooks" | "logFormat" | "capture">
 {
   readonly listeners: ReadonlyArray<ListenerConfig>
   /** The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when undefined. */

@@ -160,6 +160,8 @@ export const resolve = (
       rateLimit: decoded.rateLimit,
       policy: decoded.policy,
       rspamd: decoded.rspamd,
+      milter: decoded.milter,
+      httpHooks: decoded.httpHooks,
       logFormat: decoded.logFormat,
       capture: decoded.capture,
       telemetry: decoded.telemetry,

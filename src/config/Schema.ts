@@ -17,6 +17,8 @@ import * as MailauthVerify from "../../plugins/mailauth-verify/options.ts"
 import * as Policy from "../../plugins/policy/options.ts"
 import * as RateLimit from "../../plugins/rate-limit/options.ts"
 import * as Rspamd from "../../plugins/rspamd/options.ts"
+import * as Milter from "../../plugins/milter/options.ts"
+import * as HttpHooks from "../../plugins/http-hooks/options.ts"
 import * as Udp from "../dns/Udp.ts"
 import { hookNames, type Plugin } from "../pipeline/Plugin.ts"
 import * as AdminConfig from "./Admin.ts"
@@ -219,6 +221,10 @@ export const Config = Schema.Struct({
   policy: optional(PolicyField),
   /** Scan each message with rspamd over HTTP (/checkv2) and act on its answer (plugins/rspamd). */
   rspamd: optional(RspamdField),
+  /** Milters (plugins/milter): `{ milters: ["inet:127.0.0.1:8891"], defaultAction, ...timeouts }`; off unless given. */
+  milter: optional(Milter.Options),
+  /** HTTP hooks (plugins/http-hooks): `{ hooks: [{ stage: "data", url }], secret, defaultAction, ... }`; off unless given. */
+  httpHooks: optional(HttpHooks.Options),
   ...AdminConfig.fields,
   /** `"json"` (one object per line) or `"pretty"`; default `"pretty"` on a terminal, `"json"` otherwise. */
   logFormat: optional(Schema.Literal("json", "pretty").annotations(expecting("\"json\" or \"pretty\""))),

@@ -2,7 +2,7 @@
  * A received message as plugins and transports see it: parsed header fields and a re-readable
  * body, whether it lives in memory or was spilled to a temporary file.
  */
-import { Chunk, Data, Effect, Stream } from "effect"
+import { Chunk, Data, Effect, Option, Stream } from "effect"
 import * as Bytes from "../util/Bytes.ts"
 
 export class MessageError extends Data.TaggedError("MessageError")<{
@@ -106,13 +106,42 @@ export const parseHeaders = (block: Uint8Array): ReadonlyArray<Header> => {
   return out
 }
 
-/** Header edits made by `data` hooks: added fields go on top, in the order hooks add them. */
+/** A header field of an edited header section: kept fields carry their bytes as received. */
+export interface Field {
+  readonly name: string
+  readonly value: string
+  readonly bytes: Uint8Array
+}
+
+/**
+ * Edits made by `data` hooks. `added` go on top, in the order hooks add them, and `removed`
+ * drop original fields. Once a hook edits by position (a milter's CHGHEADER or INSHEADER),
+ * `fields` is the whole header section, every edit folded in, and `added`/`removed` are empty.
+ * `body` replaces everything after the blank line.
+ */
 export interface Edits {
   readonly added: ReadonlyArray<{ readonly name: string; readonly value: string }>
   readonly removed: ReadonlyArray<(header: Header) => boolean>
+  readonly fields?: ReadonlyArray<Field> | undefined
+  readonly body?: Body | undefined
+}
+
+/** A replacement body: the bytes after the blank line, CRLF line endings, re-readable. */
+export interface Body {
+  readonly size: number
+  readonly stream: () => Stream.Stream<Uint8Array, MessageError>
 }
 
 export const emptyEdits: Edits = { added: [], removed: [] }
+
+/** Why a hook's edit was refused: a header that would break the message, an address that is not one. */
+export class EditError extends Data.TaggedError("EditError")<{
+  readonly reason: "HeaderName" | "HeaderValue" | "Address" | "TooManyRecipients" | "TooBig" | "Index" | "Body"
+  readonly message: string
+}> {}
+
+/** Field names are printable ASCII without the colon (RFC 5322 2.2). */
+export const validName = (name: string): boolean => /^[\x21-\x39\x3b-\x7e]{1,997}$/.test(name)
 
 /** Folds a header value at spaces so that no line exceeds 78 characters where possible. */
 export const formatHeader = (name: string, value: string): string => {
@@ -130,28 +159,38 @@ export const formatHeader = (name: string, value: string): string => {
   return lines.join("\r\n") + "\r\n"
 }
 
-const kept = (content: Content, edits: Edits): ReadonlyArray<Header> =>
+/** A field the bridge writes: folded, CR and LF never inside a line. */
+export const newField = (name: string, value: string): Field => ({ name, value, bytes: encoder.encode(formatHeader(name, value)) })
+
+const kept = (content: Pick<Content, "headers">, edits: Edits): ReadonlyArray<Header> =>
   edits.removed.length === 0 ? content.headers : content.headers.filter((h) => !edits.removed.some((remove) => remove(h)))
 
-// Added fields are ours and UTF-8; kept ones go out as the bytes that came in.
-const renderHead = (content: Content, edits: Edits): Uint8Array => {
-  const parts: Array<Uint8Array> = []
-  for (let i = edits.added.length - 1; i >= 0; i--) parts.push(encoder.encode(formatHeader(edits.added[i]!.name, edits.added[i]!.value)))
-  for (const h of kept(content, edits)) parts.push(h.bytes)
-  return Bytes.concat(parts)
+/** The header section as edits make it, in order. */
+export const fieldsOf = (content: Pick<Content, "headers">, edits: Edits): ReadonlyArray<Field> => {
+  if (edits.fields !== undefined) return edits.fields
+  const out: Array<Field> = []
+  for (let i = edits.added.length - 1; i >= 0; i--) out.push(newField(edits.added[i]!.name, edits.added[i]!.value))
+  for (const h of kept(content, edits)) out.push(h)
+  return out
 }
 
-const unedited = (edits: Edits): boolean => edits.added.length === 0 && edits.removed.length === 0
+// Added fields are ours and UTF-8; kept ones go out as the bytes that came in.
+const renderHead = (content: Content, edits: Edits): Uint8Array => Bytes.concat(fieldsOf(content, edits).map((f) => f.bytes))
 
-/** The message with edits applied: new headers, the kept original headers, then the body. */
+const unedited = (edits: Edits): boolean =>
+  edits.added.length === 0 && edits.removed.length === 0 && edits.fields === undefined && edits.body === undefined
+
+/** The message with edits applied: the header section, then the body (or its replacement). */
 export const render = (content: Content, edits: Edits): Stream.Stream<Uint8Array, MessageError> => {
   if (unedited(edits)) return content.stream()
-  return Stream.concat(Stream.succeed(renderHead(content, edits)), content.stream(content.bodyOffset))
+  const head = Stream.succeed(renderHead(content, edits))
+  if (edits.body !== undefined) return Stream.concat(Stream.concat(head, Stream.succeed(CRLF)), edits.body.stream())
+  return Stream.concat(head, content.stream(content.bodyOffset))
 }
 
 /** What `render` streams, as chunks, when the message is in memory; otherwise `undefined`. */
 export const renderInMemory = (content: Content, edits: Edits): ReadonlyArray<Uint8Array> | undefined => {
-  if (content.inMemory === undefined) return undefined
+  if (content.inMemory === undefined || edits.body !== undefined) return undefined
   if (unedited(edits)) return content.inMemory()
   const body = content.inMemory(content.bodyOffset)
   return body === undefined ? undefined : [renderHead(content, edits), ...body]
@@ -159,11 +198,36 @@ export const renderInMemory = (content: Content, edits: Edits): ReadonlyArray<Ui
 
 /** Size in bytes of the rendered message. */
 export const renderedSize = (content: Content, edits: Edits): number => {
-  if (edits.added.length === 0 && edits.removed.length === 0) return content.size
+  if (unedited(edits)) return content.size
   let head = 0
-  for (const a of edits.added) head += encoder.encode(formatHeader(a.name, a.value)).byteLength
-  for (const h of kept(content, edits)) head += h.bytes.byteLength
-  return head + content.size - content.bodyOffset
+  for (const f of fieldsOf(content, edits)) head += f.bytes.byteLength
+  return head + (edits.body !== undefined ? 2 + edits.body.size : content.size - content.bodyOffset)
+}
+
+/**
+ * The body: the bytes after the blank line. `stream(bodyOffset)` starts with that blank line,
+ * unless the header section ended at a line that is not a field (then that line is body).
+ */
+export const bodyOf = (content: Content): Stream.Stream<Uint8Array, MessageError> => {
+  // Chunks may split the blank line's CRLF: "start", then "cr" after a lone CR, then "done".
+  let state: "start" | "cr" | "done" = "start"
+  return Stream.filterMap(content.stream(content.bodyOffset), (chunk) => {
+    let from = 0
+    if (state === "start" && chunk.byteLength > 0) {
+      if (chunk[0] === 13 && chunk.byteLength === 1) {
+        state = "cr"
+        return Option.none()
+      }
+      if (chunk[0] === 13 && chunk[1] === 10) from = 2
+      state = "done"
+    } else if (state === "cr" && chunk.byteLength > 0) {
+      state = "done"
+      if (chunk[0] === 10) from = 1
+      else return Option.some(Bytes.concat([Uint8Array.of(13), chunk]))
+    }
+    const out = from === 0 ? chunk : chunk.subarray(from)
+    return out.byteLength === 0 ? Option.none() : Option.some(out)
+  })
 }
 
 /** Collects a stream into one buffer (for small messages and for verifiers that need it whole). */

@@ -15,11 +15,11 @@
  *   })
  * })
  */
-import { type Duration, Effect, type Layer, ParseResult, Schema, type Scope } from "effect"
+import { type Duration, Effect, type Layer, ParseResult, Schema, type Scope, type Stream } from "effect"
 import type { Dns } from "../dns/Dns.ts"
 import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
-import type { Content } from "./Message.ts"
+import type { Content, EditError, Field, MessageError } from "./Message.ts"
 import type { SessionInfo, TransactionInfo } from "./Session.ts"
 import type { Verdict } from "./Verdict.ts"
 import * as Issue from "../util/Issue.ts"
@@ -123,6 +123,64 @@ export interface DataContext {
   readonly addHeader: (name: string, value: string) => void
   /** Removes every original header field with this name (case-insensitive), or that the predicate selects. */
   readonly removeHeader: (name: string, predicate?: (value: string) => boolean) => void
+  /**
+   * The edits below are what remote stages (milter, HTTP hooks) ask for. They throw an
+   * `EditError` on a bad name, value or address (the hook then fails: 451 4.3.0, logged), so a
+   * header can never carry CR or LF into the message and no recipient is unparseable.
+   */
+  readonly edit: MessageEdits
+}
+
+/**
+ * Changes to the message and its envelope made by a `data` hook. Recipients and sender changed
+ * here are the ones delivered, spooled and reported to the `delivered` hooks.
+ *
+ * @example
+ * data: ({ edit }) => Effect.sync(() => {
+ *   edit.changeHeader("Subject", 1, "[ext] hello")
+ *   edit.addRecipient("archive@example.com")
+ *   return Verdict.Continue
+ * })
+ */
+export interface MessageEdits {
+  /** The header section as it stands after every edit so far, in order (each field's bytes as they will be sent). */
+  readonly headers: () => ReadonlyArray<Field>
+  /** The body (the bytes after the blank line) as it stands: the replacement once one ended, else the original. */
+  readonly body: () => Stream.Stream<Uint8Array, MessageError>
+  /**
+   * Sets the `index`-th (1-based) field named `name` (case-insensitive) to `value`, or removes
+   * it when `value` is `undefined` (milter's CHGHEADER); a missing one is added at the end when
+   * there is a value.
+   */
+  readonly changeHeader: (name: string, index: number, value: string | undefined) => void
+  /** Inserts a field before the `index`-th (0-based) field of the current section (milter's INSHEADER). */
+  readonly insertHeader: (index: number, name: string, value: string) => void
+  /** The envelope as it stands after every edit so far. */
+  readonly envelope: () => { readonly mailFrom: Mailbox | null; readonly recipients: ReadonlyArray<Recipient> }
+  /** Sets the envelope sender; `null` or `""` is the null sender `<>`. Angle brackets are optional. */
+  readonly setSender: (address: string | null) => void
+  /** Adds a recipient (a duplicate is ignored); at most `limits.maxRecipients` in all. */
+  readonly addRecipient: (address: string) => void
+  /** Removes a recipient (the address compared case-insensitively); true when one was removed. */
+  readonly removeRecipient: (address: string) => boolean
+  /**
+   * Starts a new body (the bytes after the blank line). The bytes go to a temporary file past
+   * the spill threshold, never whole in memory; line endings become CRLF. The body replaces the
+   * message's once `end` succeeded; the size limit is `limits.maxMessageSize`.
+   */
+  readonly replaceBody: () => BodyWriter
+  /** Accepts the message (250) and delivers it to nobody (milter's DISCARD). */
+  readonly discard: (reason: string) => void
+  /**
+   * Holds the message for review: every recipient goes to the transport named `quarantine`
+   * (a Maildir, say); without one the message is refused 451 4.7.1 and the client retries.
+   */
+  readonly quarantine: (reason: string) => void
+}
+
+export interface BodyWriter {
+  readonly write: (chunk: Uint8Array) => Effect.Effect<void, EditError>
+  readonly end: () => Effect.Effect<void, EditError>
 }
 
 /** Which transport delivers which recipients. */

@@ -22,6 +22,7 @@ import { randomBytes } from "node:crypto"
 import * as Capture from "./Capture.ts"
 import * as Client from "./Client.ts"
 import * as Delivery from "./Delivery.ts"
+import * as Draft from "./Draft.ts"
 import type { ServerEnv } from "./Env.ts"
 import * as MessageBuffer from "./MessageBuffer.ts"
 import * as SessionLog from "./SessionLog.ts"
@@ -34,8 +35,8 @@ interface Incoming {
   readonly deadline: number
   storageFailed: boolean
   content: Message.Content | undefined
-  readonly added: Array<{ name: string; value: string }>
-  readonly removed: Array<(h: Message.Header) => boolean>
+  /** What the `data` hooks changed; made when they run. */
+  draft: Draft.Draft | undefined
 }
 
 /** The I/O state of one connection; only this module reads or changes it. */
@@ -175,21 +176,26 @@ const dropMessage = (c: Conn): Effect.Effect<void> => {
   const m = c.message
   c.message = undefined
   c.decoder.dropMessage()
-  return m === undefined ? Effect.void : m.buffer.dispose
+  return m === undefined ? Effect.void : m.draft === undefined ? m.buffer.dispose : Effect.zipRight(m.draft.dispose, m.buffer.dispose)
 }
 
 const verdictOf = (outcome: Pipeline.Outcome): Engine.Input => ({ _tag: "Verdict", verdict: outcome.verdict, plugin: outcome.plugin })
 
 const runData = Effect.fnUntraced(function*(c: Conn, ctx: { readonly session: DataContext["session"]; readonly transaction: DataContext["transaction"] }) {
   const m = c.message!
+  const limits = c.env.config.limits
+  const draft = m.draft = Draft.make(m.content!, ctx.transaction, {
+    maxRecipients: limits.maxRecipients,
+    maxMessageSize: limits.maxMessageSize,
+    spillThreshold: limits.spillThreshold,
+    tempDir: c.env.config.tempDir
+  })
   const outcome = yield* c.env.pipeline.run("data", {
     ...ctx,
     message: m.content!,
-    addHeader: (name, value) => void m.added.push({ name, value }),
-    removeHeader: (name, predicate) => {
-      const lower = name.toLowerCase()
-      m.removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
-    }
+    addHeader: draft.addHeader,
+    removeHeader: draft.removeHeader,
+    edit: draft.edits
   })
   return verdictOf(outcome)
 })
@@ -305,8 +311,7 @@ const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | u
         deadline: Socket.now() + Duration.toMillis(limits.transferTimeout),
         storageFailed: false,
         content: undefined,
-        added: [],
-        removed: []
+        draft: undefined
       }
       return Effect.succeed(undefined)
     }
@@ -326,7 +331,7 @@ const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | u
       const m = c.message!
       const captured = c.capture === undefined ? Effect.void : c.capture.message(m.content!, action.transaction.id)
       return Effect.zipRight(captured, Effect.map(
-        Delivery.deliver(c.env, action.session, action.transaction, { message: m.content!, edits: { added: m.added, removed: m.removed } }),
+        Delivery.deliver(c.env, action.session, action.transaction, { message: m.content!, draft: m.draft }),
         (reply): Engine.Input => ({ _tag: "Delivered", reply })
       ))
     }

@@ -20,17 +20,20 @@ import type { Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Deliver from "../transport/Deliver.ts"
 import * as Dsn from "../transport/Dsn.ts"
+import type * as Draft from "./Draft.ts"
 import type { ServerEnv } from "./Env.ts"
 
 const storageFailure = Reply.make(451, "4.3.0", "Temporary storage failure, please try again later")
 
-/** The message the `data` hooks saw, with their header edits. */
+/** The message the `data` hooks saw, and what they changed (none when no hook ran). */
 export interface Sealed {
   readonly message: Message.Content
-  readonly edits: Message.Edits
+  readonly draft: Draft.Draft | undefined
 }
 
-interface Prepared extends Sealed {
+interface Prepared {
+  readonly message: Message.Content
+  readonly edits: Message.Edits
   readonly plan: ReadonlyArray<Route>
   readonly size: number
 }
@@ -166,17 +169,39 @@ const spooled = Effect.fnUntraced(function*(c: Ctx, tx: TransactionInfo, prepare
  * Routes the message (a recipient no route names goes to the default transport) and delivers or
  * spools it; gives the final reply.
  */
-export const deliver = Effect.fnUntraced(function*(env: ServerEnv, session: SessionInfo, tx: TransactionInfo, sealed: Sealed) {
+export const deliver = Effect.fnUntraced(function*(env: ServerEnv, session: SessionInfo, received: TransactionInfo, sealed: Sealed) {
   const c: Ctx = { env, session }
-  const { message } = sealed
+  const { message, draft } = sealed
+  // The envelope the hooks left is the one delivered, spooled and reported.
+  const tx: TransactionInfo = draft === undefined || !draft.envelopeChanged()
+    ? received
+    : { ...received, mailFrom: draft.mailFrom(), recipients: draft.recipients() }
+  const edits = draft === undefined ? Message.emptyEdits : draft.result()
+  const fate = draft === undefined ? { _tag: "Deliver" as const } : draft.fate()
+  if (fate._tag === "Discard" || tx.recipients.length === 0) {
+    const reason = fate._tag === "Discard" ? fate.reason : "every recipient was removed"
+    yield* Effect.logInfo(`message discarded: ${reason}`).pipe(Effect.annotateLogs({ session: session.id, transaction: tx.id }))
+    yield* env.pipeline.notify("delivered", { session, transaction: tx, results: [] })
+    return Deliver.accepted(tx.id)
+  }
   const transports = [...env.transports.keys()]
-  const routes = yield* env.pipeline.route({ session, transaction: tx, message, transports })
-  const routed = new Set((routes ?? []).flatMap((r) => r.recipients.map((x) => x.mailbox.address)))
-  const unrouted = tx.recipients.filter((r) => !routed.has(r.mailbox.address))
-  const plan = [
-    ...(routes ?? []),
-    ...(unrouted.length > 0 ? [{ transport: env.config.defaultTransport, recipients: unrouted }] : [])
-  ]
-  const prepared = { ...sealed, plan, size: Message.renderedSize(message, sealed.edits) }
+  let plan: ReadonlyArray<Route>
+  if (fate._tag === "Quarantine") {
+    if (!env.transports.has("quarantine")) {
+      yield* Effect.logWarning(`message ${tx.id} held (${fate.reason}) but no transport is named quarantine: refused 451 4.7.1`)
+      return Reply.make(451, "4.7.1", "Message held for review, please try again later")
+    }
+    yield* Effect.logInfo(`message quarantined: ${fate.reason}`).pipe(Effect.annotateLogs({ session: session.id, transaction: tx.id }))
+    plan = [{ transport: "quarantine", recipients: tx.recipients }]
+  } else {
+    const routes = yield* env.pipeline.route({ session, transaction: tx, message, transports })
+    const routed = new Set((routes ?? []).flatMap((r) => r.recipients.map((x) => x.mailbox.address)))
+    const unrouted = tx.recipients.filter((r) => !routed.has(r.mailbox.address))
+    plan = [
+      ...(routes ?? []),
+      ...(unrouted.length > 0 ? [{ transport: env.config.defaultTransport, recipients: unrouted }] : [])
+    ]
+  }
+  const prepared = { message, edits, plan, size: Message.renderedSize(message, edits) }
   return yield* env.spool !== undefined ? spooled(c, tx, prepared) : passThrough(c, tx, prepared)
 })

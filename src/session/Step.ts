@@ -266,7 +266,8 @@ export const refusal = (verdict: Verdict): Reply.Reply | undefined => {
     case "Reject":
     case "Defer":
     case "Disconnect":
-      return Reply.make(verdict.code, verdict.enhanced, verdict.text)
+      // A line feed in the text starts another line of the reply (a milter's multi-line answer).
+      return Reply.make(verdict.code, verdict.enhanced, verdict.text.split("\n"))
   }
 }
 

@@ -15,6 +15,7 @@ import type {
 import type { SessionInfo, TransactionInfo } from "../pipeline/Session.ts"
 import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as Draft from "../server/Draft.ts"
 
 /** A session as a test describes it: any field of `SessionInfo`, `user` alone for an authenticated one. */
 export type SessionInput = Partial<SessionInfo>
@@ -121,6 +122,8 @@ export const content = (text: string): Message.Content => {
 
 /** A `data` context whose header edits are collected in `added` and `removed` (field names). */
 export interface DataTestContext extends DataContext {
+  /** The server's record of every edit (`draft.result()`, `draft.recipients()`, `draft.fate()`). */
+  readonly draft: Draft.Draft
   readonly added: Array<{ readonly name: string; readonly value: string }>
   readonly removed: Array<{ readonly name: string; readonly predicate: ((value: string) => boolean) | undefined }>
 }
@@ -128,12 +131,24 @@ export interface DataTestContext extends DataContext {
 export const data = (text = "Subject: hi\r\n\r\nbody\r\n", over: Over = {}): DataTestContext => {
   const added: DataTestContext["added"] = []
   const removed: DataTestContext["removed"] = []
+  const tx = transaction(over.transaction)
+  const message = content(text)
+  // The full edit API, as the server gives it: header positions, envelope, body, discard.
+  const draft = Draft.make(message, tx, { maxRecipients: 1000, maxMessageSize: 64 * 1024 * 1024, spillThreshold: 256 * 1024, tempDir: undefined })
   return {
     session: sessionOf(over),
-    transaction: transaction(over.transaction),
-    message: content(text),
-    addHeader: (name, value) => void added.push({ name, value }),
-    removeHeader: (name, predicate) => void removed.push({ name, predicate }),
+    transaction: tx,
+    message,
+    addHeader: (name, value) => {
+      draft.addHeader(name, value)
+      added.push({ name, value })
+    },
+    removeHeader: (name, predicate) => {
+      draft.removeHeader(name, predicate)
+      removed.push({ name, predicate })
+    },
+    edit: draft.edits,
+    draft,
     added,
     removed
   }

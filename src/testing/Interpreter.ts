@@ -12,6 +12,7 @@ import type { SessionInfo } from "../pipeline/Session.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as StreamDecoder from "../protocol/StreamDecoder.ts"
 import * as Delivery from "../server/Delivery.ts"
+import * as Draft from "../server/Draft.ts"
 import type { ServerEnv } from "../server/Env.ts"
 import * as MessageBuffer from "../server/MessageBuffer.ts"
 import * as Engine from "../session/Engine.ts"
@@ -54,8 +55,8 @@ interface Open {
   content: Message.Content | undefined
   /** A plugin mechanism's exchange in progress. */
   exchange: Pipeline.Exchange | undefined
-  readonly added: Array<{ name: string; value: string }>
-  readonly removed: Array<(h: Message.Header) => boolean>
+  /** The `data` hooks' edits of the message in progress. */
+  draft: Draft.Draft | undefined
   ended: boolean
 }
 
@@ -67,14 +68,19 @@ const current = (c: Open) => c.exchanges[c.exchanges.length - 1]!
 const verdictOf = (outcome: Pipeline.Outcome): Engine.Input => ({ _tag: "Verdict", verdict: outcome.verdict, plugin: outcome.plugin })
 
 const runData = Effect.fnUntraced(function*(c: Open, ctx: Extract<Engine.Run, { hook: "data" }>["ctx"]) {
+  const limits = c.env.config.limits
+  const draft = c.draft = Draft.make(c.content!, ctx.transaction, {
+    maxRecipients: limits.maxRecipients,
+    maxMessageSize: limits.maxMessageSize,
+    spillThreshold: limits.spillThreshold,
+    tempDir: c.env.config.tempDir
+  })
   const outcome = yield* c.env.pipeline.run("data", {
     ...ctx,
     message: c.content!,
-    addHeader: (name, value) => void c.added.push({ name, value }),
-    removeHeader: (name, predicate) => {
-      const lower = name.toLowerCase()
-      c.removed.push((h) => h.name.toLowerCase() === lower && (predicate === undefined || predicate(h.value)))
-    }
+    addHeader: draft.addHeader,
+    removeHeader: draft.removeHeader,
+    edit: draft.edits
   })
   return verdictOf(outcome)
 })
@@ -109,10 +115,12 @@ const seal = Effect.fnUntraced(function*(c: Open) {
 
 const dropMessage = (c: Open): Effect.Effect<void> => {
   const buffer = c.buffer
+  const draft = c.draft
   c.buffer = undefined
   c.content = undefined
+  c.draft = undefined
   c.decoder.dropMessage()
-  return buffer === undefined ? Effect.void : buffer.dispose
+  return Effect.zipRight(draft === undefined ? Effect.void : draft.dispose, buffer === undefined ? Effect.void : buffer.dispose)
 }
 
 /** A plugin mechanism's step, as the machine's input; the exchange is forgotten once it is done. */
@@ -148,8 +156,6 @@ const perform = (c: Open, action: Engine.Action): Effect.Effect<Engine.Input | u
       const limits = c.env.config.limits
       c.buffer = MessageBuffer.make({ threshold: limits.spillThreshold, maxSize: limits.maxMessageSize, tempDir: c.env.config.tempDir })
       c.storageFailed = false
-      c.added.length = 0
-      c.removed.length = 0
       return Effect.succeed(undefined)
     }
     case "ReceiveData":
@@ -162,7 +168,7 @@ const perform = (c: Open, action: Engine.Action): Effect.Effect<Engine.Input | u
       return seal(c)
     case "Deliver":
       return Effect.map(
-        Delivery.deliver(c.env, action.session, action.transaction, { message: c.content!, edits: { added: [...c.added], removed: [...c.removed] } }),
+        Delivery.deliver(c.env, action.session, action.transaction, { message: c.content!, draft: c.draft }),
         (reply): Engine.Input => ({ _tag: "Delivered", reply })
       )
     case "DropMessage":
@@ -256,8 +262,7 @@ export const open = (env: ServerEnv, settings: Engine.Settings, info: SessionInf
       storageFailed: false,
       content: undefined,
       exchange: undefined,
-      added: [],
-      removed: [],
+      draft: undefined,
       ended: false
     }
     begin(c, "(connect)")
