@@ -134,7 +134,7 @@ export const data = (text = "Subject: hi\r\n\r\nbody\r\n", over: Over = {}): Dat
   const tx = transaction(over.transaction)
   const message = content(text)
   // The full edit API, as the server gives it: header positions, envelope, body, discard.
-  const draft = Draft.make(message, tx, { maxRecipients: 1000, maxMessageSize: 64 * 1024 * 1024, spillThreshold: 256 * 1024, tempDir: undefined })
+  const draft = Draft.make(message, tx, { maxRecipients: 100, maxMessageSize: 64 * 1024 * 1024, spillThreshold: 256 * 1024, tempDir: undefined })
   return {
     session: sessionOf(over),
     transaction: tx,

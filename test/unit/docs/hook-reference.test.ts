@@ -65,7 +65,9 @@ describe("docs/plugins.md hook reference", () => {
   const docs = fromDocs()
 
   it("reads the types it is meant to check: every hook the pipeline runs", () => {
-    expect([...types.keys()].sort()).toEqual([...hookNames].sort())
+    // `saslMechanisms` is a plain function of the session, not a hook with a context and a result:
+    // the guide describes it in its own section ("SASL mechanisms of your own").
+    expect([...types.keys()].sort()).toEqual(hookNames.filter((h) => h !== "saslMechanisms").sort())
     expect(types.get("rcptTo")).toEqual({ context: ["session", "transaction", "recipient"], gives: "Verdict" })
   })
 
