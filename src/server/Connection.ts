@@ -22,6 +22,7 @@ import { randomBytes } from "node:crypto"
 import * as Capture from "./Capture.ts"
 import * as Client from "./Client.ts"
 import * as Delivery from "./Delivery.ts"
+import * as Hooks from "./Hooks.ts"
 import * as Draft from "./Draft.ts"
 import type { ServerEnv } from "./Env.ts"
 import * as MessageBuffer from "./MessageBuffer.ts"
@@ -179,7 +180,6 @@ const dropMessage = (c: Conn): Effect.Effect<void> => {
   return m === undefined ? Effect.void : m.draft === undefined ? m.buffer.dispose : Effect.zipRight(m.draft.dispose, m.buffer.dispose)
 }
 
-const verdictOf = (outcome: Pipeline.Outcome): Engine.Input => ({ _tag: "Verdict", verdict: outcome.verdict, plugin: outcome.plugin })
 
 const runData = Effect.fnUntraced(function*(c: Conn, ctx: { readonly session: DataContext["session"]; readonly transaction: DataContext["transaction"] }) {
   const m = c.message!
@@ -197,7 +197,7 @@ const runData = Effect.fnUntraced(function*(c: Conn, ctx: { readonly session: Da
     removeHeader: draft.removeHeader,
     edit: draft.edits
   })
-  return verdictOf(outcome)
+  return Hooks.verdictOf(outcome)
 })
 
 const seal = Effect.fnUntraced(function*(c: Conn) {
@@ -268,25 +268,7 @@ const saslAbort = (c: Conn): Effect.Effect<void> => {
   return exchange === undefined ? Effect.void : exchange.abort
 }
 
-const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => {
-  const { pipeline } = c.env
-  switch (action.hook) {
-    case "connect":
-      return Effect.map(pipeline.run("connect", action.ctx), verdictOf)
-    case "helo":
-      return Effect.map(pipeline.run("helo", action.ctx), verdictOf)
-    case "mailFrom":
-      return Effect.map(pipeline.run("mailFrom", action.ctx), verdictOf)
-    case "rcptTo":
-      return Effect.map(pipeline.run("rcptTo", action.ctx), verdictOf)
-    case "auth":
-      return Effect.map(pipeline.run("auth", action.ctx), verdictOf)
-    case "authAttempt":
-      return Effect.map(pipeline.run("authAttempt", action.ctx), verdictOf)
-    case "data":
-      return runData(c, action.ctx)
-  }
-}
+const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => Hooks.run(c.env.pipeline, action, (ctx) => runData(c, ctx))
 
 /** Carries out one action; gives back the input that answers it, if it is answered. */
 const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | undefined> => {

@@ -12,6 +12,7 @@ import type { SessionInfo } from "../pipeline/Session.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as StreamDecoder from "../protocol/StreamDecoder.ts"
 import * as Delivery from "../server/Delivery.ts"
+import * as Hooks from "../server/Hooks.ts"
 import * as Draft from "../server/Draft.ts"
 import type { ServerEnv } from "../server/Env.ts"
 import * as MessageBuffer from "../server/MessageBuffer.ts"
@@ -65,7 +66,6 @@ export const show = (r: Reply.Reply): string => Reply.format(r).split("\r\n")[0]
 
 const current = (c: Open) => c.exchanges[c.exchanges.length - 1]!
 
-const verdictOf = (outcome: Pipeline.Outcome): Engine.Input => ({ _tag: "Verdict", verdict: outcome.verdict, plugin: outcome.plugin })
 
 const runData = Effect.fnUntraced(function*(c: Open, ctx: Extract<Engine.Run, { hook: "data" }>["ctx"]) {
   const limits = c.env.config.limits
@@ -82,28 +82,10 @@ const runData = Effect.fnUntraced(function*(c: Open, ctx: Extract<Engine.Run, { 
     removeHeader: draft.removeHeader,
     edit: draft.edits
   })
-  return verdictOf(outcome)
+  return Hooks.verdictOf(outcome)
 })
 
-const runHook = (c: Open, action: Engine.Run): Effect.Effect<Engine.Input> => {
-  const { pipeline } = c.env
-  switch (action.hook) {
-    case "connect":
-      return Effect.map(pipeline.run("connect", action.ctx), verdictOf)
-    case "helo":
-      return Effect.map(pipeline.run("helo", action.ctx), verdictOf)
-    case "mailFrom":
-      return Effect.map(pipeline.run("mailFrom", action.ctx), verdictOf)
-    case "rcptTo":
-      return Effect.map(pipeline.run("rcptTo", action.ctx), verdictOf)
-    case "auth":
-      return Effect.map(pipeline.run("auth", action.ctx), verdictOf)
-    case "authAttempt":
-      return Effect.map(pipeline.run("authAttempt", action.ctx), verdictOf)
-    case "data":
-      return runData(c, action.ctx)
-  }
-}
+const runHook = (c: Open, action: Engine.Run): Effect.Effect<Engine.Input> => Hooks.run(c.env.pipeline, action, (ctx) => runData(c, ctx))
 
 const seal = Effect.fnUntraced(function*(c: Open) {
   const content = yield* Effect.either(c.buffer!.finish())
