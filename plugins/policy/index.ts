@@ -12,7 +12,6 @@ import { definePlugin, Notes, Verdict } from "../../src/index.ts"
 import type { DataContext, RcptToContext, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import * as Client from "./Client.ts"
 import { Options, parseServer } from "./options.ts"
-import type { OptionsInput } from "./options.ts"
 import * as Protocol from "./Protocol.ts"
 
 export type { OptionsInput as PolicyOptions } from "./options.ts"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Message from "../../../src/pipeline/Message.ts"
-import * as Draft from "../../../src/server/Draft.ts"
+import type * as Draft from "../../../src/server/Draft.ts"
 import { Contexts } from "smtp-bridge/testing"
 
 const draftOf = (text: string) => Contexts.data(text).draft
