@@ -15,7 +15,7 @@ const piped = async (runtime: (typeof runtimes)[number], args: ReadonlyArray<str
 }
 
 describe.each(runtimes)("help under %s", (runtime) => {
-  it("serve --help piped: no colour codes, one line per flag with its default, grouped, under 60 lines", async () => {
+  it("serve --help piped: no colour codes, one line per flag with its default, grouped, under 80 lines", async () => {
     const result = await piped(runtime, ["serve", "--help"])
     expect(result.code, result.stderr).toBe(0)
     expect(result.stdout).not.toContain(esc)
@@ -26,7 +26,8 @@ describe.each(runtimes)("help under %s", (runtime) => {
     for (const group of ["Listeners and TLS", "Authentication", "Policy", "Delivery", "Limits", "Operations"]) {
       expect(result.stdout).toContain(`\n${group}\n`)
     }
-    expect(result.stdout.split("\n").length).toBeLessThan(60)
+    // One screen and a half: every flag is one line, the groups keep it readable.
+    expect(result.stdout.split("\n").length).toBeLessThan(80)
   })
 
   it("smtp-bridge --help and hash-password --help piped: no colour codes", async () => {
