@@ -5,40 +5,25 @@
  * delivery. Every SMTP rule is the machine's; this module holds only timing and I/O state.
  * Replies to pipelined commands leave in one write, just before the next read.
  */
-import { Cause, Duration, Effect, Either } from "effect"
+import { Cause, Duration, Effect } from "effect"
 import * as Metrics from "../observability/Metrics.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
-import type * as Message from "../pipeline/Message.ts"
 import * as Notes from "../pipeline/Notes.ts"
 import type * as Pipeline from "../pipeline/Pipeline.ts"
-import type { DataContext } from "../pipeline/Plugin.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as StreamDecoder from "../protocol/StreamDecoder.ts"
 import * as Memory from "../runtime/Memory.ts"
 import * as Socket from "../runtime/Socket.ts"
 import * as Engine from "../session/Engine.ts"
 import * as Spool from "../transport/Spool.ts"
-import { randomBytes } from "node:crypto"
 import * as Capture from "./Capture.ts"
 import * as Client from "./Client.ts"
-import * as Delivery from "./Delivery.ts"
 import * as Hooks from "./Hooks.ts"
-import * as Draft from "./Draft.ts"
+import * as Incoming from "./Incoming.ts"
 import type { ServerEnv } from "./Env.ts"
-import * as MessageBuffer from "./MessageBuffer.ts"
 import * as SessionLog from "./SessionLog.ts"
+import * as Settings from "./Settings.ts"
 import * as Spans from "./Spans.ts"
-
-/** A message being received: its buffer, when its transfer must be over, and, once sealed, what the `data` hooks saw. */
-interface Incoming {
-  readonly buffer: MessageBuffer.MessageBuffer
-  /** `Socket.now()` time: `transferTimeout` after DATA's 354 or the first BDAT. */
-  readonly deadline: number
-  storageFailed: boolean
-  content: Message.Content | undefined
-  /** What the `data` hooks changed; made when they run. */
-  draft: Draft.Draft | undefined
-}
 
 /** The I/O state of one connection; only this module reads or changes it. */
 interface Conn {
@@ -54,7 +39,7 @@ interface Conn {
   lineDeadline: number
   /** When the first command line must be complete (the greeting timeout). */
   greetingDeadline: number
-  message: Incoming | undefined
+  message: Incoming.Incoming | undefined
   /** `Socket.now()` time: when a refused BDAT chunk (no message to keep it) must be read; `transferTimeout` after its command. */
   skipDeadline: number
   trace: Spans.Trace | undefined
@@ -80,8 +65,6 @@ const maxSkipped = 1024 * 1024
  */
 const maxQueuedReplies = 64 * 1024
 
-/** Short, unique, log-friendly ids (session and transaction). */
-export const newId = (): string => randomBytes(8).toString("hex").toUpperCase()
 
 const queue = (c: Conn, r: Reply.Reply): void => {
   Metrics.replied(r)
@@ -159,58 +142,13 @@ const nextEvent = Effect.fnUntraced(function*(c: Conn) {
   }
 })
 
-/** Content bytes into the message buffer; a storage error is remembered and the rest only counted. */
-const store = Effect.fnUntraced(function*(c: Conn, parts: ReadonlyArray<Uint8Array>) {
-  const m = c.message
-  if (m === undefined) return
-  for (const part of parts) {
-    if (m.storageFailed) return
-    const stored = yield* Effect.either(m.buffer.append(part))
-    if (Either.isLeft(stored)) {
-      m.storageFailed = true
-      yield* Effect.logError(`cannot store message: ${stored.left.message}`)
-    }
-  }
-})
-
 const dropMessage = (c: Conn): Effect.Effect<void> => {
   const m = c.message
   c.message = undefined
   c.decoder.dropMessage()
-  return m === undefined ? Effect.void : m.draft === undefined ? m.buffer.dispose : Effect.zipRight(m.draft.dispose, m.buffer.dispose)
+  return m === undefined ? Effect.void : m.dispose
 }
 
-
-const runData = Effect.fnUntraced(function*(c: Conn, ctx: { readonly session: DataContext["session"]; readonly transaction: DataContext["transaction"] }) {
-  const m = c.message!
-  const limits = c.env.config.limits
-  const draft = m.draft = Draft.make(m.content!, ctx.transaction, {
-    maxRecipients: limits.maxRecipients,
-    maxMessageSize: limits.maxMessageSize,
-    spillThreshold: limits.spillThreshold,
-    tempDir: c.env.config.tempDir
-  })
-  const outcome = yield* c.env.pipeline.run("data", {
-    ...ctx,
-    message: m.content!,
-    addHeader: draft.addHeader,
-    removeHeader: draft.removeHeader,
-    edit: draft.edits
-  })
-  return Hooks.verdictOf(outcome)
-})
-
-const seal = Effect.fnUntraced(function*(c: Conn) {
-  const m = c.message!
-  const content = yield* Effect.either(m.buffer.finish())
-  if (Either.isLeft(content)) {
-    yield* Effect.logError(`cannot store message: ${content.left.message}`)
-    return { _tag: "Sealed", result: "failed" } as const
-  }
-  if (m.buffer.headerSectionTooLarge()) return { _tag: "Sealed", result: "headerTooLarge" } as const
-  m.content = content.right
-  return { _tag: "Sealed", result: "ok" } as const
-})
 
 const checkStorage = Effect.fnUntraced(function*(c: Conn, size: number) {
   const { spool } = c.env
@@ -268,7 +206,7 @@ const saslAbort = (c: Conn): Effect.Effect<void> => {
   return exchange === undefined ? Effect.void : exchange.abort
 }
 
-const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => Hooks.run(c.env.pipeline, action, (ctx) => runData(c, ctx))
+const runHook = (c: Conn, action: Engine.Run): Effect.Effect<Engine.Input> => Hooks.run(c.env.pipeline, action, (ctx) => c.message!.runData(ctx))
 
 /** Carries out one action; gives back the input that answers it, if it is answered. */
 const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | undefined> => {
@@ -286,17 +224,9 @@ const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | u
       return checkStorage(c, action.size)
     case "StartTls":
       return startTls(c)
-    case "OpenMessage": {
-      const limits = c.env.config.limits
-      c.message = {
-        buffer: MessageBuffer.make({ threshold: limits.spillThreshold, maxSize: limits.maxMessageSize, tempDir: c.env.config.tempDir }),
-        deadline: Socket.now() + Duration.toMillis(limits.transferTimeout),
-        storageFailed: false,
-        content: undefined,
-        draft: undefined
-      }
+    case "OpenMessage":
+      c.message = Incoming.open(c.env, Socket.now())
       return Effect.succeed(undefined)
-    }
     case "ReceiveData":
       c.decoder.expectData()
       return Effect.succeed(undefined)
@@ -308,14 +238,11 @@ const perform = (c: Conn, action: Engine.Action): Effect.Effect<Engine.Input | u
       c.decoder.expectChunk(action.size, action.last, action.keep)
       return Effect.succeed(undefined)
     case "Seal":
-      return seal(c)
+      return c.message!.seal
     case "Deliver": {
       const m = c.message!
-      const captured = c.capture === undefined ? Effect.void : c.capture.message(m.content!, action.transaction.id)
-      return Effect.zipRight(captured, Effect.map(
-        Delivery.deliver(c.env, action.session, action.transaction, { message: m.content!, draft: m.draft }),
-        (reply): Engine.Input => ({ _tag: "Delivered", reply })
-      ))
+      const captured = c.capture === undefined ? Effect.void : c.capture.message(m.content()!, action.transaction.id)
+      return Effect.zipRight(captured, m.deliver(action.session, action.transaction))
     }
     case "DropMessage":
       return Effect.as(dropMessage(c), undefined)
@@ -387,12 +314,12 @@ const loop = Effect.fnUntraced(function*(c: Conn) {
         yield* line(c, event)
         break
       case "Content":
-        yield* store(c, event.parts)
+        if (c.message !== undefined) yield* c.message.store(event.parts)
         break
       case "ContentEnd": {
         c.capture?.input("(message)")
-        const m = c.message
-        const run = feed(c, { _tag: "ContentEnd", tooBig: m?.buffer.tooBig() ?? false, bare: event.bare, storageFailed: m?.storageFailed ?? false })
+        const facts = c.message?.facts() ?? { tooBig: false, storageFailed: false }
+        const run = feed(c, { _tag: "ContentEnd", ...facts, bare: event.bare })
         const tx = c.state.tx
         const logged = tx === undefined ? run : Effect.annotateLogs(run, "transaction", tx.id)
         yield* c.trace === undefined ? logged : Spans.within(c.trace, logged)
@@ -429,36 +356,6 @@ export const handle: (env: ServerEnv, accepted: Accepted) => Effect.Effect<Sessi
   return yield* session(env, accepted, client).pipe(Effect.ensuring(Effect.sync(() => env.release(client.remoteAddress))))
 })
 
-/** One generation's sessions share their settings: nothing in them changes before a reload makes a new `ServerEnv`. */
-const settingsCache = new WeakMap<ServerEnv, Engine.Settings>()
-
-/** The machine's settings for a server's sessions (the in-memory test kit uses them too). */
-export const settingsOf = (env: ServerEnv): Engine.Settings => {
-  const cached = settingsCache.get(env)
-  if (cached !== undefined) return cached
-  const settings = makeSettings(env)
-  settingsCache.set(env, settings)
-  return settings
-}
-
-const makeSettings = (env: ServerEnv): Engine.Settings => {
-  const { config } = env
-  return {
-    hostname: config.hostname,
-    maxInvalidCommands: config.limits.maxInvalidCommands,
-    maxAuthFailures: config.limits.maxAuthFailures,
-    maxRecipients: config.limits.maxRecipients,
-    maxMessageSize: config.limits.maxMessageSize,
-    tls: env.tls() !== undefined,
-    auth: env.pipeline.has("auth"),
-    saslMechanisms: env.pipeline.mechanisms,
-    allowInsecureAuth: config.allowInsecureAuth,
-    checkStorage: env.spool !== undefined && config.spool?.minFreeSpace !== undefined,
-    bareLineEndings: config.bareLineEndings,
-    newId
-  }
-}
-
 /** The TLS handshake first on an implicit-TLS listener; undefined when it failed. */
 const implicitHandshake = Effect.fnUntraced(function*(env: ServerEnv, socket: Socket.SmtpSocket) {
   const context = env.tls()
@@ -474,12 +371,12 @@ const implicitHandshake = Effect.fnUntraced(function*(env: ServerEnv, socket: So
 
 const session = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, client: Client.Client) {
   const { socket } = accepted
-  const info = { id: newId(), ...client, hostname: env.config.hostname, tls: undefined, helo: undefined, user: undefined, authMechanism: undefined, notes: Notes.make() }
+  const info = { id: Settings.newId(), ...client, hostname: env.config.hostname, tls: undefined, helo: undefined, user: undefined, authMechanism: undefined, notes: Notes.make() }
   const c: Conn = {
     socket,
     env,
     decoder: StreamDecoder.make({ maxLineLength: env.config.limits.maxLineLength, bareLineEndings: env.config.bareLineEndings, onDiscard: Memory.released }),
-    state: Engine.start(settingsOf(env), info),
+    state: Engine.start(Settings.of(env), info),
     out: [],
     outBytes: 0,
     lineDeadline: 0,

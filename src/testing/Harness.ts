@@ -22,7 +22,7 @@ import type { Plugin } from "../pipeline/Plugin.ts"
 import * as Notes from "../pipeline/Notes.ts"
 import * as Relay from "../pipeline/Relay.ts"
 import type { SessionInfo, TlsInfo } from "../pipeline/Session.ts"
-import * as Connection from "../server/Connection.ts"
+import * as Settings from "../server/Settings.ts"
 import type { ServerEnv } from "../server/Env.ts"
 import type * as Engine from "../session/Engine.ts"
 import * as Interpreter from "./Interpreter.ts"
@@ -116,7 +116,7 @@ export const make = (options: Options = {}): Effect.Effect<Harness, Resolve.Conf
       admit: () => "admitted",
       release: () => undefined
     }
-    const settings: Engine.Settings = { ...Connection.settingsOf(env), tls: options.starttls === true }
+    const settings: Engine.Settings = { ...Settings.of(env), tls: options.starttls === true }
     const open = (client: ClientInput = {}) =>
       Effect.suspend(() => {
         const info: SessionInfo = {

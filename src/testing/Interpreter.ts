@@ -5,17 +5,14 @@
  * and each reply is kept with the input that produced it. There are no timers: a test decides
  * when the client stops (`end`).
  */
-import { Effect, Either, Logger, type LogLevel } from "effect"
-import type * as Message from "../pipeline/Message.ts"
+import { Effect, Logger, type LogLevel } from "effect"
 import type * as Pipeline from "../pipeline/Pipeline.ts"
 import type { SessionInfo } from "../pipeline/Session.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as StreamDecoder from "../protocol/StreamDecoder.ts"
-import * as Delivery from "../server/Delivery.ts"
 import * as Hooks from "../server/Hooks.ts"
-import * as Draft from "../server/Draft.ts"
 import type { ServerEnv } from "../server/Env.ts"
-import * as MessageBuffer from "../server/MessageBuffer.ts"
+import * as Incoming from "../server/Incoming.ts"
 import * as Engine from "../session/Engine.ts"
 
 /** One input of the client and what the bridge answered to it. */
@@ -51,13 +48,10 @@ interface Open {
   readonly decoder: StreamDecoder.StreamDecoder
   state: Engine.State
   readonly exchanges: Array<{ input: string; replies: Array<Reply.Reply>; refusedBy: string | undefined }>
-  buffer: MessageBuffer.MessageBuffer | undefined
-  storageFailed: boolean
-  content: Message.Content | undefined
+  /** The message in progress: the same as the server's. */
+  message: Incoming.Incoming | undefined
   /** A plugin mechanism's exchange in progress. */
   exchange: Pipeline.Exchange | undefined
-  /** The `data` hooks' edits of the message in progress. */
-  draft: Draft.Draft | undefined
   ended: boolean
 }
 
@@ -67,42 +61,13 @@ export const show = (r: Reply.Reply): string => Reply.format(r).split("\r\n")[0]
 const current = (c: Open) => c.exchanges[c.exchanges.length - 1]!
 
 
-const runData = Effect.fnUntraced(function*(c: Open, ctx: Extract<Engine.Run, { hook: "data" }>["ctx"]) {
-  const limits = c.env.config.limits
-  const draft = c.draft = Draft.make(c.content!, ctx.transaction, {
-    maxRecipients: limits.maxRecipients,
-    maxMessageSize: limits.maxMessageSize,
-    spillThreshold: limits.spillThreshold,
-    tempDir: c.env.config.tempDir
-  })
-  const outcome = yield* c.env.pipeline.run("data", {
-    ...ctx,
-    message: c.content!,
-    addHeader: draft.addHeader,
-    removeHeader: draft.removeHeader,
-    edit: draft.edits
-  })
-  return Hooks.verdictOf(outcome)
-})
-
-const runHook = (c: Open, action: Engine.Run): Effect.Effect<Engine.Input> => Hooks.run(c.env.pipeline, action, (ctx) => runData(c, ctx))
-
-const seal = Effect.fnUntraced(function*(c: Open) {
-  const content = yield* Effect.either(c.buffer!.finish())
-  if (Either.isLeft(content)) return { _tag: "Sealed", result: "failed" } as const
-  if (c.buffer!.headerSectionTooLarge()) return { _tag: "Sealed", result: "headerTooLarge" } as const
-  c.content = content.right
-  return { _tag: "Sealed", result: "ok" } as const
-})
+const runHook = (c: Open, action: Engine.Run): Effect.Effect<Engine.Input> => Hooks.run(c.env.pipeline, action, (ctx) => c.message!.runData(ctx))
 
 const dropMessage = (c: Open): Effect.Effect<void> => {
-  const buffer = c.buffer
-  const draft = c.draft
-  c.buffer = undefined
-  c.content = undefined
-  c.draft = undefined
+  const m = c.message
+  c.message = undefined
   c.decoder.dropMessage()
-  return Effect.zipRight(draft === undefined ? Effect.void : draft.dispose, buffer === undefined ? Effect.void : buffer.dispose)
+  return m === undefined ? Effect.void : m.dispose
 }
 
 /** A plugin mechanism's step, as the machine's input; the exchange is forgotten once it is done. */
@@ -134,12 +99,10 @@ const perform = (c: Open, action: Engine.Action): Effect.Effect<Engine.Input | u
       // Whatever the client sent after STARTTLS was plaintext before the handshake: dropped.
       c.decoder.discardBuffered()
       return Effect.succeed({ _tag: "TlsUp", tls: { protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", mode: "starttls" } })
-    case "OpenMessage": {
-      const limits = c.env.config.limits
-      c.buffer = MessageBuffer.make({ threshold: limits.spillThreshold, maxSize: limits.maxMessageSize, tempDir: c.env.config.tempDir })
-      c.storageFailed = false
+    case "OpenMessage":
+      // No clock here: the in-memory session has no transfer deadline to keep.
+      c.message = Incoming.open(c.env, 0)
       return Effect.succeed(undefined)
-    }
     case "ReceiveData":
       c.decoder.expectData()
       return Effect.succeed(undefined)
@@ -147,12 +110,9 @@ const perform = (c: Open, action: Engine.Action): Effect.Effect<Engine.Input | u
       c.decoder.expectChunk(action.size, action.last, action.keep)
       return Effect.succeed(undefined)
     case "Seal":
-      return seal(c)
+      return c.message!.seal
     case "Deliver":
-      return Effect.map(
-        Delivery.deliver(c.env, action.session, action.transaction, { message: c.content!, draft: c.draft }),
-        (reply): Engine.Input => ({ _tag: "Delivered", reply })
-      )
+      return c.message!.deliver(action.session, action.transaction)
     case "DropMessage":
       return Effect.as(dropMessage(c), undefined)
     case "Refused":
@@ -208,15 +168,11 @@ const pump = Effect.fnUntraced(function*(c: Open) {
         yield* feed(c, event)
         break
       case "Content":
-        for (const part of event.parts) {
-          if (c.buffer === undefined || c.storageFailed) break
-          const stored = yield* Effect.either(c.buffer.append(part))
-          if (Either.isLeft(stored)) c.storageFailed = true
-        }
+        if (c.message !== undefined) yield* c.message.store(event.parts)
         break
       case "ContentEnd":
         begin(c, "(message)")
-        yield* feed(c, { _tag: "ContentEnd", tooBig: c.buffer?.tooBig() ?? false, bare: event.bare, storageFailed: c.storageFailed })
+        yield* feed(c, { _tag: "ContentEnd", ...(c.message?.facts() ?? { tooBig: false, storageFailed: false }), bare: event.bare })
         break
     }
   }
@@ -240,11 +196,8 @@ export const open = (env: ServerEnv, settings: Engine.Settings, info: SessionInf
       decoder: StreamDecoder.make({ maxLineLength: env.config.limits.maxLineLength, bareLineEndings: env.config.bareLineEndings }),
       state: Engine.start(settings, info),
       exchanges: [],
-      buffer: undefined,
-      storageFailed: false,
-      content: undefined,
+      message: undefined,
       exchange: undefined,
-      draft: undefined,
       ended: false
     }
     begin(c, "(connect)")
