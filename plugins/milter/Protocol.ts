@@ -2,7 +2,7 @@
  * The Sendmail milter protocol, version 6, from the MTA's side, as Postfix speaks it (its
  * MILTER_README and libmilter's mfdef.h): frame encoding and decoding, option negotiation, and
  * the milter's answers as values. Pure: no I/O. Hand-written because no kept JavaScript
- * library implements the MTA side of milter on Bun and Deno.
+ * library implements the MTA side of milter.
  *
  * A frame is a 4-byte big-endian length (command byte included), one command byte, then data;
  * strings are NUL-terminated.

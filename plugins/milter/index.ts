@@ -2,7 +2,7 @@
  * Milter client: the bridge as the MTA side of the Sendmail milter protocol (version 6, as
  * Postfix implements it), so OpenDKIM, rspamd's milter proxy, ClamAV and any libmilter filter
  * work in front of the relay. Hand-written (see Protocol.ts): no kept JavaScript library speaks
- * the MTA side on Bun and Deno.
+ * the MTA side. Sockets come from the plugin API's `Connect`, so nothing here is runtime-specific.
  *
  * Each SMTP session gets its own connection to each milter. The stages map onto the plugin
  * hooks: connect → `connect`, HELO → `helo`, MAIL → `mailFrom`, RCPT → `rcptTo`, and DATA,

@@ -21,7 +21,7 @@ import type { Mailbox } from "../protocol/Envelope.ts"
 import * as Notes from "./Notes.ts"
 
 export type Pattern =
-  | { readonly kind: "any" }
+  | { readonly kind: "everything" }
   | { readonly kind: "domain"; readonly domain: string }
   | { readonly kind: "address"; readonly local: string; readonly domain: string }
 
@@ -54,7 +54,7 @@ const splitAddress = (text: string): { readonly local: string; readonly domain: 
 /** `*`, `@domain` or `local@domain`; `undefined` for anything else. */
 export const parsePattern = (entry: string): Pattern | undefined => {
   const text = entry.trim()
-  if (text === "*") return { kind: "any" }
+  if (text === "*") return { kind: "everything" }
   if (text.startsWith("@")) {
     const domain = text.length > 1 && !text.slice(1).includes("@") ? canonicalDomain(text.slice(1)) : undefined
     return domain === undefined ? undefined : { kind: "domain", domain }
@@ -70,7 +70,7 @@ export const ownAddress = (address: string): Pattern | undefined => {
 }
 
 const allowsOne = (pattern: Pattern, mailbox: Mailbox): boolean => {
-  if (pattern.kind === "any") return true
+  if (pattern.kind === "everything") return true
   if (canonicalDomain(mailbox.domain) !== pattern.domain) return false
   return pattern.kind === "domain" || foldLocal(mailbox.local) === pattern.local
 }
