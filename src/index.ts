@@ -44,6 +44,8 @@ export * as Connect from "./runtime/Connect.ts"
 export * as Password from "./runtime/Password.ts"
 /** What of a URL may appear in a log line or an error (userinfo, query values and http paths hidden). */
 export * as Redact from "./util/Redact.ts"
+/** Byte helpers, among them `readCapped`: an HTTP answer's body with a size bound, for plugins that call a service. */
+export * as Bytes from "./util/Bytes.ts"
 /**
  * The webhook's request signature (hex HMAC-SHA256 of `<timestamp>.<body>`, sent as
  * `x-smtp-bridge-signature: v1=<hex>` with `x-smtp-bridge-timestamp`), for plugins that call an

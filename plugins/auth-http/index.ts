@@ -16,7 +16,7 @@
  * authHttp({ url: "https://auth.internal.example/smtp", secretEnv: "SMTP_AUTH_HMAC" })
  */
 import { Duration, Effect, Either, Schema } from "effect"
-import { definePlugin, Redact, Senders, signRequest, Verdict } from "../../src/index.ts"
+import { Bytes, definePlugin, Redact, Senders, signRequest, Verdict } from "../../src/index.ts"
 import type { AuthContext } from "../../src/index.ts"
 import { Options } from "./options.ts"
 
@@ -35,24 +35,14 @@ const decodeAccepted = Schema.decodeUnknownEither(Schema.parseJson(Accepted))
 
 class Unavailable extends Error {}
 
-/** The body, or `Unavailable` once it passes `max` bytes (the rest is never read). */
+/** The body as text, or `Unavailable` once it passes `max` bytes (the rest is never read). */
 const readCapped = async (response: Response, max: number): Promise<string> => {
-  const reader = response.body?.getReader()
-  if (reader === undefined) return ""
-  const chunks: Array<Uint8Array> = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > max) {
-      await reader.cancel().catch(() => undefined)
-      throw new Unavailable(`the answer is longer than ${max} bytes (maxResponseBytes)`)
-    }
-    chunks.push(value)
-  }
-  return Buffer.concat(chunks).toString("utf8")
+  const body = await Bytes.readCapped(response, max)
+  if (body === undefined) throw new Unavailable(`the answer is longer than ${max} bytes (maxResponseBytes)`)
+  return decoder.decode(body)
 }
+
+const decoder = new TextDecoder()
 
 type Answer =
   | { readonly _tag: "Status"; readonly status: number; readonly location: string | null }

@@ -8,7 +8,7 @@
  */
 import { Duration, Effect } from "effect"
 import { createRemoteJWKSet, customFetch, jwtVerify } from "jose"
-import { Redact } from "../../src/index.ts"
+import { Bytes, Redact } from "../../src/index.ts"
 import type { Options } from "./options.ts"
 
 export type Checked =
@@ -43,21 +43,9 @@ export const make = (options: Options): Verifier => {
       await response.body?.cancel().catch(() => undefined)
       throw new Error(`HTTP ${response.status}${response.status >= 300 && response.status < 400 ? " redirect (never followed)" : ""}`)
     }
-    const reader = response.body?.getReader()
-    const chunks: Array<Uint8Array> = []
-    let size = 0
-    for (;;) {
-      if (reader === undefined) break
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > options.maxJwksBytes) {
-        await reader.cancel().catch(() => undefined)
-        throw new TooLarge(`the key set is larger than ${options.maxJwksBytes} bytes (maxJwksBytes)`)
-      }
-      chunks.push(value)
-    }
-    return new Response(Buffer.concat(chunks), { status: 200, headers: { "content-type": "application/json" } })
+    const body = await Bytes.readCapped(response, options.maxJwksBytes)
+    if (body === undefined) throw new TooLarge(`the key set is larger than ${options.maxJwksBytes} bytes (maxJwksBytes)`)
+    return new Response(new Uint8Array(body), { status: 200, headers: { "content-type": "application/json" } })
   }
   const jwks = createRemoteJWKSet(new URL(options.jwksUrl), {
     timeoutDuration: Duration.toMillis(options.timeout),

@@ -11,7 +11,7 @@
  * httpHooks({ hooks: [{ stage: "data", url: "http://127.0.0.1:8080/hook" }], secretEnv: "HOOK_KEY" })
  */
 import { Duration, Effect, Either, Schema } from "effect"
-import { definePlugin, Message, Redact, signRequest, Verdict } from "../../src/index.ts"
+import { Bytes, definePlugin, Message, Redact, signRequest, Verdict } from "../../src/index.ts"
 import type { DataContext, Made, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import { Options } from "./options.ts"
 import * as Wire from "./Wire.ts"
@@ -22,23 +22,14 @@ const encoder = new TextEncoder()
 
 class Unavailable extends Error {}
 
+/** The body as text, or `Unavailable` once it passes `max` bytes (the rest is never read). */
 const readCapped = async (response: globalThis.Response, max: number): Promise<string> => {
-  const reader = response.body?.getReader()
-  if (reader === undefined) return ""
-  const chunks: Array<Uint8Array> = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > max) {
-      await reader.cancel().catch(() => undefined)
-      throw new Unavailable(`the answer is longer than ${max} bytes (maxResponseBytes)`)
-    }
-    chunks.push(value)
-  }
-  return Buffer.concat(chunks).toString("utf8")
+  const body = await Bytes.readCapped(response, max)
+  if (body === undefined) throw new Unavailable(`the answer is longer than ${max} bytes (maxResponseBytes)`)
+  return decoder.decode(body)
 }
+
+const decoder = new TextDecoder()
 
 const decodeAnswer = Schema.decodeUnknownEither(Schema.parseJson(Wire.Response), { onExcessProperty: "error" })
 

@@ -16,3 +16,25 @@ export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   }
   return out
 }
+
+/**
+ * An HTTP answer's body, at most `max` bytes: `undefined` as soon as it is longer, the rest
+ * never read (a hostile or broken server cannot make us hold more). For plugins that call a
+ * service (auth-http, http-hooks, auth-oauth's key set).
+ */
+export const readCapped = async (response: globalThis.Response, max: number): Promise<Uint8Array | undefined> => {
+  const reader = response.body?.getReader()
+  if (reader === undefined) return EMPTY
+  const chunks: Array<Uint8Array> = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) return concat(chunks)
+    size += value.byteLength
+    if (size > max) {
+      await reader.cancel().catch(() => undefined)
+      return undefined
+    }
+    chunks.push(value)
+  }
+}
