@@ -10,7 +10,9 @@
  * const admin = yield* Admin.make({ host: "127.0.0.1", port: 9100, ready: Readiness.run(probes), beforeScrape: Effect.void })
  * admin.port // the bound port (useful with port 0)
  */
-import { HttpMiddleware, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Cause, Data, Effect, Metric, type Scope } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as HttpServer from "../runtime/HttpServer.ts"

@@ -9,7 +9,6 @@
  * auth.dmarc?.result // "pass" | "fail" | ...
  */
 import { Effect, Schema, Stream } from "effect"
-import * as Mailauth from "mailauth"
 import type { AuthStatus, DNSResolver } from "mailauth"
 import { Readable } from "node:stream"
 import type { Resolver } from "../dns/Dns.ts"
@@ -162,16 +161,26 @@ export const parseFields = (block: string): ReadonlyArray<HeaderField> =>
 
 const readable = <E>(stream: Stream.Stream<Uint8Array, E>): Readable => Readable.from(Stream.toAsyncIterable(stream))
 
-const check = <A>(what: string, run: () => Promise<A>) =>
+type Library = typeof import("mailauth")
+
+/**
+ * mailauth (and what it brings: joi, libmime, ASN.1 schemas, ...) is loaded on the first check,
+ * not when the bridge starts: a config without mail authentication never pays for it (issue 16,
+ * start-up time).
+ */
+let library: Promise<Library> | undefined
+const load = (): Promise<Library> => (library ??= import("mailauth"))
+
+const check = <A>(what: string, run: (lib: Library) => Promise<A>) =>
   Effect.tryPromise({
-    try: run,
+    try: () => load().then(run),
     catch: (e) => new MailauthError({ reason: "Check", message: `${what}: ${e instanceof Error ? e.message : String(e)}` })
   })
 
 /** SPF alone, for MAIL FROM (RFC 7208 §2.4: with the null sender, the HELO identity is checked). */
 export const spf = (options: Omit<AuthenticateOptions, "seal" | "bimi" | "minBitLength">): Effect.Effect<SpfOutcome, MailauthError> =>
   Effect.map(
-    check("spf", () =>
+    check("spf", (Mailauth) =>
       Mailauth.spf({
         ip: options.ip,
         ...(options.helo !== undefined ? { helo: options.helo } : {}),
@@ -190,7 +199,7 @@ export const authenticate = <E>(
 ): Effect.Effect<Authentication, MailauthError> =>
   Effect.gen(function*() {
     const seal = options.seal
-    const r = yield* check("authenticate", () =>
+    const r = yield* check("authenticate", (Mailauth) =>
       Mailauth.authenticate(readable(message), {
         ip: options.ip,
         ...(options.helo !== undefined ? { helo: options.helo } : {}),

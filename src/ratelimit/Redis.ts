@@ -23,8 +23,7 @@
  */
 import { Duration, Effect, Runtime } from "effect"
 import type { Scope } from "effect"
-import { Cluster, Redis as Client } from "ioredis"
-import type { ClusterOptions, RedisOptions as ClientOptions } from "ioredis"
+import type { Cluster, ClusterOptions, Redis as Client, RedisOptions as ClientOptions } from "ioredis"
 import * as Fs from "node:fs"
 import * as RedisUrl from "./RedisUrl.ts"
 import { RateLimitStoreError } from "./Store.ts"
@@ -98,6 +97,8 @@ export const make = (options: RedisOptions): Effect.Effect<Redis, string, Scope.
   Effect.gen(function*() {
     const target = RedisUrl.parse(options.url)
     if (typeof target === "string") return yield* Effect.fail(target)
+    // ioredis is loaded when a Redis store is made, not when the bridge starts (start-up time).
+    const { Cluster, Redis: Client } = yield* Effect.promise(() => import("ioredis"))
     const connectTimeout = Duration.toMillis(Duration.decode(options.connectTimeout ?? Duration.seconds(2)))
     const commandTimeout = Duration.decode(options.commandTimeout ?? Duration.seconds(1))
     const maxBackoff = Duration.toMillis(Duration.decode(options.maxBackoff ?? Duration.seconds(5)))

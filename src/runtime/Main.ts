@@ -10,13 +10,19 @@
  * import * as Main from "./runtime/Main.ts"
  * Main.runMain(program)
  */
-import type * as NodeContext from "@effect/platform-node/NodeContext"
+import type { FileSystem } from "@effect/platform/FileSystem"
+import type { Path } from "@effect/platform/Path"
 import type { Teardown } from "@effect/platform/Runtime"
+import type { Terminal } from "@effect/platform/Terminal"
 import * as ValidationError from "@effect/cli/ValidationError"
-import { Cause, Effect, Exit, type Layer, Option } from "effect"
+import { Cause, Effect, Exit, Layer, Option } from "effect"
 
-/** What the platform layer provides: file system, path, terminal, command executor, workers. */
-export type PlatformServices = NodeContext.NodeContext
+/**
+ * What the platform layer provides: what the command line (@effect/cli) needs, file system, path
+ * and terminal. Not the whole platform context: its command executor and workers are never used,
+ * and loading them (node:worker_threads, child processes) cost start-up time.
+ */
+export type PlatformServices = FileSystem | Path | Terminal
 
 interface Platform {
   readonly layer: Layer.Layer<PlatformServices>
@@ -29,17 +35,21 @@ const isBun = (): boolean => typeof (globalThis as { readonly Bun?: unknown }).B
 // code written for the other runtime.
 const platform = async (): Promise<Platform> => {
   if (isBun()) {
-    const [runtime, context] = await Promise.all([
+    const [runtime, fs, path, terminal] = await Promise.all([
       import("@effect/platform-bun/BunRuntime"),
-      import("@effect/platform-bun/BunContext")
+      import("@effect/platform-bun/BunFileSystem"),
+      import("@effect/platform-bun/BunPath"),
+      import("@effect/platform-bun/BunTerminal")
     ])
-    return { layer: context.layer, runMain: runtime.runMain }
+    return { layer: Layer.mergeAll(fs.layer, path.layer, terminal.layer), runMain: runtime.runMain }
   }
-  const [runtime, context] = await Promise.all([
+  const [runtime, fs, path, terminal] = await Promise.all([
     import("@effect/platform-node/NodeRuntime"),
-    import("@effect/platform-node/NodeContext")
+    import("@effect/platform-node/NodeFileSystem"),
+    import("@effect/platform-node/NodePath"),
+    import("@effect/platform-node/NodeTerminal")
   ])
-  return { layer: context.layer, runMain: runtime.runMain }
+  return { layer: Layer.mergeAll(fs.layer, path.layer, terminal.layer), runMain: runtime.runMain }
 }
 
 const stderr = (line: string): void => void process.stderr.write(line.endsWith("\n") ? line : `${line}\n`)

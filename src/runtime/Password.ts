@@ -16,7 +16,7 @@
  * await Password.verify("correct horse", hash) // true
  */
 import { availableParallelism } from "node:os"
-import { Worker } from "node:worker_threads"
+import type { Worker } from "node:worker_threads"
 import type { Done, Job, Request } from "./PasswordWorker.ts"
 
 /** The longest password bcrypt uses whole, in UTF-8 bytes. */
@@ -85,7 +85,11 @@ let nextId = 1
 // the sibling file with this module's own extension (a URL is not rewritten by the compiler).
 const workerFile = import.meta.url.endsWith(".js") ? "./PasswordWorker.js" : "./PasswordWorker.ts"
 
-const start = (): Pooled => {
+// node:worker_threads is loaded with the first worker, not at start-up (Bun never needs it).
+let threads: Promise<typeof import("node:worker_threads")> | undefined
+
+const start = async (): Promise<Pooled> => {
+  const { Worker } = await (threads ??= import("node:worker_threads"))
   const worker = new Worker(new URL(workerFile, import.meta.url))
   const pooled: Pooled = { worker, jobs: new Map() }
   const fail = (error: Error) => {
@@ -112,20 +116,21 @@ const start = (): Pooled => {
 }
 
 /** The least busy worker, starting one while the pool is not full. */
-const pick = (): Pooled => {
+const pick = (): Pooled | Promise<Pooled> => {
   let best: Pooled | undefined
   for (const p of pool) if (best === undefined || p.jobs.size < best.jobs.size) best = p
   return best === undefined || (best.jobs.size > 0 && pool.length < poolSize) ? start() : best
 }
 
-const run = (job: Request): Promise<string | boolean> =>
-  new Promise((resolve, reject) => {
-    const pooled = pick()
+const run = async (job: Request): Promise<string | boolean> => {
+  const pooled = await pick()
+  return new Promise((resolve, reject) => {
     const id = nextId++
     if (pooled.jobs.size === 0) pooled.worker.ref()
     pooled.jobs.set(id, { resolve, reject })
     pooled.worker.postMessage({ ...job, id } satisfies Job)
   })
+}
 
 /** A `$2b$` bcrypt hash of `password` at `cost` (4-31); rejects a password over 72 bytes. */
 export const hash = async (password: string, cost: number): Promise<string> => {

@@ -19,7 +19,9 @@
  * @example
  * const hook = yield* Webhook.make({ name: "api", url: "https://api.example.com/inbound", secret: "s3cret" })
  */
-import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { Duration, Effect, Stream } from "effect"
 import { createHash, createHmac } from "node:crypto"
 import { formatPath } from "../protocol/Address.ts"
