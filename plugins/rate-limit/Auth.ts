@@ -19,13 +19,16 @@
  */
 import { Duration, Effect } from "effect"
 import { Cidr, Notes, RateLimit, Verdict } from "../../src/index.ts"
-import type { AuthAttemptContext, AuthResultContext, SessionInfo } from "../../src/index.ts"
+import type { AuthAttemptContext, AuthResultContext, DisconnectContext, SessionInfo } from "../../src/index.ts"
+import * as Gate from "./Gate.ts"
 import type { Plan } from "./Plan.ts"
 
 interface Counted {
   readonly requests: ReadonlyArray<RateLimit.Request>
   /** Attempts the keys held before this one (the larger of the two): sets the failure's delay. */
   readonly before: number
+  /** Lets the next attempt of the same keys waiting in this process go (see Gate.ts). */
+  readonly leave: () => void
 }
 
 // The attempt this session counted at `auth`, for `authResult` to keep (failure) or give back.
@@ -50,10 +53,12 @@ export const authHooks = (
   if (auth === undefined) {
     return {
       authAttempt: (_: AuthAttemptContext) => Effect.succeed(Verdict.Continue),
-      authResult: (_: AuthResultContext) => Effect.void
+      authResult: (_: AuthResultContext) => Effect.void,
+      disconnect: (_: DisconnectContext) => Effect.void
     }
   }
   const Attempt = attemptKey()
+  const gate = Gate.make()
   const network = (session: SessionInfo) => Cidr.aggregate(session.remoteAddress, auth.ipv4Prefix, auth.ipv6Prefix)
 
   // User names compare case-insensitively: a backend that ignores case must not give an attacker
@@ -90,17 +95,31 @@ export const authHooks = (
 
   /** Counts one attempt, or refuses it (454 4.7.0, after `maxDelay`) once a key is used up. */
   const attempt = Effect.fn("rate-limit.attempt")(function*({ session, username }: { readonly session: SessionInfo; readonly username: string }) {
+    session.notes.get(Attempt)?.leave()
     session.notes.set(Attempt, undefined)
     if (options.exempt(session)) return Verdict.Continue
     const keys = keysFor(session, username, yield* isKnown(session, username))
+    // Attempts in progress count as failures until they end: beyond a key's size, wait for one to
+    // end rather than be refused for it (Gate.ts). Always in the same order (the pair's key, then
+    // the network's), so two waits never hold each other up.
+    const leaves: Array<() => void> = []
+    const leave = () => leaves.forEach((l) => l())
+    yield* Effect.onInterrupt(
+      Effect.forEach([...keys].reverse(), (k) => gate.enter(k.request.key, k.request.rate.count, auth.maxDelay, leaves), { discard: true }),
+      () => Effect.sync(leave)
+    )
     const results = yield* Effect.either(store.update("acquire", keys.map((k) => k.request)))
-    if (results._tag === "Left") return yield* storeFailed(results.left)
+    if (results._tag === "Left") {
+      leave()
+      return yield* storeFailed(results.left)
+    }
     const before = Math.max(...results.right.map((r) => r.used))
     let worst: { readonly what: string; readonly retryAfterMs: number } | undefined
     results.right.forEach((r, i) => {
       if (!r.allowed && (worst === undefined || r.retryAfterMs > worst.retryAfterMs)) worst = { what: keys[i]!.what, retryAfterMs: r.retryAfterMs }
     })
     if (worst !== undefined) {
+      leave()
       // Not checked and not counted; answered slowly so that asking again costs the client time.
       yield* Effect.sleep(auth.maxDelay)
       return Verdict.defer(`Too many authentication failures ${worst.what}, try again in ${RateLimit.formatRetry(worst.retryAfterMs)}`, {
@@ -108,7 +127,7 @@ export const authHooks = (
         enhanced: "4.7.0"
       })
     }
-    session.notes.set(Attempt, { requests: keys.map((k) => k.request), before })
+    session.notes.set(Attempt, { requests: keys.map((k) => k.request), before, leave })
     return Verdict.Continue
   })
 
@@ -124,21 +143,39 @@ export const authHooks = (
       const counted = session.notes.get(Attempt)
       session.notes.set(Attempt, undefined)
       if (counted === undefined) return
-      if (outcome === "failure") return yield* Effect.sleep(delayAfter(counted.before))
-      if (outcome === "success") {
-        // Marked (again) for 30 days from now: exempt from the network-wide count.
-        const mark = knownKey(session, username)
-        yield* Effect.catchAll(
-          Effect.zipRight(store.update("reset", [mark]), store.update("consume", [mark])),
-          (error) => Effect.logDebug(`rate-limit: could not mark a login as known: ${error.message}`)
-        )
+      if (outcome === "failure") {
+        // The count is kept: the next attempt waiting for this one may go (and is counted after it).
+        counted.leave()
+        return yield* Effect.sleep(delayAfter(counted.before))
       }
-      // Success (or a backend that could not decide): the attempt was no failed guess. Only this
-      // attempt is given back; earlier failures stay, so a valid account clears nothing.
-      yield* Effect.catchAll(
-        store.update("consume", counted.requests.map((r) => ({ ...r, cost: -r.cost }))),
-        (error) => Effect.logDebug(`rate-limit: could not give back an AUTH attempt: ${error.message}`)
+      yield* Effect.ensuring(
+        Effect.gen(function*() {
+          if (outcome === "success") {
+            // Marked (again) for 30 days from now: exempt from the network-wide count.
+            const mark = knownKey(session, username)
+            yield* Effect.catchAll(
+              Effect.zipRight(store.update("reset", [mark]), store.update("consume", [mark])),
+              (error) => Effect.logDebug(`rate-limit: could not mark a login as known: ${error.message}`)
+            )
+          }
+          // Success (or a backend that could not decide): the attempt was no failed guess. Only this
+          // attempt is given back; earlier failures stay, so a valid account clears nothing.
+          yield* Effect.catchAll(
+            store.update("consume", counted.requests.map((r) => ({ ...r, cost: -r.cost }))),
+            (error) => Effect.logDebug(`rate-limit: could not give back an AUTH attempt: ${error.message}`)
+          )
+        }),
+        // After the count is given back, so that the attempt waiting for this one finds it free.
+        Effect.sync(counted.leave)
       )
-    })
+    }),
+
+    // A session that ends between the attempt and its result (the client left, the check hung)
+    // keeps its count (a guess must not be free) but no longer holds up the attempts waiting.
+    disconnect: ({ session }: DisconnectContext) =>
+      Effect.sync(() => {
+        session.notes.get(Attempt)?.leave()
+        session.notes.set(Attempt, undefined)
+      })
   }
 }

@@ -196,7 +196,8 @@ export const rateLimit = (input: RateLimitOptions = {}): Plugin => {
   return definePlugin({
     name: "rate-limit",
     // The AUTH delay must not count as a hung hook.
-    timeout: Duration.max(Duration.seconds(30), Duration.sum(longest, Duration.seconds(10))),
+    // An attempt may also wait up to maxDelay for the attempts ahead of it (Gate.ts).
+    timeout: Duration.max(Duration.seconds(30), Duration.sum(Duration.times(longest, 2), Duration.seconds(10))),
     setup: Effect.gen(function*() {
       const context = yield* Layer.build(storeOf(options))
       const store = Context.get(context, RateLimit.RateLimitStore)

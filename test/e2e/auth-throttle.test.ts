@@ -102,6 +102,16 @@ describe("AUTH brute force with --users and no --rate-limit (real CLI under Bun)
     expect(counter(body, `mechanism="PLAIN",reason="deferred"`)).toBe(45)
   }, 60_000)
 
+  // Submission's common case: an application's connection pool or a fleet of devices behind one
+  // NAT logs in with one account on many connections at once. Attempts in progress count until
+  // they end, so beyond the 5 a pair allows, the others wait for an earlier one to end.
+  it("lets 20 parallel logins of one account from a new /24 all in (235), none deferred", async () => {
+    const sessions = await Promise.all(Array.from({ length: 20 }, (_, i) => open(port, `127.0.8.${1 + i}`)))
+    const replies = await Promise.all(sessions.map((c) => c.command(`AUTH PLAIN ${plain("carol", "carol's right password")}`)))
+    for (const c of sessions) c.close()
+    expect(replies, replies.join("\n")).toEqual(Array.from({ length: 20 }, () => "235 2.7.0 Authentication successful"))
+  }, 60_000)
+
   it("does not lock out a user who already logs in from a /24 when a neighbour there uses up the network's 30 guesses; a user new to that /24 waits", async () => {
     const dave = await open(port, "127.0.5.200")
     expect(await dave.command(`AUTH PLAIN ${plain("dave", "dave-pw")}`)).toBe("235 2.7.0 Authentication successful")

@@ -188,7 +188,7 @@ describe("rate-limit AUTH brute-force control", () => {
     text: expect.stringMatching(new RegExp(`^Too many authentication failures ${what.replace(/[./]/g, "\\$&")}, try again in \\d+ (seconds|minutes)$`))
   })
 
-  it.effect("counts each attempt before the credentials are checked: of 10 parallel ones for a user, 3 go on, 7 get 454 4.7.0", () =>
+  it.effect("counts each attempt before the credentials are checked: of 10 parallel ones for a user, 3 go on, 7 wait for them (up to maxDelay) and get 454 4.7.0", () =>
     Effect.gen(function*() {
       const hooks = yield* make(options)
       const verdicts = yield* settle(Effect.all(Array.from({ length: 10 }, () => hooks.authAttempt(context(Contexts.session(), "carol"))), { concurrency: "unbounded" }))
@@ -196,6 +196,38 @@ describe("rate-limit AUTH brute-force control", () => {
       expect(verdicts.filter((v) => v._tag !== "Continue")).toEqual(
         Array.from({ length: 7 }, () => throttled("for this user from 203.0.113.0/24", "5 minutes"))
       )
+    }))
+
+  it.effect("lets 10 parallel logins of one user that succeed all go on: the 7 beyond perUser wait for an earlier one to give its count back", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make(options)
+      const verdicts = yield* settle(Effect.all(Array.from({ length: 10 }, () => attempt(hooks, Contexts.session(), "carol", "success")), { concurrency: "unbounded" }))
+      expect(verdicts).toEqual(Array.from({ length: 10 }, () => Verdict.Continue))
+    }))
+
+  it.effect("10 parallel guesses still get only 3 checks when each waits for the earlier ones: the rest get 454 4.7.0", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make(options)
+      const verdicts = yield* settle(Effect.all(Array.from({ length: 10 }, () => attempt(hooks, Contexts.session(), "carol", "failure")), { concurrency: "unbounded" }))
+      expect(verdicts.filter((v) => v._tag === "Continue")).toHaveLength(3)
+      expect(verdicts.filter((v) => v._tag === "Defer")).toHaveLength(7)
+    }))
+
+  it.effect("a session that ends between its attempt and the result keeps its count but lets the next attempt go", () =>
+    Effect.gen(function*() {
+      const hooks = yield* make(options)
+      const sessions = Array.from({ length: 4 }, () => Contexts.session())
+      // Three attempts in progress fill carol's key; the 4th waits.
+      for (const s of sessions.slice(0, 3)) expect(yield* hooks.authAttempt(context(s, "carol"))).toEqual(Verdict.Continue)
+      const fourth = yield* Effect.fork(hooks.authAttempt(context(sessions[3]!, "carol")))
+      yield* TestClock.adjust("100 millis")
+      expect(fourth.unsafePoll()).toBeNull()
+      // The first session leaves: its count stays (no free guess), so the 4th is refused at once,
+      // answered after maxDelay (4 s) rather than after waiting its patience (4 s more) first.
+      yield* hooks.disconnect({ session: sessions[0]! })
+      yield* TestClock.adjust("4100 millis")
+      expect(fourth.unsafePoll()).not.toBeNull()
+      expect(yield* Fiber.join(fourth)).toMatchObject({ _tag: "Defer", code: 454 })
     }))
 
   it.effect("counts a plugin mechanism's decided exchange at authAttempt, as PLAIN's at auth: the 4th failure from a network gets 454 4.7.0", () =>
