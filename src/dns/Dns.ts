@@ -32,6 +32,12 @@ export interface Resolver {
   readonly aaaa: (name: string) => Effect.Effect<ReadonlyArray<string>, DnsError>
   readonly ptr: (address: string) => Effect.Effect<ReadonlyArray<string>, DnsError>
   /**
+   * Any record type by name, as `node:dns`'s `resolve(name, rrtype)` answers: TXT as arrays of
+   * strings, MX as `{ exchange, priority }`, others as strings. mailauth's lookups run through it
+   * on the calling fiber, so what watches that fiber's lookups (a captured session) sees them.
+   */
+  readonly query: (name: string, rrtype: string) => Effect.Effect<unknown, DnsError>
+  /**
    * The callback form mailauth takes as its `resolver` option: `(name, rrtype) => Promise`,
    * rejecting with an error whose `code` is a `node:dns` code (ENOTFOUND, ENODATA, ETIMEOUT...).
    */

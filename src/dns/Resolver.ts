@@ -10,6 +10,7 @@ import { Effect, Either, Layer } from "effect"
 import * as Cidr from "../util/Cidr.ts"
 import * as Cache from "./Cache.ts"
 import { Dns, DnsError, type MxRecord, type Resolver } from "./Dns.ts"
+import * as Observe from "./Observe.ts"
 import * as Udp from "./Udp.ts"
 import * as Wire from "./Wire.ts"
 
@@ -75,31 +76,41 @@ const mailauthValue = (rs: ReadonlyArray<Wire.RecordData>): Array<Array<string>>
   return txt.length > 0 ? txt : mx.length > 0 ? mx : plain
 }
 
-const asNodeError = (e: DnsError): Error & { code: string; hostname: string } =>
+/** A `DnsError` as `node:dns` rejects: an `Error` with its `code` (mailauth reads it) and `hostname`. */
+export const asNodeError = (e: DnsError): Error & { code: string; hostname: string } =>
   Object.assign(new Error(e.message), { code: e.code, hostname: e.name })
 
-/** A `Resolver` over any lookup (UDP, cached, or a static test zone). */
-export const fromLookup = (lookup: Udp.Lookup): Resolver => ({
-  txt: (name) => Effect.map(records(lookup, name, "TXT"), (rs) => rs.flatMap((r) => (r.type === "TXT" ? [r.value] : []))),
-  mx: (name) => Effect.map(records(lookup, name, "MX"), (rs) => rs.flatMap((r) => (r.type === "MX" ? [r.value] : []))),
-  a: (name) => strings(lookup, name, "A"),
-  aaaa: (name) => strings(lookup, name, "AAAA"),
-  ptr: (address) => {
-    const name = reverseName(address)
-    return name === undefined
-      ? Effect.fail(new DnsError({ reason: "Invalid", code: "EBADNAME", name: address, rrtype: "PTR", message: `PTR ${address}: not an IP address` }))
-      : strings(lookup, name, "PTR")
-  },
-  mailauth: async (name, rrtype) => {
+/**
+ * A `Resolver` over any lookup (UDP, cached, or a static test zone). Every lookup is told to the
+ * fiber's observer, if any (`Observe.ts`: a captured session's recorder).
+ */
+export const fromLookup = (plain: Udp.Lookup): Resolver => {
+  const lookup = Observe.observed(plain)
+  const query = (name: string, rrtype: string) => {
     const type = rrtype.toUpperCase()
-    if (!Wire.isRRType(type)) {
-      throw Object.assign(new Error(`${rrtype} ${name}: record type not supported`), { code: "ENOTIMP" })
-    }
-    const result = await Effect.runPromise(Effect.either(records(lookup, name, type)))
-    if (Either.isLeft(result)) throw asNodeError(result.left)
-    return mailauthValue(result.right)
+    return Wire.isRRType(type)
+      ? Effect.map(records(lookup, name, type), mailauthValue)
+      : Effect.fail(new DnsError({ reason: "Invalid", code: "ENOTIMP", name, rrtype, message: `${rrtype} ${name}: record type not supported` }))
   }
-})
+  return {
+    txt: (name) => Effect.map(records(lookup, name, "TXT"), (rs) => rs.flatMap((r) => (r.type === "TXT" ? [r.value] : []))),
+    mx: (name) => Effect.map(records(lookup, name, "MX"), (rs) => rs.flatMap((r) => (r.type === "MX" ? [r.value] : []))),
+    a: (name) => strings(lookup, name, "A"),
+    aaaa: (name) => strings(lookup, name, "AAAA"),
+    ptr: (address) => {
+      const name = reverseName(address)
+      return name === undefined
+        ? Effect.fail(new DnsError({ reason: "Invalid", code: "EBADNAME", name: address, rrtype: "PTR", message: `PTR ${address}: not an IP address` }))
+        : strings(lookup, name, "PTR")
+    },
+    query,
+    mailauth: async (name, rrtype) => {
+      const result = await Effect.runPromise(Effect.either(query(name, rrtype)))
+      if (Either.isLeft(result)) throw asNodeError(result.left)
+      return result.right
+    }
+  }
+}
 
 export interface Running {
   readonly resolver: Resolver

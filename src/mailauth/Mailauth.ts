@@ -8,10 +8,11 @@
  * const auth = yield* Mailauth.authenticate(message.stream(), { ip, helo, sender, authservId, dns })
  * auth.dmarc?.result // "pass" | "fail" | ...
  */
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Either, Runtime, Schema, Stream } from "effect"
 import type { AuthStatus, DNSResolver } from "mailauth"
 import { Readable } from "node:stream"
 import type { Resolver } from "../dns/Dns.ts"
+import { asNodeError } from "../dns/Resolver.ts"
 
 /** RFC 8601 result keywords. */
 export type Result = "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror" | "policy"
@@ -136,8 +137,10 @@ export const maxKeyLookups = 16
 const keyName = /\._domainkey\./i
 
 // mailauth's resolver type omits MX objects, which it does receive from `node:dns`-shaped resolvers.
-// One per message: the key budget above is counted per message.
-const resolverFor = (dns: Resolver): DNSResolver => {
+// One per message: the key budget above is counted per message. Lookups run on the caller's
+// runtime, not a fresh one: its fiber refs say who observes them (a captured session, Observe.ts).
+const resolverFor = (dns: Resolver, runtime: Runtime.Runtime<never>): DNSResolver => {
+  const run = Runtime.runPromise(runtime)
   const keys = new Set<string>()
   return (name, rrtype) => {
     if (keyName.test(name)) {
@@ -147,7 +150,10 @@ const resolverFor = (dns: Resolver): DNSResolver => {
       }
       keys.add(key)
     }
-    return dns.mailauth(name, rrtype) as ReturnType<DNSResolver>
+    return run(Effect.either(dns.query(name, rrtype))).then((r) => {
+      if (Either.isLeft(r)) throw asNodeError(r.left)
+      return r.right
+    }) as ReturnType<DNSResolver>
   }
 }
 
@@ -179,18 +185,18 @@ const check = <A>(what: string, run: (lib: Library) => Promise<A>) =>
 
 /** SPF alone, for MAIL FROM (RFC 7208 §2.4: with the null sender, the HELO identity is checked). */
 export const spf = (options: Omit<AuthenticateOptions, "seal" | "bimi" | "minBitLength">): Effect.Effect<SpfOutcome, MailauthError> =>
-  Effect.map(
-    check("spf", (Mailauth) =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const r = yield* check("spf", (Mailauth) =>
       Mailauth.spf({
         ip: options.ip,
         ...(options.helo !== undefined ? { helo: options.helo } : {}),
         ...(options.sender !== undefined && options.sender !== "" ? { sender: options.sender } : {}),
         mta: options.authservId,
-        resolver: resolverFor(options.dns)
-      })
-    ),
-    (r) => ({ result: resultOf(r.status), domain: r.domain, explanation: stringOr(r.explanation), info: r.info })
-  )
+        resolver: resolverFor(options.dns, runtime)
+      }))
+    return { result: resultOf(r.status), domain: r.domain, explanation: stringOr(r.explanation), info: r.info }
+  })
 
 /** SPF, DKIM, ARC, DMARC (and BIMI when asked) for a whole message; seals an ARC set when `seal` is given. */
 export const authenticate = <E>(
@@ -199,13 +205,14 @@ export const authenticate = <E>(
 ): Effect.Effect<Authentication, MailauthError> =>
   Effect.gen(function*() {
     const seal = options.seal
+    const runtime = yield* Effect.runtime<never>()
     const r = yield* check("authenticate", (Mailauth) =>
       Mailauth.authenticate(readable(message), {
         ip: options.ip,
         ...(options.helo !== undefined ? { helo: options.helo } : {}),
         ...(options.sender !== undefined && options.sender !== "" ? { sender: options.sender } : {}),
         mta: options.authservId,
-        resolver: resolverFor(options.dns),
+        resolver: resolverFor(options.dns, runtime),
         minBitLength: options.minBitLength ?? 1024,
         disableBimi: options.bimi !== true,
         trustReceived: false,

@@ -5,12 +5,15 @@
  * command line with its replies, timing and the plugin that refused it, and each message (whole
  * up to `maxMessageSize`, else its header section). What is never kept: passwords and every SASL
  * response (written `*`, the user name of AUTH LOGIN included, which the AUTH facts carry), and
- * AUTH's initial response.
+ * AUTH's initial response. And the DNS answers the session's plugins got (first per name and type,
+ * bounded), so that replay answers them the same way.
  */
 import { Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import type * as Observe from "../dns/Observe.ts"
+import * as Wire from "../dns/Wire.ts"
 import type { Content } from "../pipeline/Message.ts"
 import type { AuthResultContext } from "../pipeline/Plugin.ts"
 import type { SessionInfo, TlsInfo } from "../pipeline/Session.ts"
@@ -21,6 +24,15 @@ import * as Reply from "../protocol/Reply.ts"
  * bound (each exchange is ~100 bytes). Past it the file says `truncated` and replays what it has.
  */
 export const maxExchanges = 10_000
+
+/**
+ * DNS answers kept per session, and their size. An SPF walk is at most 10 lookups with their MX
+ * and A, a message at most 16 DKIM keys (`Mailauth.maxKeyLookups`) with DMARC and ARC: a few
+ * dozen answers and some KB. A session naming thousands of domains (a RCPT each, checked by a
+ * plugin) stops being recorded here, says `dnsTruncated`, and replay asks its resolver for the rest.
+ */
+export const maxDnsAnswers = 1_000
+export const maxDnsBytes = 256 * 1024
 
 export const formatName = "smtp-bridge-capture"
 export const formatVersion = 1
@@ -60,6 +72,27 @@ export interface CapturedMessage {
   readonly data: string
 }
 
+/** One DNS answer as a hook got it (format v1, optional field `dns`). */
+export interface CapturedDns {
+  /** Milliseconds from the connection's start to the answer. */
+  readonly at: number
+  /** The name as asked; replay matches it without case and trailing dot. */
+  readonly name: string
+  readonly type: Wire.RRType
+  /** The records: strings (A, AAAA, CNAME, NS, PTR), arrays of strings (TXT), `{ exchange, priority }` (MX). */
+  readonly records?: ReadonlyArray<Wire.RecordData["value"]>
+  /** Or why there are none: `ENOTFOUND`, `ENODATA` (answers), or a failure: `ETIMEOUT`, `ESERVFAIL`, `EREFUSED`, ... */
+  readonly code?: string
+}
+
+/** A captured answer's key: the name without case and trailing dot, and its type. */
+export const dnsKey = (name: string, type: string): string => `${type} ${Wire.normalizeName(name)}`
+
+const capturedDns = (at: number, name: string, type: Wire.RRType, answer: Observe.Answer): CapturedDns =>
+  answer._tag === "Records"
+    ? { at, name, type, records: answer.records.map((r) => r.value) }
+    : { at, name, type, code: answer._tag === "NoRecords" ? answer.code : answer.error.code }
+
 export interface CaptureFile {
   readonly format: typeof formatName
   readonly version: typeof formatVersion
@@ -78,6 +111,10 @@ export interface CaptureFile {
   readonly outcome: string
   /** Set when the session had more than 10,000 exchanges: only the first ones are kept. */
   readonly truncated?: true
+  /** The first answer to each name and type the plugins looked up; absent in captures older than it. */
+  readonly dns?: ReadonlyArray<CapturedDns>
+  /** Set when the session looked up more than `maxDnsAnswers` names (or `maxDnsBytes`): the rest is not kept. */
+  readonly dnsTruncated?: true
 }
 
 export interface Recorder {
@@ -87,6 +124,8 @@ export interface Recorder {
   readonly tls: (tls: TlsInfo) => void
   readonly auth: (ctx: AuthResultContext) => void
   readonly message: (content: Content, transaction: string) => Effect.Effect<void>
+  /** Records a DNS answer; set as the session fiber's `Observe.current`. */
+  readonly dns: Observe.Observer
   /** Writes the file (atomically: a temporary name, then renamed); a failure is logged, never fatal. */
   readonly finish: (outcome: string) => Effect.Effect<void>
 }
@@ -109,6 +148,10 @@ export const begin = (config: CaptureConfig | undefined, session: SessionInfo, n
   const auth: Array<CaptureFile["auth"][number]> = []
   const messages: Array<CapturedMessage> = []
   let truncated = false
+  const dns: Array<CapturedDns> = []
+  const dnsSeen = new Set<string>()
+  let dnsBytes = 0
+  let dnsTruncated = false
   // Once truncated, nothing more is recorded: replies would land on the wrong exchange.
   const last = () => (truncated ? undefined : exchanges[exchanges.length - 1])
   return {
@@ -131,6 +174,19 @@ export const begin = (config: CaptureConfig | undefined, session: SessionInfo, n
     },
     tls: (info) => void tls.push({ ...info, at: now() - startMs }),
     auth: (ctx) => void auth.push({ at: now() - startMs, mechanism: ctx.mechanism, username: ctx.username, outcome: ctx.outcome }),
+    dns: (name, type, answer) => {
+      const key = dnsKey(name, type)
+      if (dnsSeen.has(key) || dnsTruncated) return
+      const entry = capturedDns(now() - startMs, name, type, answer)
+      const bytes = Buffer.byteLength(JSON.stringify(entry))
+      if (dns.length >= maxDnsAnswers || dnsBytes + bytes > maxDnsBytes) {
+        dnsTruncated = true
+        return
+      }
+      dnsSeen.add(key)
+      dnsBytes += bytes
+      dns.push(entry)
+    },
     message: (content, transaction) =>
       truncated ? Effect.void : Effect.gen(function*() {
         const full = !config.headersOnly && content.size <= config.maxMessageSize
@@ -159,7 +215,9 @@ export const begin = (config: CaptureConfig | undefined, session: SessionInfo, n
           exchanges,
           messages,
           outcome,
-          ...(truncated ? { truncated: true as const } : {})
+          ...(truncated ? { truncated: true as const } : {}),
+          dns,
+          ...(dnsTruncated ? { dnsTruncated: true as const } : {})
         }
         const name = `${new Date(startMs).toISOString().replace(/[:.]/g, "-")}-${session.id}.json`
         const tmp = path.join(config.dir, `.${name}.${randomBytes(4).toString("hex")}.tmp`)

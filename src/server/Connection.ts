@@ -6,6 +6,7 @@
  * Replies to pipelined commands leave in one write, just before the next read.
  */
 import { Cause, Duration, Effect } from "effect"
+import * as Observe from "../dns/Observe.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
 import * as Notes from "../pipeline/Notes.ts"
@@ -389,10 +390,12 @@ const session = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, 
     capture: Capture.begin(env.config.capture, info),
     exchange: undefined
   }
-  return yield* Spans.session(info, () => ({ session: c.state.session, commands: c.state.commands }), (trace) => {
+  const served = Spans.session(info, () => ({ session: c.state.session, commands: c.state.commands }), (trace) => {
     c.trace = trace
     return serve(c, accepted.implicitTls)
   })
+  // A captured session records the DNS answers its hooks get (they run on fibers that inherit this ref).
+  return yield* c.capture === undefined ? served : Effect.locally(served, Observe.current, c.capture.dns)
 })
 
 /** Whatever ended the session: pending replies out, the message dropped, the socket closed. */

@@ -3,11 +3,13 @@
  * anything: each session runs in the test kit's in-memory interpreter (transports replaced by
  * in-memory ones), its inputs sent as captured, the clock set to the capture's time of each input,
  * and every reply compared with the captured one. AUTH is answered as it was captured (passwords
- * are never captured): the user it authenticated, or its failure.
+ * are never captured): the user it authenticated, or its failure. DNS is answered from the capture
+ * where it was recorded (`ReplayDns.ts`); other lookups go to the config's resolver and are counted.
  */
-import { Clock, type Duration, Effect, type Scope } from "effect"
+import { Clock, type Duration, Effect, Layer, type Scope } from "effect"
 import type { BridgeConfig } from "../config/Config.ts"
 import type * as Resolve from "../config/Resolve.ts"
+import { Dns } from "../dns/Dns.ts"
 import * as Resolver from "../dns/Resolver.ts"
 import type * as Pipeline from "../pipeline/Pipeline.ts"
 import type { AuthContext } from "../pipeline/Plugin.ts"
@@ -16,6 +18,7 @@ import * as Reply from "../protocol/Reply.ts"
 import type * as Capture from "../server/Capture.ts"
 import * as Harness from "./Harness.ts"
 import type * as Interpreter from "./Interpreter.ts"
+import * as ReplayDns from "./ReplayDns.ts"
 
 /** A reply that changed: the captured one, the replayed one, and who refused in each. */
 export interface Difference {
@@ -33,6 +36,8 @@ export interface SessionReport {
   readonly session: string
   readonly client: string
   readonly differences: ReadonlyArray<Difference>
+  /** Lookups the capture did not answer (the config's resolver did, with today's DNS), and their distinct `TYPE name`s. */
+  readonly dns: { readonly notCaptured: number; readonly queries: ReadonlyArray<string> }
 }
 
 export interface Report {
@@ -40,6 +45,8 @@ export interface Report {
   /** Files that are no capture of a version this replay reads. */
   readonly unreadable: ReadonlyArray<{ readonly file: string; readonly problem: string }>
   readonly changed: number
+  /** Lookups, over all sessions, that the captures did not answer. */
+  readonly dnsNotCaptured: number
 }
 
 /** Transaction ids differ on every run: compared as `<id>`. */
@@ -67,7 +74,7 @@ export const problemOf = (file: unknown): string | undefined => {
   // An input is one line: a line break in one would replay as several commands nobody sent.
   const bad = f.exchanges.findIndex((e) => typeof e?.input !== "string" || /[\r\n]/.test(e.input) || !Array.isArray(e.replies))
   if (bad >= 0) return `exchange ${bad} is not one line with its replies`
-  return undefined
+  return ReplayDns.problemOf(f.dns)
 }
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64")
@@ -85,9 +92,12 @@ const replaySession = Effect.fnUntraced(function*(
   capture: Capture.CaptureFile,
   file: string,
   auth: { current: Capture.CaptureFile["auth"][number] | undefined },
+  dns: ReplayDns.Current,
   maxLineLength: number
 ) {
   const now = { ms: capture.startMs }
+  const answers = ReplayDns.session(capture)
+  dns.session = answers
   const implicit = capture.tls.find((t) => t.mode === "implicit")
   const withClock = Effect.withClock(fixedClock(now))
   const session: Interpreter.Session = yield* withClock(harness.open({
@@ -165,7 +175,14 @@ const replaySession = Effect.fnUntraced(function*(
     compare(i, replies, by)
   }
   if (!session.closed()) yield* session.end
-  return { file, session: capture.session, client: capture.client.remoteAddress, differences } satisfies SessionReport
+  dns.session = undefined
+  return {
+    file,
+    session: capture.session,
+    client: capture.client.remoteAddress,
+    differences,
+    dns: { notCaptured: answers.notCaptured, queries: [...answers.missing] }
+  } satisfies SessionReport
 })
 
 /** AUTH answered from the capture: the user it authenticated, or a failure (535) or deferral (454). */
@@ -190,9 +207,12 @@ export const run = (
 ): Effect.Effect<Report, Resolve.ConfigError | Pipeline.PluginSetupError, Scope.Scope> =>
   Effect.gen(function*() {
     const auth: { current: Capture.CaptureFile["auth"][number] | undefined } = { current: undefined }
+    const dns: ReplayDns.Current = { session: undefined }
+    // Server entries were checked with the config: one that still fails is a defect (as in Resolver.layer).
+    const { cache } = yield* Effect.orDie(Resolver.makeWithCache(config.dns))
     const harness = yield* Harness.make({
       resolved: config,
-      dns: Resolver.layer(config.dns),
+      dns: Layer.succeed(Dns, Resolver.fromLookup(ReplayDns.lookup(cache.lookup, dns))),
       starttls: config.tls !== undefined,
       pipeline: captured(auth)
     })
@@ -201,17 +221,37 @@ export const run = (
     for (const { file, content } of captures) {
       const problem = problemOf(content)
       if (problem !== undefined) unreadable.push({ file, problem })
-      else sessions.push(yield* replaySession(harness, content as Capture.CaptureFile, file, auth, config.limits.maxLineLength))
+      else sessions.push(yield* replaySession(harness, content as Capture.CaptureFile, file, auth, dns, config.limits.maxLineLength))
     }
-    return { sessions, unreadable, changed: sessions.filter((s) => s.differences.length > 0).length }
+    return {
+      sessions,
+      unreadable,
+      changed: sessions.filter((s) => s.differences.length > 0).length,
+      dnsNotCaptured: sessions.reduce((n, s) => n + s.dns.notCaptured, 0)
+    }
   })
 
-/** The report as text: per changed session its differences, then a summary line. */
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
+
+/** The lookups a session's capture did not answer, the first few named. */
+const notCaptured = (s: SessionReport): string => {
+  const named = s.dns.queries.slice(0, 5).join(", ") + (s.dns.queries.length > 5 ? `, ... (${s.dns.queries.length} names)` : "")
+  return `${s.dns.notCaptured} DNS quer${s.dns.notCaptured === 1 ? "y" : "ies"} not in the capture, answered by the config's resolver: ${named}`
+}
+
+/**
+ * The report as text: per changed session its differences, per session that asked DNS what its
+ * capture did not hold the count of those lookups, then a summary line.
+ */
 export const format = (report: Report): string => {
   const out: Array<string> = []
   for (const s of report.sessions) {
-    if (s.differences.length === 0) continue
-    out.push(`${s.file} (session ${s.session} from ${s.client}): ${s.differences.length} difference${s.differences.length === 1 ? "" : "s"}`)
+    if (s.differences.length === 0) {
+      if (s.dns.notCaptured > 0) out.push(`${s.file} (session ${s.session} from ${s.client}): no difference; ${notCaptured(s)}`)
+      continue
+    }
+    out.push(`${s.file} (session ${s.session} from ${s.client}): ${plural(s.differences.length, "difference")}`)
+    if (s.dns.notCaptured > 0) out.push(`  ${notCaptured(s)}`)
     for (const d of s.differences) {
       out.push(`  ${d.input}`)
       out.push(`    old: ${d.old.length === 0 ? "(no reply)" : d.old.map((r) => r.split("\n")[0]).join(" | ")}${d.oldBy === undefined ? "" : ` (by ${d.oldBy})`}`)
@@ -221,7 +261,8 @@ export const format = (report: Report): string => {
   for (const u of report.unreadable) out.push(`${u.file}: ${u.problem}`)
   out.push(
     `replayed ${report.sessions.length} session${report.sessions.length === 1 ? "" : "s"}: ${report.changed} changed, ${report.sessions.length - report.changed} unchanged` +
-      (report.unreadable.length > 0 ? `; ${report.unreadable.length} unreadable` : "")
+      (report.unreadable.length > 0 ? `; ${report.unreadable.length} unreadable` : "") +
+      (report.dnsNotCaptured > 0 ? `; ${report.dnsNotCaptured} DNS quer${report.dnsNotCaptured === 1 ? "y" : "ies"} not in the captures` : "")
   )
   return out.join("\n")
 }

@@ -6,6 +6,8 @@
 //                                                                    STARTTLS then BDAT in two chunks)
 //   $ smtp-bridge replay DIR --config old.config.ts                replayed 4 sessions: 0 changed, 4 unchanged     exit 0
 //   $ smtp-bridge replay DIR --config new.config.ts --json         RCPT TO:<bob@example.com> 250 -> 550 5.1.2 ... exit 1
+//
+// The CLI runs under the runtime running this file: Bun in the Bun run of the suite, Deno in the Deno run.
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -13,7 +15,7 @@ import { run } from "../support/exec.ts"
 import { testCertificate } from "../support/certs.ts"
 import { until } from "../support/eventually.ts"
 import { connect } from "../support/SmtpClient.ts"
-import { projectRoot, runCli, spawnCli } from "../support/runtimes.ts"
+import { currentRuntime, projectRoot, runCli, spawnCli } from "../support/runtimes.ts"
 
 fs.mkdirSync(path.join(projectRoot, ".tmp"), { recursive: true })
 const dir = fs.mkdtempSync(path.join(projectRoot, ".tmp", "capture-replay-"))
@@ -46,7 +48,7 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(dir, "users"), users.stdout)
   oldConfig = config("old.config.ts", "")
   newConfig = config("new.config.ts", `noExampleDotCom({ domains: ["example.com"] })`)
-  const cli = await spawnCli("bun", ["serve", "--config", oldConfig, "--listen", "127.0.0.1:0", "--capture", captures])
+  const cli = await spawnCli(currentRuntime, ["serve", "--config", oldConfig, "--listen", "127.0.0.1:0", "--capture", captures])
   try {
     const [, port] = await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000)
     const swaks = await run("swaks", ["--server", `127.0.0.1:${port}`, "--ehlo", "client.test", "--from", "a@example.org", "--to", "bob@example.com,carol@corp.test"])
@@ -79,7 +81,7 @@ beforeAll(async () => {
   }
 }, 90_000)
 
-describe("capture and replay through the CLI", () => {
+describe(`capture and replay through the CLI (under ${currentRuntime}, the runtime running this test)`, () => {
   it("captures one file per session, with AUTH facts but never the password or a SASL response", () => {
     const texts = files().map((f) => fs.readFileSync(path.join(captures, f), "utf8"))
     for (const text of texts) {
@@ -104,14 +106,14 @@ describe("capture and replay through the CLI", () => {
   })
 
   it("replays through the same config with no difference and exit 0", async () => {
-    const r = await runCli(["replay", captures, "--config", oldConfig])
+    const r = await runCli(["replay", captures, "--config", oldConfig], currentRuntime)
     expect(r.code, r.output).toBe(0)
     expect(r.stdout.trim()).toBe("replayed 4 sessions: 0 changed, 4 unchanged")
   }, 40_000)
 
   it("shows exactly the RCPTs the new rule refuses, naming the plugin, exits 1 and delivers nothing", async () => {
     const before = delivered()
-    const r = await runCli(["replay", captures, "--config", newConfig, "--json"])
+    const r = await runCli(["replay", captures, "--config", newConfig, "--json"], currentRuntime)
     expect(r.code, r.output).toBe(1)
     expect(r.stderr).toContain("replay: 2 of 4 sessions changed")
     const report = JSON.parse(r.stdout)

@@ -33,6 +33,8 @@ export interface DnsmasqOptions {
   readonly ttl?: number
   /** Log every query, for `queries()`. */
   readonly logQueries?: boolean
+  /** Listen on this port (another zone on the port a stopped server had); a free one by default. */
+  readonly port?: number
 }
 
 /** A `txt-record=` line; long values are split into the 255-octet strings DNS allows. */
@@ -99,7 +101,7 @@ export const startDnsmasq = async (options: DnsmasqOptions): Promise<Dnsmasq> =>
   let lastError: unknown
   // Another test may take the port between the probe and dnsmasq's bind: try a few.
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort()
+    const port = options.port ?? await freePort()
     const child = spawn("dnsmasq", [
       "--keep-in-foreground",
       `--port=${port}`,

@@ -25,6 +25,12 @@ export type Runtime = "bun" | "deno" | "node"
 
 export const runtimes: ReadonlyArray<Runtime> = ["bun", "deno", "node"]
 
+/**
+ * The runtime running this test: an e2e test starts the CLI under it, so the Bun run of the suite
+ * tests the bridge under Bun and the Deno run under Deno (Node is the compat suite's).
+ */
+export const currentRuntime: Runtime = (globalThis as { Deno?: unknown }).Deno !== undefined ? "deno" : "bun"
+
 /** The repository's root directory. */
 export const projectRoot: string = fileURLToPath(new URL("../../", import.meta.url))
 
@@ -244,11 +250,12 @@ export const spawnProgram = async (
   }
 }
 
-/** Runs a one-shot CLI command (`check-config`, `hash-password`, ...) under Bun to its end (30 s at most). */
+/** Runs a one-shot CLI command (`check-config`, `hash-password`, ...) under Bun (or `runtime`) to its end (30 s at most). */
 export const runCli = async (
-  args: ReadonlyArray<string>
+  args: ReadonlyArray<string>,
+  runtime: Runtime = "bun"
 ): Promise<{ readonly code: number | null; readonly stdout: string; readonly stderr: string; readonly output: string }> => {
-  const cli = await spawnCli("bun", args)
+  const cli = await spawnCli(runtime, args)
   try {
     const exit = await Promise.race([
       cli.exited,

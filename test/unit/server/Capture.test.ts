@@ -3,6 +3,9 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { DnsError } from "../../../src/dns/Dns.ts"
+import * as Observe from "../../../src/dns/Observe.ts"
+import * as Static from "../../../src/dns/Static.ts"
 import * as Capture from "../../../src/server/Capture.ts"
 import * as Reply from "../../../src/protocol/Reply.ts"
 import { Contexts } from "smtp-bridge/testing"
@@ -66,4 +69,68 @@ describe("session capture", () => {
       expect(file.truncated).toBe(true)
       expect(file.exchanges.every((e) => e.replies.length === 1)).toBe(true)
     }))
+
+  describe("DNS answers", () => {
+    const zone = Static.make({
+      "example.org": { TXT: ["v=spf1 ip4:192.0.2.0/24 -all"], MX: [{ exchange: "mx.example.org", priority: 10 }] },
+      "slow.example": "TEMPFAIL"
+    })
+
+    it.effect("records the first answer per name and type a session's lookups got: records, NXDOMAIN, no data, a timeout", () =>
+      Effect.gen(function*() {
+        const d = dir()
+        const rec = Capture.begin({ dir: d, sample: 1, maxMessageSize: 1000, headersOnly: false }, Contexts.session())!
+        yield* Effect.gen(function*() {
+          yield* zone.txt("example.org")
+          yield* zone.txt("EXAMPLE.org.") // the same question: not recorded again
+          yield* zone.mx("example.org")
+          yield* Effect.either(zone.txt("nope.example"))
+          yield* Effect.either(zone.a("example.org"))
+          yield* Effect.either(zone.txt("slow.example"))
+          // mailauth's form, a promise: run on this fiber's runtime by Mailauth, here by hand.
+          yield* Effect.either(zone.query("example.org", "AAAA"))
+        }).pipe(Effect.locally(Observe.current, rec.dns))
+        // Outside the session's fiber nothing is recorded.
+        yield* zone.txt("example.org").pipe(Effect.zipRight(Effect.either(zone.a("other.example"))))
+        yield* rec.finish("quit")
+        const file = read(d)
+        expect(file.dns).toEqual([
+          { at: expect.any(Number), name: "example.org", type: "TXT", records: [["v=spf1 ip4:192.0.2.0/24 -all"]] },
+          { at: expect.any(Number), name: "example.org", type: "MX", records: [{ exchange: "mx.example.org", priority: 10 }] },
+          { at: expect.any(Number), name: "nope.example", type: "TXT", code: "ENOTFOUND" },
+          { at: expect.any(Number), name: "example.org", type: "A", code: "ENODATA" },
+          { at: expect.any(Number), name: "slow.example", type: "TXT", code: "ETIMEOUT" },
+          { at: expect.any(Number), name: "example.org", type: "AAAA", code: "ENODATA" }
+        ])
+        expect(file.dnsTruncated).toBeUndefined()
+      }))
+
+    it.effect(`keeps at most ${Capture.maxDnsAnswers} answers of a session that looks up endless names, and says dnsTruncated`, () =>
+      Effect.gen(function*() {
+        const d = dir()
+        const rec = Capture.begin({ dir: d, sample: 1, maxMessageSize: 1000, headersOnly: false }, Contexts.session())!
+        for (let i = 0; i < 5_000; i++) rec.dns(`n${i}.example`, "A", { _tag: "NoRecords", code: "ENOTFOUND", ttl: 60 })
+        yield* rec.finish("quit")
+        const file = read(d)
+        expect(file.dns).toHaveLength(Capture.maxDnsAnswers)
+        expect(file.dns!.at(-1)!.name).toBe(`n${Capture.maxDnsAnswers - 1}.example`)
+        expect(file.dnsTruncated).toBe(true)
+      }))
+
+    it.effect(`keeps at most ${Capture.maxDnsBytes / 1024} KiB of answers, however few they are`, () =>
+      Effect.gen(function*() {
+        const d = dir()
+        const rec = Capture.begin({ dir: d, sample: 1, maxMessageSize: 1000, headersOnly: false }, Contexts.session())!
+        const big = ["x".repeat(255), "y".repeat(255), "z".repeat(255), "w".repeat(255)]
+        for (let i = 0; i < 500; i++) rec.dns(`k${i}._domainkey.example`, "TXT", { _tag: "Records", records: [{ type: "TXT", value: big }], ttl: 60 })
+        rec.dns("late.example", "TXT", { _tag: "Failed", error: new DnsError({ reason: "Temporary", code: "ESERVFAIL", name: "late.example", rrtype: "TXT", message: "x" }) })
+        yield* rec.finish("quit")
+        const file = read(d)
+        expect(Buffer.byteLength(JSON.stringify(file.dns))).toBeLessThanOrEqual(Capture.maxDnsBytes)
+        expect(file.dns!.length).toBeGreaterThan(200)
+        expect(file.dns!.length).toBeLessThan(500)
+        expect(file.dns!.some((x) => x.name === "late.example")).toBe(false)
+        expect(file.dnsTruncated).toBe(true)
+      }))
+  })
 })
