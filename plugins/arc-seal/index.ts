@@ -49,7 +49,7 @@ export const arcSeal = (options: ArcSealOptions): Plugin =>
     setup: Effect.gen(function*() {
       const privateKey = yield* loadPem(options)
       return {
-        data: Effect.fn("arc-seal.data")(function*({ session, transaction, message, addHeader }) {
+        data: Effect.fnUntraced(function*({ session, transaction, message, addHeader }) {
           const dns = yield* Dns
           const auth = yield* Mailauth.authenticate(message.stream(), {
             ip: session.remoteAddress,

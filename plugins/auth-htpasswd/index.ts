@@ -152,7 +152,7 @@ export const authHtpasswd = (options: AuthHtpasswdOptions): Plugin =>
       // One place holds the user map, so that a later reload only has to set this Ref.
       const state = yield* Ref.make(yield* load(options.file))
       return {
-        auth: Effect.fn("auth-htpasswd.auth")(function*({ username, password, authzid }) {
+        auth: Effect.fnUntraced(function*({ username, password, authzid }) {
           // Over 72 bytes bcrypt would check a prefix only (and Bun pre-hashes instead): such a
           // password never authenticates, as `hashPassword` never makes a hash for one.
           if (Password.byteLength(password) > Password.maxBytes) return invalid

@@ -84,7 +84,7 @@ const make = (options: Options) => {
     return { _tag: "Ok", body: await readCapped(response, options.maxResponseBytes) }
   }
 
-  const auth = (secret: string | undefined) => Effect.fn("auth-http.auth")(function*({ session, username, password, mechanism, authzid }: AuthContext) {
+  const auth = (secret: string | undefined) => Effect.fnUntraced(function*({ session, username, password, mechanism, authzid }: AuthContext) {
     if (password === "") return invalid
     if (authzid !== undefined && authzid !== "" && authzid !== username) return invalid
     const body = JSON.stringify({ username, password, mechanism, client: session.remoteAddress, tls: session.tls !== undefined })

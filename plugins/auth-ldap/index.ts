@@ -57,7 +57,7 @@ const ms = (input: number | string): number => Duration.toMillis(Duration.decode
 const make = (options: Options) => {
   const timeout = ms(options.timeout)
 
-  const auth = (ldap: Directory.Directory) => Effect.fn("auth-ldap.auth")(function*({ session, username, password, authzid }: AuthContext) {
+  const auth = (ldap: Directory.Directory) => Effect.fnUntraced(function*({ session, username, password, authzid }: AuthContext) {
     // A simple bind with a DN and an empty password is an "unauthenticated bind" (RFC 4513
     // §5.1.2) that some servers answer with success: never let one reach the directory.
     if (password === "") return invalid

@@ -133,7 +133,7 @@ export const dkimSign = (options: DkimSignOptions): Plugin => {
         ...(options.expires !== undefined ? { expires: Math.floor(Duration.toSeconds(options.expires)) } : {})
       }
       return {
-        data: Effect.fn("dkim-sign.data")(function*(ctx: DataContext) {
+        data: Effect.fnUntraced(function*(ctx: DataContext) {
           const { addHeader } = ctx
           const { from, allowed } = signable(ctx, trusted)
           const first = from[0]

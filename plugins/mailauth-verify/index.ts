@@ -159,7 +159,7 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
   const policy: Required<Policy> = { ...defaultPolicy, ...options.policy }
   return definePlugin({
     name: "mailauth-verify",
-    mailFrom: Effect.fn("mailauth-verify.mailFrom")(function*({ session, from }) {
+    mailFrom: Effect.fnUntraced(function*({ session, from }) {
       if (options.spfAtMailFrom !== true || skip(session, options)) return Verdict.Continue
       const dns = yield* Dns
       const spf = yield* Mailauth.spf({
@@ -188,7 +188,7 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       }
       return verdictOf(found)
     }),
-    data: Effect.fn("mailauth-verify.data")(function*({ session, transaction, message, addHeader, removeHeader }) {
+    data: Effect.fnUntraced(function*({ session, transaction, message, addHeader, removeHeader }) {
       const authservId = options.authservId ?? session.hostname
       // A field claiming our own id is a forgery whether or not the checks run: a sender skipped
       // because it authenticated could otherwise hand downstream filters a `dkim=pass` in our

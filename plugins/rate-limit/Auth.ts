@@ -94,7 +94,7 @@ export const authHooks = (
     )
 
   /** Counts one attempt, or refuses it (454 4.7.0, after `maxDelay`) once a key is used up. */
-  const attempt = Effect.fn("rate-limit.attempt")(function*({ session, username }: { readonly session: SessionInfo; readonly username: string }) {
+  const attempt = Effect.fnUntraced(function*({ session, username }: { readonly session: SessionInfo; readonly username: string }) {
     session.notes.get(Attempt)?.leave()
     session.notes.set(Attempt, undefined)
     if (options.exempt(session)) return Verdict.Continue
@@ -139,7 +139,7 @@ export const authHooks = (
     // credentials, so it does not make the bridge offer PLAIN and LOGIN.
     authAttempt: (ctx: AuthAttemptContext) => attempt(ctx),
 
-    authResult: Effect.fn("rate-limit.authResult")(function*({ outcome, session, username }: AuthResultContext) {
+    authResult: Effect.fnUntraced(function*({ outcome, session, username }: AuthResultContext) {
       const counted = session.notes.get(Attempt)
       session.notes.set(Attempt, undefined)
       if (counted === undefined) return

@@ -102,7 +102,7 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
   const retry = (ms: number) => `try again in ${RateLimit.formatRetry(ms)}`
 
   return {
-    connect: Effect.fn("rate-limit.connect")(function*({ session }: ConnectContext) {
+    connect: Effect.fnUntraced(function*({ session }: ConnectContext) {
       if (exempt(session)) return Verdict.Continue
       const keys = messageKeys(session, undefined)
       // AUTH failures never refuse a connection: its mail may be legitimate (Auth.ts).
@@ -129,7 +129,7 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
 
     ...authHooks(plan.auth, store, { exempt, onStoreError: plan.onStoreError }),
 
-    mailFrom: Effect.fn("rate-limit.mailFrom")(function*({ from, session }: MailFromContext) {
+    mailFrom: Effect.fnUntraced(function*({ from, session }: MailFromContext) {
       if (exempt(session)) return Verdict.Continue
       const keys = messageKeys(session, from === null ? null : from.domain)
       return yield* Effect.catchAll(
@@ -145,7 +145,7 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
 
     // The recipients of this transaction are not counted yet (that happens on delivery), so the
     // check asks whether all of them plus this one would fit.
-    rcptTo: Effect.fn("rate-limit.rcptTo")(function*({ session, transaction }: RcptToContext) {
+    rcptTo: Effect.fnUntraced(function*({ session, transaction }: RcptToContext) {
       if (exempt(session)) return Verdict.Continue
       const keys = recipientKeys(session, transaction.recipients.length + 1)
       return yield* Effect.catchAll(
@@ -159,7 +159,7 @@ export const hooksFor = (plan: Plan, store: RateLimit.Store) => {
       )
     }),
 
-    delivered: Effect.fn("rate-limit.delivered")(function*({ results, session, transaction }: DeliveredContext) {
+    delivered: Effect.fnUntraced(function*({ results, session, transaction }: DeliveredContext) {
       if (exempt(session)) return
       const accepted = results.filter((r) => r.reply.code >= 200 && r.reply.code < 300).length
       if (accepted === 0) return

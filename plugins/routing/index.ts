@@ -123,7 +123,7 @@ export const routing = (options: RoutingOptions): Plugin => {
   const fallback = options.defaultTransport ?? "default"
   return definePlugin({
     name: "routing",
-    route: Effect.fn("routing.route")(function*({ session, transaction }) {
+    route: Effect.fnUntraced(function*({ session, transaction }) {
       return plan(rules, fallback, session, transaction)
     })
   })

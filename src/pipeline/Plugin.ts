@@ -8,7 +8,7 @@
  *
  * export const noExample = definePlugin({
  *   name: "no-example",
- *   rcptTo: Effect.fn("no-example.rcptTo")(function* ({ recipient }) {
+ *   rcptTo: Effect.fnUntraced(function* ({ recipient }) {
  *     return recipient.mailbox.domain === "example.com"
  *       ? Verdict.reject("No mail for example.com", { code: 550, enhanced: "5.1.2" })
  *       : Verdict.Continue
