@@ -18,8 +18,11 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
 import * as path from "node:path"
+import { Effect } from "effect"
 import { httpHooks } from "../../plugins/http-hooks/index.ts"
 import type * as Wire from "../../plugins/http-hooks/Wire.ts"
+import { definePlugin, Verdict } from "../../src/index.ts"
+import type { DataContext } from "../../src/index.ts"
 import { startBridge, stripTrace, type TestBridge } from "../support/bridge.ts"
 import { validate } from "../support/jsonSchema.ts"
 import { connect } from "../support/SmtpClient.ts"
@@ -349,11 +352,22 @@ describe("HTTP hooks with body: url", () => {
 })
 
 describe("HTTP hooks with body: url and bodyServer.requireSignature", () => {
-  it("answers 403 to a fetch not signed with the secret (none, another path's, too old) and 200 to a signed one; the listener goes with the bridge", async () => {
+  it("answers 403 to a fetch not signed with the secret (none, another path's, too old) and 200 to a signed one, of the message an earlier plugin edited; the listener goes with the bridge", async () => {
     const hooks = await startHookServer()
+    // An editing plugin before the hooks: the URL serves the message as it left it.
+    const editor = definePlugin({
+      name: "editor",
+      data: Effect.fn("editor.data")(function*({ edit }: DataContext) {
+        edit.changeHeader("Subject", 1, "edited before the hook")
+        const body = edit.replaceBody()
+        yield* body.write(new TextEncoder().encode("the editor's body\r\n"))
+        yield* body.end()
+        return Verdict.Continue
+      })
+    })
     const bridge = await startBridge({
       trust: ["127.0.0.0/8"],
-      plugins: [httpHooks({ hooks: [{ stage: "data", url: hooks.url }], secret, body: "url", bodyServer: { listen: "127.0.0.1:0", requireSignature: true } })]
+      plugins: [editor, httpHooks({ hooks: [{ stage: "data", url: hooks.url }], secret, body: "url", bodyServer: { listen: "127.0.0.1:0", requireSignature: true } })]
     })
     let url = ""
     const statuses: Record<string, number> = {}
@@ -372,7 +386,8 @@ describe("HTTP hooks with body: url and bodyServer.requireSignature", () => {
       expect((await send(bridge.port, message)).reply).toMatch(/^250 2\.0\.0 /)
       expect(statuses).toEqual({ unsigned: 403, otherPath: 403, old: 403, badHex: 403 })
       expect(good!.status).toBe(200)
-      expect(good!.body.toString("utf8")).toBe(message)
+      expect(good!.body.toString("utf8")).toBe("From: alice@example.org\r\nTo: bob@example.net\r\nSubject: edited before the hook\r\n\r\nthe editor's body\r\n")
+      expect(good!.body.toString("utf8")).toBe(stripTrace(bridge.delivered().at(-1)!))
     } finally {
       await bridge.stop()
       await hooks.stop()
