@@ -40,6 +40,11 @@ export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"
 /** Client connections (TCP, TLS, unix sockets) for plugins that speak to a service of their own (auth-dovecot, policy servers, milters). */
 export * as Connect from "./runtime/Connect.ts"
+/**
+ * A small bounded HTTP/1.1 listener (GET and HEAD, one request per connection, streamed answers)
+ * for plugins that let a service they call fetch something back, as http-hooks serves message bodies.
+ */
+export * as HttpListener from "./runtime/HttpListener.ts"
 /** bcrypt off the event loop (Bun's native pool, or worker threads), for password backends. */
 export * as Password from "./runtime/Password.ts"
 /** What of a URL may appear in a log line or an error (userinfo, query values and http paths hidden). */

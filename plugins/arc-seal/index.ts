@@ -2,16 +2,17 @@
  * arc-seal: adds an ARC set (RFC 8617: ARC-Authentication-Results, ARC-Message-Signature,
  * ARC-Seal) so that mail this bridge forwards keeps its authentication results past changes
  * that break DKIM or SPF. The chain found on the message is validated first; its result is the
- * seal's `cv=`. A chain that already failed is not sealed again.
+ * seal's `cv=`. A chain that already failed is not sealed again. The seal covers the message as
+ * it will be sent, after the edits of the plugins before this one.
  *
  * @example
  * import { arcSeal } from "./plugins/arc-seal/index.ts"
  * arcSeal({ domain: "forwarder.example", selector: "arc2025", keyFile: "/etc/smtp-bridge/arc.pem" })
  */
-import { Effect, Schema } from "effect"
+import { Effect, Schema, Stream } from "effect"
 import { readFile } from "node:fs/promises"
 import { definePlugin, Dkim, Dns, Mailauth, Verdict } from "../../src/index.ts"
-import type { Plugin } from "../../src/index.ts"
+import type { DataContext, Plugin } from "../../src/index.ts"
 import type { OptionsInput } from "./options.ts"
 
 /** The options as a user writes them; their schema is in `options.ts`. */
@@ -39,37 +40,51 @@ const loadPem = (options: ArcSealOptions): Effect.Effect<string, ArcSealError> =
     return pem
   })
 
+const CRLF = Uint8Array.of(13, 10)
+
 /**
- * Creates the plugin. Run it last among the plugins that change the message: the seal covers
- * the header fields as received. Sealing problems are logged and the message passes unsealed.
+ * Creates the plugin. The results and the chain's validation are those of the message as
+ * received; the seal covers the message as it will be sent, with the edits (`edit.headers`,
+ * `edit.body`) of the plugins before this one (a milter's new Subject, an HTTP hook's header),
+ * as dkim-sign signs it. Run it last among the plugins that change the message. Sealing problems
+ * are logged and the message passes unsealed.
  */
 export const arcSeal = (options: ArcSealOptions): Plugin =>
   definePlugin({
     name: "arc-seal",
     setup: Effect.gen(function*() {
       const privateKey = yield* loadPem(options)
+      const key = {
+        domain: options.domain,
+        selector: options.selector,
+        privateKey,
+        ...(options.headers !== undefined ? { headerList: options.headers } : {})
+      }
       return {
-        data: Effect.fnUntraced(function*({ session, transaction, message, addHeader }) {
+        data: Effect.fnUntraced(function*({ session, transaction, message, addHeader, edit }: DataContext) {
           const dns = yield* Dns
+          const authservId = options.authservId ?? session.hostname
           const auth = yield* Mailauth.authenticate(message.stream(), {
             ip: session.remoteAddress,
             helo: session.helo?.name,
             sender: transaction.mailFrom?.address,
-            authservId: options.authservId ?? session.hostname,
-            dns,
-            seal: {
-              domain: options.domain,
-              selector: options.selector,
-              privateKey,
-              ...(options.headers !== undefined ? { headerList: options.headers } : {})
-            }
+            authservId,
+            dns
           })
-          if (auth.arcSet.length === 0) {
-            yield* Effect.logWarning(`arc-seal: message not sealed: ${auth.sealError ?? "unknown reason"}`)
+          const chain = auth.arc
+          if (chain === undefined || !chain.sealable || chain.result !== "none" && chain.result !== "pass" && chain.result !== "fail") {
+            const why = chain === undefined ? "no ARC result" : `the ARC chain as received is ${chain.result}${chain.sealable ? "" : " and its newest seal says cv=fail"}`
+            yield* Effect.logWarning(`arc-seal: message not sealed: ${why}`)
+            return Verdict.Continue
+          }
+          const sent = Stream.concat(Stream.fromIterable(edit.headers().map((f) => f.bytes)), Stream.concat(Stream.succeed(CRLF), edit.body()))
+          const sealed = yield* Mailauth.seal(sent, { ...key, cv: chain.result, authResults: auth.authenticationResults })
+          if (sealed.arcSet.length === 0) {
+            yield* Effect.logWarning(`arc-seal: message not sealed: ${sealed.error ?? "unknown reason"}`)
             return Verdict.Continue
           }
           // ARC fields are relaxed-canonicalised, so the bridge's own folding keeps them valid.
-          for (let i = auth.arcSet.length - 1; i >= 0; i--) addHeader(auth.arcSet[i]!.name, auth.arcSet[i]!.value)
+          for (let i = sealed.arcSet.length - 1; i >= 0; i--) addHeader(sealed.arcSet[i]!.name, sealed.arcSet[i]!.value)
           return Verdict.Continue
         })
       }

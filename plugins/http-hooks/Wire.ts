@@ -33,11 +33,16 @@ export const Request = Schema.Struct({
   })),
   /** At rcptTo: the recipient being checked (not yet among `recipients`). */
   recipient: Schema.optional(Schema.String),
-  /** At data: the header fields in order, and the message itself, base64, when it is at most `maxMessageBytes`. */
+  /**
+   * At data: the header fields in order, and the message itself: with `body: "inline"`, `raw`
+   * (base64) when it is at most `maxMessageBytes`; with `body: "url"`, `body`, where to GET it.
+   */
   message: Schema.optional(Schema.Struct({
     size: Schema.Number,
     headers: Schema.Array(Header),
-    raw: Schema.optional(Schema.String)
+    raw: Schema.optional(Schema.String),
+    /** The whole message (message/rfc822, `size` bytes), for one GET while this request is pending. */
+    body: Schema.optional(Schema.Struct({ url: Schema.String, size: Schema.Number }))
   }))
 }).annotations({ identifier: "HookRequest", title: "smtp-bridge HTTP hook request" })
 export type Request = typeof Request.Type

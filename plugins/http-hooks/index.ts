@@ -2,18 +2,20 @@
  * HTTP hooks: at the stages chosen, a signed JSON POST describing the stage (session, envelope,
  * at data the header fields and the message) to a URL, whose JSON answer is the verdict and, at
  * data, modifications of the message (headers, recipients, sender) made through
- * `DataContext.edit`. The request and answer are published in docs/hooks.md and
- * docs/schemas/*.json. Requests are signed as the webhook transport signs (`signRequest`),
+ * `DataContext.edit`. At data the message goes in the request (`body: "inline"`) or as a
+ * one-time URL of the plugin's own listener (`body: "url"`, Bodies.ts). The request and answer
+ * are published in docs/hooks.md and docs/schemas/*.json. Requests are signed as the webhook transport signs (`signRequest`),
  * redirects are never followed, and a hook that is down, slow, redirects or answers outside the
  * schema gets the default action (`tempfail`: 451 4.7.1; `accept`: the stage goes on).
  *
  * @example
  * httpHooks({ hooks: [{ stage: "data", url: "http://127.0.0.1:8080/hook" }], secretEnv: "HOOK_KEY" })
  */
-import { Duration, Effect, Either, Schema } from "effect"
+import { Duration, Effect, Either, Schema, type Scope } from "effect"
 import { Bytes, definePlugin, Message, Redact, signRequest, Verdict } from "../../src/index.ts"
-import type { DataContext, Made, SessionInfo, TransactionInfo } from "../../src/index.ts"
-import { Options } from "./options.ts"
+import type { DataContext, Hooks, Made, SessionInfo, TransactionInfo } from "../../src/index.ts"
+import * as Bodies from "./Bodies.ts"
+import { Options, parseListen } from "./options.ts"
 import * as Wire from "./Wire.ts"
 
 export { Options } from "./options.ts"
@@ -77,19 +79,25 @@ const make = (options: Options): Made => {
     return readCapped(response, options.maxResponseBytes)
   }
 
-  /** Posts `request` to every hook of its stage in order; the first answer that is not accept/continue decides. */
-  const run = (stage: Wire.Stage, request: Wire.Request, ctx: DataContext | undefined) =>
+  /**
+   * Posts the request of `stage` to every hook of that stage in order; the first answer that is
+   * not accept/continue decides. `request` is made for each call, in a scope that ends with it
+   * (a message URL is valid that long).
+   */
+  const run = (stage: Wire.Stage, request: Effect.Effect<Wire.Request, never, Scope.Scope>, ctx: DataContext | undefined) =>
     Effect.gen(function*() {
-      const body = JSON.stringify(request)
       for (const hook of options.hooks) {
         if (hook.stage !== stage) continue
         const shown = Redact.url(hook.url)
         const warn = (why: string) =>
           Effect.as(Effect.logWarning(`http-hooks: ${shown} (${stage}): ${why}; default action ${options.defaultAction}`), fallback)
-        const text = yield* Effect.tryPromise({
-          try: (signal) => post(hook.url, body, signal),
-          catch: (cause) => cause instanceof Unavailable ? cause.message : "cannot reach the hook"
-        }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }), Effect.either)
+        const text = yield* Effect.scoped(Effect.flatMap(request, (r) => {
+          const body = JSON.stringify(r)
+          return Effect.tryPromise({
+            try: (signal) => post(hook.url, body, signal),
+            catch: (cause) => cause instanceof Unavailable ? cause.message : "cannot reach the hook"
+          }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => `no answer within ${Duration.format(timeout)}` }))
+        })).pipe(Effect.either)
         if (Either.isLeft(text)) {
           const v = yield* warn(text.left)
           if (v._tag !== "Continue") return v
@@ -115,38 +123,68 @@ const make = (options: Options): Made => {
   const has = (stage: Wire.Stage) => options.hooks.some((h) => h.stage === stage)
   const base = (stage: Wire.Stage, session: SessionInfo) => ({ version: 1 as const, stage, session: sessionOf(session), envelope: null })
 
-  return {
-    ...(has("connect") ? { connect: ({ session }) => run("connect", base("connect", session), undefined) } : {}),
-    ...(has("helo") ? { helo: ({ session }) => run("helo", base("helo", session), undefined) } : {}),
+  /** The message for `raw`, base64, when it is at most `maxMessageBytes` (as the earlier hooks left it). */
+  const inline = (ctx: DataContext) =>
+    Effect.gen(function*() {
+      const fields = ctx.edit.headers()
+      const head = fields.reduce((n, f) => n + f.bytes.byteLength, 0)
+      if (ctx.message.size > options.maxMessageBytes || head > options.maxMessageBytes) return undefined
+      const body = yield* Message.collect(ctx.edit.body())
+      if (head + 2 + body.byteLength > options.maxMessageBytes) return undefined
+      return Buffer.concat([...fields.map((f) => f.bytes), Buffer.from("\r\n"), body]).toString("base64")
+    })
+
+  const hooks = (bodies: Bodies.Bodies | undefined): Hooks => ({
+    ...(has("connect") ? { connect: ({ session }) => run("connect", Effect.succeed(base("connect", session)), undefined) } : {}),
+    ...(has("helo") ? { helo: ({ session }) => run("helo", Effect.succeed(base("helo", session)), undefined) } : {}),
     ...(has("mailFrom")
-      ? { mailFrom: ({ session, from, params }) => run("mailFrom", { ...base("mailFrom", session), envelope: envelopeOf({ id: null, mailFrom: from, mailParams: params, recipients: [] }) }, undefined) }
+      ? {
+        mailFrom: ({ session, from, params }) =>
+          run("mailFrom", Effect.succeed({ ...base("mailFrom", session), envelope: envelopeOf({ id: null, mailFrom: from, mailParams: params, recipients: [] }) }), undefined)
+      }
       : {}),
     ...(has("rcptTo")
-      ? { rcptTo: ({ session, transaction, recipient }) => run("rcptTo", { ...base("rcptTo", session), envelope: envelopeOf(transaction), recipient: recipient.mailbox.address }, undefined) }
+      ? {
+        rcptTo: ({ session, transaction, recipient }) =>
+          run("rcptTo", Effect.succeed({ ...base("rcptTo", session), envelope: envelopeOf(transaction), recipient: recipient.mailbox.address }), undefined)
+      }
       : {}),
     ...(has("data")
       ? {
         data: (ctx: DataContext) =>
           Effect.gen(function*() {
-            const fields = ctx.edit.headers()
-            const headers = fields.map((f) => ({ name: f.name, value: f.value }))
-            let raw: string | undefined
-            const head = fields.reduce((n, f) => n + f.bytes.byteLength, 0)
-            if (ctx.message.size <= options.maxMessageBytes && head <= options.maxMessageBytes) {
-              const body = yield* Message.collect(ctx.edit.body())
-              if (head + 2 + body.byteLength <= options.maxMessageBytes) {
-                raw = Buffer.concat([...fields.map((f) => f.bytes), Buffer.from("\r\n"), body]).toString("base64")
-              }
-            }
-            const request: Wire.Request = {
+            const size = ctx.message.size
+            const request = (message: Omit<NonNullable<Wire.Request["message"]>, "size" | "headers">): Wire.Request => ({
               ...base("data", ctx.session),
               envelope: envelopeOf({ ...ctx.transaction, ...ctx.edit.envelope(), mailParams: ctx.transaction.mailParams }),
-              message: { size: ctx.message.size, headers, ...(raw === undefined ? {} : { raw }) }
+              message: { size, headers: ctx.edit.headers().map((f) => ({ name: f.name, value: f.value })), ...message }
+            })
+            if (bodies === undefined) {
+              const raw = yield* inline(ctx)
+              return yield* run("data", Effect.succeed(request(raw === undefined ? {} : { raw })), ctx)
             }
-            return yield* run("data", request, ctx)
+            // One URL per hook call, of the message as the hooks before it (an earlier hook of this stage included) left it.
+            const offered = Effect.suspend(() => bodies.offer(ctx.edit.rendered()))
+            return yield* run("data", Effect.map(offered, (body) => request({ body })), ctx)
           })
       }
       : {})
+  })
+
+  if (options.body === "inline") return hooks(undefined)
+  const listen = parseListen(options.bodyServer.listen)!
+  return {
+    setup: Effect.map(
+      Bodies.make({
+        host: listen.host,
+        port: listen.port,
+        baseUrl: options.bodyServer.baseUrl,
+        maxConnections: options.bodyServer.maxConnections,
+        secret: options.bodyServer.requireSignature ? secret : undefined,
+        writeTimeoutMs: Duration.toMillis(timeout)
+      }),
+      hooks
+    )
   }
 }
 

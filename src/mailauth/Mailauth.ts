@@ -7,6 +7,8 @@
  * @example
  * const auth = yield* Mailauth.authenticate(message.stream(), { ip, helo, sender, authservId, dns })
  * auth.dmarc?.result // "pass" | "fail" | ...
+ * // The message as it will be sent (after other plugins' edits), sealed with what was found on it as received:
+ * const set = yield* Mailauth.seal(edited, { ...key, cv: auth.arc!.result, authResults: auth.authenticationResults })
  */
 import { Effect, Either, Runtime, Schema, Stream } from "effect"
 import type { AuthStatus, DNSResolver } from "mailauth"
@@ -55,6 +57,11 @@ export interface ArcOutcome {
   /** The highest ARC instance on the message, 0 without a chain. */
   readonly instance: number
   readonly info: string
+  /**
+   * Whether a new ARC set may go on: the chain passed or there was none, or it failed while its
+   * newest seal still said `cv=pass` (the new set then says `cv=fail`, RFC 8617 §5.1.2).
+   */
+  readonly sealable: boolean
 }
 
 export interface BimiOutcome {
@@ -254,7 +261,8 @@ export const authenticate = <E>(
       arc: r.arc === false ? undefined : {
         result: resultOf(r.arc.status),
         instance: typeof r.arc.i === "number" ? r.arc.i : 0,
-        info: r.arc.info ?? ""
+        info: r.arc.info ?? "",
+        sealable: r.arc.status.result === "none" || r.arc.status.result === "pass" || r.arc.status.shouldSeal === true
       },
       bimi: r.bimi === false ? undefined : {
         result: r.bimi.status.result === "skipped" || r.bimi.status.result === "declined"
@@ -271,3 +279,45 @@ export const authenticate = <E>(
         : undefined
     }
   })
+
+export interface SealRequest extends Seal {
+  /** The chain's validation as received (`ArcOutcome.result`): `none`, `pass` or `fail`. */
+  readonly cv: "none" | "pass" | "fail"
+  /** The ARC-Authentication-Results value: what was found as received (`Authentication.authenticationResults`). */
+  readonly authResults: string
+}
+
+export interface Sealed {
+  /** ARC-Seal, ARC-Message-Signature and ARC-Authentication-Results, top first; empty when none could be made. */
+  readonly arcSet: ReadonlyArray<HeaderField>
+  /** Why there is no set. */
+  readonly error: string | undefined
+}
+
+/**
+ * An ARC set over `message`, which may differ from the one authenticated: a forwarder seals the
+ * message as it sends it (RFC 8617 §5.1: the ARC-Message-Signature covers the message as it
+ * leaves), with the results found on it as it came in.
+ */
+export const seal = <E>(message: Stream.Stream<Uint8Array, E>, request: SealRequest): Effect.Effect<Sealed, MailauthError> =>
+  Effect.map(
+    check("seal", () =>
+      Mailauth.createSeal(readable(message), {
+        seal: {
+          signingDomain: request.domain,
+          selector: request.selector,
+          privateKey: request.privateKey,
+          cv: request.cv,
+          authResults: request.authResults,
+          signTime: new Date(),
+          ...(request.headerList !== undefined ? { headerList: [...request.headerList] } : {})
+        }
+      })),
+    (r) => {
+      const arcSet = r.headers.flatMap((h) => parseFields(h))
+      return {
+        arcSet,
+        error: arcSet.length > 0 ? undefined : r.errors.map((e) => e.err.message).join("; ") || "no ARC set was created"
+      }
+    }
+  )

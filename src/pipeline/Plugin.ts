@@ -148,6 +148,12 @@ export interface MessageEdits {
   /** The body (the bytes after the blank line) as it stands: the replacement once one ended, else the original. */
   readonly body: () => Stream.Stream<Uint8Array, MessageError>
   /**
+   * The whole message as the edits so far make it (what is delivered if no later hook changes
+   * it): its size and its bytes, streamed (from the spill file for a large message, never whole
+   * in memory). A snapshot: later edits do not change it.
+   */
+  readonly rendered: () => { readonly size: number; readonly stream: () => Stream.Stream<Uint8Array, MessageError> }
+  /**
    * Sets the `index`-th (1-based) field named `name` (case-insensitive) to `value`, or removes
    * it when `value` is `undefined` (milter's CHGHEADER); a missing one is added at the end when
    * there is a value.

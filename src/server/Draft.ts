@@ -127,6 +127,10 @@ export const make = (content: Message.Content, tx: TransactionInfo, options: Opt
   const edits: MessageEdits = {
     headers: () => Message.fieldsOf(content, { added, removed, fields }),
     body: () => body !== undefined ? body.stream() : Message.bodyOf(content),
+    rendered: () => {
+      const snapshot: Message.Edits = { added: [...added], removed: [...removed], fields: fields === undefined ? undefined : [...fields], body }
+      return { size: Message.renderedSize(content, snapshot), stream: () => Message.render(content, snapshot) }
+    },
     changeHeader: (name, index, value) => {
       if (!Number.isInteger(index) || index < 1) fail("Index", `header ${name}: index ${index} (must be 1 or more)`)
       if (value !== undefined) checkField(name, value)

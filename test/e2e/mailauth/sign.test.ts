@@ -5,8 +5,13 @@
 //   S: 250 2.0.0 Ok: queued as ...       -> DKIM-Signature: v=1; a=ed25519-sha256; ... d=example.test; s=ed1
 //   C: MAIL FROM:<eve@elsewhere.test>   (From: eve@elsewhere.test)
 //   S: 550 5.7.1 No DKIM key for elsewhere.test: this server does not send mail from that domain
+//
+// arc-seal after a plugin that rewrote the Subject and the body seals the message as sent: the
+// ARC set verifies (dkimpy, mailauth), and sealing that message again gives i=2 with cv=pass.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { definePlugin, Verdict } from "../../../src/index.ts"
+import type { DataContext } from "../../../src/index.ts"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -65,14 +70,14 @@ describe("dkim-sign and arc-seal, verified by dkimpy and mailauth", () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  const send = async (from: string, data: string) => {
-    const c = await connect(bridge.port)
+  const send = async (from: string, data: string, port = bridge.port) => {
+    const c = await connect(port)
     await c.read()
     await c.command("EHLO client.example.test")
     await c.command(`MAIL FROM:<${from}>`)
     await c.command("RCPT TO:<bob@example.net>")
     expect(await c.command("DATA")).toMatch(/^354 /)
-    c.send(data + ".\r\n")
+    c.send(data.replace(/^\./gm, "..") + ".\r\n")
     const reply = await c.read(20_000)
     c.close()
     return reply
@@ -104,6 +109,55 @@ describe("dkim-sign and arc-seal, verified by dkimpy and mailauth", () => {
     expect(auth.dmarc?.result).toBe("pass")
     expect(auth.arc).toMatchObject({ result: "pass", instance: 1 })
   })
+
+  const authenticate = (file: string) =>
+    Effect.runPromise(
+      Effect.flatMap(Resolver.make({ servers: [dns.server], timeoutMs: 500, attempts: 1 }), (resolver) =>
+        Mailauth.authenticate(Stream.succeed(new Uint8Array(Buffer.from(file))), {
+          ip: "127.0.0.1",
+          helo: "client.example.test",
+          sender: "alice@example.test",
+          authservId: "mx.test",
+          dns: resolver
+        }))
+    )
+
+  it("seals the message as a plugin before it left it (new Subject, new body): the ARC set verifies, and sealing it again gives i=2 cv=pass", async () => {
+    // An editing plugin, as a milter or an HTTP hook would edit: the seal must cover these bytes.
+    const editor = definePlugin({
+      name: "editor",
+      data: Effect.fn("editor.data")(function*({ edit }: DataContext) {
+        edit.changeHeader("Subject", 1, "rewritten by the editor")
+        const body = edit.replaceBody()
+        yield* body.write(new TextEncoder().encode("The editor's new body.\r\n.leading dot\r\n"))
+        yield* body.end()
+        return Verdict.Continue
+      })
+    })
+    const forwarder = await startBridge({
+      trust: ["127.0.0.0/8"],
+      dns: { servers: [dns.server], timeoutMs: 500, attempts: 1 },
+      plugins: [editor, arcSeal({ domain: "forwarder.test", selector: "arc1", privateKey: arc.privateKeyPem })]
+    })
+    try {
+      expect(await send("alice@example.test", MESSAGE, forwarder.port)).toMatch(/^250 2\.0\.0 /)
+      const first = stripTrace(forwarder.delivered().at(-1)!)
+      expect(first).toMatch(/^ARC-Seal: i=1; /)
+      expect(first).toContain("\r\nSubject: rewritten by the editor\r\n")
+      expect(first).toMatch(/\r\n\r\nThe editor's new body\.\r\n\.leading dot\r\n$/)
+      expect(await Dkimpy.arcVerify(Buffer.from(first), records)).toMatchObject({ cv: "pass" })
+      expect((await authenticate(first)).arc).toMatchObject({ result: "pass", instance: 1 })
+
+      // Through the forwarder again: a second set over the edited message and the first set.
+      expect(await send("alice@example.test", first, forwarder.port)).toMatch(/^250 2\.0\.0 /)
+      const second = stripTrace(forwarder.delivered().at(-1)!)
+      expect(second).toMatch(/^ARC-Seal: i=2; .*cv=pass/s)
+      expect(await Dkimpy.arcVerify(Buffer.from(second), records)).toMatchObject({ cv: "pass" })
+      expect((await authenticate(second)).arc).toMatchObject({ result: "pass", instance: 2 })
+    } finally {
+      await forwarder.stop()
+    }
+  }, 60_000)
 
   it("refuses mail from a domain without a key with 550 5.7.1", async () => {
     expect(await send("eve@elsewhere.test", "From: eve@elsewhere.test\r\nSubject: x\r\n\r\nx\r\n")).toBe(

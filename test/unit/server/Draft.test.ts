@@ -76,4 +76,23 @@ describe("message edits (Draft)", () => {
       const d = draftOf(text)
       expect(new TextDecoder().decode(yield* Message.collect(d.edits.body()))).toBe("body\r\n")
     }))
+
+  it.effect("gives the message as the edits so far make it (size and bytes), a snapshot later edits do not change", () =>
+    Effect.gen(function*() {
+      const ctx = Contexts.data(text)
+      const before = ctx.edit.rendered()
+      ctx.edit.changeHeader("Subject", 1, "two")
+      const w = ctx.edit.replaceBody()
+      yield* w.write(new TextEncoder().encode("new body\r\n"))
+      yield* w.end()
+      const after = ctx.edit.rendered()
+      ctx.addHeader("X-Later", "not in the snapshot")
+      const decode = (m: { readonly stream: () => Parameters<typeof Message.collect>[0] }) => Effect.map(Message.collect(m.stream()), (b) => new TextDecoder().decode(b))
+      expect(yield* decode(before)).toBe(text)
+      expect(before.size).toBe(text.length)
+      const edited = "Received: x\r\nSubject: two\r\nX-Tag: a\r\nX-Tag: b\r\n\r\nnew body\r\n"
+      expect(yield* decode(after)).toBe(edited)
+      expect(after.size).toBe(edited.length)
+      yield* ctx.draft.dispose
+    }))
 })
