@@ -301,7 +301,7 @@ export interface Sealed {
  */
 export const seal = <E>(message: Stream.Stream<Uint8Array, E>, request: SealRequest): Effect.Effect<Sealed, MailauthError> =>
   Effect.map(
-    check("seal", () =>
+    check("seal", (Mailauth) =>
       Mailauth.createSeal(readable(message), {
         seal: {
           signingDomain: request.domain,
