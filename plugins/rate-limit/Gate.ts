@@ -22,7 +22,7 @@ export interface Gate {
    * on, and the store decides), and adds the function that ends this attempt (idempotent) to
    * `held` in the same step as it is admitted, so that an interrupted caller can always end it.
    */
-  readonly enter: (key: string, limit: number, patience: Duration.Duration, held: Array<() => void>) => Effect.Effect<void>
+  readonly enter: (key: string, limit: number, patience: Duration.DurationInput, held: Array<() => void>) => Effect.Effect<void>
   /** Keys with attempts running or waiting (for tests: entries are removed when unused). */
   readonly size: () => number
 }
@@ -61,7 +61,7 @@ export const make = (): Gate => {
       })
     })
 
-  const enter = (key: string, limit: number, patience: Duration.Duration, held: Array<() => void>): Effect.Effect<void> =>
+  const enter = (key: string, limit: number, patience: Duration.DurationInput, held: Array<() => void>): Effect.Effect<void> =>
     Effect.flatMap(Clock.currentTimeMillis, (start) => {
       const deadline = start + Duration.toMillis(patience)
       const attempt = (): Effect.Effect<void> =>
