@@ -9,11 +9,17 @@
  * failure): legitimate logins all pass, and guesses still get no more checks than the limit
  * allows. Per process: several instances sharing a Redis store each gate their own sessions.
  */
-import { Clock, Duration, Effect } from "effect"
+import { Duration, Effect } from "effect"
+
+interface Waiter {
+  /** Gives this waiter the slot an ending attempt freed, and lets it go. */
+  readonly take: () => void
+}
 
 interface Entry {
   running: number
-  readonly waiting: Set<() => void>
+  /** In arrival order: a freed slot goes to the one waiting longest. */
+  readonly waiting: Array<Waiter>
 }
 
 export interface Gate {
@@ -31,7 +37,7 @@ export const make = (): Gate => {
   const entries = new Map<string, Entry>()
 
   const dropIfUnused = (key: string, entry: Entry) => {
-    if (entry.running === 0 && entry.waiting.size === 0 && entries.get(key) === entry) entries.delete(key)
+    if (entry.running === 0 && entry.waiting.length === 0 && entries.get(key) === entry) entries.delete(key)
   }
 
   const admit = (key: string, entry: Entry, held: Array<() => void>): void => {
@@ -41,48 +47,45 @@ export const make = (): Gate => {
       if (done) return
       done = true
       entry.running--
-      // Every waiter checks again: one handed a slot it can no longer take (its session was
-      // interrupted meanwhile) would otherwise leave the others waiting for nothing.
-      for (const wake of [...entry.waiting]) wake()
+      // The freed slot goes to one waiter, admitted here in the same step (its end is in its own
+      // `held`, which its caller ends if it is interrupted): waking them all to race for it cost
+      // ~100 fiber wake-ups per login at 100 parallel sessions.
+      entry.waiting.shift()?.take()
       dropIfUnused(key, entry)
     })
   }
 
-  const wait = (key: string, entry: Entry): Effect.Effect<void> =>
+  const wait = (key: string, entry: Entry, held: Array<() => void>): Effect.Effect<void> =>
     Effect.async<void>((resume) => {
-      const wake = () => {
-        entry.waiting.delete(wake)
-        resume(Effect.void)
+      const waiter: Waiter = {
+        take: () => {
+          admit(key, entry, held)
+          resume(Effect.void)
+        }
       }
-      entry.waiting.add(wake)
+      entry.waiting.push(waiter)
       return Effect.sync(() => {
-        entry.waiting.delete(wake)
+        const at = entry.waiting.indexOf(waiter)
+        if (at >= 0) entry.waiting.splice(at, 1)
         dropIfUnused(key, entry)
       })
     })
 
   const enter = (key: string, limit: number, patience: Duration.DurationInput, held: Array<() => void>): Effect.Effect<void> =>
-    Effect.flatMap(Clock.currentTimeMillis, (start) => {
-      const deadline = start + Duration.toMillis(patience)
-      const attempt = (): Effect.Effect<void> =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          let entry = entries.get(key)
-          if (entry === undefined) {
-            entry = { running: 0, waiting: new Set() }
-            entries.set(key, entry)
-          }
-          const left = deadline - now
-          if (entry.running < limit || left <= 0) return Effect.sync(() => admit(key, entry, held))
-          const e = entry
-          return Effect.flatMap(
-            Effect.timeoutTo(wait(key, e), { duration: Duration.millis(left), onSuccess: () => true, onTimeout: () => false }),
-            () => {
-              dropIfUnused(key, e)
-              return attempt()
-            }
-          )
-        })
-      return attempt()
+    Effect.suspend(() => {
+      let entry = entries.get(key)
+      if (entry === undefined) {
+        entry = { running: 0, waiting: [] }
+        entries.set(key, entry)
+      }
+      const e = entry
+      if (e.running < limit) return Effect.sync(() => admit(key, e, held))
+      // Past its patience it goes on without a slot (the store then decides).
+      return Effect.timeoutTo(wait(key, e, held), {
+        duration: patience,
+        onSuccess: () => Effect.void,
+        onTimeout: () => Effect.sync(() => admit(key, e, held))
+      }).pipe(Effect.flatten)
     })
 
   return { enter, size: () => entries.size }
