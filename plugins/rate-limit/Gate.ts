@@ -9,7 +9,7 @@
  * failure): legitimate logins all pass, and guesses still get no more checks than the limit
  * allows. Per process: several instances sharing a Redis store each gate their own sessions.
  */
-import { Duration, Effect } from "effect"
+import { type Duration, Effect } from "effect"
 
 interface Waiter {
   /** Gives this waiter the slot an ending attempt freed, and lets it go. */
