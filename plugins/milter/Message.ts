@@ -4,7 +4,8 @@
  * milter's modifications applied through the plugin API's `MessageEdits` as they arrive. A
  * replaced body streams into the bridge's spill file chunk by chunk.
  */
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
+import * as Streams from "../../src/util/Streams.ts"
 import type { BodyWriter, DataContext } from "../../src/index.ts"
 import type * as Link from "./Link.ts"
 import { MilterError } from "./Link.ts"
@@ -80,7 +81,8 @@ export const run = Effect.fnUntraced(function*(
   }
   if ((steps & Step.NoBody) === 0) {
     let verdict: Protocol.Response | undefined
-    yield* Stream.runForEachWhile(ctx.edit.body(), (chunk) =>
+    // One chunk at a time (not Stream.runForEachWhile, which kept every chunk until the end).
+    yield* Streams.forEachWhile(ctx.edit.body(), (chunk) =>
       Effect.gen(function*() {
         for (let at = 0; at < chunk.byteLength; at += Protocol.chunkSize) {
           const piece = chunk.subarray(at, at + Protocol.chunkSize)

@@ -14,6 +14,7 @@
  */
 import { Effect, Exit, Fiber, Runtime, type Scope, Stream } from "effect"
 import type * as net from "node:net"
+import * as Streams from "../util/Streams.ts"
 import * as Socket from "./Socket.ts"
 
 export interface Request {
@@ -145,7 +146,8 @@ const serveOne = (
     yield* socket.write(headOf(response.status, response.headers ?? {}, body?.size ?? 0))
     if (body === undefined || request.method === "HEAD") return yield* socket.close
     let sent = 0
-    const transfer = Stream.runForEachWhile(body.stream(), (chunk) =>
+    // One chunk at a time: Stream.runForEachWhile kept every chunk of the body until its end.
+    const transfer = Streams.forEachWhile(body.stream(), (chunk) =>
       Effect.gen(function*() {
         if (sent + chunk.byteLength > body.size) return false
         sent += chunk.byteLength
