@@ -126,6 +126,13 @@ export const signedNames = (
   list: ReadonlyArray<string>,
   oversign: ReadonlyArray<string>
 ): ReadonlyArray<string> => {
+  // Counted once (this runs for every signed message; a name per configured entry was a pass over
+  // the header fields each).
+  const counts = new Map<string, number>()
+  for (const h of headers) {
+    const lower = h.name.toLowerCase()
+    counts.set(lower, (counts.get(lower) ?? 0) + 1)
+  }
   const over = new Set(oversign.map((n) => n.toLowerCase()))
   const seen = new Set<string>()
   const out: Array<string> = []
@@ -133,7 +140,7 @@ export const signedNames = (
     const lower = name.toLowerCase()
     if (seen.has(lower)) continue
     seen.add(lower)
-    const count = headers.filter((h) => h.name.toLowerCase() === lower).length
+    const count = counts.get(lower) ?? 0
     for (let i = 0; i < count + (over.has(lower) && count > 0 ? 1 : 0); i++) out.push(name)
   }
   return out
@@ -146,11 +153,12 @@ export const signedNames = (
  */
 export const headerBlock = (headers: ReadonlyArray<HeaderLine>, names: ReadonlyArray<string>): string => {
   const used = new Set<number>()
+  const lowered = headers.map((h) => h.name.toLowerCase())
   let out = ""
   for (const name of names) {
     const lower = name.toLowerCase()
     for (let i = headers.length - 1; i >= 0; i--) {
-      if (used.has(i) || headers[i]!.name.toLowerCase() !== lower) continue
+      if (used.has(i) || lowered[i] !== lower) continue
       used.add(i)
       out += relaxedHeader(headers[i]!.name, valueOf(binary(headers[i]!))) + "\r\n"
       break
