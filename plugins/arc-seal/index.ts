@@ -53,6 +53,7 @@ export const arcSeal = (options: ArcSealOptions): Plugin =>
   definePlugin({
     name: "arc-seal",
     setup: Effect.gen(function*() {
+      Mailauth.preload()
       const privateKey = yield* loadPem(options)
       const key = {
         domain: options.domain,

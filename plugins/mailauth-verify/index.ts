@@ -157,6 +157,7 @@ const skip = (session: SessionInfo, options: MailauthVerifyOptions): boolean =>
  */
 export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
   const policy: Required<Policy> = { ...defaultPolicy, ...options.policy }
+  Mailauth.preload()
   return definePlugin({
     name: "mailauth-verify",
     mailFrom: Effect.fnUntraced(function*({ session, from }) {

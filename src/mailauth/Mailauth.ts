@@ -184,6 +184,13 @@ type Library = typeof import("mailauth")
 let library: Promise<Library> | undefined
 const load = (): Promise<Library> => (library ??= import("mailauth"))
 
+/**
+ * Starts loading mailauth now, without waiting: the plugins that use it call this when they are
+ * made (a config that uses them), so that the first message does not pay for the load. A failure
+ * to load is reported by the first check.
+ */
+export const preload = (): void => void load().catch(() => undefined)
+
 const check = <A>(what: string, run: (lib: Library) => Promise<A>) =>
   Effect.tryPromise({
     try: () => load().then(run),
