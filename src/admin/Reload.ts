@@ -159,7 +159,7 @@ export const watch = (
         try: () => {
           const watcher = watchDirectory(directory, (_event, name) => {
             for (const file of files.keys()) {
-              // Without a name (some platforms), any watched file there may have changed.
+              // Without a name (some platforms), every watched file there may have changed.
               const match = name === null || Path.basename(String(name)) === Path.basename(file)
               if (match && Path.dirname(file) === directory) Queue.unsafeOffer(named, file)
             }

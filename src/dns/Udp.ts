@@ -93,7 +93,7 @@ const exchange = (server: Server, address: string, name: string, type: Wire.RRTy
     socket.on("error", (e) => finish(Effect.fail(temporary(name, type, "ECONNREFUSED", e.message))))
     socket.on("message", (msg: Uint8Array, rinfo: Dgram.RemoteInfo) => {
       // Replies from elsewhere or for another question are ignored, not trusted (spoofing): the
-      // port alone is not enough, any host can send from port 53.
+      // port alone is not enough, every host can send from port 53.
       if (rinfo.port !== server.port || Cidr.canonical(rinfo.address) !== address) return
       let response: Wire.Response
       try {

@@ -1,6 +1,6 @@
 /**
  * The one place that calls mailauth: its Promise API becomes Effects, its loosely typed results
- * (`Record<string, any>` in places, `temperr` spelled two ways) become the small typed values
+ * (untyped records in places, `temperr` spelled two ways) become the small typed values
  * below, and every lookup goes through the `Dns` service, so DNS failures come back as
  * `temperror` results instead of exceptions.
  *
