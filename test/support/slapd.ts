@@ -113,19 +113,27 @@ access to * by * read
   ].join("")
   fs.writeFileSync(path.join(dir, "data.ldif"), ldif)
   execFileSync("/usr/sbin/slapadd", ["-f", conf, "-l", path.join(dir, "data.ldif")], { stdio: ["ignore", "ignore", "pipe"], timeout: 20_000 })
-  const port = await freePort()
-  const ldapsPort = await freePort()
-  // -d 256: the stats log (connections, operations) on stderr, in the foreground.
-  const child = spawnLogged("/usr/sbin/slapd", ["-f", conf, "-h", `ldap://127.0.0.1:${port}/ ldaps://127.0.0.1:${ldapsPort}/`, "-d", "256"])
+  // A free port can be taken by another test between choosing it and slapd binding it: then
+  // slapd exits with "Address already in use", and it is started again on new ports.
+  const start = async (attempt: number): Promise<{ port: number; ldapsPort: number; child: ReturnType<typeof spawnLogged> }> => {
+    const port = await freePort()
+    const ldapsPort = await freePort()
+    // -d 256: the stats log (connections, operations) on stderr, in the foreground.
+    const child = spawnLogged("/usr/sbin/slapd", ["-f", conf, "-h", `ldap://127.0.0.1:${port}/ ldaps://127.0.0.1:${ldapsPort}/`, "-d", "256"])
+    try {
+      await waitForPort(port, "slapd", { exited: child.gone, log: child.output, attempts: 200 })
+      return { port, ldapsPort, child }
+    } catch (error) {
+      await child.stop()
+      if (attempt < 3 && child.output().includes("Address already in use")) return start(attempt + 1)
+      fs.rmSync(dir, { recursive: true, force: true })
+      throw error
+    }
+  }
+  const { port, ldapsPort, child } = await start(1)
   const stop = async () => {
     await child.stop()
     fs.rmSync(dir, { recursive: true, force: true })
-  }
-  try {
-    await waitForPort(port, "slapd", { exited: child.gone, log: child.output, attempts: 200 })
-  } catch (error) {
-    await stop()
-    throw error
   }
   return {
     port,
