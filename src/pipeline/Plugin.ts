@@ -148,6 +148,12 @@ export interface MessageEdits {
   /** The body (the bytes after the blank line) as it stands: the replacement once one ended, else the original. */
   readonly body: () => Stream.Stream<Uint8Array, MessageError>
   /**
+   * The same bytes as `body()` when they are held in memory (a message under the spill threshold
+   * whose body no hook replaced), `undefined` otherwise: per-message work on small messages can
+   * then skip running a stream.
+   */
+  readonly bodyInMemory: () => ReadonlyArray<Uint8Array> | undefined
+  /**
    * The whole message as the edits so far make it (what is delivered if no later hook changes
    * it): its size and its bytes, streamed (from the spill file for a large message, never whole
    * in memory). A snapshot: later edits do not change it.

@@ -127,6 +127,7 @@ export const make = (content: Message.Content, tx: TransactionInfo, options: Opt
   const edits: MessageEdits = {
     headers: () => Message.fieldsOf(content, { added, removed, fields }),
     body: () => body !== undefined ? body.stream() : Message.bodyOf(content),
+    bodyInMemory: () => body !== undefined ? undefined : Message.bodyInMemory(content),
     rendered: () => {
       const snapshot: Message.Edits = { added: [...added], removed: [...removed], fields: fields === undefined ? undefined : [...fields], body }
       return { size: Message.renderedSize(content, snapshot), stream: () => Message.render(content, snapshot) }

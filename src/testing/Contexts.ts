@@ -116,7 +116,9 @@ export const content = (text: string): Message.Content => {
     size: bytes.byteLength,
     headers: Message.parseHeaders(bytes.slice(0, bodyOffset)),
     bodyOffset,
-    stream: (start = 0) => Stream.succeed(bytes.slice(start))
+    stream: (start = 0) => Stream.succeed(bytes.slice(start)),
+    // Held in memory, as the server holds a message under its spill threshold.
+    inMemory: (start = 0) => [bytes.slice(start)]
   }
 }
 

@@ -66,6 +66,34 @@ describe("DKIM signing", () => {
       expect(yield* Sign.bodyHash(Stream.empty)).toBe("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
     }))
 
+  it.effect("hashes a body held in memory as chunks exactly as the same body streamed", () =>
+    Effect.gen(function*() {
+      const bytes = new TextEncoder().encode("\r\na  b \t\r\n\r\nc\r\n \r\n\r\nd\te\r\n\r\n\r\n")
+      for (const size of [1, 2, 3, 5, 7, bytes.byteLength]) {
+        const chunks: Array<Uint8Array> = []
+        for (let i = 0; i < bytes.byteLength; i += size) chunks.push(bytes.subarray(i, i + size))
+        for (const startsAtSeparator of [false, true]) {
+          const streamed = yield* Sign.bodyHash(Stream.fromIterable(chunks), { startsAtSeparator })
+          expect(Sign.bodyHashOf(chunks, { startsAtSeparator })).toBe(streamed)
+        }
+      }
+      expect(Sign.bodyHashOf([])).toBe("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+      // The separator is skipped when the chunks start at it, and only then.
+      const body = new TextEncoder().encode("x\r\n")
+      expect(Sign.bodyHashOf([Uint8Array.of(13, 10), body], { startsAtSeparator: true })).toBe(Sign.bodyHashOf([body]))
+      expect(Sign.bodyHashOf([Uint8Array.of(13, 10), body])).not.toBe(Sign.bodyHashOf([body]))
+    }))
+
+  it.effect("signs the same given the body as chunks or as a stream", () =>
+    Effect.gen(function*() {
+      const { headers } = parts(MESSAGE)
+      const body = new TextEncoder().encode(MESSAGE.slice(MESSAGE.indexOf("\r\n\r\n") + 2))
+      const keys = [{ domain: "example.org", selector: "ed1", key: Keys.privateKeyOf(ed.privateKeyPem) }]
+      const fromChunks = yield* Sign.sign({ headers, body: [body.subarray(0, 3), body.subarray(3)] }, keys, { time: 1 })
+      const fromStream = yield* Sign.sign({ headers, body: Stream.succeed(body) }, keys, { time: 1 })
+      expect(fromChunks).toEqual(fromStream)
+    }))
+
   it("lists each signed name as often as it occurs, plus once when oversigned", () => {
     const { headers } = parts("From: a@x\r\nReceived: x\r\nReceived: y\r\nX-Keep: 1\r\nx-keep: 2\r\n\r\n")
     expect(Sign.signedNames(headers, ["From", "X-Keep", "Received", "Subject"], ["From", "Subject"])).toEqual(

@@ -3,6 +3,7 @@ import { Effect, Stream } from "effect"
 import * as Message from "../../../src/pipeline/Message.ts"
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
+const text2 = (b: Uint8Array) => Buffer.from(b).toString("latin1")
 const raw = "Subject: hi\r\nX-Drop: yes\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
 
 /** A message as the buffer gives it: in memory (chunks available) or not (stream only). */
@@ -38,6 +39,31 @@ describe("Message rendering", () => {
   it("has no chunks for a message that is not in memory", () => {
     expect(Message.renderInMemory(content(false), Message.emptyEdits)).toBeUndefined()
   })
+
+  it.effect("gives the body in memory as bodyOf streams it, however the chunks split the blank line", () =>
+    Effect.gen(function*() {
+      const cases = ["A: b\r\n\r\nbody\r\nmore\r\n", "A: b\r\n\r\n", "A: b\r\nnot a field\r\n\r\nx", "A: b\r\n\r\n\r\nx\r"]
+      for (const text of cases) {
+        const bytes = new TextEncoder().encode(text)
+        const headEnd = text.indexOf("\r\n") + 2
+        for (let cut = headEnd; cut <= bytes.byteLength; cut++) {
+          const parts = (start = 0) => [bytes.subarray(start, Math.max(start, cut)), bytes.subarray(Math.max(start, cut))]
+          const c: Message.Content = {
+            size: bytes.byteLength,
+            headers: Message.parseHeaders(bytes.subarray(0, headEnd)),
+            bodyOffset: headEnd,
+            stream: (start = 0) => Stream.fromIterable(parts(start)),
+            inMemory: parts
+          }
+          const streamed = text2(yield* Message.collect(Message.bodyOf(c)))
+          // Twice: the stream keeps no state between runs.
+          expect(text2(yield* Message.collect(Message.bodyOf(c)))).toBe(streamed)
+          expect(Message.bodyInMemory(c)?.map(text2).join("")).toBe(streamed)
+          expect(streamed).toBe(text.slice(headEnd).replace(/^\r\n/, ""))
+        }
+      }
+      expect(Message.bodyInMemory(content(false))).toBeUndefined()
+    }))
 })
 
 describe("Message header bytes", () => {

@@ -46,6 +46,27 @@ layer(Static.layer({}))("dkim-sign", (it) => {
       expect(added.every((a) => a.name === "DKIM-Signature")).toBe(true)
     }))
 
+  it.effect("signs a message held in memory and one read from a spill file alike", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const hooks = yield* Scope.extend(
+        dkimSign({ trustedFrom: everything, keys: [{ domain: "example.org", selector: "ed1", privateKey: ed.privateKeyPem }] }).setup!,
+        scope
+      )
+      const text = "From: a@example.org\r\nSubject: hi\r\n\r\nline  one \r\n\r\nline two\r\n\r\n"
+      const inMemory = Contexts.data(text)
+      expect(inMemory.edit.bodyInMemory()).toBeDefined()
+      const draft = Contexts.data(text)
+      // The same message, its body readable only as a stream (as after a spill).
+      const streamed = { ...draft, edit: { ...draft.edit, bodyInMemory: () => undefined } }
+      yield* hooks.data!(inMemory)
+      yield* hooks.data!(streamed)
+      yield* Scope.close(scope, Exit.void)
+      expect(inMemory.added).toHaveLength(1)
+      expect(streamed.added).toEqual(inMemory.added)
+      expect(inMemory.added[0]!.value).toContain("bh=")
+    }))
+
   it.effect("signs a subdomain with its parent's key unless subdomains is off", () =>
     Effect.gen(function*() {
       const keys = [{ domain: "example.org", selector: "ed1", privateKey: ed.privateKeyPem }]
