@@ -65,7 +65,7 @@ export const arcSeal = (options: ArcSealOptions): Plugin =>
         data: Effect.fnUntraced(function*({ session, transaction, message, addHeader, edit }: DataContext) {
           const dns = yield* Dns
           const authservId = options.authservId ?? session.hostname
-          const auth = yield* Mailauth.authenticate(message.stream(), {
+          const auth = yield* Mailauth.authenticate(message.inMemory?.() ?? message.stream(), {
             ip: session.remoteAddress,
             helo: session.helo?.name,
             sender: transaction.mailFrom?.address,

@@ -197,7 +197,7 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
       removeHeader("Authentication-Results", (value) => claimsAuthservId(value, authservId))
       if (skip(session, options)) return Verdict.Continue
       const dns = yield* Dns
-      const auth = yield* Mailauth.authenticate(message.stream(), {
+      const auth = yield* Mailauth.authenticate(message.inMemory?.() ?? message.stream(), {
         ip: session.remoteAddress,
         helo: session.helo?.name,
         sender: transaction.mailFrom?.address,

@@ -174,6 +174,17 @@ export const parseFields = (block: string): ReadonlyArray<HeaderField> =>
 
 const readable = <E>(stream: Stream.Stream<Uint8Array, E>): Readable => Readable.from(Stream.toAsyncIterable(stream))
 
+/**
+ * What mailauth reads: a message held in memory as one Buffer (mailauth takes Buffers as they are),
+ * else a stream as a Readable. Turning a one-chunk stream into a Readable costs more than the
+ * DKIM check of a small message.
+ */
+const input = <E>(message: Stream.Stream<Uint8Array, E> | ReadonlyArray<Uint8Array>): Readable | Buffer =>
+  isChunks(message) ? Buffer.concat(message) : readable(message)
+
+const isChunks = <E>(message: Stream.Stream<Uint8Array, E> | ReadonlyArray<Uint8Array>): message is ReadonlyArray<Uint8Array> =>
+  Array.isArray(message)
+
 type Library = typeof import("mailauth")
 
 /**
@@ -214,14 +225,15 @@ export const spf = (options: Omit<AuthenticateOptions, "seal" | "bimi" | "minBit
 
 /** SPF, DKIM, ARC, DMARC (and BIMI when asked) for a whole message; seals an ARC set when `seal` is given. */
 export const authenticate = <E>(
-  message: Stream.Stream<Uint8Array, E>,
+  /** The whole message: a stream, or its chunks when it is held in memory. */
+  message: Stream.Stream<Uint8Array, E> | ReadonlyArray<Uint8Array>,
   options: AuthenticateOptions
 ): Effect.Effect<Authentication, MailauthError> =>
   Effect.gen(function*() {
     const seal = options.seal
     const runtime = yield* Effect.runtime<never>()
     const r = yield* check("authenticate", (Mailauth) =>
-      Mailauth.authenticate(readable(message), {
+      Mailauth.authenticate(input(message), {
         ip: options.ip,
         ...(options.helo !== undefined ? { helo: options.helo } : {}),
         ...(options.sender !== undefined && options.sender !== "" ? { sender: options.sender } : {}),

@@ -70,19 +70,21 @@ const tamper = (message: Buffer, from: string, to: string): Buffer => {
   return Buffer.concat([message.subarray(0, at), Buffer.from(to), message.subarray(at + from.length)])
 }
 
-const verifyWithInfo = (message: Buffer, sender: string) =>
-  Effect.runPromise(
-    Effect.map(
-      Mailauth.authenticate(Stream.succeed(new Uint8Array(message)), {
-        ip: "127.0.0.1",
-        helo: "client.example.test",
-        sender,
-        authservId: "bridge.test",
-        dns: resolver!
-      }),
-      (auth) => auth.dkim
-    )
-  )
+/**
+ * Each message is checked twice: streamed, and as chunks held in memory (as the server passes a
+ * small message); both must give the same results.
+ */
+const verifyWithInfo = async (message: Buffer, sender: string) => {
+  const options = { ip: "127.0.0.1", helo: "client.example.test", sender, authservId: "bridge.test", dns: resolver! }
+  const half = message.byteLength >> 1
+  const [streamed, held] = await Effect.runPromise(Effect.all([
+    Mailauth.authenticate(Stream.succeed(new Uint8Array(message)), options),
+    Mailauth.authenticate([message.subarray(0, half), message.subarray(half)], options)
+  ]))
+  expect(held.dkim).toEqual(streamed.dkim)
+  expect(held.authenticationResults).toBe(streamed.authenticationResults)
+  return streamed.dkim
+}
 
 const verify = async (message: Buffer, sender: string) =>
   (await verifyWithInfo(message, sender)).map((d) => ({ result: d.result, domain: d.domain, selector: d.selector, algorithm: d.algorithm }))
