@@ -10,6 +10,7 @@
  * yield* pool.use((session, reused) => Transaction.send(...))
  */
 import { Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import * as Slots from "../../util/Slots.ts"
 
 export interface Options<A, E> {
   /** Opens one item in the scope it is given; closing that scope closes the item. */
@@ -52,7 +53,8 @@ interface Taken<A> {
 export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const poolScope = yield* Effect.scope
-    const slots = yield* Effect.makeSemaphore(Math.max(1, options.max))
+    // FIFO hand-off (util/Slots): Effect's Semaphore wakes every waiter on each release.
+    const slots = Slots.make(Math.max(1, options.max))
     const idleMillis = Duration.toMillis(Duration.decode(options.idleTimeout))
     const idle: Array<Entry<A>> = []
     let open = 0
@@ -118,7 +120,7 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, ne
       return Effect.void
     }
 
-    const slot = slots.take(1).pipe(
+    const slot = slots.take.pipe(
       Effect.timeoutFail({ duration: options.acquireTimeout, onTimeout: options.onExhausted })
     )
 
@@ -134,10 +136,10 @@ export const make = <A, E>(options: Options<A, E>): Effect.Effect<Pool<A, E>, ne
     // (`timeoutFail` forks a timer fiber, which the common case does without).
     const use = <B, E2>(f: (item: A, reused: boolean) => Effect.Effect<B, E2>, useOptions?: UseOptions): Effect.Effect<B, E | E2> => {
       const body = withItem(f, useOptions)
-      return Effect.flatMap(slots.withPermitsIfAvailable(1)(body), (done) =>
+      return Effect.flatMap(slots.withSlotIfFree(body), (done) =>
         done._tag === "Some"
           ? Effect.succeed(done.value)
-          : Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(slot), Effect.ensuring(restore(body), slots.release(1)))))
+          : Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(slot), Effect.ensuring(restore(body), Effect.sync(slots.release)))))
     }
 
     return { use, size: () => open, idle: () => idle.length }
