@@ -11,7 +11,7 @@
  * yield* slots.withSlot(deliver)                     // waits (interruptibly) for a slot
  * const done = yield* slots.withSlotIfFree(deliver)  // Option.none() when none is free now
  */
-import { Effect, Option } from "effect"
+import { Effect, type Option } from "effect"
 
 interface Waiter {
   /** Set when a release handed this waiter its slot. */
