@@ -5,6 +5,16 @@ import { Contexts } from "smtp-bridge/testing"
 const allowed = (pattern: string, address: string): boolean => Senders.allows([Senders.parsePattern(pattern)!], Contexts.mailbox(address))
 
 describe("Senders", () => {
+  it("parses a header section's From and Sender once, and each section on its own", () => {
+    const a = [{ name: "From", value: "Alice <alice@example.org>" }]
+    const b = [{ name: "From", value: "bob@example.net" }, { name: "Sender", value: "x@example.net" }]
+    const first = Senders.fromHeaders(a)
+    expect(Senders.fromHeaders(a)).toBe(first)
+    expect(first).toMatchObject({ _tag: "Ok", from: [{ address: "alice@example.org" }], sender: undefined })
+    expect(Senders.fromHeaders(b)).toMatchObject({ _tag: "Ok", from: [{ address: "bob@example.net" }], sender: { address: "x@example.net" } })
+    expect(Senders.fromHeaders([...a, ...a])).toMatchObject({ _tag: "Invalid", header: "From" })
+  })
+
   it.each([
     ["Example.COM", "example.com"],
     ["Bücher.example", "xn--bcher-kva.example"],
