@@ -2,7 +2,14 @@
  * Wiring: the validated config becomes the ordered plugin list, the transports and a running
  * server. Used by the CLI and by tests that start a bridge in-process.
  */
-import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Schema, Scope } from "effect"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import { arcSeal } from "../plugins/arc-seal/index.ts"
 import { dkimSign } from "../plugins/dkim-sign/index.ts"
 import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"

@@ -4,7 +4,12 @@
  * comes from `config/Load.ts`, the server from `Bridge.ts`, exit codes from `runtime/Main.ts`.
  */
 import { Command } from "@effect/cli"
-import { Console, Duration, Effect, Either, Option, Queue } from "effect"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import packageJson from "../package.json" with { type: "json" }
 import * as Reload from "./admin/Reload.ts"
 import * as Backends from "./auth/Backends.ts"

@@ -8,7 +8,7 @@
  * @example
  * Backends.plugins({ users: undefined, auth: [{ type: "http", options: { url: "http://127.0.0.1:8080/auth" } }], authCache: undefined })
  */
-import { Duration } from "effect"
+import * as Duration from "effect/Duration"
 import { authDovecot } from "../../plugins/auth-dovecot/index.ts"
 import { authHtpasswd } from "../../plugins/auth-htpasswd/index.ts"
 import { authHttp } from "../../plugins/auth-http/index.ts"

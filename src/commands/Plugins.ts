@@ -4,7 +4,9 @@
  * the server would, so hooks that a plugin's `setup` returns are listed too, and a users file
  * that cannot be read fails here as it would at start.
  */
-import { Console, Data, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import * as Bridge from "../Bridge.ts"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Resolver from "../dns/Resolver.ts"

@@ -15,7 +15,11 @@ import type { Path } from "@effect/platform/Path"
 import type { Teardown } from "@effect/platform/Runtime"
 import type { Terminal } from "@effect/platform/Terminal"
 import * as ValidationError from "@effect/cli/ValidationError"
-import { Cause, Effect, Exit, Layer, Option } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 
 /**
  * What the platform layer provides: what the command line (@effect/cli) needs, file system, path

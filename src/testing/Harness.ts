@@ -11,7 +11,10 @@
  * const s = yield* harness.open()
  * yield* s.send("EHLO client.test")
  */
-import { Effect, Layer, LogLevel, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
+import type * as Scope from "effect/Scope"
 import * as Bridge from "../Bridge.ts"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Resolve from "../config/Resolve.ts"

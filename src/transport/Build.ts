@@ -1,5 +1,6 @@
 /** Builds every configured transport by name, in the server's scope (pools close with it). */
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type { TransportConfig } from "../config/Config.ts"
 import * as Maildir from "./Maildir.ts"
 import * as SmtpRelay from "./smtp/SmtpRelay.ts"
