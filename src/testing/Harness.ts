@@ -102,7 +102,7 @@ export const make = (options: Options = {}): Effect.Effect<Harness, Resolve.Conf
       // Delivery never spools in memory: a message the transports refuse is refused to the client.
       spool: undefined
     }
-    const plugins = listed ? options.plugins ?? [] : [...Bridge.plugins(config), ...(options.plugins ?? [])]
+    const plugins = listed ? options.plugins ?? [] : [...(yield* Effect.orDie(Bridge.plugins(config))), ...(options.plugins ?? [])]
     const made = yield* Pipeline.make(plugins).pipe(Effect.provide(dnsLayer(options.dns)))
     const pipeline = options.pipeline === undefined ? made : options.pipeline(made)
     const delivered: Array<MemoryTransport.Delivered> = []
