@@ -1,8 +1,9 @@
 // Start-up loads only what a config uses (issue 16): importing the library and the CLI's modules
 // pulls in neither mailauth (with joi, libmime and its ASN.1 schemas) nor ioredis nor
 // node:worker_threads; making the mail-authentication plugin starts loading mailauth at once, so
-// the first message does not pay for it. `serve` loads no built-in plugin its config does not
-// use. Checked in fresh Bun processes, whose module registry (`require.cache`) lists ES modules too.
+// the first message does not pay for it. A plain `serve` loads neither @effect/cli nor Effect's
+// root module nor a built-in plugin its config does not use. Checked in fresh Bun processes,
+// whose module registry (`require.cache`) lists ES modules too.
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -66,11 +67,13 @@ ${report}`
     const pluginsLoaded = (modules: ReadonlyArray<string>) =>
       builtIns.filter((name) => modules.includes(`plugins/${name}/index.ts`))
 
-    it("loads neither the plugins nor the admin listener its config leaves out", async () => {
+    it("loads neither @effect/cli nor Effect's root module nor the plugins and admin listener its config leaves out", async () => {
       const modules = await modulesOf([])
       expect(modules).toContain("src/Bridge.ts")
       expect(pluginsLoaded(modules).sort()).toEqual(always)
-      expect(modules.filter((m) => /node_modules\/(jose|ldapts|mailauth|ioredis)\//.test(m))).toEqual([])
+      expect(modules.filter((m) => m.includes("node_modules/@effect/cli/"))).toEqual([])
+      expect(modules.filter((m) => /node_modules\/effect\/dist\/esm\/index\.js$/.test(m))).toEqual([])
+      expect(modules.filter((m) => /node_modules\/(jose|ldapts|mailauth|ioredis|yaml|toml)\//.test(m))).toEqual([])
       expect(modules).not.toContain("src/admin/Admin.ts")
     }, 60_000)
 
