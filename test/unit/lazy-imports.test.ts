@@ -67,7 +67,7 @@ ${report}`
     const pluginsLoaded = (modules: ReadonlyArray<string>) =>
       builtIns.filter((name) => modules.includes(`plugins/${name}/index.ts`))
 
-    it("loads neither @effect/cli nor Effect's root module nor the plugins and admin listener its config leaves out", async () => {
+    it("loads neither @effect/cli nor Effect's root module nor the plugins, transports and admin listener its config leaves out", async () => {
       const modules = await modulesOf([])
       expect(modules).toContain("src/Bridge.ts")
       expect(pluginsLoaded(modules).sort()).toEqual(always)
@@ -75,6 +75,8 @@ ${report}`
       expect(modules.filter((m) => /node_modules\/effect\/dist\/esm\/index\.js$/.test(m))).toEqual([])
       expect(modules.filter((m) => /node_modules\/(jose|ldapts|mailauth|ioredis|yaml|toml)\//.test(m))).toEqual([])
       expect(modules).not.toContain("src/admin/Admin.ts")
+      // Nor @effect/platform's HTTP client and server, which only a webhook, the admin listener or an HTTP plugin use.
+      expect(modules.filter((m) => /node_modules\/@effect\/platform\/dist\/esm\/(internal\/)?[Hh]ttp/.test(m))).toEqual([])
     }, 60_000)
 
     it("loads the plugins the config names: rate limits, an HTTP hook, an LDAP backend", async () => {
