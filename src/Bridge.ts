@@ -2,23 +2,20 @@
  * Wiring: the validated config becomes the ordered plugin list, the transports and a running
  * server. Used by the CLI and by tests that start a bridge in-process.
  */
-import { Data, Duration, Effect, ExecutionStrategy, Exit, Metric, Schema, Scope } from "effect"
-import { arcSeal } from "../plugins/arc-seal/index.ts"
-import { dkimSign } from "../plugins/dkim-sign/index.ts"
-import { mailauthVerify } from "../plugins/mailauth-verify/index.ts"
-import { policy } from "../plugins/policy/index.ts"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import { Options as PolicyOptions } from "../plugins/policy/options.ts"
 import { received } from "../plugins/received/index.ts"
-import { recipientVerify } from "../plugins/recipient-verify/index.ts"
-import { rspamd } from "../plugins/rspamd/index.ts"
 import { Options as RspamdOptions } from "../plugins/rspamd/options.ts"
-import { rateLimit } from "../plugins/rate-limit/index.ts"
-import { milter } from "../plugins/milter/index.ts"
-import { httpHooks } from "../plugins/http-hooks/index.ts"
 import { relayPolicy } from "../plugins/relay-policy/index.ts"
-import { routing } from "../plugins/routing/index.ts"
 import { senderIdentity } from "../plugins/sender-identity/index.ts"
-import * as Admin from "./admin/Admin.ts"
+import type * as Admin from "./admin/Admin.ts"
 import * as Readiness from "./admin/Readiness.ts"
 import * as Backends from "./auth/Backends.ts"
 import * as Reload from "./admin/Reload.ts"
@@ -48,44 +45,71 @@ const authenticates = (config: BridgeConfig): boolean =>
 /** Whether the config's plugins already bring their own rate-limit plugin (and so their own AUTH throttle). */
 const throttled = (config: BridgeConfig): boolean => config.plugins.some((p) => p.name === "rate-limit")
 
+/** The rate-limit plugin's options: the configured ones, or none but the AUTH throttle when something authenticates. */
+const rateLimitOptions = (config: BridgeConfig): BridgeConfig["rateLimit"] =>
+  config.rateLimit !== undefined ? config.rateLimit : authenticates(config) && !throttled(config) ? {} : undefined
+
+/**
+ * `[make(module, options)]` once the plugin's module is imported; no import, and nothing, when the
+ * config leaves it out. The built-in plugins a config does not use are never loaded: together
+ * they cost start-up some 40 ms under Bun (issue 16; the LDAP and OAuth clients most of it).
+ */
+export const lazy = <O, M>(
+  options: O | undefined,
+  module: () => Promise<M>,
+  make: (module: M, options: O) => Plugin<unknown>
+): Promise<ReadonlyArray<Plugin<unknown>>> => (options === undefined ? Promise.resolve([]) : module().then((m) => [make(m, options)]))
+
 /** The plugins in the order they run: policy first, the user's own, then the trace header. */
-export const plugins = (config: BridgeConfig): ReadonlyArray<Plugin<unknown>> => [
-  relayPolicy({ trust: config.trust }),
-  // Its authAttempt hook counts each AUTH attempt before credentials are checked, and slows down
-  // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.
-  ...(config.rateLimit !== undefined ? [rateLimit(config.rateLimit)] : authenticates(config) && !throttled(config) ? [rateLimit({})] : []),
-  // `users`, then the `auth` backends in order: the first that knows the user decides.
-  ...Backends.plugins(config),
-  senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom }),
-  ...(config.verify !== undefined ? [mailauthVerify(config.verify)] : []),
-  // After the relay policy: only a client allowed to relay may learn which addresses exist.
-  ...verifiers(config),
-  // After the relay policy, as Postfix's check_policy_service follows reject_unauth_destination.
-  ...(config.policy !== undefined ? [policy(Schema.encodeSync(PolicyOptions)(config.policy))] : []),
-  ...(config.rspamd !== undefined ? [rspamd(Schema.encodeSync(RspamdOptions)(config.rspamd))] : []),
-  ...config.plugins,
-  // After the user's plugins, as Postfix runs milters after its own checks; their edits are what routing and delivery see.
-  ...(config.milter !== undefined ? [milter(config.milter)] : []),
-  ...(config.httpHooks !== undefined ? [httpHooks(config.httpHooks)] : []),
-  ...(config.routes !== undefined ? [routing({ rules: config.routes, defaultTransport: config.defaultTransport })] : []),
-  // Signing sees the message as earlier hooks left it (a milter's or an HTTP hook's edits), as it will be sent.
-  ...(config.dkimSign !== undefined ? [dkimSign(config.dkimSign)] : []),
-  ...(config.arcSeal !== undefined ? [arcSeal(config.arcSeal)] : []),
-  received()
-]
+export const plugins = (config: BridgeConfig): Effect.Effect<ReadonlyArray<Plugin<unknown>>, BridgeError> =>
+  Effect.tryPromise({
+    try: async () =>
+      (await Promise.all([
+        [relayPolicy({ trust: config.trust })],
+        // Its authAttempt hook counts each AUTH attempt before credentials are checked, and slows down
+        // and defers brute force. With users (or an auth plugin) and no rate limits configured it runs for AUTH alone, in memory.
+        lazy(rateLimitOptions(config), () => import("../plugins/rate-limit/index.ts"), (m, o) => m.rateLimit(o)),
+        // `users`, then the `auth` backends in order: the first that knows the user decides.
+        Backends.plugins(config),
+        [senderIdentity({ senders: config.senders, forgedFrom: config.forgedFrom })],
+        lazy(config.verify, () => import("../plugins/mailauth-verify/index.ts"), (m, o) => m.mailauthVerify(o)),
+        // After the relay policy: only a client allowed to relay may learn which addresses exist.
+        verifiers(config),
+        // After the relay policy, as Postfix's check_policy_service follows reject_unauth_destination.
+        lazy(config.policy, () => import("../plugins/policy/index.ts"), (m, o) => m.policy(Schema.encodeSync(PolicyOptions)(o))),
+        lazy(config.rspamd, () => import("../plugins/rspamd/index.ts"), (m, o) => m.rspamd(Schema.encodeSync(RspamdOptions)(o))),
+        config.plugins,
+        // After the user's plugins, as Postfix runs milters after its own checks; their edits are what routing and delivery see.
+        lazy(config.milter, () => import("../plugins/milter/index.ts"), (m, o) => m.milter(o)),
+        lazy(config.httpHooks, () => import("../plugins/http-hooks/index.ts"), (m, o) => m.httpHooks(o)),
+        lazy(
+          config.routes,
+          () => import("../plugins/routing/index.ts"),
+          (m, rules) => m.routing({ rules, defaultTransport: config.defaultTransport })
+        ),
+        // Signing sees the message as earlier hooks left it (a milter's or an HTTP hook's edits), as it will be sent.
+        lazy(config.dkimSign, () => import("../plugins/dkim-sign/index.ts"), (m, o) => m.dkimSign(o)),
+        lazy(config.arcSeal, () => import("../plugins/arc-seal/index.ts"), (m, o) => m.arcSeal(o)),
+        [received()]
+      ])).flat(),
+    catch: (e) => new BridgeError({ message: e instanceof Error ? e.message : String(e) })
+  })
 
 /**
  * One recipient-verify plugin per relay transport with `verifyRecipients`: the default transport
  * without routes checks every recipient; otherwise the domains its `recipientDomain` routes send it.
  */
-const verifiers = (config: BridgeConfig): ReadonlyArray<Plugin> =>
-  Object.entries(config.transports).flatMap(([name, t]) => {
-    if ((t.type !== "smtp" && t.type !== "lmtp") || !t.verifyRecipients) return []
+const verifiers = async (config: BridgeConfig): Promise<ReadonlyArray<Plugin>> => {
+  const relays = Object.entries(config.transports).flatMap(([name, t]) => (t.type === "smtp" || t.type === "lmtp") && t.verifyRecipients ? [[name, t] as const] : [])
+  if (relays.length === 0) return []
+  const { recipientVerify } = await import("../plugins/recipient-verify/index.ts")
+  return relays.map(([name, relay]) => {
     const domains = config.routes === undefined
       ? (name === config.defaultTransport ? undefined : [])
       : config.routes.filter((r) => r.transport === name).flatMap((r) => r.recipientDomain ?? [])
-    return [recipientVerify({ transport: name, relay: t, helo: config.hostname, domains })]
+    return recipientVerify({ transport: name, relay, helo: config.hostname, domains })
   })
+}
 
 export interface Running extends Omit<SmtpServer.RunningServer, "reload"> {
   readonly pipeline: Pipeline.Pipeline
@@ -107,10 +131,7 @@ const message = (e: { readonly message: string }) => new BridgeError({ message: 
 
 /** The plugins, set up in `scope`, wrapped so that their verdicts are counted. */
 const pipelineIn = (config: BridgeConfig, scope: Scope.Scope) =>
-  Effect.try({
-    try: () => plugins(config),
-    catch: (e) => new BridgeError({ message: e instanceof Error ? e.message : String(e) })
-  }).pipe(Effect.flatMap(Pipeline.make), Effect.provide(Resolver.layer(config.dns)), Scope.extend(scope), Effect.map(Metrics.instrumentPipeline))
+  plugins(config).pipe(Effect.flatMap(Pipeline.make), Effect.provide(Resolver.layer(config.dns)), Scope.extend(scope), Effect.map(Metrics.instrumentPipeline))
 
 const transportsIn = (config: BridgeConfig, scope: Scope.Scope) =>
   Build.make(config.transports, config.hostname).pipe(Scope.extend(scope), Effect.map(Metrics.instrumentTransports))
@@ -146,15 +167,20 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
     const bound: { server: SmtpServer.RunningServer | undefined } = { server: undefined }
     // The admin listener comes before the server: it answers 503 while the listeners bind and
     // while they drain, rather than refusing connections.
-    const exposure = config.admin === undefined ? undefined : Admin.exposureWarning(config.admin.host, config.admin.token !== undefined)
-    if (exposure !== undefined) yield* Effect.logWarning(exposure)
-    const admin = config.admin === undefined ? undefined : yield* Admin.make({
-      host: config.admin.host,
-      port: config.admin.port,
-      token: config.admin.token,
-      // Read at each request: a reload may change the transports to probe.
-      ready: Effect.suspend(() => Readiness.run([{ name: "listeners", check: listenersReady(bound.server) }, ...Readiness.forConfig(state.config)])),
-      beforeScrape: config.spool === undefined ? Effect.void : spoolGauges(config.spool.dir)
+    const adminConfig = config.admin
+    const admin = adminConfig === undefined ? undefined : yield* Effect.gen(function*() {
+      // Imported only when configured: the HTTP server modules cost start-up some 15 ms under Bun.
+      const Admin = yield* Effect.promise(() => import("./admin/Admin.ts"))
+      const exposure = Admin.exposureWarning(adminConfig.host, adminConfig.token !== undefined)
+      if (exposure !== undefined) yield* Effect.logWarning(exposure)
+      return yield* Admin.make({
+        host: adminConfig.host,
+        port: adminConfig.port,
+        token: adminConfig.token,
+        // Read at each request: a reload may change the transports to probe.
+        ready: Effect.suspend(() => Readiness.run([{ name: "listeners", check: listenersReady(bound.server) }, ...Readiness.forConfig(state.config)])),
+        beforeScrape: config.spool === undefined ? Effect.void : spoolGauges(config.spool.dir)
+      })
     })
     const server = yield* SmtpServer.make({ config, pipeline, transports, spool })
     bound.server = server

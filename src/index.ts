@@ -56,7 +56,7 @@ export * as Bytes from "./util/Bytes.ts"
  * `x-smtp-bridge-signature: v1=<hex>` with `x-smtp-bridge-timestamp`), for plugins that call an
  * HTTP service the same way, so that a receiver verifies both with one routine.
  */
-export { sign as signRequest } from "./transport/Webhook.ts"
+export { sign as signRequest } from "./transport/WebhookSign.ts"
 /** A bounded pool of reusable connections, as the relay transports keep theirs. */
 export * as Pool from "./transport/smtp/Pool.ts"
 /** Asks a relay upstream whether it takes a recipient (MAIL FROM:<>, RCPT, RSET), for recipient verification. */

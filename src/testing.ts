@@ -20,7 +20,8 @@
  *   S: 550 5.1.2
  * `))
  */
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type { Dns } from "./dns/Dns.ts"
 import type { Hooks, Plugin } from "./pipeline/Plugin.ts"
 

@@ -9,7 +9,9 @@
  * import { arcSeal } from "./plugins/arc-seal/index.ts"
  * arcSeal({ domain: "forwarder.example", selector: "arc2025", keyFile: "/etc/smtp-bridge/arc.pem" })
  */
-import { Effect, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { readFile } from "node:fs/promises"
 import { definePlugin, Dkim, Dns, Mailauth, Verdict } from "../../src/index.ts"
 import type { DataContext, Plugin } from "../../src/index.ts"

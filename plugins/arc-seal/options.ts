@@ -5,7 +5,7 @@
  * @example
  * Schema.decodeUnknownSync(Options)({ domain: "forwarder.example", selector: "arc2025", keyFile: "/etc/arc.pem" })
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 // Absent, never `undefined` (exactOptionalPropertyTypes).
 const optional = <S extends Schema.Schema.AnyNoContext>(schema: S) => Schema.optionalWith(schema, { exact: true })

@@ -5,7 +5,10 @@
  * sends: lines are cut at `maxLineLength` (the connection is dropped), open requests at
  * `maxPending`, answers to ids nobody waits for are ignored.
  */
-import { Deferred, Duration, Effect, Option } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Connect } from "../../src/index.ts"
 import type { Options } from "./options.ts"
 import * as Protocol from "./Protocol.ts"

@@ -17,7 +17,7 @@
  * import { authDovecot } from "./plugins/auth-dovecot/index.ts"
  * defineConfig({ plugins: [authDovecot({ path: "/run/dovecot/auth-client" })] })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { definePlugin, Verdict } from "../../src/index.ts"
 import type { AuthContext, Made, SaslContext, SaslExchange, SaslStep, SessionInfo } from "../../src/index.ts"
 import * as Client from "./Client.ts"

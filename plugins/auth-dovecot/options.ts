@@ -7,7 +7,8 @@
  * Schema.decodeUnknownSync(Options)({ path: "/run/dovecot/auth-client" })
  * Schema.decodeUnknownSync(Options)({ host: "127.0.0.1", port: 12345, timeout: "5 seconds" })
  */
-import { Duration, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
 import * as Units from "../../src/util/Units.ts"
 
 const optional = <S extends Schema.Schema.AnyNoContext>(schema: S) => Schema.optionalWith(schema, { exact: true })

@@ -6,7 +6,10 @@
  * import { authHtpasswd } from "./plugins/auth-htpasswd/index.ts"
  * authHtpasswd({ file: "/etc/smtp-bridge/users.htpasswd" })
  */
-import { Effect, Either, Ref, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import { readFile } from "node:fs/promises"
 import { definePlugin, Password, Verdict } from "../../src/index.ts"
 import type { Plugin } from "../../src/index.ts"

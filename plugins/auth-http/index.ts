@@ -15,7 +15,10 @@
  * import { authHttp } from "./plugins/auth-http/index.ts"
  * authHttp({ url: "https://auth.internal.example/smtp", secretEnv: "SMTP_AUTH_HMAC" })
  */
-import { Duration, Effect, Either, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
 import { Bytes, definePlugin, Redact, Senders, signRequest, Verdict } from "../../src/index.ts"
 import type { AuthContext } from "../../src/index.ts"
 import { Options } from "./options.ts"

@@ -11,7 +11,9 @@
  * call starts, so no socket event can come in between): a connection that dropped is thrown
  * away, never silently redialled, and a password never goes out over a downgraded connection.
  */
-import { Effect, Exit, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
 import { Client, Filter, InvalidCredentialsError, ResultCodeError } from "ldapts"
 import type { SearchOptions } from "ldapts"
 

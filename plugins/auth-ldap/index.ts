@@ -13,7 +13,10 @@
  * authLdap({ url: "ldaps://ldap.example.com", base: "ou=people,dc=example,dc=com", filter: "(uid=%s)",
  *   bindDn: "cn=smtp,dc=example,dc=com", bindPasswordFile: "/run/secrets/ldap", senderAttributes: ["mail", "mailAlternateAddress"] })
  */
-import { Duration, Effect, Either, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
 import { readFile } from "node:fs/promises"
 import { definePlugin, Senders, Verdict } from "../../src/index.ts"
 import type { AuthContext } from "../../src/index.ts"

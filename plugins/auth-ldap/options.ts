@@ -3,7 +3,9 @@
  * wrote with it, and a configuration loader can validate a plugin entry with it before the server
  * starts. Imports nothing but `effect`.
  */
-import { Duration, Option, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 
 /** `"5 seconds"`, `"500 millis"` or a number of milliseconds. */
 const DurationInput = Schema.Union(Schema.Number, Schema.String).pipe(

@@ -6,7 +6,8 @@
  * capped, cached for `cacheMaxAge`, fetched again for an unknown `kid` at most once per
  * `refreshCooldown` (tokens with made-up `kid`s cannot make the bridge hammer the issuer).
  */
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { createRemoteJWKSet, customFetch, jwtVerify } from "jose"
 import { Bytes, Redact } from "../../src/index.ts"
 import type { Options } from "./options.ts"

@@ -15,7 +15,7 @@
  *   plugins: [authOauth({ jwksUrl: "https://login.example.com/jwks", issuer: "https://login.example.com/", audience: "smtp" })]
  * })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { definePlugin, Verdict } from "../../src/index.ts"
 import type { Made, SaslContext, SaslExchange, SaslStep } from "../../src/index.ts"
 import * as Messages from "./Messages.ts"

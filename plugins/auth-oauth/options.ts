@@ -9,7 +9,7 @@
  *   audience: "smtp.example.com"
  * })
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Units from "../../src/util/Units.ts"
 
 const loopback = (host: string): boolean =>

@@ -15,7 +15,11 @@
  * import { dkimSign } from "./plugins/dkim-sign/index.ts"
  * dkimSign({ keys: [{ domain: "example.org", selector: "s2025", keyFile: "/etc/smtp-bridge/example.org.pem" }] })
  */
-import { Clock, Duration, Effect, Schema, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { readFile } from "node:fs/promises"
 import { Cidr, definePlugin, Dkim, Senders, Verdict } from "../../src/index.ts"
 import type { DataContext, Mailbox, Plugin } from "../../src/index.ts"

@@ -6,7 +6,8 @@
  * @example
  * Schema.decodeUnknownSync(Options)({ keys: [{ domain: "example.org", selector: "s2025", keyFile: "/etc/dkim.pem" }] })
  */
-import { ParseResult, Schema } from "effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import * as Cidr from "../../src/util/Cidr.ts"
 import * as Units from "../../src/util/Units.ts"
 

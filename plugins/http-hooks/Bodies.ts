@@ -10,7 +10,10 @@
  * const bodies = yield* Bodies.make({ listen: "127.0.0.1:0", maxConnections: 16, ... })
  * const { url, size } = yield* bodies.offer(ctx.edit.rendered())   // valid until the scope closes
  */
-import { Deferred, Effect, type Scope, Stream } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { randomBytes, timingSafeEqual } from "node:crypto"
 import { HttpListener, signRequest } from "../../src/index.ts"
 import type { Message } from "../../src/index.ts"

@@ -3,7 +3,7 @@
  * decodes answers with them, and docs/schemas/hook-request.json and hook-response.json are made
  * from them (`JSONSchema.make`; a test keeps the files equal to what they give).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 export const Stage = Schema.Literal("connect", "helo", "mailFrom", "rcptTo", "data")
 export type Stage = typeof Stage.Type

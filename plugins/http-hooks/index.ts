@@ -11,7 +11,11 @@
  * @example
  * httpHooks({ hooks: [{ stage: "data", url: "http://127.0.0.1:8080/hook" }], secretEnv: "HOOK_KEY" })
  */
-import { Duration, Effect, Either, Schema, type Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { Bytes, definePlugin, Message, Redact, signRequest, Verdict } from "../../src/index.ts"
 import type { DataContext, Hooks, Made, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import * as Bodies from "./Bodies.ts"

@@ -8,7 +8,7 @@
  * import { mailauthVerify } from "./plugins/mailauth-verify/index.ts"
  * mailauthVerify({ policy: { dmarcReject: "reject", spfFail: "tag" } })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { definePlugin, Dns, Mailauth, Notes, Relay, Reply, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo } from "../../src/index.ts"
 import type { Action, OptionsInput, Policy } from "./options.ts"

@@ -3,7 +3,10 @@
  * frames and read answers, each within its deadline. A milter that closes, stalls or sends a
  * frame that is not the protocol fails with a `MilterError`; the plugin applies the default action.
  */
-import { Data, Effect, Exit, Scope } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import { Connect } from "../../src/index.ts"
 import * as Protocol from "./Protocol.ts"
 

@@ -4,7 +4,7 @@
  * milter's modifications applied through the plugin API's `MessageEdits` as they arrive. A
  * replaced body streams into the bridge's spill file chunk by chunk.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Streams from "../../src/util/Streams.ts"
 import type { BodyWriter, DataContext } from "../../src/index.ts"
 import type * as Link from "./Link.ts"

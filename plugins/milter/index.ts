@@ -16,7 +16,8 @@
  * import { milter } from "./plugins/milter/index.ts"
  * export default defineConfig({ plugins: [milter({ milters: ["inet:127.0.0.1:8891"] })] })
  */
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { definePlugin, Notes, Verdict } from "../../src/index.ts"
 import type { DataContext, Made, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import * as Link from "./Link.ts"

@@ -2,7 +2,9 @@
  * The options of the milter plugin, as one `effect/Schema`; the CLI's `--milter` and the config
  * file's `milters` give the same shape. Imports nothing but `effect`.
  */
-import { Duration, Option, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 
 const DurationInput = Schema.Union(Schema.Number, Schema.String).pipe(
   Schema.filter((input) => Option.isSome(Duration.decodeUnknown(input)) || "a duration such as \"30 seconds\" or a number of milliseconds")

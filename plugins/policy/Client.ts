@@ -8,7 +8,11 @@
  * const client = yield* Client.make({ endpoint: { host: "127.0.0.1", port: 10023 }, ... })
  * const answer = yield* client.ask("request=smtpd_access_policy\n...\n\n") // "action=DUNNO\n\n"
  */
-import { Duration, Effect, Either, Schema, type Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { Connect, Pool } from "../../src/index.ts"
 import type { Endpoint } from "./options.ts"
 import * as Protocol from "./Protocol.ts"

@@ -7,7 +7,7 @@
  * import { policy } from "./plugins/policy/index.ts"
  * defineConfig({ plugins: [policy({ server: "inet:127.0.0.1:10023" })] })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { definePlugin, Notes, Verdict } from "../../src/index.ts"
 import type { DataContext, RcptToContext, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import * as Client from "./Client.ts"

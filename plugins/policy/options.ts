@@ -6,7 +6,7 @@
  * @example
  * Schema.decodeUnknownSync(Options)({ server: "inet:127.0.0.1:10023" })
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Units from "../../src/util/Units.ts"
 import * as Protocol from "./Protocol.ts"
 

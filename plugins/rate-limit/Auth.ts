@@ -17,7 +17,8 @@
  * who already log in from there. The mark is a key of the same store (one event per 30 days,
  * spent: a `peek` that is refused means "known"), so it is shared through Redis too.
  */
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { Cidr, Notes, RateLimit, Verdict } from "../../src/index.ts"
 import type { AuthAttemptContext, AuthResultContext, DisconnectContext, SessionInfo } from "../../src/index.ts"
 import * as Gate from "./Gate.ts"

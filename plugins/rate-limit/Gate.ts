@@ -9,7 +9,8 @@
  * failure): legitimate logins all pass, and guesses still get no more checks than the limit
  * allows. Per process: several instances sharing a Redis store each gate their own sessions.
  */
-import { type Duration, Effect } from "effect"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 
 interface Waiter {
   /** Gives this waiter the slot an ending attempt freed, and lets it go. */

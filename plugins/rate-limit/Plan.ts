@@ -3,7 +3,9 @@
  * first against their schema (`options.ts`), so every mistake throws at creation as one line
  * naming the option, and a typo fails at start-up instead of silently limiting nothing.
  */
-import { Duration, Effect, Either } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import { Cidr, decodeOptions, RateLimit } from "../../src/index.ts"
 import { type AuthFailureOptions as AuthFailureSchema, Options, type OptionsInput, type Rate, type Rates, type RedisOptions, type UserOverride as UserOverrideSchema } from "./options.ts"
 

@@ -10,7 +10,10 @@
  * import { rateLimit } from "./plugins/rate-limit/index.ts"
  * rateLimit({ perUser: "100/hour", recipients: "1000/day", redis: "redis://127.0.0.1:6379" })
  */
-import { Context, Duration, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { Cidr, definePlugin, Metrics, RateLimit, Verdict } from "../../src/index.ts"
 import type {
   ConnectContext, DeliveredContext, MailFromContext, Plugin, RcptToContext, SessionInfo

@@ -7,7 +7,9 @@
  * @example
  * Schema.decodeUnknownSync(Options)({ perUser: "100/hour", redis: "redis://127.0.0.1:6379" })
  */
-import { Either, Layer, Schema } from "effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import * as Cidr from "../../src/util/Cidr.ts"
 import * as Limiter from "../../src/ratelimit/Limiter.ts"
 import * as RedisUrl from "../../src/ratelimit/RedisUrl.ts"

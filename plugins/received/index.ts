@@ -9,7 +9,8 @@
  * //   id 01J2ABC for <bob@example.net> (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
  * //   (authenticated); Tue, 01 Jul 2025 12:00:00 +0000
  */
-import { Clock, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import { domainToUnicode } from "node:url"
 import { Cidr, definePlugin, Senders, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo, TransactionInfo } from "../../src/index.ts"

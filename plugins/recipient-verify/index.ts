@@ -11,7 +11,8 @@
  * @example
  * recipientVerify({ transport: "default", relay: config.transports.default, helo: "mx.example.com" })
  */
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { definePlugin, RecipientProbe, Verdict } from "../../src/index.ts"
 import type { Plugin, RcptToContext, RelayTransportConfig } from "../../src/index.ts"
 

@@ -7,7 +7,7 @@
  * import { relayPolicy } from "./plugins/relay-policy/index.ts"
  * relayPolicy({ trust: ["127.0.0.1", "::1", "10.0.0.0/8"] })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { Cidr, definePlugin, Relay, Verdict } from "../../src/index.ts"
 import type { Plugin, SessionInfo } from "../../src/index.ts"
 

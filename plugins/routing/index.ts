@@ -14,7 +14,7 @@
  *   defaultTransport: "postfix"
  * })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { Cidr, definePlugin } from "../../src/index.ts"
 import type { Mailbox, Plugin, Recipient, Route, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import type { OptionsInput, Rule } from "./options.ts"

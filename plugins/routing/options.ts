@@ -6,7 +6,7 @@
  * @example
  * Schema.decodeUnknownSync(Options)({ rules: [{ recipientDomain: ["corp.example"], transport: "exchange" }] })
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Cidr from "../../src/util/Cidr.ts"
 
 // Absent, never `undefined` (exactOptionalPropertyTypes).

@@ -9,7 +9,9 @@
  * const answer = yield* Http.post({ host, port, tls: false, path: "/checkv2" }, headers, size, body, { timeoutMs, maxAnswer })
  * answer.status // 200
  */
-import { Effect, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { Connect } from "../../src/index.ts"
 import type { Message } from "../../src/index.ts"
 

@@ -8,7 +8,9 @@
  * import { rspamd } from "./plugins/rspamd/index.ts"
  * defineConfig({ plugins: [rspamd({ url: "http://127.0.0.1:11333" })] })
  */
-import { Duration, Effect, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { definePlugin, Verdict } from "../../src/index.ts"
 import type { DataContext, Plugin } from "../../src/index.ts"
 import * as Http from "./Http.ts"

@@ -6,7 +6,7 @@
  * @example
  * Schema.decodeUnknownSync(Options)({ url: "http://127.0.0.1:11333" })
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Units from "../../src/util/Units.ts"
 
 /** The URL's parts the client needs, or undefined when it is not an http(s) URL, or holds credentials (they go in `password`, never in a URL that logs may show). */

@@ -8,7 +8,7 @@
  * import { senderIdentity } from "./plugins/sender-identity/index.ts"
  * senderIdentity({ senders: { alice: ["alice@example.com", "@alice.example"], robot: ["*"] } })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { definePlugin, Senders, Verdict } from "../../src/index.ts"
 import type { Mailbox, Notes, Plugin } from "../../src/index.ts"
 

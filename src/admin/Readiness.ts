@@ -17,7 +17,9 @@
  * const report = yield* Readiness.run(probes)
  * report.ready // false when any probe failed
  */
-import { Duration, Effect, Either } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Connect from "../runtime/Connect.ts"
 import * as Spool from "../transport/Spool.ts"

@@ -14,7 +14,12 @@
  * const plan = Reload.plan(running, next, { spool: false })
  * plan.notes // ["listen changed: restart to apply; keeping 127.0.0.1:2525"]
  */
-import { Chunk, Duration, Effect, Queue, Runtime, type Scope } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
 import { type FSWatcher, watch as watchDirectory } from "node:fs"
 import { stat } from "node:fs/promises"
 import * as Path from "node:path"

@@ -16,7 +16,12 @@
  *
  * The log line (debug) names the backend, the user (printable) and the result: never a password.
  */
-import { Cause, Clock, Effect, Exit, Metric, MetricBoundaries } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Metrics from "../observability/Metrics.ts"
 import type { AuthContext, Hooks, Plugin, SaslContext, SaslExchange, SaslStep, Services } from "../pipeline/Plugin.ts"
 import * as Senders from "../pipeline/Senders.ts"

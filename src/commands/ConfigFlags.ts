@@ -1,12 +1,14 @@
 /**
  * The flags of `serve`, `check-config` and `plugins`: each declared once with its group, its
- * one-line description and its default, from which come the @effect/cli options (for parsing) and
- * the help text (`Help.ts`). The defaults shown are the config's own (`Resolve.defaults`).
+ * one-line description and its default, from which come the @effect/cli options (for parsing,
+ * `FlagOptions.ts`) and the help text (`Help.ts`). The defaults shown are the config's own
+ * (`Resolve.defaults`). This module does not import @effect/cli: `serve` written in the plain form
+ * (`plain`) starts without it.
  *
  * @example
- * Command.make("serve", ConfigFlags.options, (o) => Load.load({ flags: ConfigFlags.flagsOf(o) }))
+ * const o = ConfigFlags.plain(["--listen", "127.0.0.1:2525", "--verify"])   // ConfigOptions, or undefined
  */
-import { type Command, Options } from "@effect/cli"
+import * as Option from "effect/Option"
 import * as Resolve from "../config/Resolve.ts"
 
 export const groups = ["Listeners and TLS", "Authentication", "Policy", "Delivery", "Limits", "Operations"] as const
@@ -70,57 +72,58 @@ export const docs = {
   captureHeadersOnly: { group: "Operations", name: "capture-headers-only", description: "Capture every message's headers only, never a body", default: "off" }
 } as const satisfies Record<string, FlagDoc>
 
-const described = (doc: FlagDoc) => `${doc.description} [default: ${doc.default}]`
-const text = (doc: FlagDoc) => Options.text(doc.name).pipe(Options.withPseudoName(doc.pseudo ?? "VALUE"), Options.withDescription(described(doc)))
-const optionalText = (doc: FlagDoc) => text(doc).pipe(Options.optional)
-const repeatedText = (doc: FlagDoc) => text(doc).pipe(Options.repeated)
-const flag = (doc: FlagDoc) => Options.boolean(doc.name).pipe(Options.withDescription(described(doc)))
+/** The values of --log-format. */
+export const logFormats = ["json", "pretty"] as const
 
-export const options = {
-  config: optionalText(docs.config),
-  listen: repeatedText(docs.listen),
-  listenTls: repeatedText(docs.listenTls),
-  hostname: optionalText(docs.hostname),
-  tlsCert: optionalText(docs.tlsCert),
-  tlsKey: optionalText(docs.tlsKey),
-  users: optionalText(docs.users),
-  auth: repeatedText(docs.auth),
-  oauthJwks: optionalText(docs.oauthJwks),
-  oauthIssuer: optionalText(docs.oauthIssuer),
-  oauthAudience: optionalText(docs.oauthAudience),
-  allowInsecureAuth: flag(docs.allowInsecureAuth),
-  trust: repeatedText(docs.trust),
-  maildir: optionalText(docs.maildir),
-  maxSize: optionalText(docs.maxSize),
-  maxRecipients: optionalText(docs.maxRecipients),
-  maxConnectionsPerNetwork: optionalText(docs.maxConnectionsPerNetwork),
-  ipv4NetworkPrefix: optionalText(docs.ipv4NetworkPrefix),
-  ipv6NetworkPrefix: optionalText(docs.ipv6NetworkPrefix),
-  relay: optionalText(docs.relay),
-  webhook: optionalText(docs.webhook),
-  webhookSecret: optionalText(docs.webhookSecret),
-  verify: flag(docs.verify),
-  dkimSignKeys: repeatedText(docs.dkimSignKeys),
-  dkimTrustedFrom: repeatedText(docs.dkimTrustedFrom),
-  dns: repeatedText(docs.dns),
-  rateLimit: repeatedText(docs.rateLimit),
-  milter: repeatedText(docs.milter),
-  hook: repeatedText(docs.hook),
-  redis: optionalText(docs.redis),
-  policy: optionalText(docs.policy),
-  rspamd: optionalText(docs.rspamd),
-  proxyProtocol: repeatedText(docs.proxyProtocol),
-  spool: optionalText(docs.spool),
-  spoolMinFree: optionalText(docs.spoolMinFree),
-  admin: optionalText(docs.admin),
-  adminTokenFile: optionalText(docs.adminTokenFile),
-  otlpEndpoint: optionalText(docs.otlpEndpoint),
-  logFormat: Options.choice(docs.logFormat.name, ["json", "pretty"]).pipe(Options.withDescription(described(docs.logFormat)), Options.optional),
-  watchConfig: flag(docs.watchConfig),
-  capture: optionalText(docs.capture),
-  captureSample: optionalText(docs.captureSample),
-  captureMaxSize: optionalText(docs.captureMaxSize),
-  captureHeadersOnly: flag(docs.captureHeadersOnly)
-} satisfies Record<keyof typeof docs, unknown>
+type Key = keyof typeof docs
 
-export type ConfigOptions = Command.Command.ParseConfig<typeof options>
+/** What @effect/cli gives for each flag: a list for a repeatable one, maybe a value, or a switch. */
+type Value<K extends Key> = K extends "logFormat" ? Option.Option<(typeof logFormats)[number]>
+  : (typeof docs)[K] extends { readonly repeatable: true } ? ReadonlyArray<string>
+  : (typeof docs)[K] extends { readonly pseudo: string } ? Option.Option<string>
+  : boolean
+
+export type ConfigOptions = { readonly [K in Key]: Value<K> }
+
+const byFlag: ReadonlyMap<string, Key> = new Map(Object.entries(docs).map(([key, doc]) => [`--${doc.name}`, key as Key]))
+
+/**
+ * The options that `args` (what follows the command name) give, when every flag is written in the
+ * plain form: `--name VALUE` (a value that is not empty, starts with no "-" and has no space at
+ * either end), `--name` for a switch, and a flag without `...` in the help at most once. Any other
+ * line gives undefined: `--name=VALUE`, another case, an unknown word, `--log-level`, `--help`,
+ * `--version`. Then @effect/cli parses it, as it parses every line (cli.ts); on the lines this
+ * accepts, both give the same options (test/unit/commands/config-flags.test.ts compares them).
+ * So `serve` starts without importing @effect/cli, which with its yaml/toml parsers and its help
+ * printer, and its parse of the whole command tree, cost some 100 ms under Bun (issue 16).
+ */
+export const plain = (args: ReadonlyArray<string>): ConfigOptions | undefined => {
+  const values = new Map<Key, Array<string>>()
+  const switches = new Set<Key>()
+  for (let i = 0; i < args.length; i++) {
+    const key = byFlag.get(args[i]!)
+    if (key === undefined) return undefined
+    const doc: FlagDoc = docs[key]
+    if (doc.pseudo === undefined) {
+      if (switches.has(key)) return undefined
+      switches.add(key)
+      continue
+    }
+    const value = args[++i]
+    if (value === undefined || value === "" || value.startsWith("-") || value.trim() !== value) return undefined
+    const seen = values.get(key) ?? []
+    if (seen.length > 0 && doc.repeatable !== true) return undefined
+    if (key === "logFormat" && !(logFormats as ReadonlyArray<string>).includes(value)) return undefined
+    values.set(key, [...seen, value])
+  }
+  const options: Record<string, unknown> = {}
+  for (const [key, doc] of Object.entries(docs) as Array<[Key, FlagDoc]>) {
+    options[key] = doc.repeatable === true
+      ? values.get(key) ?? []
+      : doc.pseudo === undefined
+      ? switches.has(key)
+      : Option.fromNullable(values.get(key)?.[0])
+  }
+  // Each key was given the shape its doc declares, which is how ConfigOptions is derived from docs.
+  return options as ConfigOptions
+}

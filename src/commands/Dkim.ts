@@ -5,7 +5,9 @@
  * that `> record.txt` captures the value alone.
  */
 import { Command, Options } from "@effect/cli"
-import { Console, Data, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import { writeFile } from "node:fs/promises"
 import * as Keys from "../dkim/Keys.ts"
 

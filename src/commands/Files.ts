@@ -9,7 +9,8 @@
  * @example
  * const { users } = yield* Files.check(config) // users: how many entries the users file has
  */
-import { Effect, Either } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Crypto from "node:crypto"
 import { readFile } from "node:fs/promises"
 import { parseHtpasswd } from "../../plugins/auth-htpasswd/index.ts"

@@ -9,7 +9,10 @@
  * showed nothing.
  */
 import { Command, Options } from "@effect/cli"
-import { Console, Data, Effect, Option } from "effect"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { createInterface } from "node:readline"
 import { hashPassword } from "../../plugins/auth-htpasswd/index.ts"
 

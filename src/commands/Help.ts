@@ -12,7 +12,8 @@
  * const help = Help.requested(process.argv.slice(2))
  * const program = help === undefined ? cli(process.argv) : Console.log(Help.render(help, Help.colour()))
  */
-import { Console, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
 import * as ConfigFlags from "./ConfigFlags.ts"
 import * as Plugins from "./Plugins.ts"
 

@@ -4,7 +4,9 @@
  * the server would, so hooks that a plugin's `setup` returns are listed too, and a users file
  * that cannot be read fails here as it would at start.
  */
-import { Console, Data, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import * as Bridge from "../Bridge.ts"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Resolver from "../dns/Resolver.ts"
@@ -35,11 +37,16 @@ export const listing = (plugins: Pipeline.Pipeline["plugins"]): string => {
 
 /** Sets the plugins up in a scope of their own, reads their hooks, and tears them down. */
 export const describe = (config: BridgeConfig): Effect.Effect<string, PluginsError> =>
-  Pipeline.make(Bridge.plugins(config)).pipe(
-    Effect.provide(Resolver.layer()),
-    Effect.map((pipeline) => listing(pipeline.plugins)),
-    Effect.scoped,
-    Effect.mapError((e) => new PluginsError({ reason: "Setup", message: `plugin ${e.plugin}: ${e.message}` }))
+  Bridge.plugins(config).pipe(
+    Effect.mapError((e) => new PluginsError({ reason: "Setup", message: e.message })),
+    Effect.flatMap((plugins) =>
+      Pipeline.make(plugins).pipe(
+        Effect.provide(Resolver.layer()),
+        Effect.map((pipeline) => listing(pipeline.plugins)),
+        Effect.scoped,
+        Effect.mapError((e) => new PluginsError({ reason: "Setup", message: `plugin ${e.plugin}: ${e.message}` }))
+      )
+    )
   )
 
 /** What the `plugins` subcommand runs once cli.ts has loaded the config from its options. */

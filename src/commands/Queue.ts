@@ -3,7 +3,10 @@
  * needs no running bridge; a running one notices within a second (the worker re-scans).
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Data, Effect, Option } from "effect"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Load from "../config/Load.ts"
 import type { ConfigError } from "../config/Resolve.ts"
 import * as Spool from "../transport/Spool.ts"

@@ -4,7 +4,12 @@
  * 1 when any session changed (or a file could not be read), so CI can gate a policy change on it.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Data, Effect, Logger, LogLevel, Option } from "effect"
+import * as Console from "effect/Console"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Load from "../config/Load.ts"

@@ -8,7 +8,8 @@
  * @example
  * // adminTokenFile: "/run/secrets/admin-token" -> { host, port, token: "<the file's first line>" }
  */
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import * as Fs from "node:fs"
 import * as Syntax from "./Syntax.ts"
 import { expecting, FilePath, ListenAddress, optional } from "./Fields.ts"

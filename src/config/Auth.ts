@@ -16,7 +16,11 @@
  * Schema.decodeUnknownSync(Backend)("ldap://127.0.0.1/dc=example,dc=com?uid")
  * // { type: "ldap", options: { url: "ldap://127.0.0.1", base: "dc=example,dc=com", filter: "(uid=%s)" } }
  */
-import { Duration, Effect, Either, ParseResult, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import * as Dovecot from "../../plugins/auth-dovecot/options.ts"
 import * as Http from "../../plugins/auth-http/options.ts"
 import * as Ldap from "../../plugins/auth-ldap/options.ts"

@@ -2,7 +2,10 @@
  * The delivery part of the config: transports, routes and the spool, validated with the same
  * one-line errors as the rest.
  */
-import { Duration, Effect, Either, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
 import * as Routing from "../../plugins/routing/options.ts"
 import * as Url from "../transport/smtp/Url.ts"
 import { Bool, withDefault, expecting, FilePath, list, NonEmptyString, optional, PositiveInt, SpillSize, Timeout } from "./Fields.ts"

@@ -1,5 +1,8 @@
 /** Field schemas shared by the config sections: each carries the phrase its error message uses. */
-import { type Duration, Option, Schema, SchemaAST } from "effect"
+import type * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
 import * as Units from "../util/Units.ts"
 import * as Syntax from "./Syntax.ts"
 

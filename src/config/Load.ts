@@ -5,7 +5,7 @@
  * @example
  * const config = yield* Load.load({ file: "smtp-bridge.config.ts", flags: { listen: ["0.0.0.0:587"] } })
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type { BridgeConfig } from "./Config.ts"

@@ -10,7 +10,9 @@
  * // Resolve.resolve({ limits: { maxRecipients: -1 } }, "flags") fails with
  * // "Invalid config: limits.maxRecipients: expected a positive integer, got -1 (flags)"
  */
-import { Effect, type ParseResult, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import { OptionsKey, type Plugin } from "../pipeline/Plugin.ts"
 import type { BridgeConfig, ListenerConfig } from "./Config.ts"
 import * as Issue from "../util/Issue.ts"

@@ -9,7 +9,8 @@
  * @example
  * Schema.decodeUnknownSync(Config)({ limits: { maxMessageSize: "10MB" } }).limits.maxMessageSize // 10485760
  */
-import { Duration, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
 import * as Os from "node:os"
 import * as ArcSeal from "../../plugins/arc-seal/options.ts"
 import * as DkimSign from "../../plugins/dkim-sign/options.ts"

@@ -6,7 +6,8 @@
  * @example
  * Telemetry.tracesUrl("http://collector:4318") // "http://collector:4318/v1/traces"
  */
-import { ParseResult, Schema } from "effect"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import { expecting, NonEmptyString, optional } from "./Fields.ts"
 
 

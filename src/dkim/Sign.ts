@@ -12,7 +12,8 @@
  * const [value] = yield* Sign.sign({ headers, body: message.stream(message.bodyOffset) }, [{ domain, selector, key }])
  * addHeader("DKIM-Signature", value)
  */
-import { Effect, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 
 /** Signed by default: what readers see and what threading uses (mailauth's list, minus Resent-*). */

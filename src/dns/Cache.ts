@@ -4,7 +4,8 @@
  * The least recently used entry goes first when the cache is full. Time is Effect's `Clock`, so
  * tests move it with `TestClock`.
  */
-import { Clock, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import type * as Udp from "./Udp.ts"
 import * as Wire from "./Wire.ts"
 

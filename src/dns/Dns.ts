@@ -5,7 +5,9 @@
  * const dns = yield* Dns
  * const txt = yield* dns.txt("example.com")
  */
-import { Context, Data, type Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Effect from "effect/Effect"
 
 export class DnsError extends Data.TaggedError("DnsError")<{
   /** `NotFound` (NXDOMAIN or no data) is an answer; `Temporary` (timeout, SERVFAIL) is not. */

@@ -9,7 +9,8 @@
  * @example
  * Effect.locally(session, Observe.current, (name, type, answer) => recorder.dns(name, type, answer))
  */
-import { Effect, FiberRef } from "effect"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import type { DnsError } from "./Dns.ts"
 import type * as Udp from "./Udp.ts"
 import type * as Wire from "./Wire.ts"

@@ -6,7 +6,9 @@
  * @example
  * Resolver.layer({ servers: ["127.0.0.1:5353"], timeoutMs: 2000, cache: { maxEntries: 5000 } })
  */
-import { Effect, Either, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Cidr from "../util/Cidr.ts"
 import * as Cache from "./Cache.ts"
 import { Dns, DnsError, type MxRecord, type Resolver } from "./Dns.ts"

@@ -9,7 +9,8 @@
  *   "broken.example": "TEMPFAIL"
  * })
  */
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { Dns, DnsError, type MxRecord, type Resolver } from "./Dns.ts"
 import * as Resolvers from "./Resolver.ts"
 import type * as Udp from "./Udp.ts"

@@ -3,7 +3,7 @@
  * configured recursive servers and keeps each answer's TTL for the cache. Answers too large for
  * UDP (TC bit) are asked again through `node:dns`, which retries over TCP.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Dgram from "node:dgram"
 import * as NodeDns from "node:dns"
 import * as Cidr from "../util/Cidr.ts"

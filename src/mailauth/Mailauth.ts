@@ -10,7 +10,11 @@
  * // The message as it will be sent (after other plugins' edits), sealed with what was found on it as received:
  * const set = yield* Mailauth.seal(edited, { ...key, cv: auth.arc!.result, authResults: auth.authenticationResults })
  */
-import { Effect, Either, Runtime, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type { AuthStatus, DNSResolver } from "mailauth"
 import { Readable } from "node:stream"
 import type { Resolver } from "../dns/Dns.ts"

@@ -10,7 +10,13 @@
  * @example
  * yield* program.pipe(Log.withFormat(Log.formatFor(config.logFormat)))
  */
-import { Cause, Effect, FiberRef, HashMap, HashSet, List, Logger } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
+import * as HashSet from "effect/HashSet"
+import * as List from "effect/List"
+import * as Logger from "effect/Logger"
 import type { LogFormat } from "../config/Config.ts"
 
 export type { LogFormat }

@@ -9,7 +9,14 @@
  * import { Metrics } from "smtp-bridge"
  * yield* Metrics.rateLimitHit({ plugin: "rate-limit", limit: "perUser" })
  */
-import { Cause, Clock, Effect, Exit, Metric, MetricBoundaries, MetricLabel, Option } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
 import type { AuthResultContext, DeliveredContext, DisconnectContext } from "../pipeline/Plugin.ts"
 import type { Pipeline } from "../pipeline/Pipeline.ts"
 import type { Reply } from "../protocol/Reply.ts"

@@ -6,7 +6,9 @@
  * @example
  * const text = Prometheus.format(yield* Metric.snapshot, { prefix: "smtp_bridge_" })
  */
-import { MetricKeyType, type MetricPair, MetricState } from "effect"
+import * as MetricKeyType from "effect/MetricKeyType"
+import type * as MetricPair from "effect/MetricPair"
+import * as MetricState from "effect/MetricState"
 
 export const contentType = "text/plain; version=0.0.4; charset=utf-8"
 

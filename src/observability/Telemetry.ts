@@ -7,7 +7,10 @@
  * @example
  * const running = yield* Telemetry.withTracing(config.telemetry)(serve(config))
  */
-import { Data, Effect, type Scope, type Tracer } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type { TelemetryConfig } from "../config/Config.ts"
 
 export { describe } from "../config/Telemetry.ts"

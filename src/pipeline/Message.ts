@@ -2,7 +2,11 @@
  * A received message as plugins and transports see it: parsed header fields and a re-readable
  * body, whether it lives in memory or was spilled to a temporary file.
  */
-import { Chunk, Data, Effect, Option, Stream } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import * as Bytes from "../util/Bytes.ts"
 
 export class MessageError extends Data.TaggedError("MessageError")<{

@@ -3,7 +3,18 @@
  * that fails, dies or times out counts as `Defer 451 4.3.0`, is logged with the plugin's name,
  * and never takes the connection or the process down.
  */
-import { Cause, Context, Data, Duration, Effect, Exit, Fiber, Layer, Option, Runtime, Scope, Tracer } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import * as Tracing from "../util/Tracing.ts"
 import type {
   AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,

@@ -15,7 +15,13 @@
  *   })
  * })
  */
-import { type Duration, Effect, type Layer, ParseResult, Schema, type Scope, type Stream } from "effect"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { Dns } from "../dns/Dns.ts"
 import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"

@@ -5,7 +5,7 @@
  * import { Verdict } from "smtp-bridge"
  * Verdict.reject("No mail from this network", { code: 554, enhanced: "5.7.1" })
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 export type Verdict = Data.TaggedEnum<{
   /** No opinion: the next plugin, then the bridge's own policy, decides. */

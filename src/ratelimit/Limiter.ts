@@ -15,7 +15,7 @@
  * const limit = Limiter.parseLimit("user=100/hour") // { scope: "user", count: 100, periodMs: 3_600_000 }
  * Limiter.evaluate(limit, undefined, 1, Date.now()) // { allowed: true, remaining: 99, ... }
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 
 /** What a limit counts. */
 export type Scope = "ip" | "user" | "sender-domain" | "recipients"

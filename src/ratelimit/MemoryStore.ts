@@ -7,7 +7,9 @@
  * const store = yield* MemoryStore.make({ maxKeys: 10_000 })
  * yield* store.update("consume", [{ key: "ip:192.0.2.0/24", rate: { count: 100, periodMs: 3_600_000 }, cost: 1 }])
  */
-import { Clock, Effect, Layer } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Limiter from "./Limiter.ts"
 import { RateLimitStore, type Request, type Result, type Store } from "./Store.ts"
 

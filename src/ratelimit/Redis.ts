@@ -21,8 +21,10 @@
  * const redis = yield* Redis.make({ url: "redis://127.0.0.1:6379/0" })
  * const pong = yield* redis.call("PING") // "PONG"
  */
-import { Duration, Effect, Runtime } from "effect"
-import type { Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
 import type { Cluster, ClusterOptions, Redis as Client, RedisOptions as ClientOptions } from "ioredis"
 import * as Fs from "node:fs"
 import * as RedisUrl from "./RedisUrl.ts"

@@ -13,8 +13,9 @@
  * const store = yield* RedisStore.make({ url: "redis://127.0.0.1:6379" })
  * yield* store.update("peek", [{ key: "user:alice", rate: { count: 100, periodMs: 3_600_000 }, cost: 1 }])
  */
-import { Effect, Layer } from "effect"
-import type { Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as Limiter from "./Limiter.ts"
 import * as Redis from "./Redis.ts"

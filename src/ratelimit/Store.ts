@@ -8,7 +8,9 @@
  * const [user] = yield* store.update("peek", [{ key: "user:alice", rate: { count: 100, periodMs: 3_600_000 }, cost: 1 }])
  * if (!user.allowed) return Verdict.defer(`try again in ${Limiter.formatRetry(user.retryAfterMs)}`)
  */
-import { Context, type Effect, Schema } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type * as Limiter from "./Limiter.ts"
 
 /** One key to decide for. */

@@ -8,7 +8,10 @@
  * yield* socket.write("EHLO me\r\n")
  * const chunk = yield* socket.read
  */
-import { Data, Duration, Effect, type Scope } from "effect"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import * as Inbox from "./Inbox.ts"

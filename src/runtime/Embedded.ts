@@ -9,12 +9,14 @@
  * Only in a compiled binary: from the sources, "smtp-bridge" resolves to src/index.ts by the
  * package's own name and "effect" to node_modules, which are these same modules.
  *
- * The public API comes in as an argument: the runtime layer does not import the layers above it.
+ * The public API comes in as an argument (a loader): the runtime layer does not import the layers
+ * above it. It and Effect's root module are imported only inside such a binary: from the sources,
+ * the root module (all of Effect, with fast-check) cost start-up some 20 ms under Bun (issue 16).
  *
  * @example
- * Embedded.install(SmtpBridge)   // before the config file is imported
+ * Effect.zipRight(Embedded.install(() => import("./index.ts")), program)   // before the config file is imported
  */
-import * as EffectIndex from "effect"
+import * as Effect from "effect/Effect"
 
 interface VirtualModule {
   readonly exports: Record<string, unknown>
@@ -36,17 +38,18 @@ const compiled = (): boolean => /\$bunfs|~BUN/.test(import.meta.url)
 const namespace = (module: object): VirtualModule => ({ exports: { ...module }, loader: "object" })
 
 /** In a Bun single executable, makes "smtp-bridge", "effect" and "effect/<Module>" importable by files loaded from disk. */
-export const install = (api: object): void => {
-  if (bun === undefined || !compiled()) return
-  bun.plugin({
-    name: "smtp-bridge embedded modules",
-    setup(build) {
-      build.module("smtp-bridge", () => namespace(api))
-      build.module("effect", () => namespace(EffectIndex))
-      // "effect/Schema" and the like: the root module re-exports each one as a namespace.
-      for (const [name, value] of Object.entries(EffectIndex)) {
-        if (/^[A-Z]/.test(name) && typeof value === "object" && value !== null) build.module(`effect/${name}`, () => namespace(value))
+export const install = (api: () => Promise<object>): Effect.Effect<void> =>
+  bun === undefined || !compiled() ? Effect.void : Effect.promise(async () => {
+    const [smtpBridge, EffectIndex] = await Promise.all([api(), import("effect")])
+    bun.plugin({
+      name: "smtp-bridge embedded modules",
+      setup(build) {
+        build.module("smtp-bridge", () => namespace(smtpBridge))
+        build.module("effect", () => namespace(EffectIndex))
+        // "effect/Schema" and the like: the root module re-exports each one as a namespace.
+        for (const [name, value] of Object.entries(EffectIndex)) {
+          if (/^[A-Z]/.test(name) && typeof value === "object" && value !== null) build.module(`effect/${name}`, () => namespace(value))
+        }
       }
-    }
+    })
   })
-}

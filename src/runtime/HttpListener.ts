@@ -12,7 +12,12 @@
  *   Effect.succeed(request.path === "/hello" ? { status: 200, body: HttpListener.bytes("hi") } : { status: 404 }))
  * listener.port
  */
-import { Effect, Exit, Fiber, Runtime, type Scope, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as net from "node:net"
 import * as Streams from "../util/Streams.ts"
 import * as Socket from "./Socket.ts"

@@ -12,7 +12,8 @@
  * yield* server.serve(app)
  */
 import type { HttpServer, HttpServerError } from "@effect/platform"
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 
 export const make = (options: {

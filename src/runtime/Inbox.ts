@@ -8,7 +8,7 @@
  * the rest. A stream of chunks (a message body, a command line dribbled byte by byte) then costs
  * one deadline comparison per read instead of a setTimeout/clearTimeout pair.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type * as net from "node:net"
 
 export type Next = Uint8Array | "eof" | "timeout" | "woken"

@@ -14,8 +14,11 @@ import type { FileSystem } from "@effect/platform/FileSystem"
 import type { Path } from "@effect/platform/Path"
 import type { Teardown } from "@effect/platform/Runtime"
 import type { Terminal } from "@effect/platform/Terminal"
-import * as ValidationError from "@effect/cli/ValidationError"
-import { Cause, Effect, Exit, Layer, Option } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 
 /**
  * What the platform layer provides: what the command line (@effect/cli) needs, file system, path
@@ -58,6 +61,13 @@ const isTaggedError = (u: unknown): u is { readonly _tag: string; readonly messa
   typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" &&
   "message" in u && typeof u.message === "string" && u.message !== ""
 
+// @effect/cli's ValidationErrorTypeId, by its key: importing @effect/cli/ValidationError loads most
+// of @effect/cli (its help printer), some 90 ms under Bun, which a plain `serve` does not need
+// (issue 16). test/unit/runtime/main.test.ts checks it against the real one.
+const validationErrorTypeId = Symbol.for("@effect/cli/ValidationError")
+
+const isValidationError = (u: unknown): boolean => typeof u === "object" && u !== null && validationErrorTypeId in u
+
 /** Maps how the program ended to an exit code, printing one line for failures a user can fix. */
 export const teardown: Teardown = (exit, onExit) => {
   if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return onExit(0)
@@ -69,7 +79,7 @@ export const teardown: Teardown = (exit, onExit) => {
     return onExit(2)
   }
   // @effect/cli has already printed what was wrong with the command line.
-  if (ValidationError.isValidationError(failure)) return onExit(2)
+  if (isValidationError(failure)) return onExit(2)
   if (isTaggedError(failure)) {
     stderr(`smtp-bridge: ${failure.message}`)
     return onExit(1)

@@ -23,7 +23,7 @@
  * yield* write(chunk)
  * yield* Memory.release(chunk.byteLength)
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 

@@ -3,7 +3,8 @@
  * object with backpressured reads, batched writes and an in-place STARTTLS upgrade.
  * Bun, Deno and Node all run this same code; any runtime difference belongs here.
  */
-import { Data, Effect } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import * as Inbox from "./Inbox.ts"

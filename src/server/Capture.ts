@@ -8,7 +8,8 @@
  * AUTH's initial response. And the DNS answers the session's plugins got (first per name and type,
  * bounded), so that replay answers them the same way.
  */
-import { Effect, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"

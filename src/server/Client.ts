@@ -1,5 +1,6 @@
 /** Who the client is: the socket's peer, or the one a trusted load balancer names in a PROXY header. */
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as ProxyProtocol from "../protocol/ProxyProtocol.ts"
 import * as Socket from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"

@@ -5,7 +5,9 @@
  * delivery. Every SMTP rule is the machine's; this module holds only timing and I/O state.
  * Replies to pipelined commands leave in one write, just before the next read.
  */
-import { Cause, Duration, Effect } from "effect"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Observe from "../dns/Observe.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"

@@ -11,7 +11,9 @@
  *
  * Spool: the message is fsynced to disk before the 250 and a worker delivers it.
  */
-import { Duration, Effect, Either } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Metrics from "../observability/Metrics.ts"
 import * as Message from "../pipeline/Message.ts"
 import type { RecipientResult, Route } from "../pipeline/Plugin.ts"

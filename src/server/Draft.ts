@@ -5,7 +5,7 @@
  * (a plugin, a milter, an HTTP hook): no CR or LF inside a header, parseable addresses, bounded
  * recipients and body.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Message from "../pipeline/Message.ts"
 import type { BodyWriter, MessageEdits } from "../pipeline/Plugin.ts"
 import type { TransactionInfo } from "../pipeline/Session.ts"

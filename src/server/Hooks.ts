@@ -4,7 +4,7 @@
  * one of the test kit (`src/testing/Interpreter.ts`). The `data` hooks need the message the
  * interpreter holds, so each interpreter runs those itself (`data`).
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type * as Pipeline from "../pipeline/Pipeline.ts"
 import type * as Engine from "../session/Engine.ts"
 

@@ -4,7 +4,9 @@
  * when its transfer must be over, the `data` hooks' edits, and the answers to the machine's
  * `Seal`, `Run data` and `Deliver` actions. It owns its state; the interpreters only call it.
  */
-import { Duration, Effect, Either } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Message from "../pipeline/Message.ts"
 import type { SessionInfo, TransactionInfo } from "../pipeline/Session.ts"
 import type * as Engine from "../session/Engine.ts"

@@ -3,7 +3,9 @@
  * a session's memory stays bounded whatever the client sends. Bytes past the size limit are
  * counted, never stored.
  */
-import { Effect, Option, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"

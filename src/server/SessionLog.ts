@@ -3,7 +3,7 @@
  * byte of client text is escaped, so that no command, name or address can forge a log line or a
  * field; passwords never reach this module.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Metrics from "../observability/Metrics.ts"
 import type { SessionInfo } from "../pipeline/Session.ts"
 import type { Command } from "../protocol/Command.ts"

@@ -3,7 +3,12 @@
  * sends 421 4.3.2 to idle sessions, lets transactions in flight finish until the shutdown
  * deadline, then interrupts whatever is left.
  */
-import { Cause, Duration, Effect, Exit, FiberSet, type Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Metrics from "../observability/Metrics.ts"

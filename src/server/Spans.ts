@@ -9,7 +9,11 @@
  * authenticated user and mechanism, outcomes and counts. No credentials, no envelope addresses,
  * no content.
  */
-import { Cause, Clock, Effect, Exit, type Tracer } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Tracer from "effect/Tracer"
 import type { SessionOutcome } from "../observability/Metrics.ts"
 import type { SessionInfo } from "../pipeline/Session.ts"
 import type { Command } from "../protocol/Command.ts"

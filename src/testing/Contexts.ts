@@ -6,7 +6,7 @@
  * import { Contexts } from "smtp-bridge/testing"
  * const verdict = yield* plugin.rcptTo(Contexts.rcptTo("bob@example.net", { session: { user: "alice" } }))
  */
-import { Stream } from "effect"
+import * as Stream from "effect/Stream"
 import * as Message from "../pipeline/Message.ts"
 import * as Notes from "../pipeline/Notes.ts"
 import type {

@@ -11,7 +11,10 @@
  * const s = yield* harness.open()
  * yield* s.send("EHLO client.test")
  */
-import { Effect, Layer, LogLevel, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
+import type * as Scope from "effect/Scope"
 import * as Bridge from "../Bridge.ts"
 import type { BridgeConfig } from "../config/Config.ts"
 import * as Resolve from "../config/Resolve.ts"
@@ -99,7 +102,7 @@ export const make = (options: Options = {}): Effect.Effect<Harness, Resolve.Conf
       // Delivery never spools in memory: a message the transports refuse is refused to the client.
       spool: undefined
     }
-    const plugins = listed ? options.plugins ?? [] : [...Bridge.plugins(config), ...(options.plugins ?? [])]
+    const plugins = listed ? options.plugins ?? [] : [...(yield* Effect.orDie(Bridge.plugins(config))), ...(options.plugins ?? [])]
     const made = yield* Pipeline.make(plugins).pipe(Effect.provide(dnsLayer(options.dns)))
     const pipeline = options.pipeline === undefined ? made : options.pipeline(made)
     const delivered: Array<MemoryTransport.Delivered> = []

@@ -5,7 +5,9 @@
  * and each reply is kept with the input that produced it. There are no timers: a test decides
  * when the client stops (`end`).
  */
-import { Effect, Logger, type LogLevel } from "effect"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Pipeline from "../pipeline/Pipeline.ts"
 import type { SessionInfo } from "../pipeline/Session.ts"
 import * as Reply from "../protocol/Reply.ts"

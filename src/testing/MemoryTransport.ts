@@ -2,7 +2,7 @@
  * A transport that keeps what it is given: the test kit and `replay` put one in place of each
  * configured transport, so routes work as configured and nothing leaves the process.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Message from "../pipeline/Message.ts"
 import type { Mailbox, Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"

@@ -6,7 +6,11 @@
  * are never captured): the user it authenticated, or its failure. DNS is answered from the capture
  * where it was recorded (`ReplayDns.ts`); other lookups go to the config's resolver and are counted.
  */
-import { Clock, type Duration, Effect, Layer, type Scope } from "effect"
+import * as Clock from "effect/Clock"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type { BridgeConfig } from "../config/Config.ts"
 import type * as Resolve from "../config/Resolve.ts"
 import { Dns } from "../dns/Dns.ts"

@@ -11,7 +11,7 @@
  * Layer.succeed(Dns, Resolver.fromLookup(ReplayDns.lookup(fallback, current)))
  * current.session = ReplayDns.session(capture)
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { DnsError } from "../dns/Dns.ts"
 import type * as Udp from "../dns/Udp.ts"
 import * as Wire from "../dns/Wire.ts"

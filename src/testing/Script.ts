@@ -17,7 +17,8 @@
  *   S: 250 2.1.0 Ok
  * `)
  */
-import { Data, Effect } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import * as Harness from "./Harness.ts"
 import * as Interpreter from "./Interpreter.ts"
 import type * as MemoryTransport from "./MemoryTransport.ts"

@@ -7,7 +7,8 @@
  * @example
  * const report = yield* AttemptLog.deliver(transport, message)
  */
-import { Effect, Either } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Reply from "../protocol/Reply.ts"
 import type { DeliveryReport, OutgoingMessage, Transport, TransportError } from "./Transport.ts"
 

@@ -1,11 +1,11 @@
 /** Builds every configured transport by name, in the server's scope (pools close with it). */
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type { TransportConfig } from "../config/Config.ts"
 import * as Maildir from "./Maildir.ts"
 import * as SmtpRelay from "./smtp/SmtpRelay.ts"
 import type { Transport } from "./Transport.ts"
 import * as Redact from "../util/Redact.ts"
-import * as Webhook from "./Webhook.ts"
 
 
 const one = (name: string, config: TransportConfig, hostname: string): Effect.Effect<Transport, { readonly message: string }, Scope.Scope> => {
@@ -13,14 +13,16 @@ const one = (name: string, config: TransportConfig, hostname: string): Effect.Ef
     case "maildir":
       return Effect.map(Maildir.make({ dir: config.dir }), (t) => ({ ...t, name }))
     case "webhook":
-      return Webhook.make({
-        name,
-        url: config.url,
-        secret: config.secret,
-        format: config.format,
-        timeout: config.timeout,
-        headers: config.headers
-      })
+      // Imported only for a webhook: it loads @effect/platform's HTTP client (see WebhookSign.ts).
+      return Effect.flatMap(Effect.promise(() => import("./Webhook.ts")), (Webhook) =>
+        Webhook.make({
+          name,
+          url: config.url,
+          secret: config.secret,
+          format: config.format,
+          timeout: config.timeout,
+          headers: config.headers
+        }))
     case "smtp":
     case "lmtp":
       return SmtpRelay.fromConfig(name, config, { helo: hostname })

@@ -14,7 +14,7 @@
  * const results = yield* Deliver.fanOut(transports, plan, { id, mailFrom, mailParams, session, size, content })
  * const final = Deliver.combine(id, results)
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { RecipientResult } from "../pipeline/Plugin.ts"
 import type { MailParams, Mailbox, Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"

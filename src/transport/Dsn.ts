@@ -12,7 +12,8 @@
  *   originalHeaders: "Subject: hi\r\n"
  * })
  */
-import { Effect, type Stream } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import * as Message from "../pipeline/Message.ts"
 import type { Envelope, MailParams, Mailbox, Recipient } from "../protocol/Envelope.ts"

@@ -6,7 +6,8 @@
  * const transport = yield* Maildir.make({ dir: "./mail" })
  * const report = yield* transport.deliver(message)
  */
-import { Effect, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"

@@ -12,7 +12,16 @@
  * const spool = yield* Spool.make({ dir: "/var/spool/smtp-bridge", transports, hostname: "mx.example.net" })
  * yield* spool.enqueue({ id, mailFrom, mailParams, routes, size, content, session })
  */
-import { Cause, Clock, Duration, Effect, Either, FiberSet, Option, Queue, type Scope, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import type { Mailbox } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"

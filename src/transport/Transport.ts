@@ -1,7 +1,9 @@
 /**
  * The delivery port: every transport (Maildir, SMTP/LMTP relay, webhook) implements it.
  */
-import { Data, type Effect, type Stream } from "effect"
+import * as Data from "effect/Data"
+import type * as Effect from "effect/Effect"
+import type * as Stream from "effect/Stream"
 import type { Envelope, Recipient } from "../protocol/Envelope.ts"
 import type { Reply } from "../protocol/Reply.ts"
 import type { MessageError } from "../pipeline/Message.ts"

@@ -22,13 +22,16 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import { Duration, Effect, Stream } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { createHash, createHmac } from "node:crypto"
 import { formatPath } from "../protocol/Address.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Redact from "../util/Redact.ts"
 import { type OutgoingMessage, type Transport, TransportError } from "./Transport.ts"
 import * as WebhookBody from "./WebhookBody.ts"
+import { sign } from "./WebhookSign.ts"
 
 export interface WebhookOptions {
   readonly name?: string
@@ -42,9 +45,7 @@ export interface WebhookOptions {
   readonly headers?: Readonly<Record<string, string>>
 }
 
-/** The signature the receiver recomputes: hex HMAC-SHA256 of `<timestamp>.<body>`. */
-export const sign = (secret: string, timestamp: string, body: Uint8Array): string =>
-  createHmac("sha256", secret).update(`${timestamp}.`).update(body).digest("hex")
+export { sign }
 
 /** `sign` over a body that is read as a stream (a first pass over the re-readable content). */
 const signStream = <E>(secret: string, timestamp: string, body: Stream.Stream<Uint8Array, E>): Effect.Effect<string, E> =>

@@ -11,7 +11,9 @@
  * @example
  * const hmac = yield* Stream.runFold(WebhookBody.stream(message, "json"), createHmac("sha256", key), (h, c) => h.update(c))
  */
-import { Chunk, Effect, Stream } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { MessageError } from "../pipeline/Message.ts"
 import * as Memory from "../runtime/Memory.ts"
 import type { OutgoingMessage } from "./Transport.ts"

@@ -8,7 +8,10 @@
  * const problem = Issue.first(parseError.issue)
  * Issue.line(problem) // 'delay: expected a duration like "30 seconds", got "soon"'
  */
-import { type Array as Arr, Option, type ParseResult, SchemaAST } from "effect"
+import type * as Arr from "effect/Array"
+import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import * as SchemaAST from "effect/SchemaAST"
 
 export interface Problem {
   /** `Unknown`: a key the schema does not have; `Missing`: a required key absent; `Invalid`: a wrong value. */

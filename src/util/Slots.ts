@@ -11,7 +11,8 @@
  * yield* slots.withSlot(deliver)                     // waits (interruptibly) for a slot
  * const done = yield* slots.withSlotIfFree(deliver)  // Option.none() when none is free now
  */
-import { Effect, type Option } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 
 interface Waiter {
   /** Set when a release handed this waiter its slot. */

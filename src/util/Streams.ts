@@ -9,7 +9,10 @@
  * @example
  * yield* Streams.forEachWhile(message.stream(), (chunk) => Effect.as(socket.write(chunk), true))
  */
-import { Effect, Either, Option, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 
 export const forEachWhile = <A, E, R, E2, R2>(
   stream: Stream.Stream<A, E, R>,

@@ -7,7 +7,8 @@
  * @example
  * deliver(message).pipe(Tracing.withSpan("smtp-relay.deliver", { attributes: { "message.id": id } }))
  */
-import { Effect, type Tracer } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Tracer from "effect/Tracer"
 
 /** The tracer every fiber has until a layer replaces it. */
 const builtIn = Effect.runSync(Effect.tracer)

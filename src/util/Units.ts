@@ -9,7 +9,9 @@
  * const Options = Schema.Struct({ delay: Units.Duration, maxSize: Units.Size })
  * Schema.decodeUnknownSync(Options)({ delay: "5 minutes", maxSize: "1MB" }) // { delay: Duration(5m), maxSize: 1048576 }
  */
-import { Duration as D, Option, Schema } from "effect"
+import * as D from "effect/Duration"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 
 const units: Readonly<Record<string, number>> = {
   "": 1, b: 1,

@@ -6,7 +6,10 @@
  * Failures while opening a session are about the link, not the message, so they are always
  * transient (4xx): a misconfigured relay defers mail instead of bouncing it, as Postfix does.
  */
-import { type Duration, Effect, Encoding, type Scope } from "effect"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Encoding from "effect/Encoding"
+import type * as Scope from "effect/Scope"
 import * as Connect from "../../runtime/Connect.ts"
 import * as Reply from "../../protocol/Reply.ts"
 import { TransportError } from "../Transport.ts"

@@ -9,7 +9,11 @@
  *   acquireTimeout: "1 minute", reusable: (s) => !s.wire.broken(), onExhausted: () => error })
  * yield* pool.use((session, reused) => Transaction.send(...))
  */
-import { Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as Slots from "../../util/Slots.ts"
 
 export interface Options<A, E> {

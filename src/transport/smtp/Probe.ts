@@ -12,7 +12,9 @@
  * const probe = yield* Probe.fromConfig("default", relayConfig, { helo: "mx.example.com" })
  * const answer = yield* probe.check(recipient) // { _tag: "Recipient", reply } | { _tag: "Unavailable", message }
  */
-import { Duration, Effect, type Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type { RelayTransportConfig } from "../../config/Config.ts"
 import type { Mailbox } from "../../protocol/Envelope.ts"
 import type * as Reply from "../../protocol/Reply.ts"

@@ -8,7 +8,7 @@
  * reader.feed(bytes("250-mx.example\r\n250 2.0.0 PIPELINING\r\n"))
  * // Either.right([{ code: 250, enhanced: "2.0.0", lines: ["mx.example", "PIPELINING"] }])
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import * as Reply from "../../protocol/Reply.ts"
 
 export interface Limits {

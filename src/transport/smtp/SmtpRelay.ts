@@ -12,7 +12,11 @@
  * })
  * const report = yield* relay.deliver(message)
  */
-import { Data, Duration, Effect, Either, type Scope } from "effect"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import type { RelayTransportConfig } from "../../config/Config.ts"

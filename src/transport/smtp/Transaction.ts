@@ -14,7 +14,9 @@
  *   reply to the final "." (SMTP), or each its own reply (LMTP). A failure at MAIL or DATA, or
  *   the reply to "." in SMTP, is a `TransportError` carrying the upstream's reply.
  */
-import { Data, Effect, Stream } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import * as Address from "../../protocol/Address.ts"
 import type { Recipient } from "../../protocol/Envelope.ts"
 import * as Reply from "../../protocol/Reply.ts"

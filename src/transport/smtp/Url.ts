@@ -25,7 +25,8 @@
  * Url.parse("smtp://bob:secret@relay.example:587?tls=required")
  * // Either.right({ protocol: "smtp", endpoint: { host: "relay.example", port: 587 }, tls: "required", ... })
  */
-import { Data, Either } from "effect"
+import * as Data from "effect/Data"
+import * as Either from "effect/Either"
 import * as Redact from "../../util/Redact.ts"
 
 export type TlsMode = "implicit" | "required" | "opportunistic" | "none"

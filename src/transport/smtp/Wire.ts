@@ -4,7 +4,9 @@
  * risk reading a late reply as the answer to the next command. Timeouts are best given decoded
  * (`Duration`): a text such as "5 minutes" is parsed again on every call.
  */
-import { Duration, Effect, Either } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type { ClientSocket } from "../../runtime/Connect.ts"
 import type * as Reply from "../../protocol/Reply.ts"
 import { TransportError } from "../Transport.ts"

@@ -12,7 +12,11 @@
  * successes of one transport are recorded as soon as it answers when other transports of the same
  * message are still busy, and the recording itself cannot be interrupted by a shutdown.
  */
-import { Clock, Effect, Option, Random, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
 import type { RecipientResult } from "../../pipeline/Plugin.ts"
 import type { Mailbox } from "../../protocol/Envelope.ts"
 import * as Reply from "../../protocol/Reply.ts"

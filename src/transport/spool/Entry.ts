@@ -1,5 +1,6 @@
 /** What the server hands to the spool, and how it becomes a state file and back into a delivery. */
-import { Duration, type Stream } from "effect"
+import * as Duration from "effect/Duration"
+import type * as Stream from "effect/Stream"
 import type { MessageError } from "../../pipeline/Message.ts"
 import * as Notes from "../../pipeline/Notes.ts"
 import type { Route } from "../../pipeline/Plugin.ts"

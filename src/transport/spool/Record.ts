@@ -2,7 +2,9 @@
  * The spool's state file: one JSON document per queued message, next to the message bytes. It is
  * the commit point of an enqueue and is replaced atomically after every delivery attempt.
  */
-import { Either, ParseResult, Schema } from "effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import type { Mailbox, MailParams, RcptParams, Recipient } from "../../protocol/Envelope.ts"
 import type { Reply } from "../../protocol/Reply.ts"
 

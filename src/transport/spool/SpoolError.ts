@@ -1,4 +1,4 @@
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /**
  * A spool operation failed. `Write`: the message could not be made durable (the client must get

@@ -10,7 +10,10 @@
  * Every file is written to tmp/, fsynced, renamed into place, and the directory fsynced, so that
  * a file is either absent or complete after a crash or power loss.
  */
-import { Effect, Either, Option, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as ConfigFlags from "../../../src/commands/ConfigFlags.ts"
+import * as FlagOptions from "../../../src/commands/FlagOptions.ts"
 import * as Help from "../../../src/commands/Help.ts"
 import * as Resolve from "../../../src/config/Resolve.ts"
 
@@ -10,7 +11,7 @@ const lineOf = (flag: string) => help.split("\n").find((l) => l.startsWith(`  --
 describe("serve --help", () => {
   it("gives every flag one line with a description and a default", () => {
     const docs = Object.values(ConfigFlags.docs)
-    expect(docs).toHaveLength(Object.keys(ConfigFlags.options).length)
+    expect(docs).toHaveLength(Object.keys(FlagOptions.options).length)
     for (const doc of docs) {
       const line = lineOf(doc.name)
       expect(line, doc.name).toMatch(/^ {2}--\S+.* {2,}\S.* \[default: [^\]]+\]$/)
