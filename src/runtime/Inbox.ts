@@ -24,6 +24,12 @@ export interface Inbox {
    * `wake` is called during a `wakeable` wait. A chunk already queued is returned whatever the time.
    */
   readonly next: (until: number, wakeable: boolean) => Effect.Effect<Next>
+  /**
+   * What `next` would give, handed to `done` once, with no fiber waiting for it: a session that
+   * waits for its client's next command holds only this callback. `done` is called at once when a
+   * chunk is queued or the stream is over. One wait at a time, `read`'s and `next`'s included.
+   */
+  readonly await: (until: number, wakeable: boolean, done: (next: Next) => void) => void
   readonly wake: () => void
   /** Puts bytes back in front (what a header parser did not use). */
   readonly unread: (bytes: Uint8Array) => void
@@ -42,13 +48,13 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
   const queue: Array<Uint8Array> = []
   let queued = 0
   let closed = false
-  let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
-  let wakeWaiter: (() => void) | undefined
-  let timeoutWaiter: (() => void) | undefined
-  // The lazy timer: when it fires (`armedAt`), and the deadline of the wait in progress.
+  // The one wait in progress (`read`'s, `next`'s or `await`'s), its deadline and whether `wake` ends it.
+  let waiter: ((next: Next) => void) | undefined
+  let wakeable = false
+  let until = Infinity
+  // The lazy timer: when it fires (`armedAt`).
   let timer: ReturnType<typeof setTimeout> | undefined
   let armedAt = 0
-  let until = 0
 
   const arm = (deadline: number) => {
     if (timer !== undefined) {
@@ -58,10 +64,15 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
     armedAt = deadline
     timer = setTimeout(fire, Math.max(0, deadline - now()))
   }
+  const settle = (next: Next) => {
+    const w = waiter
+    waiter = undefined
+    w?.(next)
+  }
   const fire = () => {
     timer = undefined
-    if (timeoutWaiter === undefined) return
-    if (now() >= until) timeoutWaiter()
+    if (waiter === undefined || until === Infinity) return
+    if (now() >= until) settle("timeout")
     else arm(until)
   }
   const disarm = () => {
@@ -70,12 +81,7 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
   }
 
   const onData = (chunk: Buffer) => {
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(chunk)
-      return
-    }
+    if (waiter !== undefined) return settle(chunk)
     queue.push(chunk)
     queued += chunk.byteLength
     if (queued > highWaterMark) current().pause()
@@ -83,11 +89,7 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
   const onEnd = () => {
     closed = true
     disarm()
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(undefined)
-    }
+    settle("eof")
   }
   const shift = (): Uint8Array | undefined => {
     const chunk = queue.shift()
@@ -99,46 +101,37 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
     return chunk
   }
 
+  const wait = (deadline: number, canWake: boolean, done: (next: Next) => void): void => {
+    const chunk = shift()
+    if (chunk !== undefined) return done(chunk)
+    if (closed) return done("eof")
+    until = deadline
+    wakeable = canWake
+    waiter = done
+    if (deadline !== Infinity) arm(deadline)
+  }
+  const cancel = Effect.sync(() => {
+    waiter = undefined
+  })
+
   const read: Effect.Effect<Uint8Array | undefined> = Effect.suspend(() => {
     const chunk = shift()
     if (chunk !== undefined) return Effect.succeed(chunk)
     if (closed) return Effect.succeed(undefined)
     return Effect.async<Uint8Array | undefined>((resume) => {
-      waiter = (c) => resume(Effect.succeed(c))
-      return Effect.sync(() => {
-        waiter = undefined
-      })
+      wait(Infinity, false, (c) => resume(Effect.succeed(typeof c === "string" ? undefined : c)))
+      return cancel
     })
   })
 
-  const next = (deadline: number, wakeable: boolean): Effect.Effect<Next> =>
+  const next = (deadline: number, canWake: boolean): Effect.Effect<Next> =>
     Effect.suspend(() => {
       const chunk = shift()
       if (chunk !== undefined) return Effect.succeed(chunk)
       if (closed) return Effect.succeed("eof" as const)
       return Effect.async<Next>((resume) => {
-        const done = () => {
-          waiter = undefined
-          wakeWaiter = undefined
-          timeoutWaiter = undefined
-        }
-        until = deadline
-        timeoutWaiter = () => {
-          done()
-          resume(Effect.succeed("timeout"))
-        }
-        arm(deadline)
-        waiter = (c) => {
-          done()
-          resume(Effect.succeed(c ?? "eof"))
-        }
-        if (wakeable) {
-          wakeWaiter = () => {
-            done()
-            resume(Effect.succeed("woken"))
-          }
-        }
-        return Effect.sync(done)
+        wait(deadline, canWake, (c) => resume(Effect.succeed(c)))
+        return cancel
       })
     })
 
@@ -157,7 +150,10 @@ export const make = (current: () => net.Socket, highWaterMark: number): Inbox =>
     },
     read,
     next,
-    wake: () => wakeWaiter?.(),
+    await: wait,
+    wake: () => {
+      if (wakeable) settle("woken")
+    },
     unread: (bytes) => {
       if (bytes.byteLength === 0) return
       queue.unshift(bytes)

@@ -30,6 +30,11 @@ export interface SmtpSocket {
    * (a `now()` time: `timeout`), or `wake` was called while waiting with `wakeable` (`woken`).
    */
   readonly next: (until: number, wakeable: boolean) => Effect.Effect<Uint8Array | "eof" | "timeout" | "woken">
+  /**
+   * What `next` would give, handed to `done` once, with no fiber waiting: an idle session holds only
+   * this callback until its client sends something (or the wait times out, or is woken).
+   */
+  readonly await: (until: number, wakeable: boolean, done: (next: Next) => void) => void
   /** Ends a `wakeable` wait in progress. */
   readonly wake: () => void
   /**
@@ -62,6 +67,9 @@ export interface SmtpSocket {
 }
 
 export type SecureContext = tls.SecureContext
+
+/** A chunk, or why there is none (see `next`). */
+export type Next = Inbox.Next
 
 export const secureContext = (options: { readonly cert: string; readonly key: string }): tls.SecureContext =>
   tls.createSecureContext({ cert: options.cert, key: options.key, minVersion: "TLSv1.2" })
@@ -204,6 +212,7 @@ export const wrap = (raw: net.Socket, options: WrapOptions): SmtpSocket => {
 
   return {
     next: inbox.next,
+    await: inbox.await,
     wake: inbox.wake,
     write,
     stalled: () => stalled,
