@@ -5,7 +5,7 @@
  * delivery. Every SMTP rule is the machine's; this module holds only timing and I/O state.
  * Replies to pipelined commands leave in one write, just before the next read.
  */
-import { Cause, Duration, Effect, Exit } from "effect"
+import { Cause, Duration, Effect, Exit, FiberRef, HashMap } from "effect"
 import * as Observe from "../dns/Observe.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
@@ -481,34 +481,38 @@ const park = (c: Conn): void => c.socket.await(readDeadline(c), true, c.resume)
 
 /**
  * One run of the session, until it ends or parks. What the session's fiber carried from run to
- * run is set again on each run's fiber: its log annotations, its span, a capture's DNS observer
- * (the hooks' fibers inherit it).
+ * run is set again on each run's fiber (a fiber of its own, so nothing needs restoring): its log
+ * annotations, its span, a capture's DNS observer (the hooks' fibers inherit it). Kept to one
+ * `catchAllDefect` and one `onExit`: a run starts for every command that follows a quiet moment.
  */
 const run = (c: Conn, body: Effect.Effect<Run>): Effect.Effect<Run> => {
-  const guarded = body.pipe(
-    Effect.onInterrupt(() => {
-      // Forced shutdown: say so if the connection is still there.
-      c.out.length = 0
-      c.outBytes = 0
-      queue(c, Reply.shuttingDown)
-      return flush(c)
-    }),
+  const { session } = c.state
+  const scoped = Effect.zipRight(
+    FiberRef.update(FiberRef.currentLogAnnotations, (annotations) => HashMap.set(HashMap.set(annotations, "session", session.id), "client", session.remoteAddress)),
     // A defect (a bug of ours or of a plugin outside its hooks) ends the session, not the
     // process; the client hears 421 4.3.0 rather than a silent close, and nothing is delivered.
-    Effect.catchAllDefect((defect) => {
+    Effect.catchAllDefect(body, (defect) => {
       c.out.length = 0
       c.outBytes = 0
       queue(c, Reply.make(421, "4.3.0", "Internal error, closing connection"))
       return Effect.as(Effect.logError("session failed", Cause.die(defect)), "error" as const)
-    }),
-    Effect.onExit((exit) => (isParked(exit) ? Effect.void : closeSession(c)))
+    })
   )
-  const traced = c.trace === undefined ? guarded : Spans.session(c.trace, guarded)
-  const settled = Effect.annotateLogs(traced, { session: c.state.session.id, client: c.state.session.remoteAddress }).pipe(
-    Effect.onExit((exit) => (isParked(exit) ? Effect.sync(() => park(c)) : finish(c, outcome(exit))))
-  )
-  // A captured session records the DNS answers its hooks get (they run on fibers that inherit this ref).
-  return c.capture === undefined ? settled : Effect.locally(settled, Observe.current, c.capture.dns)
+  const observed = c.capture === undefined ? scoped : Effect.zipRight(FiberRef.set(Observe.current, c.capture.dns), scoped)
+  const settled = Effect.onExit(observed, (exit) => {
+    if (isParked(exit)) return Effect.sync(() => park(c))
+    // Forced shutdown: say so if the connection is still there.
+    const said = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? shuttingDown(c) : Effect.void
+    return Effect.onExit(Effect.zipRight(said, closeSession(c)), (closing) => finish(c, Exit.zipRight(closing, outcome(exit))))
+  })
+  return c.trace === undefined ? settled : Spans.session(c.trace, settled)
+}
+
+const shuttingDown = (c: Conn): Effect.Effect<void> => {
+  c.out.length = 0
+  c.outBytes = 0
+  queue(c, Reply.shuttingDown)
+  return flush(c)
 }
 
 /** Whatever ended the session: pending replies out, the message dropped, the socket closed. */
