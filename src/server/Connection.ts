@@ -54,7 +54,7 @@ interface Conn {
   /** What the wait the session parked on gave (`park`): its next run reads it first. */
   resumed: Socket.Next | undefined
   /** Hands the parked wait's result to a new run (made once: a park allocates nothing). */
-  readonly resume: (next: Socket.Next) => void
+  resume: (next: Socket.Next) => void
   /** Whether `finish` has run. */
   over: boolean
   /** Tells the server that the session is over (once). */
@@ -448,13 +448,11 @@ const session = (env: ServerEnv, accepted: Accepted, client: Client.Client, serv
       capture: Capture.begin(env.config.capture, info),
       exchange: undefined,
       resumed: undefined,
-      resume: (next) => {
-        c.resumed = next
-        server.fork(run(c, loop(c)))
-      },
+      resume: ignoreNext,
       over: false,
       ended: server.ended
     }
+    c.resume = resumer(c, server.fork)
     return Spans.open(info).pipe(
       Effect.flatMap((trace) => {
         c.trace = trace
@@ -475,6 +473,14 @@ const opening = Effect.fnUntraced(function*(c: Conn, implicitTls: boolean) {
   }
   return yield* run(c, greet(c))
 })
+
+const ignoreNext = (_: Socket.Next): void => {}
+
+/** Made apart from the session's other closures, so that a parked session keeps only what it needs. */
+const resumer = (c: Conn, fork: Server["fork"]) => (next: Socket.Next): void => {
+  c.resumed = next
+  fork(run(c, loop(c)))
+}
 
 /** Waits for the idle client with no fiber: what comes (a chunk, the end, the deadline, a drain) starts the next run. */
 const park = (c: Conn): void => c.socket.await(readDeadline(c), true, c.resume)
