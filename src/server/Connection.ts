@@ -1,5 +1,6 @@
 /**
- * One fiber per connection: the I/O around the session machine (`session/Engine.ts`). It reads
+ * One connection: the I/O around the session machine (`session/Engine.ts`), on a fiber while there
+ * is work and on none while the client is idle (see `handle`). It reads
  * bytes into the session's decoder, feeds the machine what they mean, writes its replies, and
  * carries out its actions: hooks, the storage check, the TLS handshake, the message buffer,
  * delivery. Every SMTP rule is the machine's; this module holds only timing and I/O state.
