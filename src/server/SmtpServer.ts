@@ -138,7 +138,9 @@ export const make = (options: {
     const sockets = new Set<Socket.SmtpSocket>()
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
-    const fork = (effect: Effect.Effect<unknown>): void => void run(effect)
+    // A parked session's next run starts from a socket event; it runs on the scheduler, as a fiber
+    // resumed by that event did, not inside the event's handler.
+    const fork = (effect: Effect.Effect<unknown>): void => void run(effect, { immediate: false })
 
     const accept = (raw: Parameters<typeof Socket.wrap>[0], mode: "plain" | "implicit") => {
       const live = current
