@@ -22,12 +22,22 @@ export interface Notes {
   readonly delete: (key: Key<unknown>) => void
 }
 
-export const make = (): Notes => {
-  const map = new Map<string, unknown>()
-  return {
-    get: <A>(k: Key<A>) => map.get(k.name) as A | undefined,
-    set: (k, value) => void map.set(k.name, value),
-    has: (k) => map.has(k.name),
-    delete: (k) => void map.delete(k.name)
+// One per session and per transaction, most of which never hold a note: the map comes with the
+// first one, and the methods are shared (an idle session kept 4 closures and an empty Map, ~0.5 KB).
+class Store implements Notes {
+  private map: Map<string, unknown> | undefined = undefined
+  get<A>(k: Key<A>): A | undefined {
+    return this.map?.get(k.name) as A | undefined
+  }
+  set<A>(k: Key<A>, value: A): void {
+    ;(this.map ??= new Map()).set(k.name, value)
+  }
+  has(k: Key<unknown>): boolean {
+    return this.map?.has(k.name) ?? false
+  }
+  delete(k: Key<unknown>): void {
+    this.map?.delete(k.name)
   }
 }
+
+export const make = (): Notes => new Store()

@@ -58,130 +58,150 @@ export interface Options {
 
 const EMPTY = new Uint8Array(0)
 
-export const make = (options: Options): StreamDecoder => {
-  const lines = LineDecoder.make(options.maxLineLength, options.onDiscard)
-  let mode: "command" | "data" | "chunk" = "command"
+// A class rather than closures: every open session holds one, and the closures with their scope
+// were ~0.6 KB of an idle session's heap; the methods are shared.
+class Stream implements StreamDecoder {
+  private readonly lines: LineDecoder.LineDecoder
+  private readonly options: Options
+  private current: "command" | "data" | "chunk" = "command"
   // Content-mode input not decoded yet.
-  let pending: Uint8Array = EMPTY
-  let data: DataDecoder.DataDecoder | undefined
-  let dataBare = false
+  private pending: Uint8Array = EMPTY
+  private data: DataDecoder.DataDecoder | undefined = undefined
+  private dataBare = false
   // BDAT: bytes of the current chunk still to come, and the message's line-ending state.
-  let remaining = 0
-  let last = false
-  let keep = false
-  let normalizer: LineEndings.Normalizer | undefined
-  let chunkBare = false
+  private remaining = 0
+  private last = false
+  private keep = false
+  private normalizer: LineEndings.Normalizer | undefined = undefined
+  private chunkBare = false
   // An event decided but not yet returned (ContentEnd after the last Content).
-  let queued: Event | undefined
+  private queued: Event | undefined = undefined
 
-  /** Back to commands: what is left over after the content is command input. */
-  const toCommands = (): void => {
-    mode = "command"
-    if (pending.byteLength > 0) lines.push(pending)
-    pending = EMPTY
+  constructor(options: Options) {
+    this.options = options
+    this.lines = LineDecoder.make(options.maxLineLength, options.onDiscard)
   }
 
-  const nextData = (): Event | undefined => {
-    if (pending.byteLength === 0) return undefined
-    const input = pending
-    pending = EMPTY
-    const result = data!.decode(input)
-    dataBare ||= result.bare
+  /** Back to commands: what is left over after the content is command input. */
+  private toCommands(): void {
+    this.current = "command"
+    if (this.pending.byteLength > 0) this.lines.push(this.pending)
+    this.pending = EMPTY
+  }
+
+  private nextData(): Event | undefined {
+    if (this.pending.byteLength === 0) return undefined
+    const input = this.pending
+    this.pending = EMPTY
+    const result = this.data!.decode(input)
+    this.dataBare ||= result.bare
     if (result.done) {
-      pending = result.rest
-      data = undefined
-      toCommands()
-      queued = { _tag: "ContentEnd", bare: dataBare }
+      this.pending = result.rest
+      this.data = undefined
+      this.toCommands()
+      this.queued = { _tag: "ContentEnd", bare: this.dataBare }
     }
     if (result.output.length > 0) return { _tag: "Content", parts: result.output }
-    const end = queued
-    queued = undefined
+    const end = this.queued
+    this.queued = undefined
     return end
   }
 
-  const endChunk = (): Event => {
-    toCommands()
-    const bare = chunkBare
-    if (last) {
-      normalizer = undefined
-      chunkBare = false
+  private endChunk(): Event {
+    this.toCommands()
+    const bare = this.chunkBare
+    if (this.last) {
+      this.normalizer = undefined
+      this.chunkBare = false
     }
     return { _tag: "ContentEnd", bare }
   }
 
-  const nextChunk = (): Event | undefined => {
+  private nextChunk(): Event | undefined {
     // A chunk of 0 bytes takes this path too: `BDAT 0 LAST` must still end the normalizer, whose
     // pending CR (the last chunk's final byte) is bare and gets its LF there.
-    if (remaining > 0 && pending.byteLength === 0) return undefined
-    const take = pending.byteLength > remaining ? pending.subarray(0, remaining) : pending
-    pending = pending.subarray(take.byteLength)
-    remaining -= take.byteLength
+    if (this.remaining > 0 && this.pending.byteLength === 0) return undefined
+    const take = this.pending.byteLength > this.remaining ? this.pending.subarray(0, this.remaining) : this.pending
+    this.pending = this.pending.subarray(take.byteLength)
+    this.remaining -= take.byteLength
     const parts: Array<Uint8Array> = []
-    if (keep) {
-      normalizer ??= LineEndings.make(options.bareLineEndings)
+    if (this.keep) {
+      const normalizer = this.normalizer ??= LineEndings.make(this.options.bareLineEndings)
       const out = normalizer.push(take)
-      chunkBare ||= out.bare
+      this.chunkBare ||= out.bare
       if (out.output.byteLength > 0) parts.push(out.output)
-      if (remaining === 0 && last) {
+      if (this.remaining === 0 && this.last) {
         const end = normalizer.end()
-        chunkBare ||= end.bare
+        this.chunkBare ||= end.bare
         if (end.output.byteLength > 0) parts.push(end.output)
       }
     }
-    if (remaining === 0) queued = endChunk()
+    if (this.remaining === 0) this.queued = this.endChunk()
     if (parts.length > 0) return { _tag: "Content", parts }
-    const end = queued
-    queued = undefined
+    const end = this.queued
+    this.queued = undefined
     return end
   }
 
-  const next = (): Event | undefined => {
-    if (queued !== undefined) {
-      const event = queued
-      queued = undefined
+  next(): Event | undefined {
+    if (this.queued !== undefined) {
+      const event = this.queued
+      this.queued = undefined
       return event
     }
-    switch (mode) {
+    switch (this.current) {
       case "command":
-        return lines.next()
+        return this.lines.next()
       case "data":
-        return nextData()
+        return this.nextData()
       case "chunk":
-        return nextChunk()
+        return this.nextChunk()
     }
   }
 
-  return {
-    push: (chunk) => {
-      if (chunk.byteLength === 0) return
-      if (mode === "command") lines.push(chunk)
-      else pending = pending.byteLength === 0 ? chunk : LineEndings.concat([pending, chunk])
-    },
-    next,
-    expectData: () => {
-      mode = "data"
-      data = DataDecoder.make({ bareLineEndings: options.bareLineEndings })
-      dataBare = false
-      pending = lines.takeRemaining()
-    },
-    expectChunk: (size, isLast, isKept) => {
-      mode = "chunk"
-      remaining = size
-      last = isLast
-      keep = isKept
-      pending = lines.takeRemaining()
-    },
-    dropMessage: () => {
-      normalizer = undefined
-      chunkBare = false
-    },
-    discardBuffered: () => {
-      lines.takeRemaining()
-      pending = EMPTY
-      queued = undefined
-    },
-    midLine: () => mode === "command" && lines.midLine(),
-    discarded: lines.discarded,
-    mode: () => mode
+  push(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return
+    if (this.current === "command") this.lines.push(chunk)
+    else this.pending = this.pending.byteLength === 0 ? chunk : LineEndings.concat([this.pending, chunk])
+  }
+
+  expectData(): void {
+    this.current = "data"
+    this.data = DataDecoder.make({ bareLineEndings: this.options.bareLineEndings })
+    this.dataBare = false
+    this.pending = this.lines.takeRemaining()
+  }
+
+  expectChunk(size: number, isLast: boolean, isKept: boolean): void {
+    this.current = "chunk"
+    this.remaining = size
+    this.last = isLast
+    this.keep = isKept
+    this.pending = this.lines.takeRemaining()
+  }
+
+  dropMessage(): void {
+    this.normalizer = undefined
+    this.chunkBare = false
+  }
+
+  discardBuffered(): void {
+    this.lines.takeRemaining()
+    this.pending = EMPTY
+    this.queued = undefined
+  }
+
+  midLine(): boolean {
+    return this.current === "command" && this.lines.midLine()
+  }
+
+  discarded(): number {
+    return this.lines.discarded()
+  }
+
+  mode(): "command" | "data" | "chunk" {
+    return this.current
   }
 }
+
+export const make = (options: Options): StreamDecoder => new Stream(options)

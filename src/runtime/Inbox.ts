@@ -24,6 +24,12 @@ export interface Inbox {
    * `wake` is called during a `wakeable` wait. A chunk already queued is returned whatever the time.
    */
   readonly next: (until: number, wakeable: boolean) => Effect.Effect<Next>
+  /**
+   * What `next` would give, handed to `done` once, with no fiber waiting for it: a session that
+   * waits for its client's next command holds only this callback. `done` is called at once when a
+   * chunk is queued or the stream is over. One wait at a time, `read`'s and `next`'s included.
+   */
+  readonly await: (until: number, wakeable: boolean, done: (next: Next) => void) => void
   readonly wake: () => void
   /** Puts bytes back in front (what a header parser did not use). */
   readonly unread: (bytes: Uint8Array) => void
@@ -38,138 +44,136 @@ export interface Inbox {
 /** The clock of every read deadline: monotonic, so a wall-clock step neither ends nor stretches a wait. */
 export const now = (): number => performance.now()
 
-export const make = (current: () => net.Socket, highWaterMark: number): Inbox => {
-  const queue: Array<Uint8Array> = []
-  let queued = 0
-  let closed = false
-  let waiter: ((chunk: Uint8Array | undefined) => void) | undefined
-  let wakeWaiter: (() => void) | undefined
-  let timeoutWaiter: (() => void) | undefined
-  // The lazy timer: when it fires (`armedAt`), and the deadline of the wait in progress.
-  let timer: ReturnType<typeof setTimeout> | undefined
-  let armedAt = 0
-  let until = 0
+const resumeWith = (resume: (effect: Effect.Effect<Next>) => void) => (next: Next) => resume(Effect.succeed(next))
+const fire = (inbox: Store) => inbox.fire()
 
-  const arm = (deadline: number) => {
-    if (timer !== undefined) {
-      if (armedAt <= deadline) return
-      clearTimeout(timer)
-    }
-    armedAt = deadline
-    timer = setTimeout(fire, Math.max(0, deadline - now()))
-  }
-  const fire = () => {
-    timer = undefined
-    if (timeoutWaiter === undefined) return
-    if (now() >= until) timeoutWaiter()
-    else arm(until)
-  }
-  const disarm = () => {
-    if (timer !== undefined) clearTimeout(timer)
-    timer = undefined
+// A class rather than closures: every session has one for as long as it is open, and an idle one
+// kept 12 closures, their scope and two Effects (~1 KB on Bun); the prototype's methods are shared.
+class Store implements Inbox {
+  private readonly queue: Array<Uint8Array> = []
+  private queued = 0
+  private closed = false
+  // The one wait in progress (`read`'s, `next`'s or `await`'s), its deadline and whether `wake` ends it.
+  private waiter: ((next: Next) => void) | undefined = undefined
+  private wakeable = false
+  private until = Infinity
+  // The lazy timer: when it fires (`armedAt`).
+  private timer: ReturnType<typeof setTimeout> | undefined = undefined
+  private armedAt = 0
+  private readonly current: () => net.Socket
+  private readonly highWaterMark: number
+
+  constructor(current: () => net.Socket, highWaterMark: number) {
+    this.current = current
+    this.highWaterMark = highWaterMark
   }
 
-  const onData = (chunk: Buffer) => {
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(chunk)
-      return
-    }
-    queue.push(chunk)
-    queued += chunk.byteLength
-    if (queued > highWaterMark) current().pause()
+  // Socket listeners, so bound to this inbox.
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.waiter !== undefined) return this.settle(chunk)
+    this.queue.push(chunk)
+    this.queued += chunk.byteLength
+    if (this.queued > this.highWaterMark) this.current().pause()
   }
-  const onEnd = () => {
-    closed = true
-    disarm()
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w(undefined)
-    }
+  private readonly onEnd = (): void => {
+    this.closed = true
+    this.disarm()
+    this.settle("eof")
   }
-  const shift = (): Uint8Array | undefined => {
-    const chunk = queue.shift()
+
+  private arm(deadline: number): void {
+    if (this.timer !== undefined) {
+      if (this.armedAt <= deadline) return
+      clearTimeout(this.timer)
+    }
+    this.armedAt = deadline
+    this.timer = setTimeout(fire, Math.max(0, deadline - now()), this)
+  }
+  fire(): void {
+    this.timer = undefined
+    if (this.waiter === undefined || this.until === Infinity) return
+    if (now() >= this.until) this.settle("timeout")
+    else this.arm(this.until)
+  }
+  private disarm(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+  }
+  private settle(next: Next): void {
+    const w = this.waiter
+    this.waiter = undefined
+    w?.(next)
+  }
+  private shift(): Uint8Array | undefined {
+    const chunk = this.queue.shift()
     if (chunk !== undefined) {
-      queued -= chunk.byteLength
-      const socket = current()
-      if (queued <= highWaterMark && socket.isPaused()) socket.resume()
+      this.queued -= chunk.byteLength
+      const socket = this.current()
+      if (this.queued <= this.highWaterMark && socket.isPaused()) socket.resume()
     }
     return chunk
   }
+  private readonly cancel = (): void => {
+    this.waiter = undefined
+  }
 
-  const read: Effect.Effect<Uint8Array | undefined> = Effect.suspend(() => {
-    const chunk = shift()
-    if (chunk !== undefined) return Effect.succeed(chunk)
-    if (closed) return Effect.succeed(undefined)
-    return Effect.async<Uint8Array | undefined>((resume) => {
-      waiter = (c) => resume(Effect.succeed(c))
-      return Effect.sync(() => {
-        waiter = undefined
-      })
-    })
-  })
-
-  const next = (deadline: number, wakeable: boolean): Effect.Effect<Next> =>
-    Effect.suspend(() => {
-      const chunk = shift()
+  attach(s: net.Socket): void {
+    s.on("data", this.onData)
+    s.on("end", this.onEnd)
+    s.on("close", this.onEnd)
+    s.on("error", this.onEnd)
+  }
+  detach(s: net.Socket): void {
+    s.off("data", this.onData)
+    s.off("end", this.onEnd)
+    s.off("close", this.onEnd)
+    s.off("error", this.onEnd)
+  }
+  await(deadline: number, wakeable: boolean, done: (next: Next) => void): void {
+    const chunk = this.shift()
+    if (chunk !== undefined) return done(chunk)
+    if (this.closed) return done("eof")
+    this.until = deadline
+    this.wakeable = wakeable
+    this.waiter = done
+    if (deadline !== Infinity) this.arm(deadline)
+  }
+  get read(): Effect.Effect<Uint8Array | undefined> {
+    return Effect.map(this.next(Infinity, false), (next) => (typeof next === "string" ? undefined : next))
+  }
+  next(deadline: number, wakeable: boolean): Effect.Effect<Next> {
+    return Effect.suspend(() => {
+      const chunk = this.shift()
       if (chunk !== undefined) return Effect.succeed(chunk)
-      if (closed) return Effect.succeed("eof" as const)
+      if (this.closed) return Effect.succeed("eof" as const)
       return Effect.async<Next>((resume) => {
-        const done = () => {
-          waiter = undefined
-          wakeWaiter = undefined
-          timeoutWaiter = undefined
-        }
-        until = deadline
-        timeoutWaiter = () => {
-          done()
-          resume(Effect.succeed("timeout"))
-        }
-        arm(deadline)
-        waiter = (c) => {
-          done()
-          resume(Effect.succeed(c ?? "eof"))
-        }
-        if (wakeable) {
-          wakeWaiter = () => {
-            done()
-            resume(Effect.succeed("woken"))
-          }
-        }
-        return Effect.sync(done)
+        this.await(deadline, wakeable, resumeWith(resume))
+        return Effect.sync(this.cancel)
       })
     })
-
-  return {
-    attach: (s) => {
-      s.on("data", onData)
-      s.on("end", onEnd)
-      s.on("close", onEnd)
-      s.on("error", onEnd)
-    },
-    detach: (s) => {
-      s.off("data", onData)
-      s.off("end", onEnd)
-      s.off("close", onEnd)
-      s.off("error", onEnd)
-    },
-    read,
-    next,
-    wake: () => wakeWaiter?.(),
-    unread: (bytes) => {
-      if (bytes.byteLength === 0) return
-      queue.unshift(bytes)
-      queued += bytes.byteLength
-    },
-    drain: () => {
-      const all = queue.splice(0)
-      queued = 0
-      return all
-    },
-    ended: () => closed,
-    end: onEnd,
-    empty: () => queue.length === 0
+  }
+  wake(): void {
+    if (this.wakeable) this.settle("woken")
+  }
+  unread(bytes: Uint8Array): void {
+    if (bytes.byteLength === 0) return
+    this.queue.unshift(bytes)
+    this.queued += bytes.byteLength
+  }
+  drain(): ReadonlyArray<Uint8Array> {
+    const all = this.queue.splice(0)
+    this.queued = 0
+    return all
+  }
+  ended(): boolean {
+    return this.closed
+  }
+  end(): void {
+    this.onEnd()
+  }
+  empty(): boolean {
+    return this.queue.length === 0
   }
 }
+
+export const make = (current: () => net.Socket, highWaterMark: number): Inbox => new Store(current, highWaterMark)

@@ -143,6 +143,9 @@ export const make = (options: {
     const sockets = new Set<Socket.SmtpSocket>()
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
+    // A parked session's next run starts from a socket event; it runs on the scheduler, as a fiber
+    // resumed by that event did, not inside the event's handler.
+    const fork = (effect: Effect.Effect<unknown>): void => void run(effect, { immediate: false })
 
     const accept = (raw: Parameters<typeof Socket.wrap>[0], mode: "plain" | "implicit") => {
       const live = current
@@ -158,19 +161,21 @@ export const make = (options: {
       open++
       live.active++
       sockets.add(socket)
+      // When the session is over (on whichever of its fibers: an idle session has none, see Connection).
+      const ended = (exit: Exit.Exit<Metrics.SessionOutcome>): Effect.Effect<void> =>
+        Effect.zipRight(
+          Metrics.sessionEnded(Exit.isSuccess(exit) ? exit.value : Cause.isInterruptedOnly(exit.cause) ? "shutdown" : "error"),
+          Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? Effect.logError("connection failed", exit.cause) : Effect.void
+        ).pipe(
+          Effect.ensuring(Effect.suspend(() => {
+            open--
+            live.active--
+            sockets.delete(socket)
+            return Effect.zipRight(Metrics.connectionClosed, live.retired && live.active === 0 ? live.release : Effect.void)
+          }))
+        )
       // The per-address limit applies to the real client, known after a PROXY header: see Connection.
-      run(Effect.zipRight(Metrics.connectionOpened, Connection.handle(live.env, { socket, implicitTls: mode === "implicit" })).pipe(
-        Effect.onExit((exit) =>
-          Metrics.sessionEnded(Exit.isSuccess(exit) ? exit.value : Cause.isInterruptedOnly(exit.cause) ? "shutdown" : "error")
-        ),
-        Effect.catchAllCause((cause) => Effect.logError("connection failed", cause)),
-        Effect.ensuring(Effect.suspend(() => {
-          open--
-          live.active--
-          sockets.delete(socket)
-          return Effect.zipRight(Metrics.connectionClosed, live.retired && live.active === 0 ? live.release : Effect.void)
-        }))
-      ))
+      run(Effect.zipRight(Metrics.connectionOpened, Connection.handle(live.env, { socket, implicitTls: mode === "implicit" }, { fork, ended })))
     }
 
     const addresses: Array<Bound> = []

@@ -107,37 +107,40 @@ const sessionEnd = (summary: Summary, trace: Trace, exit: Exit.Exit<SessionOutco
 }
 
 /**
- * Runs the session in an `smtp.session` span when a tracer collects spans (handing `self` the
- * trace); otherwise runs it as it is. Attributes known only at the end (user, TLS, outcome) are
- * read from `summary()` then.
+ * Opens the `smtp.session` span when a tracer collects spans; otherwise there is no trace. The
+ * session runs on a fiber only while it has work (it waits for an idle client without one), so
+ * each of those runs is put under the span (`within`), and `close` ends it once.
  */
-export const session = (
-  info: SessionInfo,
-  summary: () => Summary,
-  self: (trace: Trace | undefined) => Effect.Effect<SessionOutcome>
-): Effect.Effect<SessionOutcome> =>
+export const open = (info: SessionInfo): Effect.Effect<Trace | undefined> =>
   Effect.tracerWith((tracer) =>
-    !Tracing.collected(tracer) ? self(undefined) : Effect.useSpan("smtp.session", {
-      kind: "server",
-      captureStackTrace: false,
-      attributes: {
-        "smtp.session.id": info.id,
-        "client.address": info.remoteAddress,
-        "client.port": info.remotePort,
-        "network.local.address": info.localAddress,
-        "network.local.port": info.localPort
-      }
-    }, (span) => {
-      const trace: Trace = { session: span, transaction: undefined, transactions: 0 }
-      return Effect.withParentSpan(self(trace), span).pipe(
-        Effect.onExit((exit) =>
-          Effect.zipRight(
-            closeTransaction(trace, "abandoned", undefined),
-            Effect.sync(() => {
-              for (const [key, value] of Object.entries(sessionEnd(summary(), trace, exit))) if (value !== undefined) span.attribute(key, value)
-            })
-          )
-        )
-      )
-    })
+    !Tracing.collected(tracer) ? Effect.succeed(undefined) : Effect.map(
+      Effect.makeSpan("smtp.session", {
+        kind: "server",
+        captureStackTrace: false,
+        attributes: {
+          "smtp.session.id": info.id,
+          "client.address": info.remoteAddress,
+          "client.port": info.remotePort,
+          "network.local.address": info.localAddress,
+          "network.local.port": info.localPort
+        }
+      }),
+      (span): Trace => ({ session: span, transaction: undefined, transactions: 0 })
+    )
+  )
+
+/** Runs part of the session under its span. */
+export const session = <A>(trace: Trace, run: Effect.Effect<A>): Effect.Effect<A> => Effect.withParentSpan(run, trace.session)
+
+/** Ends the session span with the attributes known only at the end (user, TLS, outcome): once. */
+export const close = (trace: Trace, summary: Summary, exit: Exit.Exit<SessionOutcome>): Effect.Effect<void> =>
+  Effect.zipRight(
+    closeTransaction(trace, "abandoned", undefined),
+    Effect.flatMap(Clock.currentTimeNanos, (now) =>
+      Effect.sync(() => {
+        const span = trace.session
+        if (span.status._tag === "Ended") return
+        for (const [key, value] of Object.entries(sessionEnd(summary, trace, exit))) if (value !== undefined) span.attribute(key, value)
+        span.end(now, exit)
+      }))
   )
