@@ -31,6 +31,11 @@ export interface RunningServer {
   readonly addresses: ReadonlyArray<Bound>
   /** Connections open right now. */
   readonly connections: () => number
+  /**
+   * Session runs in progress: fibers working for a connection right now. An idle session (waiting
+   * for its client's next command) has none: it waits with only a callback on its socket.
+   */
+  readonly runs: Effect.Effect<number>
   /** Re-reads the TLS certificate and key; new handshakes use them. */
   readonly reloadTls: Effect.Effect<void, Socket.SocketError>
   /**
@@ -207,6 +212,7 @@ export const make = (options: {
     return {
       addresses,
       connections: () => open,
+      runs: FiberSet.size(fibers),
       reloadTls: Effect.suspend(() => {
         const live = current
         return Effect.map(loadTls(live.env.config), (context) => {
