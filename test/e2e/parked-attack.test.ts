@@ -1,0 +1,165 @@
+// Hostile clients against parked sessions (an idle session waits with no fiber, see
+// idle-sessions.test.ts): whichever way a session ends — shutdown, hang-up while parked, during a
+// STARTTLS handshake, during DATA — it ends once, and its connection and address slots come back.
+//
+//   C: EHLO a            (then silent: parked)
+//   (stop, shutdownTimeout: 0)
+//   S: 421 4.3.2 Service shutting down, closing connection
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Metric } from "effect"
+import * as net from "node:net"
+import * as Metrics from "../../src/observability/Metrics.ts"
+import { startBridge } from "../support/bridge.ts"
+import { testCertificate } from "../support/certs.ts"
+import { until } from "../support/eventually.ts"
+import type { Client } from "../support/SmtpClient.ts"
+import { connect } from "../support/SmtpClient.ts"
+
+const noRun = (runs: Effect.Effect<number>) => until("no session run in progress", async () => (await Effect.runPromise(runs)) === 0)
+
+/** Connections open as the metrics see them: a session ended twice would take it below zero. */
+const gauge = async (): Promise<number> => (await Effect.runPromise(Metric.value(Metrics.connectionsOpen))).value
+
+/** A raw client from `localAddress`, once it has read the greeting and the reply to EHLO. */
+const raw = (port: number, localAddress: string): Promise<net.Socket> =>
+  new Promise((resolve, reject) => {
+    const s = net.connect({ host: "127.0.0.1", port, localAddress })
+    let seen = ""
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString("latin1")
+      if (seen.startsWith("220 ") && !seen.includes("EHLO sent")) {
+        seen += "EHLO sent"
+        s.write("EHLO hostile.test\r\n")
+      }
+      if (/\r\n250 [^\r]*\r\n$/.test(seen)) {
+        s.off("data", onData)
+        resolve(s)
+      }
+    }
+    s.on("data", onData)
+    s.once("error", reject)
+  })
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+const hungUp = (s: net.Socket): Promise<void> => new Promise((resolve) => (s.destroyed ? resolve() : s.once("close", () => resolve())))
+
+describe("parked sessions under attack", () => {
+  it("says 421 4.3.2 to every parked session and closes it, even with shutdownTimeout 0", async () => {
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], shutdownTimeout: 0 })
+    const clients: Array<Client> = []
+    try {
+      for (let i = 0; i < 5; i++) {
+        const c = await connect(bridge.port)
+        clients.push(c)
+        expect(await c.read()).toMatch(/^220 /)
+        expect(await c.command("EHLO client.test")).toMatch(/^250[ -]/)
+      }
+      await noRun(bridge.running.runs)
+      await bridge.stop()
+      for (const c of clients) expect(await c.read(3_000)).toBe("421 4.3.2 Service shutting down, closing connection")
+      for (const c of clients) await c.closed(3_000)
+      expect(bridge.running.connections()).toBe(0)
+    } finally {
+      for (const c of clients) c.close()
+    }
+  })
+
+  it("gives back every slot, once, to clients that hang up parked, mid-run, mid-handshake and mid-DATA", async () => {
+    const { cert, key } = testCertificate()
+    // 127.0.9.1 is held to 4 connections; 127.0.0.1 is trusted (it may send mail).
+    const bridge = await startBridge({ tls: { cert, key }, trust: ["127.0.0.1/32"], limits: { maxConnectionsPerIp: 4 } })
+    const before = await gauge()
+    try {
+      // Parked, then gone.
+      const parked = await raw(bridge.port, "127.0.9.1")
+      await noRun(bridge.running.runs)
+      parked.destroy()
+      // Mid-run: a pipelined flood (more than the socket's high-water mark), then gone at once.
+      const flood = await raw(bridge.port, "127.0.9.1")
+      flood.write("NOOP\r\n".repeat(60_000))
+      flood.destroy()
+      // A STARTTLS handshake started from a parked session, then gone after half a ClientHello.
+      const tls = await raw(bridge.port, "127.0.9.1")
+      await noRun(bridge.running.runs)
+      tls.write("STARTTLS\r\n")
+      await new Promise<void>((resolve) => tls.once("data", () => resolve()))
+      tls.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      tls.destroy()
+      // Mid-DATA, after a quiet moment.
+      const data = await raw(bridge.port, "127.0.0.1")
+      await noRun(bridge.running.runs)
+      data.write("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+      await until("354", () => new Promise<boolean>((resolve) => data.once("data", (b: Buffer) => resolve(b.toString().includes("354")))))
+      data.write("Subject: cut\r\n\r\nhalf a body")
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      data.destroy()
+      await Promise.all([parked, flood, tls, data].map(hungUp))
+
+      await until("no connection", () => bridge.running.connections() === 0)
+      await noRun(bridge.running.runs)
+      expect(await gauge()).toBe(before)
+      expect(bridge.delivered()).toHaveLength(0)
+      // The address's 4 slots are all free again.
+      const again: Array<Client> = []
+      for (let i = 0; i < 4; i++) {
+        const c = await connect(bridge.port, { localAddress: "127.0.9.1" })
+        again.push(c)
+        expect(await c.read()).toMatch(/^220 /)
+      }
+      expect(bridge.running.connections()).toBe(4)
+      const fifth = await connect(bridge.port, { localAddress: "127.0.9.1" })
+      expect(await fifth.read()).toBe("421 4.7.0 Too many connections from your address, try again later")
+      fifth.close()
+      for (const c of again) c.close()
+      await until("no connection", () => bridge.running.connections() === 0)
+      expect(await gauge()).toBe(before)
+    } finally {
+      await bridge.stop()
+    }
+  })
+
+  it("answers a command sent a byte per run, and bounds an overlong line sent a piece per run: 500 5.5.2, then 421 4.7.0", async () => {
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"] })
+    try {
+      const c = await connect(bridge.port)
+      expect(await c.read()).toMatch(/^220 /)
+      // Each byte comes after a quiet moment: the session parks between bytes, and each starts a run.
+      for (const byte of "EHLO slow.test\r\n") {
+        c.send(byte)
+        await sleep(5)
+      }
+      expect(await c.read()).toMatch(/^250-bridge\.test/)
+      for (const byte of "NOOP\r\n") {
+        await noRun(bridge.running.runs)
+        c.send(byte)
+      }
+      expect(await c.read()).toBe("250 2.0.0 Ok")
+      // An overlong line in 64 KiB pieces, each after a park: skipped and refused once it ends.
+      const piece = "x".repeat(64 * 1024)
+      c.send("NOOP ")
+      for (let i = 0; i < 4; i++) {
+        await noRun(bridge.running.runs)
+        c.send(piece)
+      }
+      c.send("\r\n")
+      expect(await c.read()).toBe("500 5.5.2 Line too long")
+      expect(await c.command("NOOP")).toBe("250 2.0.0 Ok")
+      // Past 1 MiB of skipped bytes in all, however it is spread over runs: 421 4.7.0 and closed.
+      c.send("NOOP ")
+      let closed = false
+      void c.closed(20_000).then(() => (closed = true), () => {})
+      for (let i = 0; i < 20 && !closed; i++) {
+        await noRun(bridge.running.runs)
+        c.send(piece)
+      }
+      expect(await c.read()).toBe("500 5.5.2 Line too long")
+      expect(await c.read()).toBe("421 4.7.0 Line too long, closing connection")
+      await c.closed()
+      await until("no connection", () => bridge.running.connections() === 0)
+    } finally {
+      await bridge.stop()
+    }
+  })
+})
