@@ -8,6 +8,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
 import * as net from "node:net"
+import * as Resolve from "../../src/config/Resolve.ts"
+import { definePlugin, Verdict } from "../../src/index.ts"
 import * as Metrics from "../../src/observability/Metrics.ts"
 import { startBridge } from "../support/bridge.ts"
 import { testCertificate } from "../support/certs.ts"
@@ -38,6 +40,15 @@ const raw = (port: number, localAddress: string): Promise<net.Socket> =>
     }
     s.on("data", onData)
     s.once("error", reject)
+  })
+
+/** A plugin that says which generation it is (EHLO which.test is refused with its tag) and logs its release. */
+const generation = (tag: string, released: Array<string>) =>
+  definePlugin({
+    name: "generation",
+    setup: Effect.as(Effect.addFinalizer(() => Effect.sync(() => void released.push(tag))), {
+      helo: ({ name }: { readonly name: string }) => Effect.succeed(name === "which.test" ? Verdict.reject(tag) : Verdict.Continue)
+    })
   })
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -161,5 +172,49 @@ describe("parked sessions under attack", () => {
     } finally {
       await bridge.stop()
     }
+  })
+
+  it("keeps parked sessions on the generation they started with across a reload, and releases it after the last one, once", async () => {
+    const released: Array<string> = []
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], plugins: [generation("first", released)] })
+    const clients: Array<Client> = []
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = await connect(bridge.port)
+        clients.push(c)
+        expect(await c.read()).toMatch(/^220 /)
+        expect(await c.command("EHLO client.test")).toMatch(/^250[ -]/)
+      }
+      await noRun(bridge.running.runs)
+      const next = await Effect.runPromise(Resolve.resolve({
+        trust: ["127.0.0.0/8"],
+        listen: ["127.0.0.1:0"],
+        hostname: "bridge.test",
+        maildir: bridge.maildir,
+        plugins: [generation("second", released)]
+      }, "test"))
+      await Effect.runPromise(bridge.running.reload(next))
+      const fresh = await connect(bridge.port)
+      expect(await fresh.read()).toMatch(/^220 /)
+      expect(await fresh.command("EHLO which.test")).toMatch(/^5\d\d .*second/)
+      // Woken by a command after the reload, a parked session still runs on its own generation.
+      for (const c of clients) expect(await c.command("EHLO which.test")).toMatch(/^5\d\d .*first/)
+      await noRun(bridge.running.runs)
+      expect(await clients[0]!.command("QUIT")).toMatch(/^221 /)
+      clients[1]!.close()
+      await until("one old session left", () => bridge.running.connections() === 2)
+      await sleep(50)
+      expect(released).toEqual([])
+      // The last one ends at its idle moment: by hanging up while parked.
+      clients[2]!.close()
+      await until("the first generation released", () => released.length > 0)
+      expect(released).toEqual(["first"])
+      fresh.close()
+      await until("no connection", () => bridge.running.connections() === 0)
+    } finally {
+      for (const c of clients) c.close()
+      await bridge.stop()
+    }
+    expect(released).toEqual(["first", "second"])
   })
 })
