@@ -1,10 +1,16 @@
-// Hostile clients against parked sessions (an idle session waits with no fiber, see
-// idle-sessions.test.ts): whichever way a session ends — shutdown, hang-up while parked, during a
-// STARTTLS handshake, during DATA — it ends once, and its connection and address slots come back.
+// Hostile clients against parked sessions (an idle session waits with no fiber: see
+// idle-sessions.test.ts). Whichever way a session ends (a stop, a hang-up while parked, in a
+// pipelined flood, during a STARTTLS handshake, during DATA) it ends once and gives its connection
+// and address slots back; a client that sends a byte per run is served and still bounded; a
+// reload leaves parked sessions on their generation, released after the last of them.
 //
 //   C: EHLO a            (then silent: parked)
 //   (stop, shutdownTimeout: 0)
 //   S: 421 4.3.2 Service shutting down, closing connection
+//
+//   C: NOOP xxxx...      (64 KiB a run, never a line end)
+//   S: 500 5.5.2 Line too long
+//   S: 421 4.7.0 Line too long, closing connection      (past 1 MiB skipped in all)
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
 import * as net from "node:net"
@@ -22,25 +28,27 @@ const noRun = (runs: Effect.Effect<number>) => until("no session run in progress
 /** Connections open as the metrics see them: a session ended twice would take it below zero. */
 const gauge = async (): Promise<number> => (await Effect.runPromise(Metric.value(Metrics.connectionsOpen))).value
 
-/** A raw client from `localAddress`, once it has read the greeting and the reply to EHLO. */
-const raw = (port: number, localAddress: string): Promise<net.Socket> =>
-  new Promise((resolve, reject) => {
-    const s = net.connect({ host: "127.0.0.1", port, localAddress })
+/** Resolves once what `s` receives from now on matches `pattern`. */
+const received = (s: net.Socket, pattern: RegExp): Promise<void> =>
+  new Promise((resolve) => {
     let seen = ""
     const onData = (chunk: Buffer) => {
       seen += chunk.toString("latin1")
-      if (seen.startsWith("220 ") && !seen.includes("EHLO sent")) {
-        seen += "EHLO sent"
-        s.write("EHLO hostile.test\r\n")
-      }
-      if (/\r\n250 [^\r]*\r\n$/.test(seen)) {
-        s.off("data", onData)
-        resolve(s)
-      }
+      if (!pattern.test(seen)) return
+      s.off("data", onData)
+      resolve()
     }
     s.on("data", onData)
-    s.once("error", reject)
   })
+
+/** A raw client from `localAddress`, once it has read the greeting and the reply to EHLO. */
+const raw = async (port: number, localAddress: string): Promise<net.Socket> => {
+  const s = net.connect({ host: "127.0.0.1", port, localAddress })
+  await received(s, /^220 .*\r\n$/)
+  s.write("EHLO hostile.test\r\n")
+  await received(s, /^250 .*\r\n$/m)
+  return s
+}
 
 /** A plugin that says which generation it is (EHLO which.test is refused with its tag) and logs its release. */
 const generation = (tag: string, released: Array<string>) =>
@@ -56,8 +64,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const hungUp = (s: net.Socket): Promise<void> => new Promise((resolve) => (s.destroyed ? resolve() : s.once("close", () => resolve())))
 
 describe("parked sessions under attack", () => {
-  it("says 421 4.3.2 to every parked session and closes it, even with shutdownTimeout 0", async () => {
-    const bridge = await startBridge({ trust: ["127.0.0.0/8"], shutdownTimeout: 0 })
+  it("says 421 4.3.2 to every parked session (one over STARTTLS) and closes it, even with shutdownTimeout 0", async () => {
+    const { cert, key } = testCertificate()
+    const bridge = await startBridge({ tls: { cert, key }, trust: ["127.0.0.0/8"], shutdownTimeout: 0 })
     const clients: Array<Client> = []
     try {
       for (let i = 0; i < 5; i++) {
@@ -66,6 +75,13 @@ describe("parked sessions under attack", () => {
         expect(await c.read()).toMatch(/^220 /)
         expect(await c.command("EHLO client.test")).toMatch(/^250[ -]/)
       }
+      // One parks again after a STARTTLS sent from a parked session: it waits on the TLS socket now.
+      const secure = clients[2]!
+      await noRun(bridge.running.runs)
+      expect(await secure.command("STARTTLS")).toMatch(/^220 /)
+      await secure.startTls()
+      expect(await secure.command("EHLO client.test")).toMatch(/^250[ -]/)
+      expect(secure.encrypted).toBe(true)
       await noRun(bridge.running.runs)
       await bridge.stop()
       for (const c of clients) expect(await c.read(3_000)).toBe("421 4.3.2 Service shutting down, closing connection")
@@ -94,7 +110,7 @@ describe("parked sessions under attack", () => {
       const tls = await raw(bridge.port, "127.0.9.1")
       await noRun(bridge.running.runs)
       tls.write("STARTTLS\r\n")
-      await new Promise<void>((resolve) => tls.once("data", () => resolve()))
+      await received(tls, /^220 .*\r\n$/)
       tls.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]))
       await new Promise((resolve) => setTimeout(resolve, 50))
       tls.destroy()
@@ -102,7 +118,7 @@ describe("parked sessions under attack", () => {
       const data = await raw(bridge.port, "127.0.0.1")
       await noRun(bridge.running.runs)
       data.write("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
-      await until("354", () => new Promise<boolean>((resolve) => data.once("data", (b: Buffer) => resolve(b.toString().includes("354")))))
+      await received(data, /^354 /m)
       data.write("Subject: cut\r\n\r\nhalf a body")
       await new Promise((resolve) => setTimeout(resolve, 50))
       data.destroy()
@@ -216,5 +232,43 @@ describe("parked sessions under attack", () => {
       await bridge.stop()
     }
     expect(released).toEqual(["first", "second"])
+  })
+
+  it("ends 40 sessions woken at once by their commands and by a stop: each last hears 421 4.3.2, and stop() does not wait for shutdownTimeout", async () => {
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], shutdownTimeout: "5 seconds" })
+    const clients: Array<Client> = []
+    try {
+      for (let i = 0; i < 40; i++) {
+        const c = await connect(bridge.port)
+        clients.push(c)
+        expect(await c.read()).toMatch(/^220 /)
+        expect(await c.command(`EHLO client${i}.test`)).toMatch(/^250[ -]/)
+      }
+      // One is in a transaction: the drain waits for it until it is idle again.
+      const busy = clients[0]!
+      expect(await busy.command("MAIL FROM:<a@example.org>")).toMatch(/^250 /)
+      // It holds the only run: a session in a transaction waits for its client on a fiber.
+      await until("one run in progress", async () => (await Effect.runPromise(bridge.running.runs)) === 1)
+      // Every parked session gets a command and the server stops, in the same tick.
+      for (const c of clients.slice(1)) c.send("NOOP\r\n")
+      const started = Date.now()
+      const stopped = bridge.stop()
+      for (const c of clients.slice(1)) {
+        // The NOOP may be read before the wake-up (250, then 421) or after it (421 only).
+        let reply = await c.read(3_000)
+        if (reply === "250 2.0.0 Ok") reply = await c.read(3_000)
+        expect(reply).toBe("421 4.3.2 Service shutting down, closing connection")
+        await c.closed(3_000)
+      }
+      expect(bridge.running.connections()).toBe(1)
+      expect(await busy.command("RSET")).toBe("250 2.0.0 Ok")
+      expect(await busy.read(3_000)).toBe("421 4.3.2 Service shutting down, closing connection")
+      await stopped
+      expect(Date.now() - started).toBeLessThan(4_000)
+      expect(bridge.running.connections()).toBe(0)
+      expect(await Effect.runPromise(bridge.running.runs)).toBe(0)
+    } finally {
+      for (const c of clients) c.close()
+    }
   })
 })
