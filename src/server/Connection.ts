@@ -488,8 +488,15 @@ const resumer = (c: Conn, fork: Server["fork"]) => (next: Socket.Next): void => 
   fork(run(c, loop(c)))
 }
 
-/** Waits for the idle client with no fiber: what comes (a chunk, the end, the deadline, a drain) starts the next run. */
-const park = (c: Conn): void => c.socket.await(readDeadline(c), true, c.resume)
+/**
+ * Waits for the idle client with no fiber: what comes (a chunk, the end, the deadline, a drain) starts
+ * the next run. A drain that started after the run last looked (its fiber may yield to the server's
+ * between that look and here) woke every socket before this wait existed: this one wakes itself.
+ */
+const park = (c: Conn): void => {
+  c.socket.await(readDeadline(c), true, c.resume)
+  if (c.env.isDraining()) c.socket.wake()
+}
 
 /**
  * One run of the session, until it ends or parks. What the session's fiber carried from run to

@@ -40,8 +40,8 @@ export interface RunningServer {
   readonly reloadTls: Effect.Effect<void, Socket.SocketError>
   /**
    * New connections use this config, pipeline and transports from now on; open sessions finish
-   * with the ones they started with, and the old generation's `release` runs after the last of
-   * them. Listeners are not rebound. Fails, changing nothing, when the new TLS files cannot be read.
+   * with the ones they started with, and `next.release` (what the old generation used) runs after
+   * the last of them. Listeners are not rebound. Fails, changing nothing, when the new TLS files cannot be read.
    */
   readonly reload: (next: Generation) => Effect.Effect<void, Socket.SocketError>
   /** True once the server has started to drain (shutdown). */
@@ -53,14 +53,18 @@ export interface Generation {
   readonly config: BridgeConfig
   readonly pipeline: Pipeline
   readonly transports: ReadonlyMap<string, Transport>
-  /** Frees what only this generation uses (its plugins' and transports' scope). */
+  /**
+   * Frees what the generation this one replaces used and this one does not (its plugins' scope, its
+   * transports' when they were rebuilt): the caller knows that only when it builds the new one.
+   */
   readonly release?: Effect.Effect<void> | undefined
 }
 
 /** A generation in service: its sessions are counted so that it is released after the last one. */
 interface Live {
   readonly env: ServerEnv
-  readonly release: Effect.Effect<void>
+  /** Set when a reload replaces it: the next generation's `release`. */
+  release: Effect.Effect<void>
   tls: Socket.SecureContext | undefined
   active: number
   retired: boolean
@@ -111,7 +115,7 @@ export const make = (options: {
           tls,
           active: 0,
           retired: false,
-          release: gen.release ?? Effect.void,
+          release: Effect.void,
           env: {
             config: gen.config,
             pipeline: gen.pipeline,
@@ -223,6 +227,8 @@ export const make = (options: {
         Effect.gen(function*() {
           const old = current
           current = yield* goLive(next)
+          // What the old generation used is freed after its own last session, not the next one's.
+          old.release = next.release ?? Effect.void
           old.retired = true
           if (old.active === 0) yield* old.release
         }),

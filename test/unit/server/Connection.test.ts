@@ -1,0 +1,85 @@
+// A parked session (an idle one, waiting with no fiber: Connection.park) and a drain that starts
+// between its run's last look at `isDraining` and the park. The drain's wake-up then finds no wait
+// to end; the session must still see the drain, say 421 4.3.2 and end, not wait for its client
+// (or its idle timeout) with no fiber for the drain to wait for.
+//
+//   S: 220 ...   C: EHLO a   S: 250 ...   (drain starts, then the session parks)
+//   S: 421 4.3.2 Service shutting down, closing connection
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber } from "effect"
+import { EventEmitter } from "node:events"
+import type * as net from "node:net"
+import * as Resolve from "../../../src/config/Resolve.ts"
+import * as StaticDns from "../../../src/dns/Static.ts"
+import type { SessionOutcome } from "../../../src/observability/Metrics.ts"
+import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
+import * as Inbox from "../../../src/runtime/Inbox.ts"
+import type * as Socket from "../../../src/runtime/Socket.ts"
+import * as Connection from "../../../src/server/Connection.ts"
+import type { ServerEnv } from "../../../src/server/Env.ts"
+
+/** A connection whose reads go through a real Inbox and whose writes are kept as text. */
+const fakeConnection = () => {
+  const raw = Object.assign(new EventEmitter(), { pause: () => {}, resume: () => {}, isPaused: () => false }) as unknown as net.Socket
+  const inbox = Inbox.make(() => raw, 1 << 20)
+  inbox.attach(raw)
+  const written: Array<string> = []
+  const socket: Socket.SmtpSocket = {
+    next: (until, wakeable) => inbox.next(until, wakeable),
+    await: (until, wakeable, done) => inbox.await(until, wakeable, done),
+    wake: () => inbox.wake(),
+    write: (data) => Effect.sync(() => void written.push(typeof data === "string" ? data : Buffer.from(data).toString("latin1"))),
+    stalled: () => false,
+    discardInput: () => void inbox.drain(),
+    unread: (bytes) => inbox.unread(bytes),
+    upgradeTls: () => Effect.die("no TLS here"),
+    tls: () => undefined,
+    close: Effect.sync(() => inbox.end()),
+    remoteAddress: "192.0.2.10",
+    remotePort: 50000,
+    localAddress: "192.0.2.1",
+    localPort: 25
+  }
+  return { raw, socket, written }
+}
+
+describe("Connection: a parked session and a drain", () => {
+  it.scopedLive("says 421 4.3.2 and ends when the drain starts just before it parks (its wake-up found no wait)", () =>
+    Effect.gen(function*() {
+      const config = yield* Resolve.resolve({ hostname: "bridge.test" }, "test")
+      const pipeline = yield* Pipeline.make([]).pipe(Effect.provide(StaticDns.layer({})))
+      const { raw, socket, written } = fakeConnection()
+      let draining = false
+      const env: ServerEnv = {
+        config,
+        pipeline,
+        transports: new Map(),
+        spool: undefined,
+        tls: () => undefined,
+        // The run that answered EHLO looks, sees no drain, and is about to park: the drain starts
+        // right then (SmtpServer sets the flag, then wakes every socket: this one has no wait yet).
+        isDraining: () => {
+          const seen = draining
+          if (!draining && written.some((w) => w.startsWith("250"))) {
+            draining = true
+            socket.wake()
+          }
+          return seen
+        },
+        proxies: [],
+        admit: () => "admitted",
+        release: () => {}
+      }
+      const ended: Array<Exit.Exit<SessionOutcome>> = []
+      const runs: Array<Fiber.RuntimeFiber<unknown>> = []
+      const fork = (effect: Effect.Effect<unknown>) => void runs.push(Effect.runFork(effect))
+      yield* Connection.handle(env, { socket, implicitTls: false }, { fork, ended: (exit) => Effect.sync(() => void ended.push(exit)) })
+      raw.emit("data", Buffer.from("EHLO client.test\r\n"))
+      for (let i = 0; i < 50 && ended.length === 0; i++) {
+        yield* Effect.forEach(runs.splice(0), Fiber.join, { discard: true })
+        yield* Effect.sleep("2 millis")
+      }
+      expect(written.join("")).toMatch(/^220 [^\n]*\r\n250-bridge\.test[^]*\r\n421 4\.3\.2 Service shutting down, closing connection\r\n$/)
+      expect(ended).toEqual([Exit.succeed("shutdown")])
+    }))
+})
