@@ -6,6 +6,7 @@
  * @example
  * Main.runMain((await import("./commands/Cli.ts")).run(process.argv))
  */
+import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -75,4 +76,8 @@ const command = Command.make("smtp-bridge").pipe(
 )
 
 /** Parses `argv` (with the runtime and script first, as process.argv) and runs the command it names. */
-export const run = Command.run(command, { name: "smtp-bridge", version: packageJson.version })
+// Typed by hand: the inferred type names effect's internal modules, which a declaration file cannot.
+export const run: (args: ReadonlyArray<string>) => Effect.Effect<void, unknown, CliApp.CliApp.Environment> = Command.run(command, {
+  name: "smtp-bridge",
+  version: packageJson.version
+})
