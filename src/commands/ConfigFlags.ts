@@ -90,7 +90,7 @@ const byFlag: ReadonlyMap<string, Key> = new Map(Object.entries(docs).map(([key,
 /**
  * The options that `args` (what follows the command name) give, when every flag is written in the
  * plain form: `--name VALUE` (a value that is not empty, starts with no "-" and has no space at
- * either end), `--name` for a switch, and a flag without `...` in the help at most once. Any other
+ * either end), `--name` for a switch, and a flag without `...` in the help at most once. Every other
  * line gives undefined: `--name=VALUE`, another case, an unknown word, `--log-level`, `--help`,
  * `--version`. Then @effect/cli parses it, as it parses every line (cli.ts); on the lines this
  * accepts, both give the same options (test/unit/commands/config-flags.test.ts compares them).

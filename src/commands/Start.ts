@@ -5,7 +5,7 @@
  *
  * A `serve` line in the plain form (`ConfigFlags.plain`) runs without importing @effect/cli or the
  * other commands, which with @effect/cli's parse of the whole command tree cost start-up some
- * 100 ms under Bun (issue 16); every other line, and any help, goes through them as before.
+ * 100 ms under Bun (issue 16); every other line, help included, goes through them as before.
  */
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"

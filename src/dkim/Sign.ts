@@ -85,7 +85,7 @@ const valueOf = (field: string): string => field.slice(field.indexOf(":") + 1).r
 /**
  * A streaming RFC 6376 §3.4.4 relaxed body canonicaliser feeding a SHA-256: WSP runs become one
  * space, WSP at line ends goes, empty lines at the end go. Bytes are handled as latin1 (see
- * `latin1`) so that any octet passes through unchanged. Fed chunk by chunk, synchronously.
+ * `latin1`) so that every octet passes through unchanged. Fed chunk by chunk, synchronously.
  */
 const bodyHasher = (options: { readonly startsAtSeparator?: boolean }) => {
   const hash = Crypto.createHash("sha256")
