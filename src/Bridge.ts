@@ -52,7 +52,7 @@ const rateLimitOptions = (config: BridgeConfig): BridgeConfig["rateLimit"] =>
 /**
  * `[make(module, options)]` once the plugin's module is imported; no import, and nothing, when the
  * config leaves it out. The built-in plugins a config does not use are never loaded: together
- * they cost start-up some 40 ms under Bun (issue 16; the LDAP and OAuth clients most of it).
+ * they cost start-up some 40 ms (issue 16, bench/startup.py; the LDAP and OAuth clients most of it).
  */
 export const lazy = <O, M>(
   options: O | undefined,
@@ -169,7 +169,7 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
     // while they drain, rather than refusing connections.
     const adminConfig = config.admin
     const admin = adminConfig === undefined ? undefined : yield* Effect.gen(function*() {
-      // Imported only when configured: the HTTP server modules cost start-up some 15 ms under Bun.
+      // Imported only when configured: the HTTP server modules cost start-up some 15 ms (bench/startup.py).
       const Admin = yield* Effect.promise(() => import("./admin/Admin.ts"))
       const exposure = Admin.exposureWarning(adminConfig.host, adminConfig.token !== undefined)
       if (exposure !== undefined) yield* Effect.logWarning(exposure)
