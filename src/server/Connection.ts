@@ -1,39 +1,32 @@
 /**
- * One connection: the I/O around the session machine (`session/Engine.ts`), on a fiber while there
- * is work and on none while the client is idle (see `handle`). It reads
+ * One connection's interpreter: the I/O around the session machine (`session/Engine.ts`) during a
+ * run of the session (`Lifecycle.ts` starts the runs, parks an idle session and ends it). It reads
  * bytes into the session's decoder, feeds the machine what they mean, writes its replies, and
  * carries out its actions: hooks, the storage check, the TLS handshake, the message buffer,
  * delivery. Every SMTP rule is the machine's; this module holds only timing and I/O state.
  * Replies to pipelined commands leave in one write, just before the next read.
  */
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
-import * as HashMap from "effect/HashMap"
-import * as Observe from "../dns/Observe.ts"
+import type * as Exit from "effect/Exit"
 import * as Metrics from "../observability/Metrics.ts"
 import type { SessionOutcome } from "../observability/Metrics.ts"
-import * as Notes from "../pipeline/Notes.ts"
 import type * as Pipeline from "../pipeline/Pipeline.ts"
 import * as Reply from "../protocol/Reply.ts"
-import * as StreamDecoder from "../protocol/StreamDecoder.ts"
+import type * as StreamDecoder from "../protocol/StreamDecoder.ts"
 import * as Memory from "../runtime/Memory.ts"
 import * as Socket from "../runtime/Socket.ts"
 import * as Engine from "../session/Engine.ts"
 import * as Spool from "../transport/Spool.ts"
 import * as Capture from "./Capture.ts"
-import * as Client from "./Client.ts"
 import * as Hooks from "./Hooks.ts"
 import * as Incoming from "./Incoming.ts"
 import type { ServerEnv } from "./Env.ts"
 import * as SessionLog from "./SessionLog.ts"
-import * as Settings from "./Settings.ts"
 import * as Spans from "./Spans.ts"
 
-/** The I/O state of one connection; only this module reads or changes it. */
-interface Conn {
+/** The I/O state of one connection; only this module and `Lifecycle.ts` read or change it. */
+export interface Conn {
   readonly socket: Socket.SmtpSocket
   readonly env: ServerEnv
   readonly decoder: StreamDecoder.StreamDecoder
@@ -71,7 +64,7 @@ interface Conn {
  * How a run of the session on its fiber ended: with the session, or `parked`: the client is idle
  * and the session waits for it without a fiber (see `park`).
  */
-type Run = SessionOutcome | "parked"
+export type Run = SessionOutcome | "parked"
 
 /**
  * Bytes of overlong command lines a session may send in all: each is answered 500 5.5.2 and
@@ -87,7 +80,7 @@ const maxSkipped = 1024 * 1024
 const maxQueuedReplies = 64 * 1024
 
 
-const queue = (c: Conn, r: Reply.Reply): void => {
+export const queue = (c: Conn, r: Reply.Reply): void => {
   Metrics.replied(r)
   c.lastReply = r
   c.capture?.reply(r)
@@ -96,7 +89,7 @@ const queue = (c: Conn, r: Reply.Reply): void => {
   c.out.push(text)
 }
 
-const flush = (c: Conn): Effect.Effect<void> => {
+export const flush = (c: Conn): Effect.Effect<void> => {
   if (c.out.length === 0) return Effect.void
   const data = c.out.length === 1 ? c.out[0]! : c.out.join("")
   c.out.length = 0
@@ -112,7 +105,7 @@ const closed = (c: Conn): boolean => c.state.phase._tag === "Closed"
  * to end, counted from that byte: a client dribbling one byte every few seconds no longer
  * restarts the clock.
  */
-const readDeadline = (c: Conn): number => {
+export const readDeadline = (c: Conn): number => {
   const limits = c.env.config.limits
   const first = c.state.commands === 0
   if (c.decoder.midLine()) {
@@ -173,7 +166,7 @@ const nextEvent = Effect.fnUntraced(function*(c: Conn) {
   }
 })
 
-const dropMessage = (c: Conn): Effect.Effect<void> => {
+export const dropMessage = (c: Conn): Effect.Effect<void> => {
   const m = c.message
   c.message = undefined
   c.decoder.dropMessage()
@@ -231,7 +224,7 @@ const saslStart = Effect.fnUntraced(function*(c: Conn, action: Extract<Engine.Ac
 })
 
 /** Tells the plugin its exchange is over (the client cancelled or left); never fails. */
-const saslAbort = (c: Conn): Effect.Effect<void> => {
+export const saslAbort = (c: Conn): Effect.Effect<void> => {
   const exchange = c.exchange
   c.exchange = undefined
   return exchange === undefined ? Effect.void : exchange.abort
@@ -333,7 +326,7 @@ const stalled = (c: Conn) =>
   )
 
 /** The session until it ends (says how, for the sessions metric) or parks. */
-const loop = Effect.fnUntraced(function*(c: Conn) {
+export const loop = Effect.fnUntraced(function*(c: Conn) {
   while (!closed(c)) {
     const event = yield* nextEvent(c)
     if (event === "parked") return event
@@ -365,194 +358,9 @@ const loop = Effect.fnUntraced(function*(c: Conn) {
 })
 
 /** The greeting, then the session. */
-const greet = Effect.fnUntraced(function*(c: Conn) {
+export const greet = Effect.fnUntraced(function*(c: Conn) {
   c.capture?.input("(connect)")
   yield* feed(c, { _tag: "Connected" })
   c.greetingDeadline = Socket.now() + Duration.toMillis(c.env.config.limits.greetingTimeout)
   return yield* loop(c)
 })
-
-export interface Accepted {
-  readonly socket: Socket.SmtpSocket
-  /** Set for implicit-TLS listeners: the handshake runs before the greeting. */
-  readonly implicitTls: boolean
-}
-
-/** What a session needs from its server. */
-export interface Server {
-  /** Starts `effect` on a new fiber of the server's (drained and interrupted with the others). */
-  readonly fork: (effect: Effect.Effect<unknown>) => void
-  /** Runs once, when the session is over, with how it ended. */
-  readonly ended: (exit: Exit.Exit<SessionOutcome>) => Effect.Effect<void>
-}
-
-const isParked = (exit: Exit.Exit<Run>): boolean => Exit.isSuccess(exit) && exit.value === "parked"
-
-const outcome = (exit: Exit.Exit<Run>): Exit.Exit<SessionOutcome> => Exit.map(exit, (run) => (run === "parked" ? "closed" : run))
-
-/**
- * One connection. Its session runs on a fiber while there is work; while the client is idle
- * (after the greeting, between transactions) it waits with no fiber at all, only a socket
- * callback (`park`), and the next command starts a new run. A suspended fiber with its stack of
- * continuations was most of an idle session's memory (~17 KB of its ~24 KB of live heap on Bun).
- * `server.ended` runs once, on whichever fiber the session ends.
- */
-export const handle = (env: ServerEnv, accepted: Accepted, server: Server): Effect.Effect<void> => {
-  let over = false
-  const ended = (exit: Exit.Exit<SessionOutcome>): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (over) return Effect.void
-      over = true
-      return server.ended(exit)
-    })
-  return Effect.onExit(start(env, accepted, { fork: server.fork, ended }), (exit) => (isParked(exit) ? Effect.void : ended(outcome(exit))))
-}
-
-const start = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, server: Server) {
-  const { socket } = accepted
-  const client = yield* Client.of(env, socket)
-  if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
-  const admission = env.admit(client.remoteAddress)
-  if (admission !== "admitted") {
-    yield* socket.write(Reply.format(Reply.make(421, "4.7.0", `Too many connections from your ${admission}, try again later`)))
-    return yield* Effect.as(socket.close, "refused" as const)
-  }
-  return yield* session(env, accepted, client, server)
-})
-
-/** The TLS handshake first on an implicit-TLS listener; undefined when it failed. */
-const implicitHandshake = Effect.fnUntraced(function*(env: ServerEnv, socket: Socket.SmtpSocket) {
-  const context = env.tls()
-  const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
-    Effect.timeout(env.config.limits.greetingTimeout),
-    Effect.as(true),
-    Effect.catchAll(() => Effect.succeed(false))
-  ))
-  if (!ok) return undefined
-  const state = socket.tls()
-  return { protocol: state?.protocol ?? "TLS", cipher: state?.cipher ?? "unknown", mode: "implicit" as const }
-})
-
-const session = (env: ServerEnv, accepted: Accepted, client: Client.Client, server: Server): Effect.Effect<Run> =>
-  Effect.suspend(() => {
-    const { socket } = accepted
-    const info = { id: Settings.newId(), ...client, hostname: env.config.hostname, tls: undefined, helo: undefined, user: undefined, authMechanism: undefined, notes: Notes.make() }
-    const c: Conn = {
-      socket,
-      env,
-      decoder: StreamDecoder.make({ maxLineLength: env.config.limits.maxLineLength, bareLineEndings: env.config.bareLineEndings, onDiscard: Memory.released }),
-      state: Engine.start(Settings.of(env), info),
-      out: [],
-      outBytes: 0,
-      lineDeadline: 0,
-      greetingDeadline: 0,
-      message: undefined,
-      skipDeadline: 0,
-      trace: undefined,
-      refusals: 0,
-      lastReply: undefined,
-      capture: Capture.begin(env.config.capture, info),
-      exchange: undefined,
-      resumed: undefined,
-      resume: ignoreNext,
-      over: false,
-      ended: server.ended
-    }
-    c.resume = resumer(c, server.fork)
-    return Spans.open(info).pipe(
-      Effect.flatMap((trace) => {
-        c.trace = trace
-        return opening(c, accepted.implicitTls)
-      }),
-      Effect.onExit((exit) => (isParked(exit) ? Effect.void : finish(c, outcome(exit))))
-    )
-  })
-
-/** The TLS handshake first on an implicit-TLS listener, then the session's first run. */
-const opening = Effect.fnUntraced(function*(c: Conn, implicitTls: boolean) {
-  if (implicitTls) {
-    const tls = yield* implicitHandshake(c.env, c.socket)
-    if (tls === undefined) return yield* Effect.as(c.socket.close, "closed" as const)
-    // The session starts encrypted: the machine begins with TLS known.
-    c.state = Engine.start(c.state.settings, { ...c.state.session, tls })
-    c.capture?.tls(tls)
-  }
-  return yield* run(c, greet(c))
-})
-
-const ignoreNext = (_: Socket.Next): void => {}
-
-/** Made apart from the session's other closures, so that a parked session keeps only what it needs. */
-const resumer = (c: Conn, fork: Server["fork"]) => (next: Socket.Next): void => {
-  c.resumed = next
-  fork(run(c, loop(c)))
-}
-
-/**
- * Waits for the idle client with no fiber: what comes (a chunk, the end, the deadline, a drain) starts
- * the next run. A drain that started after the run last looked (its fiber may yield to the server's
- * between that look and here) woke every socket before this wait existed: this one wakes itself.
- */
-const park = (c: Conn): void => {
-  c.socket.await(readDeadline(c), true, c.resume)
-  if (c.env.isDraining()) c.socket.wake()
-}
-
-/**
- * One run of the session, until it ends or parks. What the session's fiber carried from run to
- * run is set again on each run's fiber (a fiber of its own, so nothing needs restoring): its log
- * annotations, its span, a capture's DNS observer (the hooks' fibers inherit it). Kept to one
- * `catchAllDefect` and one `onExit`: a run starts for every command that follows a quiet moment.
- */
-const run = (c: Conn, body: Effect.Effect<Run>): Effect.Effect<Run> => {
-  const { session } = c.state
-  const scoped = Effect.zipRight(
-    FiberRef.update(FiberRef.currentLogAnnotations, (annotations) => HashMap.set(HashMap.set(annotations, "session", session.id), "client", session.remoteAddress)),
-    // A defect (a bug of ours or of a plugin outside its hooks) ends the session, not the
-    // process; the client hears 421 4.3.0 rather than a silent close, and nothing is delivered.
-    Effect.catchAllDefect(body, (defect) => {
-      c.out.length = 0
-      c.outBytes = 0
-      queue(c, Reply.make(421, "4.3.0", "Internal error, closing connection"))
-      return Effect.as(Effect.logError("session failed", Cause.die(defect)), "error" as const)
-    })
-  )
-  const observed = c.capture === undefined ? scoped : Effect.zipRight(FiberRef.set(Observe.current, c.capture.dns), scoped)
-  const settled = Effect.onExit(observed, (exit) => {
-    if (isParked(exit)) return Effect.sync(() => park(c))
-    // Forced shutdown: say so if the connection is still there.
-    const said = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? shuttingDown(c) : Effect.void
-    return Effect.onExit(Effect.zipRight(said, closeSession(c)), (closing) => finish(c, Exit.zipRight(closing, outcome(exit))))
-  })
-  return c.trace === undefined ? settled : Spans.session(c.trace, settled)
-}
-
-const shuttingDown = (c: Conn): Effect.Effect<void> => {
-  c.out.length = 0
-  c.outBytes = 0
-  queue(c, Reply.shuttingDown)
-  return flush(c)
-}
-
-/** Whatever ended the session: pending replies out, the message dropped, the socket closed. */
-const closeSession = Effect.fnUntraced(function*(c: Conn) {
-  yield* flush(c)
-  // An exchange cut short by a defect or a forced shutdown: its plugin still hears of it.
-  yield* saslAbort(c)
-  yield* dropMessage(c)
-  yield* c.socket.close
-  yield* c.env.pipeline.notify("disconnect", { session: c.state.session })
-  if (c.capture !== undefined) yield* c.capture.finish(c.state.phase._tag === "Closed" ? c.state.phase.outcome : "closed")
-})
-
-/** The session is over: its span ends, its address is counted out, the server is told; once. */
-const finish = (c: Conn, exit: Exit.Exit<SessionOutcome>): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    if (c.over) return Effect.void
-    c.over = true
-    const spans = c.trace === undefined ? Effect.void : Spans.close(c.trace, { session: c.state.session, commands: c.state.commands }, exit)
-    return spans.pipe(
-      Effect.ensuring(Effect.sync(() => c.env.release(c.state.session.remoteAddress))),
-      Effect.ensuring(c.ended(exit))
-    )
-  })

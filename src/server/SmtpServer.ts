@@ -18,7 +18,7 @@ import * as Socket from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"
 import type * as Spool from "../transport/Spool.ts"
 import type { Transport } from "../transport/Transport.ts"
-import * as Connection from "./Connection.ts"
+import * as Lifecycle from "./Lifecycle.ts"
 import type { ServerEnv } from "./Env.ts"
 
 export interface Bound {
@@ -183,8 +183,8 @@ export const make = (options: {
             return Effect.zipRight(Metrics.connectionClosed, live.retired && live.active === 0 ? live.release : Effect.void)
           }))
         )
-      // The per-address limit applies to the real client, known after a PROXY header: see Connection.
-      run(Effect.zipRight(Metrics.connectionOpened, Connection.handle(live.env, { socket, implicitTls: mode === "implicit" }, { fork, ended })))
+      // The per-address limit applies to the real client, known after a PROXY header: see Lifecycle.
+      run(Effect.zipRight(Metrics.connectionOpened, Lifecycle.handle(live.env, { socket, implicitTls: mode === "implicit" }, { fork, ended })))
     }
 
     const addresses: Array<Bound> = []

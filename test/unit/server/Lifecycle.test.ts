@@ -1,4 +1,4 @@
-// A parked session (an idle one, waiting with no fiber: Connection.park) and a drain that starts
+// A parked session (an idle one, waiting with no fiber: Lifecycle.park) and a drain that starts
 // between its run's last look at `isDraining` and the park. The drain's wake-up then finds no wait
 // to end; the session must still see the drain, say 421 4.3.2 and end, not wait for its client
 // (or its idle timeout) with no fiber for the drain to wait for.
@@ -15,7 +15,7 @@ import type { SessionOutcome } from "../../../src/observability/Metrics.ts"
 import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
 import * as Inbox from "../../../src/runtime/Inbox.ts"
 import type * as Socket from "../../../src/runtime/Socket.ts"
-import * as Connection from "../../../src/server/Connection.ts"
+import * as Lifecycle from "../../../src/server/Lifecycle.ts"
 import type { ServerEnv } from "../../../src/server/Env.ts"
 
 /** A connection whose reads go through a real Inbox and whose writes are kept as text. */
@@ -73,7 +73,7 @@ describe("Connection: a parked session and a drain", () => {
       const ended: Array<Exit.Exit<SessionOutcome>> = []
       const runs: Array<Fiber.RuntimeFiber<unknown>> = []
       const fork = (effect: Effect.Effect<unknown>) => void runs.push(Effect.runFork(effect))
-      yield* Connection.handle(env, { socket, implicitTls: false }, { fork, ended: (exit) => Effect.sync(() => void ended.push(exit)) })
+      yield* Lifecycle.handle(env, { socket, implicitTls: false }, { fork, ended: (exit) => Effect.sync(() => void ended.push(exit)) })
       raw.emit("data", Buffer.from("EHLO client.test\r\n"))
       for (let i = 0; i < 50 && ended.length === 0; i++) {
         yield* Effect.forEach(runs.splice(0), Fiber.join, { discard: true })
