@@ -15,6 +15,7 @@
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
+import * as Bytes from "../util/Bytes.ts"
 
 /** Signed by default: what readers see and what threading uses (mailauth's list, minus Resent-*). */
 export const DEFAULT_HEADERS: ReadonlyArray<string> = [
@@ -242,8 +243,6 @@ const signatureValueOffLoop = (headers: ReadonlyArray<HeaderLine>, bh: string, k
     })
   })
 
-const isChunks = <E>(body: Stream.Stream<Uint8Array, E> | ReadonlyArray<Uint8Array>): body is ReadonlyArray<Uint8Array> =>
-  Array.isArray(body)
 
 /** Signs with every key (dual signing: one DKIM-Signature each), hashing the body once. */
 export const sign = <E>(
@@ -260,7 +259,7 @@ export const sign = <E>(
 ): Effect.Effect<ReadonlyArray<string>, E> => {
   const body = message.body
   return Effect.flatMap(
-    isChunks(body)
+    Bytes.isChunks(body)
       ? Effect.sync(() => bodyHashOf(body, { startsAtSeparator: true }))
       : bodyHash(body, { startsAtSeparator: true }),
     (bh) => Effect.forEach(keys, (key) => signatureValueOffLoop(message.headers, bh, key, options))

@@ -19,6 +19,7 @@ import type { AuthStatus, DNSResolver } from "mailauth"
 import { Readable } from "node:stream"
 import type { Resolver } from "../dns/Dns.ts"
 import { asNodeError } from "../dns/Resolver.ts"
+import * as Bytes from "../util/Bytes.ts"
 
 /** RFC 8601 result keywords. */
 export type Result = "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror" | "policy"
@@ -184,10 +185,8 @@ const readable = <E>(stream: Stream.Stream<Uint8Array, E>): Readable => Readable
  * DKIM check of a small message.
  */
 const input = <E>(message: Stream.Stream<Uint8Array, E> | ReadonlyArray<Uint8Array>): Readable | Buffer =>
-  isChunks(message) ? Buffer.concat(message) : readable(message)
+  Bytes.isChunks(message) ? Buffer.concat(message) : readable(message)
 
-const isChunks = <E>(message: Stream.Stream<Uint8Array, E> | ReadonlyArray<Uint8Array>): message is ReadonlyArray<Uint8Array> =>
-  Array.isArray(message)
 
 type Library = typeof import("mailauth")
 

@@ -38,3 +38,10 @@ export const readCapped = async (response: globalThis.Response, max: number): Pr
     chunks.push(value)
   }
 }
+
+/**
+ * Whether a message given as a stream or as its chunks (when held in memory) is the chunks: the
+ * DKIM signer and mailauth's input take either, and use the chunks without running a stream.
+ */
+export const isChunks = <S extends object>(message: S | ReadonlyArray<Uint8Array>): message is ReadonlyArray<Uint8Array> =>
+  Array.isArray(message)
