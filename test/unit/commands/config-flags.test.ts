@@ -27,7 +27,9 @@ const keys = Object.keys(ConfigFlags.docs) as Array<keyof typeof ConfigFlags.doc
 const value = fc.oneof(
   fc.constantFrom("127.0.0.1:2525", "[::1]:587", "json", "pretty", "serve", "queue", "smtp-bridge", "true", "false", "yes", "a=b", "x y", "25MB", "0", "/tmp/a b"),
   fc.string({ minLength: 1, maxLength: 6 }),
-  fc.constantFrom("-1", " padded", "", "--listen")
+  fc.constantFrom("-1", " padded", "", "--listen"),
+  // Secrets and paths as people write them: control characters, non-ASCII, dashes, encoded dots.
+  fc.constantFrom("s3cr3t\nX-Injected: 1", "p\u00e4ssw\u00f6rd", "--", "-", "a\u0000b", "%2F..%2Fetc", "tab\tbed", "end ")
 )
 
 const flag = fc.tuple(fc.constantFrom(...keys), value).map(([key, v]) => {
