@@ -24,6 +24,8 @@ interface VirtualModule {
 }
 
 interface BunRuntime {
+  /** The entry module's path: inside a single executable, under its virtual file system. */
+  readonly main: string
   readonly plugin: (plugin: {
     readonly name: string
     readonly setup: (build: { readonly module: (specifier: string, load: () => VirtualModule) => void }) => void
@@ -32,14 +34,16 @@ interface BunRuntime {
 
 const bun = (globalThis as { readonly Bun?: BunRuntime }).Bun
 
-// Bun serves a compiled binary's own modules from a virtual file system: /$bunfs/ (B:/~BUN/ on Windows).
-const compiled = (): boolean => /\$bunfs|~BUN/.test(import.meta.url)
+// Bun serves a compiled binary's own modules from a virtual file system: /$bunfs/ (B:/~BUN/ on
+// Windows). Asked of Bun.main, not of import.meta.url: a binary built with --bytecode (the
+// build:bun script) keeps each module's source path from the build machine in import.meta.url.
+const compiled = (): boolean => bun !== undefined && /\$bunfs|~BUN/.test(bun.main)
 
 const namespace = (module: object): VirtualModule => ({ exports: { ...module }, loader: "object" })
 
 /** In a Bun single executable, makes "smtp-bridge", "effect" and "effect/<Module>" importable by files loaded from disk. */
 export const install = (api: () => Promise<object>): Effect.Effect<void> =>
-  bun === undefined || !compiled() ? Effect.void : Effect.promise(async () => {
+  !compiled() || bun === undefined ? Effect.void : Effect.promise(async () => {
     const [smtpBridge, EffectIndex] = await Promise.all([api(), import("effect")])
     bun.plugin({
       name: "smtp-bridge embedded modules",
