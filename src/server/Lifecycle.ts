@@ -64,7 +64,8 @@ export const handle = (env: ServerEnv, accepted: Accepted, server: Server): Effe
 
 const start = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, server: Server) {
   const { socket } = accepted
-  const client = yield* Client.of(env, socket)
+  // A forced shutdown may interrupt the wait for a PROXY header: the socket is closed all the same.
+  const client = yield* Effect.onInterrupt(Client.of(env, socket), () => socket.close)
   if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
   const admission = env.admit(client.remoteAddress)
   if (admission !== "admitted") {

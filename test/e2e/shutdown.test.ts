@@ -138,4 +138,27 @@ describe("graceful shutdown", () => {
     await within(5_000, "stop()", bridge.stop())
     expect(await refused(bridge.port)).toBe(true)
   })
+
+  it("does not wait for a balancer's connection that never sends its PROXY header: stop() ends at once and the bridge closes it", async () => {
+    // The header's own deadline (greetingTimeout) and the shutdown timeout are both far away.
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], proxyProtocol: ["127.0.0.1/32"], shutdownTimeout: "20 seconds", limits: { greetingTimeout: "20 seconds" } })
+    let stopped: Promise<void> | undefined
+    const silent = net.connect({ host: "127.0.0.1", port: bridge.port })
+    try {
+      await new Promise<void>((resolve, reject) => silent.once("connect", resolve).once("error", reject))
+      let received = ""
+      silent.on("data", (chunk: Buffer) => (received += chunk.toString()))
+      const closed = new Promise<void>((resolve) => silent.once("close", () => resolve()))
+      silent.on("error", () => {})
+      // The bridge is waiting for the header now (no banner before it).
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      stopped = bridge.stop()
+      await within(3_000, "stop()", stopped)
+      await within(3_000, "the balancer's connection closed by the bridge", closed)
+      expect(received).toBe("")
+    } finally {
+      silent.destroy()
+      await (stopped ?? bridge.stop())
+    }
+  })
 })
