@@ -133,6 +133,22 @@ const message = (e: { readonly message: string }) => new BridgeError({ message: 
 const pipelineIn = (config: BridgeConfig, scope: Scope.Scope) =>
   plugins(config).pipe(Effect.flatMap(Pipeline.make), Effect.provide(Resolver.layer(config.dns)), Scope.extend(scope), Effect.map(Metrics.instrumentPipeline))
 
+/**
+ * A transports scope and how many generations use it: a reload that keeps the transports shares
+ * them with the generation before, and a generation is released after its own last session, in
+ * any order. The scope closes with the last generation that used it, so that a session of an older
+ * generation never relays through a pool a younger one closed.
+ */
+interface Held {
+  readonly scope: Scope.CloseableScope
+  generations: number
+}
+
+const held = (scope: Scope.CloseableScope): Held => ({ scope, generations: 1 })
+
+const letGo = (h: Held): Effect.Effect<void> =>
+  Effect.suspend(() => (--h.generations === 0 ? Scope.close(h.scope, Exit.void) : Effect.void))
+
 const transportsIn = (config: BridgeConfig, scope: Scope.Scope) =>
   Build.make(config.transports, config.hostname).pipe(Scope.extend(scope), Effect.map(Metrics.instrumentTransports))
 
@@ -163,7 +179,7 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
       concurrency: config.spool.concurrency,
       bounceTransport: config.defaultTransport
     })
-    let state = { config, pipeline, transports, pipelineScope, transportsScope }
+    let state = { config, pipeline, transports, pipelineScope, transportsHeld: held(transportsScope) }
     const bound: { server: SmtpServer.RunningServer | undefined } = { server: undefined }
     // The admin listener comes before the server: it answers 503 while the listeners bind and
     // while they drain, rather than refusing connections.
@@ -207,25 +223,29 @@ const serve = (config: BridgeConfig): Effect.Effect<Running, BridgeError, Scope.
         const plan = Reload.plan(state.config, next, { spool: spool !== undefined })
         for (const note of plan.notes) yield* Effect.logWarning(`reload: ${note}`)
         const newPipelineScope = yield* child
-        const newTransportsScope = plan.rebuildTransports ? yield* child : state.transportsScope
+        const newTransportsScope = plan.rebuildTransports ? yield* child : undefined
         const discard = Effect.zipRight(
           Scope.close(newPipelineScope, Exit.void),
-          plan.rebuildTransports ? Scope.close(newTransportsScope, Exit.void) : Effect.void
+          newTransportsScope === undefined ? Effect.void : Scope.close(newTransportsScope, Exit.void)
         )
         const built = yield* Effect.all({
           pipeline: pipelineIn(plan.config, newPipelineScope),
-          transports: plan.rebuildTransports ? transportsIn(plan.config, newTransportsScope) : Effect.succeed(state.transports)
+          transports: newTransportsScope === undefined ? Effect.succeed(state.transports) : transportsIn(plan.config, newTransportsScope)
         }).pipe(Effect.mapError(message), Effect.tapError(() => discard))
         const old = state
+        // Kept transports are shared with the generation before, which may outlive this one. Counted
+        // before the server switches: the old generation, with no session left, is released at once.
+        const transportsHeld = newTransportsScope === undefined ? old.transportsHeld : held(newTransportsScope)
+        if (newTransportsScope === undefined) transportsHeld.generations++
+        const unshare = Effect.sync(() => {
+          if (newTransportsScope === undefined) transportsHeld.generations--
+        })
         yield* server.reload({
           config: plan.config,
           ...built,
-          release: Effect.zipRight(
-            Scope.close(old.pipelineScope, Exit.void),
-            plan.rebuildTransports ? Scope.close(old.transportsScope, Exit.void) : Effect.void
-          )
-        }).pipe(Effect.mapError(message), Effect.tapError(() => discard))
-        state = { config: plan.config, ...built, pipelineScope: newPipelineScope, transportsScope: newTransportsScope }
+          release: Effect.zipRight(Scope.close(old.pipelineScope, Exit.void), letGo(old.transportsHeld))
+        }).pipe(Effect.mapError(message), Effect.tapError(() => Effect.zipRight(unshare, discard)))
+        state = { config: plan.config, ...built, pipelineScope: newPipelineScope, transportsHeld }
       }).pipe(reloading.withPermits(1))
 
     return {

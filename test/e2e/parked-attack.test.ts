@@ -20,6 +20,7 @@ import * as Metrics from "../../src/observability/Metrics.ts"
 import { startBridge } from "../support/bridge.ts"
 import { testCertificate } from "../support/certs.ts"
 import { until } from "../support/eventually.ts"
+import { type Sink, startSink } from "../support/sink.ts"
 import type { Client } from "../support/SmtpClient.ts"
 import { connect } from "../support/SmtpClient.ts"
 
@@ -232,6 +233,46 @@ describe("parked sessions under attack", () => {
       await bridge.stop()
     }
     expect(released).toEqual(["first", "second"])
+  })
+
+  it("a session of generation 1 still delivers through its relay after generation 2 shared that relay and generation 3 replaced it", async () => {
+    const first = await startSink()
+    const second = await startSink()
+    const released: Array<string> = []
+    const configOf = (tag: string, sink: Sink) =>
+      Effect.runPromise(Resolve.resolve({
+        trust: ["127.0.0.0/8"],
+        listen: ["127.0.0.1:0"],
+        hostname: "bridge.test",
+        relay: `smtp://127.0.0.1:${sink.port}`,
+        plugins: [generation(tag, released)]
+      }, "test"))
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], relay: `smtp://127.0.0.1:${first.port}`, plugins: [generation("one", released)] })
+    const c = await connect(bridge.port)
+    try {
+      expect(await c.read()).toMatch(/^220 /)
+      expect(await c.command("EHLO client.test")).toMatch(/^250[ -]/)
+      // Generation 2 keeps the relay (only a plugin changed); generation 3 points it elsewhere.
+      // Generation 2 had no session, so it is released at once when 3 replaces it.
+      await Effect.runPromise(bridge.running.reload(await configOf("two", first)))
+      await Effect.runPromise(bridge.running.reload(await configOf("three", second)))
+      await until("generation two released", () => released.includes("two"))
+      expect(released).toEqual(["two"])
+      expect(await c.command("MAIL FROM:<alice@example.com>")).toBe("250 2.1.0 Ok")
+      expect(await c.command("RCPT TO:<bob@example.net>")).toBe("250 2.1.5 Ok")
+      expect(await c.command("DATA")).toMatch(/^354 /)
+      expect(await c.command("Subject: generation one\r\n\r\nstill relayed\r\n.")).toMatch(/^250 2\.0\.0 /)
+      await first.waitFor((n) => n.messages >= 1)
+      expect(first.messages()[0]).toContain("still relayed")
+      expect(second.counters().messages).toBe(0)
+      expect(await c.command("QUIT")).toMatch(/^221 /)
+      await until("generation one released", () => released.includes("one"))
+    } finally {
+      c.close()
+      await bridge.stop()
+      await first.stop()
+      await second.stop()
+    }
   })
 
   it("ends 40 sessions woken at once by their commands and by a stop: each last hears 421 4.3.2, and stop() does not wait for shutdownTimeout", async () => {
