@@ -30,7 +30,13 @@ export interface Inbox {
    * chunk is queued or the stream is over. One wait at a time, `read`'s and `next`'s included.
    */
   readonly await: (until: number, wakeable: boolean, done: (next: Next) => void) => void
+  /**
+   * Ends a `wakeable` wait in progress, and every later one at once (once no chunk is queued): a
+   * drain wakes each socket once, and a fiber may yield between its look at the drain and its wait.
+   */
   readonly wake: () => void
+  /** Whether `wake` was called. */
+  readonly woken: () => boolean
   /** Puts bytes back in front (what a header parser did not use). */
   readonly unread: (bytes: Uint8Array) => void
   /** Drops and returns everything buffered. */
@@ -56,6 +62,7 @@ class Store implements Inbox {
   // The one wait in progress (`read`'s, `next`'s or `await`'s), its deadline and whether `wake` ends it.
   private waiter: ((next: Next) => void) | undefined = undefined
   private wakeable = false
+  private wokenUp = false
   private until = Infinity
   // The lazy timer: when it fires (`armedAt`).
   private timer: ReturnType<typeof setTimeout> | undefined = undefined
@@ -133,6 +140,7 @@ class Store implements Inbox {
     const chunk = this.shift()
     if (chunk !== undefined) return done(chunk)
     if (this.closed) return done("eof")
+    if (wakeable && this.wokenUp) return done("woken")
     this.until = deadline
     this.wakeable = wakeable
     this.waiter = done
@@ -153,7 +161,11 @@ class Store implements Inbox {
     })
   }
   wake(): void {
+    this.wokenUp = true
     if (this.wakeable) this.settle("woken")
+  }
+  woken(): boolean {
+    return this.wokenUp
   }
   unread(bytes: Uint8Array): void {
     if (bytes.byteLength === 0) return

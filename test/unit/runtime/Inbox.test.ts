@@ -63,3 +63,18 @@ describe("Inbox deadlines", () => {
       expect(yield* inbox.next(Inbox.now() + 5_000, false)).toBe("eof")
     }))
 })
+
+describe("Inbox wake-ups", () => {
+  it.live("a wakeable wait begun after `wake` ends at once with woken (a queued chunk first); a wait that is not wakeable is not woken", () =>
+    Effect.gen(function*() {
+      const { inbox, socket } = make()
+      inbox.wake()
+      socket.emit("data", Buffer.from("queued"))
+      expect(yield* inbox.next(Inbox.now() + 5_000, true)).toEqual(Buffer.from("queued"))
+      expect(yield* inbox.next(Inbox.now() + 5_000, true)).toBe("woken")
+      const woken = yield* Effect.async<Inbox.Next>((resume) => inbox.await(Inbox.now() + 5_000, true, (next) => resume(Effect.succeed(next))))
+      expect(woken).toBe("woken")
+      expect(yield* inbox.next(Inbox.now() + 30, false)).toBe("timeout")
+      inbox.end()
+    }))
+})

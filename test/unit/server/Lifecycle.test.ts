@@ -1,5 +1,5 @@
-// A parked session (an idle one, waiting with no fiber: Lifecycle.park) and a drain that starts
-// between its run's last look at `isDraining` and the park. The drain's wake-up then finds no wait
+// A parked session (an idle one, waiting with no fiber: Lifecycle.park), or a balancer's connection
+// waiting for its PROXY header, and a drain that starts between the last look at `isDraining` and the wait. The drain's wake-up then finds no wait
 // to end; the session must still see the drain, say 421 4.3.2 and end, not wait for its client
 // (or its idle timeout) with no fiber for the drain to wait for.
 //
@@ -17,9 +17,10 @@ import * as Inbox from "../../../src/runtime/Inbox.ts"
 import type * as Socket from "../../../src/runtime/Socket.ts"
 import * as Lifecycle from "../../../src/server/Lifecycle.ts"
 import type { ServerEnv } from "../../../src/server/Env.ts"
+import * as Cidr from "../../../src/util/Cidr.ts"
 
 /** A connection whose reads go through a real Inbox and whose writes are kept as text. */
-const fakeConnection = () => {
+const fakeConnection = (remoteAddress = "192.0.2.10") => {
   const raw = Object.assign(new EventEmitter(), { pause: () => {}, resume: () => {}, isPaused: () => false }) as unknown as net.Socket
   const inbox = Inbox.make(() => raw, 1 << 20)
   inbox.attach(raw)
@@ -35,7 +36,7 @@ const fakeConnection = () => {
     upgradeTls: () => Effect.die("no TLS here"),
     tls: () => undefined,
     close: Effect.sync(() => inbox.end()),
-    remoteAddress: "192.0.2.10",
+    remoteAddress,
     remotePort: 50000,
     localAddress: "192.0.2.1",
     localPort: 25
@@ -81,5 +82,39 @@ describe("Connection: a parked session and a drain", () => {
       }
       expect(written.join("")).toMatch(/^220 [^\n]*\r\n250-bridge\.test[^]*\r\n421 4\.3\.2 Service shutting down, closing connection\r\n$/)
       expect(ended).toEqual([Exit.succeed("shutdown")])
+    }))
+
+  it.scopedLive("closes a balancer's connection without a word when the drain starts just after its header wait looked (the wake-up found no wait yet)", () =>
+    Effect.gen(function*() {
+      // The header's own deadline is far away: only the drain can end the wait in time.
+      const config = yield* Resolve.resolve({ hostname: "bridge.test", proxyProtocol: ["192.0.2.20/32"], limits: { greetingTimeout: "20 seconds" } }, "test")
+      const pipeline = yield* Pipeline.make([]).pipe(Effect.provide(StaticDns.layer({})))
+      const { socket, written } = fakeConnection("192.0.2.20")
+      let draining = false
+      const env: ServerEnv = {
+        config,
+        pipeline,
+        transports: new Map(),
+        spool: undefined,
+        tls: () => undefined,
+        // The header wait looks, sees no drain; the drain starts and wakes every socket right then.
+        isDraining: () => {
+          const seen = draining
+          if (!draining) {
+            draining = true
+            socket.wake()
+          }
+          return seen
+        },
+        proxies: [Cidr.parse("192.0.2.20/32")!],
+        admit: () => "admitted",
+        release: () => {}
+      }
+      const ended: Array<Exit.Exit<SessionOutcome>> = []
+      const handled = yield* Effect.fork(Lifecycle.handle(env, { socket, implicitTls: false }, { fork: () => {}, ended: (exit) => Effect.sync(() => void ended.push(exit)) }))
+      for (let i = 0; i < 100 && ended.length === 0; i++) yield* Effect.sleep("5 millis")
+      expect(ended).toEqual([Exit.succeed("refused")])
+      expect(written).toEqual([])
+      yield* Fiber.interrupt(handled)
     }))
 })
