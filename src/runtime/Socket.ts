@@ -36,7 +36,10 @@ export interface SmtpSocket {
    * this callback until its client sends something (or the wait times out, or is woken).
    */
   readonly await: (until: number, wakeable: boolean, done: (next: Next) => void) => void
-  /** Ends a `wakeable` wait in progress. */
+  /**
+   * Ends a `wakeable` wait or handshake in progress, and every later one at once: a shutdown's drain
+   * wakes each socket once, and must not be missed by a wait that begins just after it.
+   */
   readonly wake: () => void
   /**
    * Writes and waits until the kernel took it (or the socket is gone); no wait when it took it at
@@ -55,9 +58,10 @@ export interface SmtpSocket {
    * Runs a server-side TLS handshake on the same connection. Buffered input is dropped (after
    * STARTTLS it was plaintext that must never be read as a command) unless `keepBuffered` says it
    * is the start of the handshake (implicit TLS behind a PROXY header; after STARTTLS, once the
-   * plaintext sent before the 220 was dropped with `discardInput`).
+   * plaintext sent before the 220 was dropped with `discardInput`). A `wakeable` handshake fails
+   * when `wake` is called (or was): a client that never finishes one must not hold a shutdown.
    */
-  readonly upgradeTls: (context: tls.SecureContext, options?: { readonly keepBuffered?: boolean }) => Effect.Effect<void, SocketError>
+  readonly upgradeTls: (context: tls.SecureContext, options?: UpgradeOptions) => Effect.Effect<void, SocketError>
   readonly tls: () => TlsState | undefined
   /** Half-closes after pending writes, then destroys. */
   readonly close: Effect.Effect<void>
@@ -68,6 +72,11 @@ export interface SmtpSocket {
 }
 
 export type SecureContext = tls.SecureContext
+
+export interface UpgradeOptions {
+  readonly keepBuffered?: boolean
+  readonly wakeable?: boolean
+}
 
 /** A chunk, or why there is none (see `next`). */
 export type Next = Inbox.Next
@@ -94,6 +103,8 @@ class Wrapped implements SmtpSocket {
   private readonly inbox: Inbox.Inbox
   private secured: TlsState | undefined = undefined
   private isStalled = false
+  // Fails the `wakeable` handshake in progress.
+  private abandon: (() => void) | undefined = undefined
   private readonly writeTimeoutMs: number
   readonly remoteAddress: string
   readonly remotePort: number
@@ -123,6 +134,7 @@ class Wrapped implements SmtpSocket {
   }
   wake(): void {
     this.inbox.wake()
+    this.abandon?.()
   }
   stalled(): boolean {
     return this.isStalled
@@ -180,9 +192,11 @@ class Wrapped implements SmtpSocket {
     })
   }
 
-  upgradeTls(context: tls.SecureContext, options: { readonly keepBuffered?: boolean } = {}): Effect.Effect<void, SocketError> {
+  upgradeTls(context: tls.SecureContext, options: UpgradeOptions = {}): Effect.Effect<void, SocketError> {
     const { raw, inbox } = this
+    const wakeable = options.wakeable === true
     return Effect.async<void, SocketError>((resume) => {
+      if (wakeable && inbox.woken()) return resume(Effect.fail(new SocketError({ reason: "Tls", message: "TLS handshake not begun: shutting down" })))
       // Anything the client sent after STARTTLS was plaintext: it must never be read as a command.
       const pending = inbox.drain()
       const buffered = options.keepBuffered === true && pending.length > 0 ? Buffer.concat(pending) : undefined
@@ -195,6 +209,7 @@ class Wrapped implements SmtpSocket {
       }
       const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context })
       const fail = (error: Error) => {
+        this.abandon = undefined
         secure.off("secure", ok)
         secure.off("error", fail)
         secure.off("close", closed)
@@ -207,6 +222,7 @@ class Wrapped implements SmtpSocket {
       // Deno ends and closes the TLS socket without an "error" when the peer leaves mid-handshake.
       const closed = () => fail(new Error("connection closed during the handshake"))
       const ok = () => {
+        this.abandon = undefined
         secure.off("error", fail)
         secure.off("close", closed)
         const cipher = secure.getCipher()
@@ -219,7 +235,9 @@ class Wrapped implements SmtpSocket {
       secure.once("secure", ok)
       secure.once("error", fail)
       secure.once("close", closed)
+      if (wakeable) this.abandon = () => fail(new Error("shutting down"))
       return Effect.sync(() => {
+        this.abandon = undefined
         secure.off("secure", ok)
         secure.off("error", fail)
         secure.off("close", closed)

@@ -193,12 +193,13 @@ const startTls = Effect.fnUntraced(function*(c: Conn) {
   c.out.length = 0
   c.outBytes = 0
   // What comes after the 220 is the ClientHello, kept for the handshake: the fiber may not get to
-  // the upgrade before it arrives (a scheduler turn, a write that waits for the kernel).
+  // the upgrade before it arrives (a scheduler turn, a write that waits for the kernel). A drain
+  // ends the handshake (wakeable): the session is between transactions, as an idle one is.
   yield* Effect.suspend(() => {
     c.socket.discardInput()
     return c.socket.write(out)
   })
-  const ok = yield* c.socket.upgradeTls(context, { keepBuffered: true }).pipe(
+  const ok = yield* c.socket.upgradeTls(context, { keepBuffered: true, wakeable: true }).pipe(
     Effect.timeout(c.env.config.limits.greetingTimeout),
     Effect.as(true),
     Effect.catchAll((error) => Effect.logInfo(`STARTTLS failed: ${error.message}`).pipe(Effect.as(false)))

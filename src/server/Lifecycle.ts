@@ -75,10 +75,14 @@ const start = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, se
   return yield* session(env, accepted, client, server)
 })
 
-/** The TLS handshake first on an implicit-TLS listener; undefined when it failed. */
+/**
+ * The TLS handshake first on an implicit-TLS listener; undefined when it failed. A shutdown's drain
+ * ends it (wakeable): a client that never sends its ClientHello, or stops halfway, held stop() for
+ * the whole shutdownTimeout.
+ */
 const implicitHandshake = Effect.fnUntraced(function*(env: ServerEnv, socket: Socket.SmtpSocket) {
   const context = env.tls()
-  const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true }).pipe(
+  const ok = context !== undefined && (yield* socket.upgradeTls(context, { keepBuffered: true, wakeable: true }).pipe(
     Effect.timeout(env.config.limits.greetingTimeout),
     Effect.as(true),
     Effect.catchAll(() => Effect.succeed(false))

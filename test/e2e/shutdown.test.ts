@@ -7,10 +7,13 @@
 //   A: C: ... the rest, CRLF.CRLF / S: 250 2.0.0 Ok
 //   new connections: refused
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import * as net from "node:net"
 import { definePlugin, Verdict } from "../../src/index.ts"
+import * as Metrics from "../../src/observability/Metrics.ts"
 import { startBridge, stripTrace } from "../support/bridge.ts"
+import { testCertificate } from "../support/certs.ts"
+import { until } from "../support/eventually.ts"
 import { connect } from "../support/SmtpClient.ts"
 import { openData } from "../support/transcript.ts"
 
@@ -37,6 +40,35 @@ const within = <A>(ms: number, what: string, promise: Promise<A>): Promise<A> =>
   Promise.race([
     promise,
     new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))
+  ])
+
+/** A raw connection: what it received so far, and whether (when) the bridge closed it. */
+interface Peer {
+  readonly socket: net.Socket
+  readonly received: () => string
+  readonly closed: Promise<void>
+}
+
+const peer = async (port: number): Promise<Peer> => {
+  const socket = net.connect({ host: "127.0.0.1", port })
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject))
+  let received = ""
+  socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")))
+  socket.on("error", () => {})
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()))
+  return { socket, received: () => received, closed }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Connections open as the metrics see them (one gauge for the whole file). */
+const gauge = async (): Promise<number> => (await Effect.runPromise(Metric.value(Metrics.connectionsOpen))).value
+
+/** A v2 PROXY header (command PROXY, TCP over IPv4) for 192.0.2.7:51000 -> 127.0.0.1:`port`. */
+const v2Header = (port: number): Uint8Array =>
+  Uint8Array.from([
+    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c,
+    192, 0, 2, 7, 127, 0, 0, 1, 51000 >> 8, 51000 & 0xff, port >> 8, port & 0xff
   ])
 
 describe("graceful shutdown", () => {
@@ -158,6 +190,111 @@ describe("graceful shutdown", () => {
       expect(received).toBe("")
     } finally {
       silent.destroy()
+      await (stopped ?? bridge.stop())
+    }
+  })
+
+  it("does not wait for 200 balancer connections that sent nothing, half a v1 header or a v2 header in pieces: stop() ends at once, each is closed without a word, and the connections gauge is back where it was", async () => {
+    const before = await gauge()
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], proxyProtocol: ["127.0.0.1/32"], shutdownTimeout: "20 seconds", limits: { greetingTimeout: "20 seconds" } })
+    let stopped: Promise<void> | undefined
+    const peers: Array<Peer> = []
+    try {
+      for (let i = 0; i < 200; i++) peers.push(await peer(bridge.port))
+      const v1 = await peer(bridge.port)
+      peers.push(v1)
+      v1.socket.write("PROXY TCP4 192.0.2.7 127.0.0.1 51000 ")
+      // The v2 header a byte at a time, up to its address block, then nothing more.
+      const v2 = await peer(bridge.port)
+      peers.push(v2)
+      for (const byte of v2Header(bridge.port).subarray(0, 20)) {
+        v2.socket.write(Uint8Array.of(byte))
+        await sleep(5)
+      }
+      await until("every connection counted", async () => (await gauge()) === before + peers.length)
+      stopped = bridge.stop()
+      await within(3_000, "stop()", stopped)
+      await within(3_000, "every balancer connection closed by the bridge", Promise.all(peers.map((p) => p.closed)))
+      expect(peers.map((p) => p.received()).filter((r) => r !== "")).toEqual([])
+      expect(await gauge()).toBe(before)
+    } finally {
+      for (const p of peers) p.socket.destroy()
+      await (stopped ?? bridge.stop())
+    }
+  })
+
+  it("a balancer connection whose header and pipelined commands come as the stop begins is closed without a word, or greeted and told 421 4.3.2; stop() does not wait", async () => {
+    const before = await gauge()
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], proxyProtocol: ["127.0.0.1/32"], shutdownTimeout: "20 seconds", limits: { greetingTimeout: "20 seconds" } })
+    let stopped: Promise<void> | undefined
+    const peers: Array<Peer> = []
+    try {
+      for (let i = 0; i < 20; i++) peers.push(await peer(bridge.port))
+      await until("every connection counted", async () => (await gauge()) === before + peers.length)
+      const commands = new TextEncoder().encode("EHLO client.test\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.net>\r\n")
+      for (const p of peers) p.socket.write(Buffer.concat([v2Header(bridge.port), commands]))
+      stopped = bridge.stop()
+      await within(3_000, "stop()", stopped)
+      await within(3_000, "every balancer connection closed by the bridge", Promise.all(peers.map((p) => p.closed)))
+      for (const p of peers) expect(p.received()).toMatch(/^(?:|220 [^]*\r\n421 4\.3\.2 Service shutting down, closing connection\r\n)$/)
+      expect(await gauge()).toBe(before)
+    } finally {
+      for (const p of peers) p.socket.destroy()
+      await (stopped ?? bridge.stop())
+    }
+  })
+
+  it("does not wait for implicit-TLS connections that never finish a handshake (a client silent, one that sent 5 bytes of it, a balancer's that sent only its header): stop() ends at once and closes them", async () => {
+    const before = await gauge()
+    const { cert, key } = testCertificate()
+    const bridge = await startBridge({
+      tls: { cert, key },
+      trust: ["127.0.0.0/8"],
+      listenTls: ["127.0.0.1:0"],
+      proxyProtocol: ["127.0.0.2/32"],
+      shutdownTimeout: "20 seconds",
+      limits: { greetingTimeout: "20 seconds" }
+    })
+    let stopped: Promise<void> | undefined
+    const peers: Array<Peer> = []
+    try {
+      const port = bridge.tlsPort!
+      peers.push(await peer(port))
+      const partial = await peer(port)
+      peers.push(partial)
+      // A TLS record header (handshake, TLS 1.0, 512 bytes to follow), and nothing of the rest.
+      partial.socket.write(Uint8Array.of(0x16, 0x03, 0x01, 0x02, 0x00))
+      const socket = net.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.2" })
+      await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject))
+      socket.on("error", () => {})
+      const balancer: Peer = { socket, received: () => "", closed: new Promise<void>((resolve) => socket.once("close", () => resolve())) }
+      peers.push(balancer)
+      socket.write(v2Header(port))
+      await until("every connection counted", async () => (await gauge()) === before + peers.length)
+      await sleep(200)
+      stopped = bridge.stop()
+      await within(3_000, "stop()", stopped)
+      await within(3_000, "every connection closed by the bridge", Promise.all(peers.map((p) => p.closed)))
+      expect(await gauge()).toBe(before)
+    } finally {
+      for (const p of peers) p.socket.destroy()
+      await (stopped ?? bridge.stop())
+    }
+  })
+
+  it("does not wait for a client that said STARTTLS and never began the handshake: stop() ends at once and closes it", async () => {
+    const { cert, key } = testCertificate()
+    const bridge = await startBridge({ tls: { cert, key }, trust: ["127.0.0.0/8"], shutdownTimeout: "20 seconds", limits: { greetingTimeout: "20 seconds" } })
+    let stopped: Promise<void> | undefined
+    const c = await peer(bridge.port)
+    try {
+      c.socket.write("EHLO client.test\r\nSTARTTLS\r\n")
+      await until("the 220 to STARTTLS", () => /\r\n220 2\.0\.0 Ready to start TLS\r\n$/.test(c.received()))
+      stopped = bridge.stop()
+      await within(3_000, "stop()", stopped)
+      await within(3_000, "the connection closed by the bridge", c.closed)
+    } finally {
+      c.socket.destroy()
       await (stopped ?? bridge.stop())
     }
   })
