@@ -136,7 +136,7 @@ const pipelineIn = (config: BridgeConfig, scope: Scope.Scope) =>
 /**
  * A transports scope and how many generations use it: a reload that keeps the transports shares
  * them with the generation before, and a generation is released after its own last session, in
- * any order. The scope closes with the last generation that used it, so that a session of an older
+ * whatever order. The scope closes with the last generation that used it, so that a session of an older
  * generation never relays through a pool a younger one closed.
  */
 interface Held {

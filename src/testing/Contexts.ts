@@ -17,10 +17,10 @@ import type { Mailbox, MailParams, Recipient } from "../protocol/Envelope.ts"
 import * as Reply from "../protocol/Reply.ts"
 import * as Draft from "../server/Draft.ts"
 
-/** A session as a test describes it: any field of `SessionInfo`, `user` alone for an authenticated one. */
+/** A session as a test describes it: some fields of `SessionInfo`, `user` alone for an authenticated one. */
 export type SessionInput = Partial<SessionInfo>
 
-/** A transaction: any field, and recipients as addresses. */
+/** A transaction: whichever fields it needs, and recipients as addresses. */
 export type TransactionInput = Partial<Omit<TransactionInfo, "mailFrom" | "recipients">> & {
   readonly mailFrom?: string | Mailbox | null
   readonly recipients?: ReadonlyArray<string | Recipient>

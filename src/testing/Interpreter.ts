@@ -34,7 +34,7 @@ export interface Session {
   readonly info: () => SessionInfo
   readonly state: () => Engine.State
   readonly exchanges: ReadonlyArray<Exchange>
-  /** Bytes from the client (any number of lines, pipelined or not); gives the replies they produced. */
+  /** Bytes from the client (one line or many, pipelined or not); gives the replies they produced. */
   readonly write: (bytes: string | Uint8Array) => Effect.Effect<ReadonlyArray<Reply.Reply>>
   /** One command line (CRLF added); gives the first line of each reply, e.g. `250 2.1.5 Ok`. */
   readonly send: (line: string) => Effect.Effect<string>

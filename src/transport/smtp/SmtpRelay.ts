@@ -155,7 +155,7 @@ const readCa = (url: string, file: string) =>
 const parseUrl = (url: string) =>
   Either.mapLeft(Url.parse(url), (e) => new RelayConfigError({ reason: "Url", message: e.message }))
 
-/** Parses `url` (see `Url.ts`), reads the `ca=` file if any, and makes the transport. */
+/** Parses `url` (see `Url.ts`), reads the `ca=` file when one is named, and makes the transport. */
 export const fromUrl = (
   url: string,
   options: Omit<Options, "target"> = {}
