@@ -44,6 +44,22 @@ const fakeConnection = (remoteAddress = "192.0.2.10") => {
   return { raw, socket, written }
 }
 
+/** A server's environment with no transports, no TLS, every client admitted: `drain` says when it drains. */
+const envOf = (
+  config: ServerEnv["config"],
+  pipeline: ServerEnv["pipeline"],
+  drain: Pick<ServerEnv, "isDraining" | "proxies">
+): ServerEnv => ({
+  config,
+  pipeline,
+  transports: new Map(),
+  spool: undefined,
+  tls: () => undefined,
+  ...drain,
+  admit: () => "admitted",
+  release: () => {}
+})
+
 describe("Connection: a parked session and a drain", () => {
   it.scopedLive("says 421 4.3.2 and ends when the drain starts just before it parks (its wake-up found no wait)", () =>
     Effect.gen(function*() {
@@ -51,12 +67,7 @@ describe("Connection: a parked session and a drain", () => {
       const pipeline = yield* Pipeline.make([]).pipe(Effect.provide(StaticDns.layer({})))
       const { raw, socket, written } = fakeConnection()
       let draining = false
-      const env: ServerEnv = {
-        config,
-        pipeline,
-        transports: new Map(),
-        spool: undefined,
-        tls: () => undefined,
+      const env = envOf(config, pipeline, {
         // The run that answered EHLO looks, sees no drain, and is about to park: the drain starts
         // right then (SmtpServer sets the flag, then wakes every socket: this one has no wait yet).
         isDraining: () => {
@@ -67,10 +78,8 @@ describe("Connection: a parked session and a drain", () => {
           }
           return seen
         },
-        proxies: [],
-        admit: () => "admitted",
-        release: () => {}
-      }
+        proxies: []
+      })
       const ended: Array<Exit.Exit<SessionOutcome>> = []
       const runs: Array<Fiber.RuntimeFiber<unknown>> = []
       const fork = (effect: Effect.Effect<unknown>) => void runs.push(Effect.runFork(effect))
@@ -91,12 +100,7 @@ describe("Connection: a parked session and a drain", () => {
       const pipeline = yield* Pipeline.make([]).pipe(Effect.provide(StaticDns.layer({})))
       const { socket, written } = fakeConnection("192.0.2.20")
       let draining = false
-      const env: ServerEnv = {
-        config,
-        pipeline,
-        transports: new Map(),
-        spool: undefined,
-        tls: () => undefined,
+      const env = envOf(config, pipeline, {
         // The header wait looks, sees no drain; the drain starts and wakes every socket right then.
         isDraining: () => {
           const seen = draining
@@ -106,10 +110,8 @@ describe("Connection: a parked session and a drain", () => {
           }
           return seen
         },
-        proxies: [Cidr.parse("192.0.2.20/32")!],
-        admit: () => "admitted",
-        release: () => {}
-      }
+        proxies: [Cidr.parse("192.0.2.20/32")!]
+      })
       const ended: Array<Exit.Exit<SessionOutcome>> = []
       const handled = yield* Effect.fork(Lifecycle.handle(env, { socket, implicitTls: false }, { fork: () => {}, ended: (exit) => Effect.sync(() => void ended.push(exit)) }))
       for (let i = 0; i < 100 && ended.length === 0; i++) yield* Effect.sleep("5 millis")
