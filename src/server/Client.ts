@@ -8,15 +8,15 @@ import type { ServerEnv } from "./Env.ts"
 
 /**
  * Reads a PROXY header from a trusted balancer; what follows it is given back to the socket.
- * A shutdown's drain ends the wait (the socket is woken, or the drain had begun): a balancer's
- * connection that never sends its header must not hold the shutdown until its timeout.
+ * A shutdown's drain ends the wait (the drain wakes the socket, and a wake latches: a wait begun
+ * after it ends at once): a balancer's connection that never sends its header must not hold the
+ * shutdown until its timeout.
  */
-const readProxyHeader = Effect.fnUntraced(function*(socket: Socket.SmtpSocket, timeout: Duration.Duration, isDraining: () => boolean) {
+const readProxyHeader = Effect.fnUntraced(function*(socket: Socket.SmtpSocket, timeout: Duration.Duration) {
   let buffer: Uint8Array = new Uint8Array(0)
   // One deadline for the whole header: a balancer may not drip-feed it byte by byte.
   const deadline = Socket.now() + Duration.toMillis(timeout)
   for (;;) {
-    if (isDraining()) return undefined
     const chunk = yield* socket.next(deadline, true)
     if (typeof chunk === "string") return undefined
     buffer = buffer.byteLength === 0 ? chunk : Buffer.concat([buffer, chunk])
@@ -42,7 +42,7 @@ export interface Client {
 export const of = Effect.fnUntraced(function*(env: ServerEnv, socket: Socket.SmtpSocket) {
   const direct: Client = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, localAddress: socket.localAddress, localPort: socket.localPort }
   if (!Cidr.matchAny(env.proxies, socket.remoteAddress)) return direct
-  const header = yield* readProxyHeader(socket, env.config.limits.greetingTimeout, env.isDraining)
+  const header = yield* readProxyHeader(socket, env.config.limits.greetingTimeout)
   if (header === undefined) return undefined
   if (header.source === undefined) return direct
   return {

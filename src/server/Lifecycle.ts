@@ -150,12 +150,9 @@ const resumer = (c: Connection.Conn, fork: Server["fork"]) => (next: Socket.Next
 /**
  * Waits for the idle client with no fiber: what comes (a chunk, the end, the deadline, a drain) starts
  * the next run. A drain that started after the run last looked (its fiber may yield to the server's
- * between that look and here) woke every socket before this wait existed: this one wakes itself.
+ * between that look and here) woke the socket already: the wake latches, so this wait ends at once.
  */
-const park = (c: Connection.Conn): void => {
-  c.socket.await(Connection.readDeadline(c), true, c.resume)
-  if (c.env.isDraining()) c.socket.wake()
-}
+const park = (c: Connection.Conn): void => c.socket.await(Connection.readDeadline(c), true, c.resume)
 
 /**
  * One run of the session, until it ends or parks. What the session's fiber carried from run to

@@ -93,25 +93,17 @@ describe("Connection: a parked session and a drain", () => {
       expect(ended).toEqual([Exit.succeed("shutdown")])
     }))
 
-  it.scopedLive("closes a balancer's connection without a word when the drain starts just after its header wait looked (the wake-up found no wait yet)", () =>
+  it.scopedLive("closes a balancer's connection without a word when the drain woke its socket before its header wait began (the wake-up found no wait yet)", () =>
     Effect.gen(function*() {
       // The header's own deadline is far away: only the drain can end the wait in time.
       const config = yield* Resolve.resolve({ hostname: "bridge.test", proxyProtocol: ["192.0.2.20/32"], limits: { greetingTimeout: "20 seconds" } }, "test")
       const pipeline = yield* Pipeline.make([]).pipe(Effect.provide(StaticDns.layer({})))
       const { socket, written } = fakeConnection("192.0.2.20")
-      let draining = false
-      const env = envOf(config, pipeline, {
-        // The header wait looks, sees no drain; the drain starts and wakes every socket right then.
-        isDraining: () => {
-          const seen = draining
-          if (!draining) {
-            draining = true
-            socket.wake()
-          }
-          return seen
-        },
-        proxies: [Cidr.parse("192.0.2.20/32")!]
-      })
+      // The drain wakes every socket it knows once; this one had no wait in progress yet. The wake
+      // latches: the header wait that begins after it must end at once (the session never asks
+      // whether a drain began).
+      socket.wake()
+      const env = envOf(config, pipeline, { isDraining: () => true, proxies: [Cidr.parse("192.0.2.20/32")!] })
       const ended: Array<Exit.Exit<SessionOutcome>> = []
       const handled = yield* Effect.fork(Lifecycle.handle(env, { socket, implicitTls: false }, { fork: () => {}, ended: (exit) => Effect.sync(() => void ended.push(exit)) }))
       for (let i = 0; i < 100 && ended.length === 0; i++) yield* Effect.sleep("5 millis")
