@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Median table of bench/remote-stages.sh: remote-stages-summary.py FILE.jsonl [RUN_ID]
 
-One row per server: load runs (ok/all), accepted and end-to-end msgs/s (medians), peak RSS under
-load (median, the server's process tree only: never the milter, rspamd or policy daemon), messages
-lost (sum); then the 50 MiB message: wall time, peak RSS (medians) and delivered/runs.
+One row per server: load runs (ok/all), accepted and end-to-end msgs/s (medians), the accepted
+rate's share of bridge-bun's (the bridge alone, when it ran), peak RSS under load (median, the
+server's process tree only: never the milter, rspamd or policy daemon), messages lost (sum); then the 50 MiB message: wall time, peak RSS (medians) and delivered/runs.
 Only lines of RUN_ID (default: the file's last run) are summarized. Exits 1 when a run was not ok.
 """
 import json
@@ -35,8 +35,10 @@ loads = sorted({(r["size"], r["sessions"], r["messages"]) for r in rows if r.get
 print(f"run {run_id}: {len(rows)} runs\n")
 for size, sessions, messages in loads:
     print(f"### {size} B, {sessions} sessions, {messages} messages per run (medians)\n")
-    print("| server | runs ok | accepted msgs/s | e2e msgs/s | peak RSS MiB | lost |")
-    print("|---|---|---|---|---|---|")
+    print("| server | runs ok | accepted msgs/s | e2e msgs/s | share of bridge-bun | peak RSS MiB | lost |")
+    print("|---|---|---|---|---|---|---|")
+    this = [r for r in rows if r.get("mode") == "load" and (r["size"], r["sessions"], r["messages"]) == (size, sessions, messages)]
+    alone = med([r["accept_mps"] for r in this if r["name"] == "bridge-bun" and r["status"] == "ok"])
     for n in names:
         rs = [r for r in rows if r["name"] == n and r.get("mode") == "load" and (r["size"], r["sessions"], r["messages"]) == (size, sessions, messages)]
         if not rs:
@@ -45,9 +47,11 @@ for size, sessions, messages in loads:
         lost = sum(r["lost"] for r in rs if isinstance(r.get("lost"), int))
         short = sum(max(0, r["messages"] - r["accepted"]) for r in rs)
         lost_cell = str(lost) + (f" (+{short} not accepted)" if short else "")
+        accepted = med([r['accept_mps'] for r in rs])
+        share = None if accepted is None or not alone else 100 * accepted / alone
         print(
-            f"| {n} | {ok}/{len(rs)} | {fmt(med([r['accept_mps'] for r in rs]), '.0f')} | {fmt(med([r['e2e_mps'] for r in rs]), '.0f')}"
-            f" | {fmt(mib(med([r['peak_rss_kb'] for r in rs])), '.0f')} | {lost_cell} |"
+            f"| {n} | {ok}/{len(rs)} | {fmt(accepted, '.0f')} | {fmt(med([r['e2e_mps'] for r in rs]), '.0f')}"
+            f" | {fmt(share, '.0f')}{'' if share is None else ' %'} | {fmt(mib(med([r['peak_rss_kb'] for r in rs])), '.0f')} | {lost_cell} |"
         )
     print()
 
