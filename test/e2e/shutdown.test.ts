@@ -282,6 +282,36 @@ describe("graceful shutdown", () => {
     }
   })
 
+  it("with shutdownTimeout 0, 200 idle sessions woken by the drain are each told 421 4.3.2 or closed, none is left open, and the connections gauge is back where it was", async () => {
+    // Each idle session waits without a fiber; the drain's wake-up forks a run for each, and a
+    // timeout of 0 interrupts whatever has not ended. A run interrupted before it began would run
+    // none of its finalizers and leave its socket open: Effect's scheduler starts every woken run
+    // in one batch before any timer fires, so none is (tried with 200, 1,000 and 3,000 sessions).
+    const before = await gauge()
+    const bridge = await startBridge({ trust: ["127.0.0.0/8"], shutdownTimeout: 0 })
+    let stopped: Promise<void> | undefined
+    const peers: Array<Peer> = []
+    try {
+      for (let i = 0; i < 200; i++) {
+        const p = await peer(bridge.port)
+        p.socket.write("EHLO client.test\r\n")
+        peers.push(p)
+      }
+      await until("every session answered EHLO", () => peers.every((p) => /\r\n250 [^\r]*\r\n$/.test(p.received())))
+      expect(await gauge()).toBe(before + peers.length)
+      stopped = bridge.stop()
+      await within(3_000, "stop()", stopped)
+      await within(3_000, "every idle session closed by the bridge", Promise.all(peers.map((p) => p.closed)))
+      // What each heard after its EHLO reply: 421 4.3.2, or nothing when the cut came first.
+      const endings = new Set(peers.map((p) => p.received().replace(/^[^]*\r\n250 [^\r]*\r\n/, "")))
+      expect([...endings].filter((e) => e !== "" && e !== "421 4.3.2 Service shutting down, closing connection\r\n")).toEqual([])
+      await until("the connections gauge back", async () => (await gauge()) === before)
+    } finally {
+      for (const p of peers) p.socket.destroy()
+      await (stopped ?? bridge.stop())
+    }
+  })
+
   it("does not wait for a client that said STARTTLS and never began the handshake: stop() ends at once and closes it", async () => {
     const { cert, key } = testCertificate()
     const bridge = await startBridge({ tls: { cert, key }, trust: ["127.0.0.0/8"], shutdownTimeout: "20 seconds", limits: { greetingTimeout: "20 seconds" } })
