@@ -65,6 +65,13 @@ export interface SmtpSocket {
   readonly tls: () => TlsState | undefined
   /** Half-closes after pending writes, then destroys. */
   readonly close: Effect.Effect<void>
+  /**
+   * Closes once pending writes are with the kernel, without lingering for the peer: for a
+   * connection refused before its greeting, whose client (if it follows RFC 5321) has sent
+   * nothing, so the reply is not lost to a reset. A flood of refused connections then holds no
+   * descriptor past its reply.
+   */
+  readonly closeNow: Effect.Effect<void>
   readonly remoteAddress: string
   readonly remotePort: number
   readonly localAddress: string
@@ -251,6 +258,24 @@ class Wrapped implements SmtpSocket {
   // makes the kernel answer with a reset, which can destroy that last reply before the client
   // reads it (a 421 to a client still pipelining or streaming a line). The session does not wait
   // for the lingering: it ends once the reply and FIN are with the kernel.
+  get closeNow(): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      const s = this.socket
+      this.inbox.end()
+      if (s.destroyed) return resume(Effect.void)
+      this.inbox.detach(s)
+      s.on("error", ignore)
+      // The reply is a few bytes on a fresh connection: flushed at once, unless the peer never
+      // opened its window; then it is not waited for longer than a lingering close would.
+      const timer = setTimeout(() => s.destroy(), lingerMs)
+      s.once("close", () => {
+        clearTimeout(timer)
+        resume(Effect.void)
+      })
+      s.end(() => s.destroy())
+    })
+  }
+
   get close(): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
       const s = this.socket

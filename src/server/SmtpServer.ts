@@ -14,6 +14,7 @@ import type { BridgeConfig } from "../config/Config.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import type { Pipeline } from "../pipeline/Pipeline.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as FileLimit from "../runtime/FileLimit.ts"
 import * as Socket from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"
 import type * as Spool from "../transport/Spool.ts"
@@ -63,11 +64,28 @@ export interface Generation {
 /** A generation in service: its sessions are counted so that it is released after the last one. */
 interface Live {
   readonly env: ServerEnv
+  /** `limits.maxConnections`, or fewer when the process may not open enough files for that many. */
+  readonly maxConnections: number
   /** Set when a reload replaces it: the next generation's `release`. */
   release: Effect.Effect<void>
   tls: Socket.SecureContext | undefined
   active: number
   retired: boolean
+}
+
+/** Descriptors set aside from the sessions': listeners, upstream sessions (each relay's pool, a webhook's connections), DNS, logs. */
+const reservedFiles = (config: BridgeConfig): number =>
+  64 + Object.values(config.transports).reduce((n, t) => n + (t.type === "smtp" || t.type === "lmtp" ? t.poolSize : t.type === "webhook" ? 16 : 0), 0)
+
+/**
+ * Sessions this process can hold: `limits.maxConnections`, or fewer when the open-files limit
+ * cannot carry that many. Past that limit `accept` fails, and the runtimes do not survive it alike
+ * (Bun spins a core, Deno's listener stops accepting for good): refusing with 421 is better.
+ */
+const sessionsWithin = (config: BridgeConfig): number => {
+  const limit = FileLimit.openFiles()
+  const configured = config.limits.maxConnections
+  return limit === undefined ? configured : Math.min(configured, FileLimit.sessionsAllowed(limit, reservedFiles(config)))
 }
 
 const loadTls = (config: BridgeConfig): Effect.Effect<Socket.SecureContext | undefined, Socket.SocketError> =>
@@ -111,7 +129,17 @@ export const make = (options: {
         const parsedTrust = Cidr.parseList(gen.config.trust)
         const exempt = "error" in parsedTrust ? [] : parsedTrust.ok
         const networkOf = (ip: string) => Cidr.aggregate(ip, gen.config.limits.ipv4NetworkPrefix, gen.config.limits.ipv6NetworkPrefix)
+        const maxConnections = sessionsWithin(gen.config)
+        if (maxConnections < gen.config.limits.maxConnections) {
+          yield* Effect.logWarning(
+            `limits.maxConnections is ${gen.config.limits.maxConnections}, but this process may open only ${FileLimit.openFiles()} files ` +
+              `(about ${FileLimit.perSession} per session, plus ${reservedFiles(gen.config)} for listeners, upstream sessions and DNS): ` +
+              `at most ${maxConnections} sessions are taken, 421 4.7.0 past them. ` +
+              `Raise the open-files limit (systemd LimitNOFILE=, ulimit -n) or lower limits.maxConnections`
+          )
+        }
         const live: Live = {
+          maxConnections,
           tls,
           active: 0,
           retired: false,
@@ -160,9 +188,10 @@ export const make = (options: {
       const live = current
       // A client that does not read its replies is given as long as an idle one.
       const socket = Socket.wrap(raw, { writeTimeoutMs: Duration.toMillis(live.env.config.limits.idleTimeout) })
-      if (isDraining || open >= live.env.config.limits.maxConnections) {
-        // Refused before any session exists: one reply, then close.
-        Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.close).pipe(
+      if (isDraining || open >= live.maxConnections) {
+        // Refused before any session exists: one reply, then close at once (a flood of refused
+        // connections must not hold a descriptor each while lingering).
+        Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.closeNow).pipe(
           Effect.zipRight(Metrics.connectionRefused)
         ))
         return

@@ -36,6 +36,7 @@ const fakeConnection = (remoteAddress = "192.0.2.10") => {
     upgradeTls: () => Effect.die("no TLS here"),
     tls: () => undefined,
     close: Effect.sync(() => inbox.end()),
+    closeNow: Effect.sync(() => inbox.end()),
     remoteAddress,
     remotePort: 50000,
     localAddress: "192.0.2.1",

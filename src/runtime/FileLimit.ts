@@ -1,0 +1,42 @@
+/**
+ * How many files this process may open (RLIMIT_NOFILE's soft limit), read from Linux's
+ * `/proc/self/limits`. Hand-written because neither Node, Deno nor Bun offers getrlimit to
+ * JavaScript (each raises the soft limit to the hard one at start, so what is read here is what
+ * the process has). Elsewhere, or when unlimited or unreadable, the answer is `undefined`.
+ *
+ * Why the server asks: past the limit `accept` fails, and the runtimes then differ: Bun retries at
+ * once and spins a core while connections wait unaccepted, Deno's `node:net` server stops
+ * accepting for good, Node closes the surplus connections. The server keeps its sessions under
+ * what the limit allows instead (see `sessionsAllowed`).
+ */
+import { readFileSync } from "node:fs"
+
+/** The soft "Max open files" of a `/proc/<pid>/limits` text; `undefined` when unlimited or absent. */
+export const parse = (limits: string): number | undefined => {
+  const line = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits)
+  if (line === null) return undefined
+  const soft = line[1]!
+  return /^\d+$/.test(soft) ? Number(soft) : undefined
+}
+
+let known: number | undefined | null = null
+
+/** This process's limit on open files (read once), or `undefined` when there is none to know. */
+export const openFiles = (): number | undefined => {
+  if (known !== null) return known
+  try {
+    known = process.platform === "linux" ? parse(readFileSync("/proc/self/limits", "utf8")) : undefined
+  } catch {
+    known = undefined
+  }
+  return known
+}
+
+/** Descriptors a session may hold at once: its socket, and one file (a delivery's, a spilled message's, the spool's). */
+export const perSession = 2
+
+/**
+ * How many sessions fit under `limit` once `reserved` descriptors (listeners, upstream sessions,
+ * DNS, logs) are set aside; at least 1.
+ */
+export const sessionsAllowed = (limit: number, reserved: number): number => Math.max(1, Math.floor((limit - reserved) / perSession))

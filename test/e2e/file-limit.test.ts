@@ -1,0 +1,103 @@
+// A process allowed few open files (prlimit --nofile=300) with the default limits.maxConnections
+// (1000). Past the open-files limit `accept` fails, and the runtimes do not survive it alike: Bun
+// retried at once and spun a core while the surplus waited unanswered, Deno's node:net listener
+// stopped accepting for good (the next client timed out after the flood was gone). The bridge now
+// takes only the sessions its descriptors allow and refuses the rest with 421 4.7.0, at once.
+//
+//   (start)  WARN limits.maxConnections is 1000, but this process may open only 300 files ...
+//            at most 118 sessions are taken, 421 4.7.0 past them
+//   C: (500 connections, none closes)
+//   S: 220 ... (118 of them)   /   421 4.7.0 Too many connections, try again later (the others,
+//                                  each closed by the bridge at once, not waiting for the client)
+//   C: (closes all; a new client sends a message)
+//   S: 250
+import { describe, expect, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { currentRuntime, spawnCli } from "../support/runtimes.ts"
+import { connect } from "../support/SmtpClient.ts"
+
+/**
+ * The first line the bridge sends to a new connection (bounded). The client never closes its side
+ * (half-open when the bridge closes): a refused connection that lingered for it would hold a
+ * descriptor until the bridge gave up waiting.
+ */
+const open = (port: number) =>
+  new Promise<{ line: string; socket: net.Socket }>((resolve, reject) => {
+    const socket = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error("no line from the bridge within 5 s"))
+    }, 5_000)
+    socket.on("error", () => {})
+    let text = ""
+    socket.on("data", (chunk: Buffer) => {
+      text += chunk.toString("latin1")
+      const end = text.indexOf("\r\n")
+      if (end === -1) return
+      clearTimeout(timer)
+      resolve({ line: text.slice(0, end), socket })
+    })
+  })
+
+const prlimit = fs.existsSync("/usr/bin/prlimit") ? "/usr/bin/prlimit" : undefined
+
+describe.skipIf(prlimit === undefined || process.platform !== "linux")("a process with few open files", () => {
+  it("takes only the sessions its descriptors allow (a warning names limits.maxConnections), refuses the rest with 421 4.7.0 and closes them at once, and still delivers after the flood", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
+    const cli = await spawnCli(currentRuntime, [
+      "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--maildir", path.join(dir, "Maildir"), "--log-format", "json"
+    ], { prefix: [prlimit!, "--nofile=300:300", "--"] })
+    const held: Array<net.Socket> = []
+    try {
+      const [, bound] = await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000)
+      const port = Number(bound)
+      // 300 files, 64 set aside (no relay pool: the default transport is the Maildir), 2 a session.
+      const [warning] = await cli.waitForLog(/limits\.maxConnections is 1000, but this process may open only 300 files[^"]*at most 118 sessions are taken, 421 4\.7\.0 past them[^"]*LimitNOFILE[^"]*/, 5_000)
+      expect(warning).toContain("lower limits.maxConnections")
+
+      // Every connection is answered: a refused one that lingered would hold a descriptor, and
+      // the last ones would find none left (each answered 220 or 421 is the test that none did).
+      // 500 connections, 50 at a time, within well under the 2 s a lingering close would wait.
+      const lines: Array<string> = []
+      for (let batch = 0; batch < 10; batch++) {
+        for (const c of await Promise.all(Array.from({ length: 50 }, () => open(port)))) {
+          held.push(c.socket)
+          lines.push(c.line)
+        }
+      }
+      // The bridge's descriptors: the sessions' and a few of its own, none for a refused
+      // connection (lingering for each client to close, they reached the limit of 300).
+      expect(fs.readdirSync(`/proc/${cli.pid}/fd`).length).toBeLessThan(118 + 60)
+      const greeted = lines.filter((l) => l.startsWith("220 "))
+      const refused = lines.filter((l) => l === "421 4.7.0 Too many connections, try again later")
+      expect(greeted).toHaveLength(118)
+      expect(refused).toHaveLength(500 - 118)
+
+      for (const s of held.splice(0)) s.destroy()
+      // The listener survived: a client after the flood is served and its message delivered.
+      let client: Awaited<ReturnType<typeof connect>> | undefined
+      for (let attempt = 0; attempt < 20 && client === undefined; attempt++) {
+        const c = await connect(port)
+        if ((await c.read()).startsWith("220 ")) client = c
+        else {
+          c.close()
+          await new Promise((r) => setTimeout(r, 100))
+        }
+      }
+      expect(client).toBeDefined()
+      expect(await client!.command("EHLO client.test")).toMatch(/^250[ -]/)
+      expect(await client!.command("MAIL FROM:<a@example.com>")).toMatch(/^250 /)
+      expect(await client!.command("RCPT TO:<b@example.com>")).toMatch(/^250 /)
+      expect(await client!.command("DATA")).toMatch(/^354 /)
+      expect(await client!.command("Subject: after the flood\r\n\r\nstill here\r\n.")).toMatch(/^250 /)
+      client!.close()
+    } finally {
+      for (const s of held) s.destroy()
+      await cli.kill()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
