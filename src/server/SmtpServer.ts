@@ -189,7 +189,7 @@ export const make = (options: {
       // A client that does not read its replies is given as long as an idle one.
       const socket = Socket.wrap(raw, { writeTimeoutMs: Duration.toMillis(live.env.config.limits.idleTimeout) })
       if (isDraining || open >= live.maxConnections) {
-        // Refused before any session exists: one reply, then close at once (a flood of refused
+        // Refused before a session exists: one reply, then close at once (a flood of refused
         // connections must not hold a descriptor each while lingering).
         Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.closeNow).pipe(
           Effect.zipRight(Metrics.connectionRefused)
