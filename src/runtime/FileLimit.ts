@@ -46,6 +46,16 @@ const isDeno = (globalThis as { readonly Deno?: unknown }).Deno !== undefined
 export const perSession = isDeno ? 4 : 3
 
 /**
+ * Descriptors a listener may hold at once for connections accepted and not yet closed, beyond the
+ * sessions: those refused at the cap. Bun closes each before it accepts many more (one or two in
+ * flight in a burst of 1,000). Deno's `node:net` accepts in batches and closes a batch's sockets
+ * only later: a burst of 2,000 held 128 at once, and while sessions delivered, connections every
+ * 3 ms held 110. Deno's listener never recovers from a failed accept (no "error" event; it stops
+ * for good, a plain `node:net` server too), so that many are set aside for it.
+ */
+export const perListener = isDeno ? 128 : 0
+
+/**
  * How many sessions fit under `limit` once `reserved` descriptors (listeners, upstream sessions,
  * DNS, logs) are set aside; at least 1.
  */

@@ -73,9 +73,13 @@ interface Live {
   retired: boolean
 }
 
-/** Descriptors set aside from the sessions': listeners, upstream sessions (each relay's pool, a webhook's connections), DNS, logs. */
+/**
+ * Descriptors set aside from the sessions': listeners and the connections each has accepted but not
+ * yet closed, upstream sessions (each relay's pool, a webhook's connections), DNS, logs.
+ */
 const reservedFiles = (config: BridgeConfig): number =>
-  64 + Object.values(config.transports).reduce((n, t) => n + (t.type === "smtp" || t.type === "lmtp" ? t.poolSize : t.type === "webhook" ? 16 : 0), 0)
+  64 + config.listeners.length * FileLimit.perListener +
+  Object.values(config.transports).reduce((n, t) => n + (t.type === "smtp" || t.type === "lmtp" ? t.poolSize : t.type === "webhook" ? 16 : 0), 0)
 
 /**
  * Sessions this process can hold: `limits.maxConnections`, or fewer when the open-files limit

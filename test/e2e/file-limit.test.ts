@@ -5,7 +5,7 @@
 // takes only the sessions its descriptors allow and refuses the rest with 421 4.7.0, at once.
 //
 //   (start)  WARN limits.maxConnections is 1000, but this process may open only 300 files ...
-//            at most 78 sessions are taken, 421 4.7.0 past them   (59 under Deno)
+//            at most 78 sessions are taken, 421 4.7.0 past them   (27 under Deno)
 //   C: (500 connections, none closes)
 //   S: 220 ... (78 of them)   /   421 4.7.0 Too many connections, try again later (the others,
 //                                 each closed by the bridge at once, not waiting for the client)
@@ -44,9 +44,10 @@ const open = (port: number) =>
 
 const prlimit = fs.existsSync("/usr/bin/prlimit") ? "/usr/bin/prlimit" : undefined
 
-// 300 files, 64 set aside (no relay pool: the default transport is the Maildir), three a session
-// (four under Deno, whose file reads run on a duplicate descriptor).
-const sessionsAt300 = currentRuntime === "deno" ? 59 : 78
+// 300 files, 64 set aside (no relay pool: the default transport is the Maildir), three a session.
+// Under Deno, four a session (its file reads run on a duplicate descriptor) and 128 more set aside
+// for the connections its listener accepted and has not closed yet.
+const sessionsAt300 = currentRuntime === "deno" ? 27 : 78
 
 describe.skipIf(prlimit === undefined || process.platform !== "linux")("a process with few open files", () => {
   it("takes only the sessions its descriptors allow (a warning names limits.maxConnections), refuses the rest with 421 4.7.0 and closes them at once, and still delivers after the flood", async () => {
@@ -158,6 +159,68 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("sessions
       expect(greeting).toMatch(/^220 /)
     } finally {
       for (const c of clients) c.close()
+      await cli.kill()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
+
+describe.skipIf(prlimit === undefined || process.platform !== "linux")("new connections while the sessions at the cap deliver", () => {
+  // Connections refused at the cap hold a descriptor from accept to close. Deno's node:net accepts
+  // in batches and closes a batch's sockets only later, the more so while the sessions keep its
+  // event loop busy: over 100 at once here, past what the process had left with 84 sessions each
+  // holding four, and Deno's listener, once an accept failed, never accepted again (no "error"
+  // event). Before the cap set 128 aside for them, this failed in 4 runs of 5 under Deno (the
+  // newcomers unanswered, some deliveries 451 4.3.0). Bun closes each refused connection at once.
+  it("answers each one (421 4.7.0 or 220) and still accepts afterwards: the cap leaves room for the connections being refused", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
+    const cli = await spawnCli(currentRuntime, [
+      "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--maildir", path.join(dir, "Maildir"), "--log-format", "json"
+    ], { prefix: [prlimit!, "--nofile=400:400", "--"] })
+    const clients: Array<Client> = []
+    const held: Array<net.Socket> = []
+    try {
+      const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
+      const sessions = Number((await cli.waitForLog(/at most (\d+) sessions are taken/, 5_000))[1])
+      for (let batch = 0; batch < sessions; batch += 50) {
+        clients.push(...await Promise.all(Array.from({ length: Math.min(50, sessions - batch) }, () => atData(port))))
+      }
+      // 1 MiB each: spilled to disk, and long enough to deliver that many connections arrive meanwhile.
+      const body = `Subject: spilled\r\n\r\n${`${"x".repeat(1022)}\r\n`.repeat(1024)}`
+      for (const c of clients) c.send(body)
+      const delivered = Promise.all(clients.map((c) => c.command(".", 30_000)))
+      let done = false
+      void delivered.finally(() => {
+        done = true
+      })
+      const lines: Array<Promise<string>> = []
+      while (!done || lines.length < 600) {
+        for (let i = 0; i < 4; i++) {
+          lines.push(open(port).then(({ line, socket }) => {
+            held.push(socket)
+            return line
+          }, (e: unknown) => String(e)))
+        }
+        await new Promise((r) => setTimeout(r, 2))
+      }
+      const replies = await delivered
+      expect(replies.filter((r) => !r.startsWith("250 "))).toEqual([])
+      const answered = await Promise.all(lines)
+      expect(answered.filter((l) => l !== "421 4.7.0 Too many connections, try again later" && !l.startsWith("220 "))).toEqual([])
+      for (const c of clients.splice(0)) c.close()
+      for (const s of held.splice(0)) s.destroy()
+
+      let greeting = ""
+      for (let attempt = 0; attempt < 20 && !greeting.startsWith("220 "); attempt++) {
+        const c = await connect(port)
+        greeting = await c.read().catch((e: unknown) => String(e))
+        c.close()
+        if (!greeting.startsWith("220 ")) await new Promise((r) => setTimeout(r, 100))
+      }
+      expect(greeting).toMatch(/^220 /)
+    } finally {
+      for (const c of clients) c.close()
+      for (const s of held) s.destroy()
       await cli.kill()
       fs.rmSync(dir, { recursive: true, force: true })
     }

@@ -36,6 +36,10 @@ describe("FileLimit", () => {
     expect(FileLimit.perSession).toBe(deno ? 4 : 3)
   })
 
+  it("sets aside 128 descriptors a listener under Deno, whose node:net closes refused connections in batches (none elsewhere)", () => {
+    expect(FileLimit.perListener).toBe(deno ? 128 : 0)
+  })
+
   it("allows that many descriptors a session once the reserve is set aside, and at least one session", () => {
     expect(FileLimit.sessionsAllowed(300, 64)).toBe(deno ? 59 : 78)
     expect(FileLimit.sessionsAllowed(65536, 64 + 16)).toBe(deno ? 16364 : 21818)
