@@ -287,7 +287,15 @@ class Wrapped implements SmtpSocket {
         clearTimeout(timer)
         finish()
       })
-      if (!linger) return void s.end(() => s.destroy())
+      // Done once the reply and FIN are with the kernel, as a lingering close is: a refusal by a
+      // session holds a session slot until then, and waiting for "close" too (16-37 ms under Bun)
+      // let a flood from one address fill every slot, refusing all other addresses.
+      if (!linger) {
+        return void s.end(() => {
+          s.destroy()
+          finish()
+        })
+      }
       s.on("data", ignore)
       if (s.isPaused()) s.resume()
       s.once("end", () => s.destroy())

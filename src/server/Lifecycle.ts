@@ -69,11 +69,21 @@ const start = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, se
   if (client === undefined) return yield* Effect.as(socket.close, "refused" as const)
   const admission = env.admit(client.remoteAddress)
   if (admission !== "admitted") {
-    yield* socket.write(Reply.format(Reply.make(421, "4.7.0", `Too many connections from your ${admission}, try again later`)))
-    return yield* Effect.as(socket.close, "refused" as const)
+    const reply = Reply.format(Reply.make(421, "4.7.0", `Too many connections from your ${admission}, try again later`))
+    return yield* Effect.as(refusal(socket, reply), "refused" as const)
   }
   return yield* session(env, accepted, client, server)
 })
+
+/**
+ * Refuses a connection before its session: `reply`, then the socket closed at once. Not a
+ * lingering close: that held each refused connection's descriptor up to 2 s, outside the session
+ * cap, so a flood from one address past `maxConnectionsPerIp` (clients that never close) ran the
+ * process out of them (600 of 600; Deno's listener then stopped for good). A client that follows
+ * RFC 5321 has sent nothing before its greeting, so no reset eats the reply.
+ */
+export const refusal = (socket: Socket.SmtpSocket, reply: string): Effect.Effect<void> =>
+  Effect.zipRight(socket.write(reply), socket.closeNow)
 
 /**
  * The TLS handshake first on an implicit-TLS listener; undefined when it failed. A shutdown's drain

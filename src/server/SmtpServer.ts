@@ -195,9 +195,7 @@ export const make = (options: {
       if (isDraining || open >= live.maxConnections) {
         // Refused before a session exists: one reply, then close at once (a flood of refused
         // connections must not hold a descriptor each while lingering).
-        Effect.runFork(Effect.zipRight(socket.write(tooMany), socket.closeNow).pipe(
-          Effect.zipRight(Metrics.connectionRefused)
-        ))
+        Effect.runFork(Effect.zipRight(Lifecycle.refusal(socket, tooMany), Metrics.connectionRefused))
         return
       }
       open++

@@ -226,3 +226,50 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("new conn
     }
   }, 60_000)
 })
+
+describe.skipIf(prlimit === undefined || process.platform !== "linux")("a flood from one address past limits.maxConnectionsPerIp", () => {
+  // Below the session cap, a connection past the per-address limit is refused by its own session.
+  // That refusal lingered (read and dropped for up to 2 s, waiting for the client to close) and its
+  // descriptor was no longer counted against the cap: 1,000 clients that never close, from one
+  // address, ran the process out of descriptors at 600 files (Bun: 600 of 600, clients unanswered
+  // while it spun; Deno: its listener never accepted again).
+  it("answers each one 421 4.7.0 and closes it at once: the refusals hold no descriptor, and another address is still greeted", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
+    // No trusted network: 127.0.0.1 is held to maxConnectionsPerIp (50).
+    const cli = await spawnCli(currentRuntime, [
+      "serve", "--listen", "127.0.0.1:0", "--maildir", path.join(dir, "Maildir"), "--log-format", "json"
+    ], { prefix: [prlimit!, "--nofile=600:600", "--"] })
+    const held: Array<net.Socket> = []
+    try {
+      const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
+      const sessions = Number((await cli.waitForLog(/at most (\d+) sessions are taken/, 5_000))[1])
+      expect(sessions).toBeGreaterThan(50)
+      // After each batch of 50, within 1 s (a lingering close held them 2 s): the 50 sessions'
+      // descriptors and a few of the process's own, none for a refused connection.
+      const descriptors = () => fs.readdirSync(`/proc/${cli.pid}/fd`).length
+      const lines: Array<string> = []
+      for (let batch = 0; batch < 12; batch++) {
+        for (const c of await Promise.all(Array.from({ length: 50 }, () => open(port)))) {
+          held.push(c.socket)
+          lines.push(c.line)
+        }
+        for (let waited = 0; waited < 1_000 && descriptors() >= 50 + 60; waited += 50) await new Promise((r) => setTimeout(r, 50))
+        expect(descriptors()).toBeLessThan(50 + 60)
+      }
+      expect(lines.filter((l) => !l.startsWith("220 ") && l !== "421 4.7.0 Too many connections from your address, try again later")).toEqual([])
+      expect(lines.filter((l) => l.startsWith("220 "))).toHaveLength(50)
+
+      const other = net.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.2" })
+      held.push(other)
+      const greeting = await new Promise<string>((resolve) => {
+        other.once("data", (chunk: Buffer) => resolve(chunk.toString("latin1")))
+        other.once("error", (e) => resolve(String(e)))
+      })
+      expect(greeting).toMatch(/^220 /)
+    } finally {
+      for (const s of held) s.destroy()
+      await cli.kill()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
