@@ -70,7 +70,7 @@ const start = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, se
   const admission = env.admit(client.remoteAddress)
   if (admission !== "admitted") {
     const reply = Reply.format(Reply.make(421, "4.7.0", `Too many connections from your ${admission}, try again later`))
-    return yield* Effect.as(refusal(socket, reply), "refused" as const)
+    return yield* Effect.as(refusal(socket, reply, accepted.implicitTls), "refused" as const)
   }
   return yield* session(env, accepted, client, server)
 })
@@ -81,9 +81,14 @@ const start = Effect.fnUntraced(function*(env: ServerEnv, accepted: Accepted, se
  * cap, so a flood from one address past `maxConnectionsPerIp` (clients that never close) ran the
  * process out of them (600 of 600; Deno's listener then stopped for good). A client that follows
  * RFC 5321 has sent nothing before its greeting, so no reset eats the reply.
+ *
+ * On an implicit-TLS listener, no reply: there the handshake begins at once and SMTP is only ever
+ * TLS application data (RFC 8314 section 3.3), so a plaintext 421 reached clients as "wrong version
+ * number", a TLS misconfiguration by the look of it. A handshake to say 421 inside would cost the
+ * CPU and time that a refusal under load must not.
  */
-export const refusal = (socket: Socket.SmtpSocket, reply: string): Effect.Effect<void> =>
-  Effect.zipRight(socket.write(reply), socket.closeNow)
+export const refusal = (socket: Socket.SmtpSocket, reply: string, implicitTls: boolean): Effect.Effect<void> =>
+  implicitTls ? socket.closeNow : Effect.zipRight(socket.write(reply), socket.closeNow)
 
 /**
  * The TLS handshake first on an implicit-TLS listener; undefined when it failed. A shutdown's drain

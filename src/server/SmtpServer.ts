@@ -193,9 +193,9 @@ export const make = (options: {
       // A client that does not read its replies is given as long as an idle one.
       const socket = Socket.wrap(raw, { writeTimeoutMs: Duration.toMillis(live.env.config.limits.idleTimeout) })
       if (isDraining || open >= live.maxConnections) {
-        // Refused before a session exists: one reply, then close at once (a flood of refused
-        // connections must not hold a descriptor each while lingering).
-        Effect.runFork(Effect.zipRight(Lifecycle.refusal(socket, tooMany), Metrics.connectionRefused))
+        // Refused before a session exists: one reply (none on an implicit-TLS listener), then
+        // close at once (a flood of refused connections must not hold a descriptor each while lingering).
+        Effect.runFork(Effect.zipRight(Lifecycle.refusal(socket, tooMany, mode === "implicit"), Metrics.connectionRefused))
         return
       }
       open++

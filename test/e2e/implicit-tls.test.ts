@@ -3,6 +3,7 @@
  * offered at once, STARTTLS never is.
  */
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import nodemailer from "nodemailer"
@@ -159,6 +160,76 @@ describe("a client that leaves during the implicit-TLS handshake", () => {
         new Promise((_, reject) => setTimeout(() => reject(new Error("bridge.stop() still waiting after 5 s")), 5_000))
       ])
       expect(Date.now() - started).toBeLessThan(5_000)
+    }
+  })
+})
+
+/**
+ * What the server sends a raw TCP client from `localAddress` before it closes (bounded by 3 s). On an
+ * implicit-TLS port a real client has sent its ClientHello and reads whatever comes as TLS records.
+ */
+const bytesBeforeClose = (port: number, localAddress: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress })
+    let text = ""
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`not closed within 3 s; sent ${JSON.stringify(text)}`))
+    }, 3_000)
+    socket.on("data", (chunk: Buffer) => {
+      text += chunk.toString("latin1")
+    })
+    socket.on("error", () => {})
+    socket.on("close", () => {
+      clearTimeout(timer)
+      resolve(text)
+    })
+  })
+
+// RFC 8314 section 3.3: on the "submissions" port the TLS handshake begins at once and SMTP is only
+// ever TLS application data. A plaintext "421 4.7.0 Too many connections" there reached TLS clients
+// as "wrong version number" (Bun, Node) or "received corrupt message of type InvalidContentType"
+// (Deno): a TLS misconfiguration, by the look of it, not a busy server. A refusal closes instead.
+//
+//   C: (TCP connection to the implicit-TLS port, past the limit)
+//   S: (closes; not a byte)
+describe("an implicit-TLS listener past its connection limits", () => {
+  it("refuses past maxConnections by closing without a byte, then greets over TLS once a slot is free", async () => {
+    const { cert, key } = testCertificate()
+    const bridge = await startBridge({ tls: { cert, key }, listenTls: ["127.0.0.1:0"], trust: ["127.0.0.0/8"], limits: { maxConnections: 1 } })
+    const port = bridge.tlsPort ?? 0
+    try {
+      const first = await connect(port, { tls: true })
+      expect(await first.read()).toMatch(/^220 bridge\.test /)
+      expect(await bytesBeforeClose(port, "127.0.0.2")).toBe("")
+      first.close()
+      let greeting = ""
+      for (let attempt = 0; attempt < 20 && !greeting.startsWith("220 "); attempt++) {
+        await new Promise((r) => setTimeout(r, 50))
+        const next = await connect(port, { tls: true }).catch(() => undefined)
+        greeting = (await next?.read(1_000).catch(() => "")) ?? ""
+        next?.close()
+      }
+      expect(greeting).toMatch(/^220 bridge\.test /)
+    } finally {
+      await bridge.stop()
+    }
+  })
+
+  it("refuses past maxConnectionsPerIp by closing without a byte; another address is greeted", async () => {
+    const { cert, key } = testCertificate()
+    const bridge = await startBridge({ tls: { cert, key }, listenTls: ["127.0.0.1:0"], limits: { maxConnectionsPerIp: 1 } })
+    const port = bridge.tlsPort ?? 0
+    try {
+      const first = await connect(port, { tls: true, localAddress: "127.0.0.3" })
+      expect(await first.read()).toMatch(/^220 bridge\.test /)
+      expect(await bytesBeforeClose(port, "127.0.0.3")).toBe("")
+      const other = await connect(port, { tls: true, localAddress: "127.0.0.4" })
+      expect(await other.read()).toMatch(/^220 bridge\.test /)
+      first.close()
+      other.close()
+    } finally {
+      await bridge.stop()
     }
   })
 })
