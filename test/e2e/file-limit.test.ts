@@ -273,3 +273,88 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("a flood 
     }
   }, 60_000)
 })
+
+/** Resolves once `pattern` has been logged `n` times (bounded). */
+const logged = async (cli: { output(): string }, pattern: RegExp, n: number, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  while ((cli.output().match(new RegExp(pattern.source, "g")) ?? []).length < n) {
+    if (Date.now() > deadline) throw new Error(`${pattern} not logged ${n} times within ${timeoutMs} ms:\n${cli.output().slice(-2_000)}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+describe.skipIf(prlimit === undefined || process.platform !== "linux")("a reload that lowers, then raises the session cap", () => {
+  // The cap is each generation's; the count of open sessions is the server's. Sessions over a
+  // lowered cap carry on (a reload never cuts one), new connections are refused until enough of
+  // them end; a cap raised past what the open-files limit carries is cut to it, with the warning.
+  it("lets the sessions over the new cap finish their mail, refuses new ones until they are under it, and warns when the files limit cuts the raised cap", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
+    const config = path.join(dir, "smtp-bridge.config.ts")
+    const write = (maxConnections: number) =>
+      fs.writeFileSync(config, `export default ${JSON.stringify({
+        listen: ["127.0.0.1:0"], trust: ["127.0.0.0/8"], maildir: path.join(dir, "Maildir"), limits: { maxConnections }
+      })}\n`)
+    write(20)
+    const cli = await spawnCli(currentRuntime, ["serve", "--config", config, "--log-format", "json"], { prefix: [prlimit!, "--nofile=300:300", "--"] })
+    const clients: Array<Client> = []
+    const held: Array<net.Socket> = []
+    const first = (port: number): Promise<string> =>
+      open(port).then(({ line, socket }) => {
+        socket.destroy()
+        return line
+      })
+    try {
+      const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
+      for (let i = 0; i < 20; i++) {
+        const c = await connect(port)
+        expect(await c.read()).toMatch(/^220 /)
+        clients.push(c)
+      }
+      expect(await first(port)).toBe("421 4.7.0 Too many connections, try again later")
+
+      write(5)
+      cli.signal("SIGHUP")
+      await logged(cli, /reload done/, 1)
+      // 20 sessions over a cap of 5: each carries on.
+      const busy = clients[0]!
+      expect(await busy.command("EHLO client.test")).toMatch(/^250[ -]/)
+      expect(await busy.command("MAIL FROM:<a@example.com>")).toMatch(/^250 /)
+      expect(await busy.command("RCPT TO:<b@example.com>")).toMatch(/^250 /)
+      expect(await busy.command("DATA")).toMatch(/^354 /)
+      expect(await busy.command("Subject: over the new cap\r\n\r\nstill delivered\r\n.")).toMatch(/^250 /)
+      for (const c of clients.slice(1)) expect(await c.command("NOOP")).toMatch(/^250 /)
+      expect(await first(port)).toBe("421 4.7.0 Too many connections, try again later")
+      // Down to 5 open: still at the cap. Down to 4: a slot.
+      for (const c of clients.splice(5)) c.close()
+      await new Promise((r) => setTimeout(r, 200))
+      expect(await first(port)).toBe("421 4.7.0 Too many connections, try again later")
+      clients.pop()!.close()
+      let greeting = ""
+      for (let attempt = 0; attempt < 20 && !greeting.startsWith("220 "); attempt++) {
+        await new Promise((r) => setTimeout(r, 50))
+        greeting = await first(port)
+      }
+      expect(greeting).toMatch(/^220 /)
+
+      // Raised to 1000, more than 300 files carry: cut to what they do, and said so.
+      write(1000)
+      cli.signal("SIGHUP")
+      await logged(cli, /reload done/, 2)
+      await logged(cli, new RegExp(`limits\\.maxConnections is 1000, but this process may open only 300 files[^"]*at most ${sessionsAt300} sessions are taken`), 1)
+      const more: Array<Promise<string>> = []
+      for (let i = 0; i < sessionsAt300 + 10; i++) {
+        more.push(open(port).then(({ line, socket }) => {
+          held.push(socket)
+          return line
+        }))
+      }
+      const lines = await Promise.all(more)
+      expect(lines.filter((l) => l.startsWith("220 "))).toHaveLength(sessionsAt300 - clients.length)
+    } finally {
+      for (const c of clients) c.close()
+      for (const s of held.splice(0)) s.destroy()
+      await cli.kill()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
