@@ -18,7 +18,7 @@ export { decodeOptions, definePlugin, hookNames, PluginError, PluginOptionsError
 /** Decoding a plugin's options with its `effect/Schema`, the error naming the option. */
 export type {
   AuthAttemptContext, AuthContext, AuthResultContext, BodyWriter, ConnectContext, Definition, DataContext, DeliveredContext, DisconnectContext, HeloContext,
-  HookName, Hooks, MailFromContext, Made, MessageEdits, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep,
+  Files, HookName, Hooks, MailFromContext, Made, MessageEdits, Plugin, RcptToContext, RecipientResult, Route, RouteContext, SaslContext, SaslExchange, SaslStep,
   Services
 } from "./pipeline/Plugin.ts"
 export type { SessionInfo, TlsInfo, TransactionInfo } from "./pipeline/Session.ts"

@@ -127,6 +127,8 @@ export const authDovecot = definePlugin({
   options: Options,
   // Longer than the request's own timeout (at most a minute), so that the request answers 454 first.
   timeout: "75 seconds",
+  // One connection to the auth service, shared by every session.
+  files: () => ({ held: 1 }),
   make
 })
 

@@ -142,6 +142,8 @@ export const authHttp = definePlugin({
   // Longer than the longest request timeout the options allow (1 minute), so that the request
   // answers 454 first.
   timeout: "65 seconds",
+  // One request at a time per session.
+  files: () => ({ perSession: 1 }),
   make
 })
 

@@ -130,6 +130,8 @@ export const authLdap = definePlugin({
   // Longer than the longest check timeout the options allow (1 minute), so that the check
   // answers 454 first.
   timeout: "65 seconds",
+  // The pool of directory connections.
+  files: (o) => ({ held: o.poolSize ?? 4 }),
   make
 })
 

@@ -73,6 +73,8 @@ const make = (options: OptionsType): Made => {
 export const authOauth = definePlugin({
   name: "auth-oauth",
   options: Options,
+  // The key set's fetch, now and then.
+  files: () => ({ held: 1 }),
   make
 })
 

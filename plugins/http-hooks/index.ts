@@ -236,5 +236,7 @@ export const httpHooks = definePlugin({
   options: Options,
   // Past the request's own timeout (the default 10 s, or the option), the default action answers first.
   timeout: "10 minutes",
+  // One request at a time per session (fetch keeps idle ones to reuse: counted with the reserve).
+  files: () => ({ perSession: 1 }),
   make
 })

@@ -271,5 +271,7 @@ export const milter = definePlugin({
   name: "milter",
   options: Options,
   timeout: "30 minutes",
+  // Each session holds its own connection to each milter, from connect to its end.
+  files: (o) => ({ perSession: o.milters.length }),
   make
 })

@@ -68,6 +68,8 @@ export const policy = definePlugin({
   options: Options,
   // Its own `timeout` bounds each request (then `defaultAction`); this only backs it up.
   timeout: "15 minutes",
+  // The pool: sessions share its connections.
+  files: (o) => ({ held: o.connections ?? 16 }),
   make: (options) => {
     const endpoint = parseServer(options.server)!
     const fallback = Protocol.action(options.defaultAction)

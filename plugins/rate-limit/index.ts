@@ -198,6 +198,8 @@ export const rateLimit = (input: RateLimitOptions = {}): Plugin => {
   const longest = plan.auth === undefined ? Duration.zero : plan.auth.maxDelay
   return definePlugin({
     name: "rate-limit",
+    // The Redis client's connection, shared by every session.
+    ...(options.redis === undefined ? {} : { files: { held: 1 } }),
     // The AUTH delay must not count as a hung hook.
     // An attempt may also wait up to maxDelay for the attempts ahead of it (Gate.ts).
     timeout: Duration.max(Duration.seconds(30), Duration.sum(Duration.times(longest, 2), Duration.seconds(10))),

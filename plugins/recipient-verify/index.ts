@@ -51,6 +51,8 @@ export const recipientVerify = (options: RecipientVerifyOptions): Plugin => {
     name: `recipient-verify(${options.transport})`,
     // The probe's own timeout answers first (451 4.4.1); this only backs it up.
     timeout: "10 minutes",
+    // The probe's pool (4 sessions).
+    files: { held: 4 },
     setup: Effect.gen(function*() {
       const probe = yield* RecipientProbe.fromConfig(options.transport, options.relay, {
         helo: options.helo,

@@ -54,6 +54,8 @@ export const rspamd: (options: OptionsInput) => Plugin = definePlugin({
   options: Options,
   // Its own `timeout` bounds each scan (then `onError`); this only backs it up.
   timeout: "15 minutes",
+  // A connection for each check, one check at a time per session.
+  files: () => ({ perSession: 1 }),
   make: (options) => {
     const target = parseUrl(options.url)!
     const timeoutMs = Duration.toMillis(options.timeout)

@@ -17,7 +17,7 @@ import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import * as Tracing from "../util/Tracing.ts"
 import type {
-  AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, HeloContext, Hooks,
+  AuthAttemptContext, AuthContext, AuthResultContext, ConnectContext, DataContext, DeliveredContext, DisconnectContext, Files, HeloContext, Hooks,
   MailFromContext, Plugin, RcptToContext, Route, RouteContext, SaslContext, SaslExchange, SaslStep, Services, VerdictHook
 } from "./Plugin.ts"
 import { PluginError } from "./Plugin.ts"
@@ -44,12 +44,14 @@ interface Loaded {
   readonly name: string
   readonly timeout: Duration.Duration
   readonly hooks: Hooks
+  readonly files: Files | undefined
   /** The bridge's services and those the plugins up to this one provide. */
   readonly services: Context.Context<Services>
 }
 
 export interface Pipeline {
-  readonly plugins: ReadonlyArray<{ readonly name: string; readonly hooks: ReadonlyArray<keyof Hooks> }>
+  /** Each plugin's name, hooks and the descriptors it says it opens of its own. */
+  readonly plugins: ReadonlyArray<{ readonly name: string; readonly hooks: ReadonlyArray<keyof Hooks>; readonly files: Files | undefined }>
   readonly has: (hook: keyof Hooks) => boolean
   readonly run: <H extends VerdictHook>(hook: H, ctx: VerdictContexts[H]) => Effect.Effect<Outcome>
   readonly route: (ctx: RouteContext) => Effect.Effect<ReadonlyArray<Route> | undefined>
@@ -181,11 +183,12 @@ export const make = (plugins: ReadonlyArray<Plugin<unknown>>): Effect.Effect<Pip
           Effect.sandbox,
           Effect.mapError((cause) => setupFailure(plugin.name, cause))
         )
-      const { name: _n, timeout, setup: _s, provides: _p, ...own } = plugin
+      const { name: _n, timeout, setup: _s, provides: _p, files, ...own } = plugin
       loaded.push({
         name: plugin.name,
         timeout: timeout === undefined ? defaultTimeout : Duration.decode(timeout),
         hooks: { ...own, ...extra },
+        files,
         services
       })
     }
@@ -310,7 +313,7 @@ const fromLoaded = (loaded: ReadonlyArray<Loaded>): Pipeline => {
       return guard(plugin, hook, () => fn(ctx), undefined)
     }, { discard: true })
   return {
-    plugins: loaded.map((p) => ({ name: p.name, hooks: Object.keys(p.hooks).filter((k) => p.hooks[k as keyof Hooks] !== undefined) as Array<keyof Hooks> })),
+    plugins: loaded.map((p) => ({ name: p.name, hooks: Object.keys(p.hooks).filter((k) => p.hooks[k as keyof Hooks] !== undefined) as Array<keyof Hooks>, files: p.files })),
     has: (hook) => (byHook.get(hook) ?? []).length > 0,
     run,
     route,

@@ -311,6 +311,8 @@ export interface Plugin<R = never> extends Hooks {
   readonly [OptionsKey]?: PluginOptions
   /** Longest time one hook may take before it counts as failed (451 4.3.0). Default 30 seconds. */
   readonly timeout?: Duration.DurationInput
+  /** Descriptors the plugin opens of its own; leave it out when it opens none. */
+  readonly files?: Files
   /**
    * Runs once when the server starts, in the server's scope: acquire connections, watch files,
    * then return hooks, which are added to the static ones above.
@@ -321,6 +323,18 @@ export interface Plugin<R = never> extends Hooks {
    * scope before its `setup` (one Redis connection shared by greylisting and quotas).
    */
   readonly provides?: Layer.Layer<never, unknown, unknown>
+}
+
+/**
+ * Descriptors (sockets, files) a plugin keeps open: `perSession` at most at once for each session
+ * (a connection of its own to a service for each session, as a milter's), `held` for as long as
+ * the server runs (a pool's connections, a Redis client). Past the process's open-files limit
+ * `accept` and `connect` fail; the server takes only the sessions the limit carries, counting
+ * these (a warning names `limits.maxConnections` when that is fewer than it says).
+ */
+export interface Files {
+  readonly perSession?: number
+  readonly held?: number
 }
 
 /** What `make` returns: hooks, and a `setup` for resources, as a plugin has. */
@@ -335,6 +349,8 @@ export interface Definition<A, I, R = never> {
   /** An `effect/Schema` of the options; `description` annotations phrase what a field expects. */
   readonly options: Schema.Schema<A, I, never>
   readonly timeout?: Duration.DurationInput
+  /** The descriptors a plugin made from `options` opens of its own (see `Files`). */
+  readonly files?: (options: I) => Files
   readonly make: (options: A) => Made<R>
 }
 
@@ -394,6 +410,7 @@ export function definePlugin<A, I, R>(plugin: Plugin<unknown> | Definition<A, I,
   return (input: I): Plugin<R> => ({
     name: definition.name,
     ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
+    ...(definition.files === undefined ? {} : { files: definition.files(input) }),
     [OptionsKey]: { input, decode: check(definition.options) },
     setup: Effect.gen(function*() {
       const { setup, ...hooks } = definition.make(yield* decodeOptions(definition.name, definition.options, input))

@@ -57,6 +57,8 @@ export const perListener = isDeno ? 128 : 0
 
 /**
  * How many sessions fit under `limit` once `reserved` descriptors (listeners, upstream sessions,
- * DNS, logs) are set aside; at least 1.
+ * DNS, logs) are set aside, each session holding `each` (`perSession` and what plugins open for
+ * it); at least 1.
  */
-export const sessionsAllowed = (limit: number, reserved: number): number => Math.max(1, Math.floor((limit - reserved) / perSession))
+export const sessionsAllowed = (limit: number, reserved: number, each: number = perSession): number =>
+  Math.max(1, Math.floor((limit - reserved) / each))

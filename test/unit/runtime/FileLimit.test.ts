@@ -46,4 +46,9 @@ describe("FileLimit", () => {
     expect(FileLimit.sessionsAllowed(64, 64)).toBe(1)
     expect(FileLimit.sessionsAllowed(10, 64)).toBe(1)
   })
+
+  it("counts what plugins open for each session when told (four milters: seven a session)", () => {
+    expect(FileLimit.sessionsAllowed(300, 64, 7)).toBe(33)
+    expect(FileLimit.sessionsAllowed(300, 64 + 128, 8)).toBe(13)
+  })
 })
