@@ -166,8 +166,12 @@ const verdict = (t: Turn, phase: Phase, input: Extract<Input, { _tag: "Verdict" 
     case "Connect": {
       const refusing = refusal(v)
       if (refusing !== undefined) {
-        // RFC 5321 3.1 allows the 554 greeting; we close rather than wait for QUIT.
-        refused(t, refusing, plugin ?? "bridge", true)
+        // A server that will not serve greets with 554 (RFC 5321 3.1, 4.3.2) or, for a
+        // temporary reason, 421, the code that closes (3.8): a 450 or 451 greeting (a failed
+        // hook, a milter's tempfail) is neither. The hook's enhanced code and text stay. We close
+        // rather than wait for QUIT.
+        const code = refusing.code >= 500 ? 554 : 421
+        refused(t, { ...refusing, code }, plugin ?? "bridge", true)
         return close(t, "refused")
       }
       reply(t, Reply.make(220, undefined, `${state.settings.hostname} ESMTP smtp-bridge`))

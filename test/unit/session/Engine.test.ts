@@ -23,6 +23,14 @@ describe("the greeting (RFC 5321 3.1, 4.3.1)", () => {
     expect(d.actions).toContainEqual(expect.objectContaining({ _tag: "Refused", by: "test-plugin" }))
     expect(d.outcome()).toBe("refused")
   })
+
+  it("greets a temporary refusal with 421 and a permanent one with 554, the only refusing greetings (RFC 5321 3.1, 3.8, 4.3.2), keeping the hook's enhanced code and text", () => {
+    const deferred = start({ hooks: { connect: () => Verdict.defer("Service unavailable - try again later", { code: 451, enhanced: "4.7.1" }) } })
+    expect(deferred.feed({ _tag: "Connected" })).toEqual(["421 4.7.1 Service unavailable - try again later"])
+    expect(deferred.outcome()).toBe("refused")
+    const rejected = start({ hooks: { connect: () => Verdict.reject("Not here", { code: 550, enhanced: "5.7.1" }) } })
+    expect(rejected.feed({ _tag: "Connected" })).toEqual(["554 5.7.1 Not here"])
+  })
 })
 
 describe("EHLO and HELO (RFC 5321 4.1.1.1)", () => {
