@@ -131,7 +131,7 @@ export const authLdap = definePlugin({
   // answers 454 first.
   timeout: "65 seconds",
   // The pool of directory connections.
-  files: (o) => ({ held: o.poolSize ?? 4 }),
+  files: (o) => ({ held: o.poolSize }),
   make
 })
 

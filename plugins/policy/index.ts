@@ -69,7 +69,7 @@ export const policy = definePlugin({
   // Its own `timeout` bounds each request (then `defaultAction`); this only backs it up.
   timeout: "15 minutes",
   // The pool: sessions share its connections.
-  files: (o) => ({ held: o.connections ?? 16 }),
+  files: (o) => ({ held: o.connections }),
   make: (options) => {
     const endpoint = parseServer(options.server)!
     const fallback = Protocol.action(options.defaultAction)

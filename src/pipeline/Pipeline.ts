@@ -184,6 +184,13 @@ export const make = (plugins: ReadonlyArray<Plugin<unknown>>): Effect.Effect<Pip
           Effect.mapError((cause) => setupFailure(plugin.name, cause))
         )
       const { name: _n, timeout, setup: _s, provides: _p, files, ...own } = plugin
+      // The session cap divides by these: a negative or fractional count, or NaN, would lift it.
+      for (const key of ["perSession", "held"] as const) {
+        const n = files?.[key]
+        if (n !== undefined && !(Number.isSafeInteger(n) && n >= 0)) {
+          return yield* new PluginSetupError({ plugin: plugin.name, message: `files.${key} must be a whole number from 0, not ${String(n)}` })
+        }
+      }
       loaded.push({
         name: plugin.name,
         timeout: timeout === undefined ? defaultTimeout : Duration.decode(timeout),

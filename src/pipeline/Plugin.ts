@@ -349,8 +349,11 @@ export interface Definition<A, I, R = never> {
   /** An `effect/Schema` of the options; `description` annotations phrase what a field expects. */
   readonly options: Schema.Schema<A, I, never>
   readonly timeout?: Duration.DurationInput
-  /** The descriptors a plugin made from `options` opens of its own (see `Files`). */
-  readonly files?: (options: I) => Files
+  /**
+   * The descriptors a plugin made from `options` (decoded, defaults applied) opens of its own (see
+   * `Files`). Options that do not decode count none: the server does not start with them.
+   */
+  readonly files?: (options: A) => Files
   readonly make: (options: A) => Made<R>
 }
 
@@ -388,6 +391,17 @@ export const decodeOptions = <A, I>(plugin: string, schema: Schema.Schema<A, I, 
 const isDefinition = <A, I, R>(u: Plugin<unknown> | Definition<A, I, R>): u is Definition<A, I, R> =>
   "make" in u && typeof u.make === "function" && Schema.isSchema(u.options)
 
+// Decoded here as well as in `setup`: the count is needed before any plugin is set up, and bad
+// options are reported by the config check, not by a `files` that reads a field they lack.
+const filesOf = <A, I>(schema: Schema.Schema<A, I, never>, files: (options: A) => Files, input: I): { readonly files?: Files } => {
+  try {
+    const decoded = Schema.decodeUnknownEither(schema)(input)
+    return decoded._tag === "Right" ? { files: files(decoded.right) } : {}
+  } catch {
+    return {}
+  }
+}
+
 /**
  * Gives plugin authors type inference for hook contexts. With an options schema it returns a
  * factory: `greylist({ delay: "5 minutes" })` is a plugin whose options the config loader checks
@@ -410,7 +424,7 @@ export function definePlugin<A, I, R>(plugin: Plugin<unknown> | Definition<A, I,
   return (input: I): Plugin<R> => ({
     name: definition.name,
     ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
-    ...(definition.files === undefined ? {} : { files: definition.files(input) }),
+    ...(definition.files === undefined ? {} : filesOf(definition.options, definition.files, input)),
     [OptionsKey]: { input, decode: check(definition.options) },
     setup: Effect.gen(function*() {
       const { setup, ...hooks } = definition.make(yield* decodeOptions(definition.name, definition.options, input))

@@ -1,0 +1,53 @@
+// What a plugin says it opens (`files`): the session cap divides the process's open-files limit
+// by it, so the pipeline refuses a count that would lift the cap (negative, fractional, NaN), and
+// a plugin with options counts from its decoded options (defaults applied), never throwing on
+// options the config check reports.
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import * as StaticDns from "../../../src/dns/Static.ts"
+import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
+import { definePlugin, type Plugin } from "../../../src/pipeline/Plugin.ts"
+import { milter } from "../../../plugins/milter/index.ts"
+import { policy } from "../../../plugins/policy/index.ts"
+
+const make = (plugins: ReadonlyArray<Plugin<unknown>>) => Pipeline.make(plugins).pipe(Effect.provide(StaticDns.layer({})))
+
+const pooled = definePlugin({
+  name: "pooled",
+  options: Schema.Struct({ pool: Schema.optionalWith(Schema.Int, { default: () => 8 }), endpoints: Schema.Array(Schema.String) }),
+  files: (o) => ({ perSession: o.endpoints.length, held: o.pool }),
+  make: () => ({})
+})
+
+describe("a plugin's files", () => {
+  it.scoped("are listed with the pipeline's plugins, from the decoded options with their defaults", () =>
+    Effect.gen(function*() {
+      const pipeline = yield* make([pooled({ endpoints: ["a", "b", "c"] }), milter({ milters: ["inet:127.0.0.1:1", "inet:127.0.0.1:2"] }), policy({ server: "inet:127.0.0.1:1" })])
+      expect(pipeline.plugins.map((p) => [p.name, p.files])).toEqual([
+        ["pooled", { perSession: 3, held: 8 }],
+        ["milter", { perSession: 2 }],
+        ["policy", { held: 16 }]
+      ])
+    }))
+
+  it("count none for options that do not decode, and the factory does not throw: the config check names the option", () => {
+    const bad = pooled({ endpoints: "a" } as never)
+    expect(bad.files).toBeUndefined()
+    expect(milter({} as never).files).toBeUndefined()
+  })
+
+  for (const [value, shown] of [[-1, "-1"], [1.5, "1.5"], [Number.NaN, "NaN"], [Number.POSITIVE_INFINITY, "Infinity"]] as const) {
+    it.scoped(`stop the server when a count is ${shown}, naming the plugin and the field`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(make([definePlugin({ name: "odd", files: { perSession: value } })]))
+        expect(error.plugin).toBe("odd")
+        expect(error.message).toBe(`files.perSession must be a whole number from 0, not ${shown}`)
+      }))
+  }
+
+  it.scoped("accept 0 and leave a plugin without files at none", () =>
+    Effect.gen(function*() {
+      const pipeline = yield* make([definePlugin({ name: "zero", files: { held: 0 } }), definePlugin({ name: "plain" })])
+      expect(pipeline.plugins.map((p) => p.files)).toEqual([{ held: 0 }, undefined])
+    }))
+})
