@@ -54,6 +54,9 @@ const CRLF = Uint8Array.of(13, 10)
 export const arcSeal = (options: ArcSealOptions): Plugin =>
   definePlugin({
     name: "arc-seal",
+    // It authenticates the message first (SPF, DKIM, ARC, DMARC): DNS lookups, each in flight with
+    // a UDP socket of its own, at most this many at once.
+    files: { perSession: Mailauth.lookupsInFlight },
     setup: Effect.gen(function*() {
       Mailauth.preload()
       const privateKey = yield* loadPem(options)

@@ -160,8 +160,8 @@ export const mailauthVerify = (options: MailauthVerifyOptions = {}): Plugin => {
   Mailauth.preload()
   return definePlugin({
     name: "mailauth-verify",
-    // DNS: each lookup in flight has a UDP socket of its own (SPF's and a DKIM key's at once).
-    files: { perSession: 2 },
+    // DNS: each lookup in flight has a UDP socket of its own; a check keeps at most this many at once.
+    files: { perSession: Mailauth.lookupsInFlight },
     mailFrom: Effect.fnUntraced(function*({ session, from }) {
       if (options.spfAtMailFrom !== true || skip(session, options)) return Verdict.Continue
       const dns = yield* Dns

@@ -75,16 +75,19 @@ const exchange = (server: Server, address: string, name: string, type: Wire.RRTy
     const id = randomId()
     const socket = Dgram.createSocket(address.includes(":") ? "udp6" : "udp4")
     let done = false
+    // Answered once the socket is closed, not before: Deno closes its descriptor later than
+    // `close()` returns, and the next lookup of a check (mailauth's lookupsInFlight) must not
+    // find it still open.
     const finish = (result: Effect.Effect<Wire.Response, DnsError>) => {
       if (done) return
       done = true
       clearTimeout(timer)
       try {
-        socket.close()
+        socket.close(() => resume(result))
       } catch {
         // Already closed.
+        resume(result)
       }
-      resume(result)
     }
     const timer = setTimeout(
       () => finish(Effect.fail(temporary(name, type, "ETIMEOUT", `no answer from ${server.host}:${server.port} in ${timeoutMs} ms`))),

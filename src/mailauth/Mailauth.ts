@@ -148,12 +148,23 @@ export const maxKeyLookups = 16
 
 const keyName = /\._domainkey\./i
 
+/**
+ * DNS lookups one check keeps in flight at once, each holding a UDP socket of its own (the session
+ * cap counts them: a plugin that checks says `files: { perSession: lookupsInFlight }`). mailauth
+ * starts SPF's A and AAAA lookups together, and all of a `ptr` mechanism's at once: up to ten, for
+ * names the client's PTR records choose (RFC 7208 5.5), so that a sender owning its reverse zone and
+ * an SPF record `v=spf1 ptr -all` had each session hold ten sockets where two were counted (80 for
+ * 8 sessions, test/e2e/file-limit-dns.test.ts). The others wait for a turn.
+ */
+export const lookupsInFlight = 2
+
 // mailauth's resolver type omits MX objects, which it does receive from `node:dns`-shaped resolvers.
 // One per message: the key budget above is counted per message. Lookups run on the caller's
 // runtime, not a fresh one: its fiber refs say who observes them (a captured session, Observe.ts).
 const resolverFor = (dns: Resolver, runtime: Runtime.Runtime<never>): DNSResolver => {
   const run = Runtime.runPromise(runtime)
   const keys = new Set<string>()
+  const turns = Effect.unsafeMakeSemaphore(lookupsInFlight)
   return (name, rrtype) => {
     if (keyName.test(name)) {
       const key = name.toLowerCase().replace(/\.$/, "")
@@ -162,7 +173,7 @@ const resolverFor = (dns: Resolver, runtime: Runtime.Runtime<never>): DNSResolve
       }
       keys.add(key)
     }
-    return run(Effect.either(dns.query(name, rrtype))).then((r) => {
+    return run(turns.withPermits(1)(Effect.either(dns.query(name, rrtype)))).then((r) => {
       if (Either.isLeft(r)) throw asNodeError(r.left)
       return r.right
     }) as ReturnType<DNSResolver>
