@@ -154,6 +154,46 @@ const setupFailure = (plugin: string, cause: Cause.Cause<unknown>): PluginSetupE
   })
 }
 
+const shown = (u: unknown): string => {
+  if (typeof u === "function") return "a function"
+  try {
+    return JSON.stringify(u) ?? String(u)
+  } catch {
+    return String(u)
+  }
+}
+
+/**
+ * What a plugin says it opens, read once and checked, as a copy of the numbers checked; or why
+ * not. The session cap divides by these: a negative or fractional count, or NaN, would lift it.
+ * A plugin from a config file is plain JavaScript: `files` may be a string (counted as none, said
+ * nothing), a getter that throws (a defect that named no plugin), a Proxy that answers otherwise
+ * on a later read (checked 1, counted -1000 by the cap).
+ */
+const filesOf = (plugin: Plugin<unknown>): { readonly files: Files | undefined } | { readonly error: string } => {
+  let files: unknown
+  try {
+    files = plugin.files
+  } catch (e) {
+    return { error: `files: ${describe(e)}` }
+  }
+  if (files === undefined) return { files: undefined }
+  if (typeof files !== "object" || files === null || Array.isArray(files)) return { error: `files must be { perSession?, held? }, not ${shown(files)}` }
+  const counted: { perSession?: number; held?: number } = {}
+  for (const key of ["perSession", "held"] as const) {
+    let n: unknown
+    try {
+      n = (files as Record<string, unknown>)[key]
+    } catch (e) {
+      return { error: `files.${key}: ${describe(e)}` }
+    }
+    if (n === undefined) continue
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) return { error: `files.${key} must be a whole number from 0, not ${String(n)}` }
+    counted[key] = n
+  }
+  return { files: counted }
+}
+
 /**
  * Loads the plugins in order: each one's `provides` layer is built in the server's scope and
  * added to the services of that plugin and of every later one; then its `setup` runs with them.
@@ -183,14 +223,10 @@ export const make = (plugins: ReadonlyArray<Plugin<unknown>>): Effect.Effect<Pip
           Effect.sandbox,
           Effect.mapError((cause) => setupFailure(plugin.name, cause))
         )
-      const { name: _n, timeout, setup: _s, provides: _p, files, ...own } = plugin
-      // The session cap divides by these: a negative or fractional count, or NaN, would lift it.
-      for (const key of ["perSession", "held"] as const) {
-        const n = files?.[key]
-        if (n !== undefined && !(Number.isSafeInteger(n) && n >= 0)) {
-          return yield* new PluginSetupError({ plugin: plugin.name, message: `files.${key} must be a whole number from 0, not ${String(n)}` })
-        }
-      }
+      const counted = filesOf(plugin)
+      if ("error" in counted) return yield* new PluginSetupError({ plugin: plugin.name, message: counted.error })
+      const { files } = counted
+      const { name: _n, timeout, setup: _s, provides: _p, files: _f, ...own } = plugin
       loaded.push({
         name: plugin.name,
         timeout: timeout === undefined ? defaultTimeout : Duration.decode(timeout),

@@ -17,6 +17,7 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -392,13 +393,31 @@ const isDefinition = <A, I, R>(u: Plugin<unknown> | Definition<A, I, R>): u is D
   "make" in u && typeof u.make === "function" && Schema.isSchema(u.options)
 
 // Decoded here as well as in `setup`: the count is needed before any plugin is set up, and bad
-// options are reported by the config check, not by a `files` that reads a field they lack.
-const filesOf = <A, I>(schema: Schema.Schema<A, I, never>, files: (options: A) => Files, input: I): { readonly files?: Files } => {
+// options are reported by the config check, not by a `files` that reads a field they lack. A
+// `files` that throws on options that decode is the plugin's bug: its `setup` fails with it, naming
+// the plugin (counted as none, the server ran with a cap that left out what the plugin opens).
+const filesOf = <A, I>(
+  schema: Schema.Schema<A, I, never>,
+  files: (options: A) => Files,
+  input: I
+): { readonly files?: Files; readonly failed?: string } => {
+  let decoded: Either.Either<A, unknown>
   try {
-    const decoded = Schema.decodeUnknownEither(schema)(input)
-    return decoded._tag === "Right" ? { files: files(decoded.right) } : {}
+    decoded = Schema.decodeUnknownEither(schema)(input)
   } catch {
     return {}
+  }
+  if (Either.isLeft(decoded)) return {}
+  try {
+    return { files: files(decoded.right) }
+  } catch (e) {
+    let text: string
+    try {
+      text = e instanceof Error ? e.message : String(e)
+    } catch {
+      text = "a value that is not an Error"
+    }
+    return { failed: `files: ${text}` }
   }
 }
 
@@ -421,14 +440,18 @@ export function definePlugin<const P extends Plugin<unknown> & { readonly make?:
 export function definePlugin<A, I, R>(plugin: Plugin<unknown> | Definition<A, I, R>): Plugin<unknown> | ((options: I) => Plugin<R>) {
   if (!isDefinition(plugin)) return plugin
   const definition = plugin
-  return (input: I): Plugin<R> => ({
-    name: definition.name,
-    ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
-    ...(definition.files === undefined ? {} : filesOf(definition.options, definition.files, input)),
-    [OptionsKey]: { input, decode: check(definition.options) },
-    setup: Effect.gen(function*() {
-      const { setup, ...hooks } = definition.make(yield* decodeOptions(definition.name, definition.options, input))
-      return setup === undefined ? hooks : { ...hooks, ...(yield* setup) }
-    })
-  })
+  return (input: I): Plugin<R> => {
+    const { files, failed } = definition.files === undefined ? {} : filesOf(definition.options, definition.files, input)
+    return {
+      name: definition.name,
+      ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
+      ...(files === undefined ? {} : { files }),
+      [OptionsKey]: { input, decode: check(definition.options) },
+      setup: Effect.gen(function*() {
+        if (failed !== undefined) return yield* Effect.die(new Error(failed))
+        const { setup, ...hooks } = definition.make(yield* decodeOptions(definition.name, definition.options, input))
+        return setup === undefined ? hooks : { ...hooks, ...(yield* setup) }
+      })
+    }
+  }
 }

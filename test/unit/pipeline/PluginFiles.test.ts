@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import * as StaticDns from "../../../src/dns/Static.ts"
 import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
-import { definePlugin, type Plugin } from "../../../src/pipeline/Plugin.ts"
+import { definePlugin, type Files, type Plugin } from "../../../src/pipeline/Plugin.ts"
 import { milter } from "../../../plugins/milter/index.ts"
 import { policy } from "../../../plugins/policy/index.ts"
 
@@ -44,6 +44,55 @@ describe("a plugin's files", () => {
         expect(error.message).toBe(`files.perSession must be a whole number from 0, not ${shown}`)
       }))
   }
+
+  // A plugin is often plain JavaScript from a config file: what `files` is, and what reading it
+  // does, is not known until the server reads it.
+  for (const [what, files] of [["a string", "3"], ["a number", 3], ["null", null], ["an array", [2]]] as const) {
+    it.scoped(`stop the server when files is ${what}, not { perSession?, held? }, naming the plugin`, () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(make([definePlugin({ name: "odd", files: files as never })]))
+        expect(error.plugin).toBe("odd")
+        expect(error.message).toBe(`files must be { perSession?, held? }, not ${JSON.stringify(files)}`)
+      }))
+  }
+
+  it.scoped("stop the server when reading files throws, naming the plugin and what it threw", () =>
+    Effect.gen(function*() {
+      const plugin = {
+        name: "getter",
+        get files(): never {
+          throw new Error("no count here")
+        }
+      }
+      const error = yield* Effect.flip(make([plugin]))
+      expect(error.plugin).toBe("getter")
+      expect(error.message).toBe("files: no count here")
+    }))
+
+  it.scoped("count what was checked: a files that answers otherwise on a later read (a Proxy) is read once", () =>
+    Effect.gen(function*() {
+      let reads = 0
+      const files = new Proxy({}, { get: (_, key) => (key === "perSession" ? (reads++ === 0 ? 1 : -1000) : undefined) })
+      const pipeline = yield* make([definePlugin({ name: "shifty", files })])
+      const counted = pipeline.plugins[0]!.files
+      expect([counted?.perSession, counted?.perSession]).toEqual([1, 1])
+    }))
+
+  it.scoped("stop the server when a plugin's files function throws on options that decode, naming the plugin and what it threw", () =>
+    Effect.gen(function*() {
+      const broken = definePlugin({
+        name: "broken",
+        options: Schema.Struct({ endpoints: Schema.Array(Schema.String) }),
+        files: (o): Files => {
+          if (o.endpoints.length > 1) throw new Error("cannot count several endpoints")
+          return { perSession: 1 }
+        },
+        make: () => ({})
+      })
+      const error = yield* Effect.flip(make([broken({ endpoints: ["a", "b"] })]))
+      expect(error.plugin).toBe("broken")
+      expect(error.message).toBe("files: cannot count several endpoints")
+    }))
 
   it.scoped("accept 0 and leave a plugin without files at none", () =>
     Effect.gen(function*() {
