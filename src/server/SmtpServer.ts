@@ -66,6 +66,12 @@ interface Live {
   readonly env: ServerEnv
   /** `limits.maxConnections`, or fewer when the process may not open enough files for that many. */
   readonly maxConnections: number
+  /** Descriptors a session it takes may hold (`filesPerSession`), counted until that session ends. */
+  readonly each: number
+  /** Descriptors left for sessions under the open-files limit (undefined: no known limit). */
+  readonly budget: number | undefined
+  /** What its plugins hold (`files.held`): still open after a reload until it is released. */
+  readonly held: number
   /** Set when a reload replaces it: the next generation's `release`. */
   release: Effect.Effect<void>
   tls: Socket.SecureContext | undefined
@@ -148,8 +154,12 @@ export const make = (options: {
               `Raise the open-files limit (systemd LimitNOFILE=, ulimit -n) or lower limits.maxConnections`
           )
         }
+        const limit = FileLimit.openFiles()
         const live: Live = {
           maxConnections,
+          each: filesPerSession(gen),
+          budget: limit === undefined ? undefined : limit - reservedFiles(gen),
+          held: gen.pipeline.plugins.reduce((n, p) => n + (p.files?.held ?? 0), 0),
           tls,
           active: 0,
           retired: false,
@@ -187,6 +197,12 @@ export const make = (options: {
       })
     let current = yield* goLive(options)
     let open = 0
+    // Descriptors counted for the open sessions, each at its own generation's count, and for
+    // retired generations' plugins until their release. A reload that removes four milters
+    // counted the sessions still holding their connections at three (their new count) where they
+    // held seven: at 300 files it let 45 more in past the 33 open (1 now), and deliveries failed.
+    let counted = 0
+    const fits = (live: Live): boolean => open === 0 || live.budget === undefined || counted + live.each <= live.budget
     const sockets = new Set<Socket.SmtpSocket>()
     const fibers = yield* FiberSet.make<void>()
     const run = yield* FiberSet.runtime(fibers)<never>()
@@ -198,13 +214,14 @@ export const make = (options: {
       const live = current
       // A client that does not read its replies is given as long as an idle one.
       const socket = Socket.wrap(raw, { writeTimeoutMs: Duration.toMillis(live.env.config.limits.idleTimeout) })
-      if (isDraining || open >= live.maxConnections) {
+      if (isDraining || open >= live.maxConnections || !fits(live)) {
         // Refused before a session exists: one reply (none on an implicit-TLS listener), then
         // close at once (a flood of refused connections must not hold a descriptor each while lingering).
         Effect.runFork(Effect.zipRight(Lifecycle.refusal(socket, tooMany, mode === "implicit"), Metrics.connectionRefused))
         return
       }
       open++
+      counted += live.each
       live.active++
       sockets.add(socket)
       // When the session is over (on whichever of its fibers: an idle session has none, see Connection).
@@ -215,8 +232,10 @@ export const make = (options: {
         ).pipe(
           Effect.ensuring(Effect.suspend(() => {
             open--
+            counted -= live.each
             live.active--
             sockets.delete(socket)
+            if (live.retired && live.active === 0) counted -= live.held
             return Effect.zipRight(Metrics.connectionClosed, live.retired && live.active === 0 ? live.release : Effect.void)
           }))
         )
@@ -268,6 +287,7 @@ export const make = (options: {
           old.release = next.release ?? Effect.void
           old.retired = true
           if (old.active === 0) yield* old.release
+          else counted += old.held
         }),
       draining: () => isDraining
     }
