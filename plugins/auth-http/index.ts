@@ -142,8 +142,9 @@ export const authHttp = definePlugin({
   // Longer than the longest request timeout the options allow (1 minute), so that the request
   // answers 454 first.
   timeout: "65 seconds",
-  // One request at a time per session.
-  files: () => ({ perSession: 1 }),
+  // One request at a time per session, through fetch's pool: up to two connections a session under
+  // Deno, as for http-hooks (test/e2e/file-limit-http-hooks.test.ts).
+  files: () => ({ perSession: 2 }),
   make
 })
 
