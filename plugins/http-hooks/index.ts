@@ -239,6 +239,8 @@ export const httpHooks = definePlugin({
   // One request at a time per session, but fetch keeps connections to reuse, and Deno's pool, when
   // none is idle, connects anew and keeps that one even if another came back first: up to two a
   // session (183 for 100 sessions with a hook service slow to accept, file-limit-http-hooks.test.ts).
-  files: () => ({ perSession: 2 }),
+  // With `body: "url"`, its own listener and the connections it takes at once (the hook service's
+  // GETs; past `bodyServer.maxConnections` it closes them).
+  files: (o) => ({ perSession: 2, ...(o.body === "url" ? { held: 1 + o.bodyServer.maxConnections } : {}) }),
   make
 })

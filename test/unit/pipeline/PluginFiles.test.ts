@@ -7,6 +7,7 @@ import { Effect, Schema } from "effect"
 import * as StaticDns from "../../../src/dns/Static.ts"
 import * as Pipeline from "../../../src/pipeline/Pipeline.ts"
 import { definePlugin, type Files, type Plugin } from "../../../src/pipeline/Plugin.ts"
+import { httpHooks } from "../../../plugins/http-hooks/index.ts"
 import { milter } from "../../../plugins/milter/index.ts"
 import { policy } from "../../../plugins/policy/index.ts"
 
@@ -29,6 +30,13 @@ describe("a plugin's files", () => {
         ["policy", { held: 16 }]
       ])
     }))
+
+  it("count http-hooks' body listener and the connections it takes at once with body: \"url\", held for the server's life", () => {
+    const hooks = [{ stage: "data" as const, url: "http://127.0.0.1:1/hook" }]
+    expect(httpHooks({ hooks }).files).toEqual({ perSession: 2 })
+    expect(httpHooks({ hooks, body: "url" }).files).toEqual({ perSession: 2, held: 1 + 16 })
+    expect(httpHooks({ hooks, body: "url", bodyServer: { maxConnections: 64 } }).files).toEqual({ perSession: 2, held: 1 + 64 })
+  })
 
   it("count none for options that do not decode, and the factory does not throw: the config check names the option", () => {
     const bad = pooled({ endpoints: "a" } as never)
