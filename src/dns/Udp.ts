@@ -77,16 +77,25 @@ const exchange = (server: Server, address: string, name: string, type: Wire.RRTy
     let done = false
     // Answered once the socket is closed, not before: Deno closes its descriptor later than
     // `close()` returns, and the next lookup of a check (mailauth's lookupsInFlight) must not
-    // find it still open.
+    // find it still open. Deno never calls back for a socket that was never bound (its bind
+    // failed, EMFILE): then a moment later all the same, not never.
     const finish = (result: Effect.Effect<Wire.Response, DnsError>) => {
       if (done) return
       done = true
       clearTimeout(timer)
+      let answered = false
+      const answer = () => {
+        if (answered) return
+        answered = true
+        clearTimeout(fallback)
+        resume(result)
+      }
+      const fallback = setTimeout(answer, 100)
       try {
-        socket.close(() => resume(result))
+        socket.close(answer)
       } catch {
         // Already closed.
-        resume(result)
+        answer()
       }
     }
     const timer = setTimeout(
