@@ -40,6 +40,8 @@ export * as Dkim from "./dkim/Dkim.ts"
 export * as Metrics from "./observability/Metrics.ts"
 /** Client connections (TCP, TLS, unix sockets) for plugins that speak to a service of their own (auth-dovecot, policy servers, milters). */
 export * as Connect from "./runtime/Connect.ts"
+/** `fetch` with a bounded pool of idle connections, for plugins that call HTTP services while a session waits. */
+export * as Fetch from "./runtime/Fetch.ts"
 /**
  * A small bounded HTTP/1.1 listener (GET and HEAD, one request per connection, streamed answers)
  * for plugins that let a service they call fetch something back, as http-hooks serves message bodies.

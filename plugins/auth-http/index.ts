@@ -19,7 +19,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import { Bytes, definePlugin, Redact, Senders, signRequest, Verdict } from "../../src/index.ts"
+import { Bytes, definePlugin, Fetch, Redact, Senders, signRequest, Verdict } from "../../src/index.ts"
 import type { AuthContext } from "../../src/index.ts"
 import { Options } from "./options.ts"
 
@@ -79,7 +79,7 @@ const make = (options: Options) => {
     if (basic !== undefined) headers["authorization"] = basic
     if (secret !== undefined) headers["x-smtp-bridge-signature"] = `v1=${signRequest(secret, timestamp, new TextEncoder().encode(body))}`
     // `manual`: a 3xx comes back as it is, never followed (Bun, Deno and Node honour it).
-    const response = await fetch(endpoint, { method: "POST", headers, body, redirect: "manual", signal })
+    const response = await Fetch.boundedFetch(endpoint, { method: "POST", headers, body, redirect: "manual", signal })
     if (response.status !== 200) {
       await response.body?.cancel().catch(() => undefined)
       return { _tag: "Status", status: response.status, location: response.headers.get("location") }
@@ -143,8 +143,8 @@ export const authHttp = definePlugin({
   // answers 454 first.
   timeout: "65 seconds",
   // One request at a time per session, through fetch's pool: up to two connections a session under
-  // Deno, as for http-hooks (test/e2e/file-limit-http-hooks.test.ts).
-  files: () => ({ perSession: 2 }),
+  // Deno, as for http-hooks (test/e2e/file-limit-http-hooks.test.ts), and the idle ones it keeps.
+  files: () => ({ perSession: 2, held: Fetch.maxIdlePerHost }),
   make
 })
 

@@ -9,7 +9,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { createRemoteJWKSet, customFetch, jwtVerify } from "jose"
-import { Bytes, Redact } from "../../src/index.ts"
+import { Bytes, Fetch, Redact } from "../../src/index.ts"
 import type { Options } from "./options.ts"
 
 export type Checked =
@@ -39,7 +39,7 @@ export const make = (options: Options): Verifier => {
   const shown = Redact.url(options.jwksUrl)
   // fetch that never follows a redirect and stops reading past `maxJwksBytes`.
   const cappedFetch = async (url: string, init: RequestInit): Promise<Response> => {
-    const response = await fetch(url, { ...init, redirect: "manual" })
+    const response = await Fetch.boundedFetch(url, { ...init, redirect: "manual" })
     if (response.status !== 200) {
       await response.body?.cancel().catch(() => undefined)
       throw new Error(`HTTP ${response.status}${response.status >= 300 && response.status < 400 ? " redirect (never followed)" : ""}`)

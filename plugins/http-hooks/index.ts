@@ -16,7 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { Bytes, definePlugin, Message, Redact, signRequest, Verdict } from "../../src/index.ts"
+import { Bytes, definePlugin, Fetch, Message, Redact, signRequest, Verdict } from "../../src/index.ts"
 import type { DataContext, Hooks, Made, SessionInfo, TransactionInfo } from "../../src/index.ts"
 import * as Bodies from "./Bodies.ts"
 import { Options, parseListen } from "./options.ts"
@@ -73,7 +73,7 @@ const make = (options: Options): Made => {
     const headers: Record<string, string> = { "content-type": "application/json", "x-smtp-bridge-timestamp": timestamp }
     if (secret !== undefined) headers["x-smtp-bridge-signature"] = `v1=${signRequest(secret, timestamp, encoder.encode(body))}`
     // `manual`: a 3xx comes back as it is, never followed.
-    const response = await fetch(url, { method: "POST", headers, body, redirect: "manual", signal })
+    const response = await Fetch.boundedFetch(url, { method: "POST", headers, body, redirect: "manual", signal })
     if (response.status !== 200) {
       await response.body?.cancel().catch(() => undefined)
       throw new Unavailable(response.status >= 300 && response.status < 400 || response.status === 0
@@ -236,11 +236,15 @@ export const httpHooks = definePlugin({
   options: Options,
   // Past the request's own timeout (the default 10 s, or the option), the default action answers first.
   timeout: "10 minutes",
-  // One request at a time per session, but fetch keeps connections to reuse, and Deno's pool, when
-  // none is idle, connects anew and keeps that one even if another came back first: up to two a
-  // session (183 for 100 sessions with a hook service slow to accept, file-limit-http-hooks.test.ts).
-  // With `body: "url"`, its own listener and the connections it takes at once (the hook service's
-  // GETs; past `bodyServer.maxConnections` it closes them).
-  files: (o) => ({ perSession: 2, ...(o.body === "url" ? { held: 1 + o.bodyServer.maxConnections } : {}) }),
+  // One request at a time per session, but Deno's fetch, when no connection is idle, connects anew
+  // and keeps that one even if another came back first: up to two a session (183 for 100 sessions
+  // with a hook service slow to accept, file-limit-http-hooks.test.ts), and the idle ones it keeps
+  // (Fetch.maxIdlePerHost for each host the hooks call). With `body: "url"`, its own listener and
+  // the connections it takes at once (the hook service's GETs; past `bodyServer.maxConnections` it
+  // closes them).
+  files: (o) => ({
+    perSession: 2,
+    held: new Set(o.hooks.map((h) => new URL(h.url).host)).size * Fetch.maxIdlePerHost + (o.body === "url" ? 1 + o.bodyServer.maxConnections : 0)
+  }),
   make
 })

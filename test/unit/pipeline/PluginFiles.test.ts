@@ -31,11 +31,13 @@ describe("a plugin's files", () => {
       ])
     }))
 
-  it("count http-hooks' body listener and the connections it takes at once with body: \"url\", held for the server's life", () => {
+  it("count http-hooks' idle connections for each host it calls, and its body listener and the connections it takes at once with body: \"url\", held for the server's life", () => {
     const hooks = [{ stage: "data" as const, url: "http://127.0.0.1:1/hook" }]
-    expect(httpHooks({ hooks }).files).toEqual({ perSession: 2 })
-    expect(httpHooks({ hooks, body: "url" }).files).toEqual({ perSession: 2, held: 1 + 16 })
-    expect(httpHooks({ hooks, body: "url", bodyServer: { maxConnections: 64 } }).files).toEqual({ perSession: 2, held: 1 + 64 })
+    expect(httpHooks({ hooks }).files).toEqual({ perSession: 2, held: 16 })
+    const twoHosts = [...hooks, { stage: "rcptTo" as const, url: "http://127.0.0.1:2/hook" }, { stage: "helo" as const, url: "http://127.0.0.1:1/other" }]
+    expect(httpHooks({ hooks: twoHosts }).files).toEqual({ perSession: 2, held: 2 * 16 })
+    expect(httpHooks({ hooks, body: "url" }).files).toEqual({ perSession: 2, held: 16 + 1 + 16 })
+    expect(httpHooks({ hooks, body: "url", bodyServer: { maxConnections: 64 } }).files).toEqual({ perSession: 2, held: 16 + 1 + 64 })
   })
 
   it("count none for options that do not decode, and the factory does not throw: the config check names the option", () => {
