@@ -1,6 +1,6 @@
 /**
- * `fetch` for plugins that call HTTP services while a session waits (HTTP hooks, the HTTP auth
- * backend, an OAuth key set), with a bound on the connections it keeps to reuse.
+ * `fetch` for what calls HTTP services while a session waits (HTTP hooks, the HTTP auth backend, an
+ * OAuth key set, the webhook transport), with a bound on the connections it keeps to reuse.
  *
  * Deno's `fetch` keeps every connection it has opened to a host (no limit on idle ones), and a
  * request that finds none idle opens a new one and keeps it even when another came back first: 100
@@ -20,7 +20,7 @@ const deno = (globalThis as { readonly Deno?: Partial<DenoHttp> }).Deno
 let client: object | undefined
 
 /** `fetch`, through one shared client with a bounded idle pool under Deno. */
-export const boundedFetch = (input: string | URL, init: RequestInit = {}): Promise<Response> => {
+export const boundedFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
   if (deno?.createHttpClient === undefined) return fetch(input, init)
   client ??= deno.createHttpClient({ poolMaxIdlePerHost: maxIdlePerHost })
   return fetch(input, { ...init, client } as RequestInit)

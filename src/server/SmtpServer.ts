@@ -14,6 +14,7 @@ import type { BridgeConfig } from "../config/Config.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import type { Pipeline } from "../pipeline/Pipeline.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as Fetch from "../runtime/Fetch.ts"
 import * as FileLimit from "../runtime/FileLimit.ts"
 import * as Socket from "../runtime/Socket.ts"
 import * as Cidr from "../util/Cidr.ts"
@@ -86,7 +87,7 @@ interface Live {
  */
 const reservedFiles = (gen: Generation): number =>
   64 + gen.config.listeners.length * FileLimit.perListener +
-  Object.values(gen.config.transports).reduce((n, t) => n + (t.type === "smtp" || t.type === "lmtp" ? t.poolSize : t.type === "webhook" ? 16 : 0), 0) +
+  Object.values(gen.config.transports).reduce((n, t) => n + (t.type === "smtp" || t.type === "lmtp" ? t.poolSize : t.type === "webhook" ? Fetch.maxIdlePerHost : 0), 0) +
   gen.pipeline.plugins.reduce((n, p) => n + (p.files?.held ?? 0), 0)
 
 /** Descriptors one session may hold: its own, and what plugins open for it (a connection to each milter). */

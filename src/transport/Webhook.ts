@@ -24,10 +24,12 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { createHash, createHmac } from "node:crypto"
 import { formatPath } from "../protocol/Address.ts"
 import * as Reply from "../protocol/Reply.ts"
+import * as Fetch from "../runtime/Fetch.ts"
 import * as Redact from "../util/Redact.ts"
 import { type OutgoingMessage, type Transport, TransportError } from "./Transport.ts"
 import * as WebhookBody from "./WebhookBody.ts"
@@ -99,7 +101,11 @@ export const make = (options: WebhookOptions): Effect.Effect<Transport> =>
     const name = options.name ?? "webhook"
     const format = options.format ?? "raw"
     const timeout = Duration.decode(options.timeout ?? Duration.seconds(30))
-    const client = yield* Effect.provide(HttpClient.HttpClient, FetchHttpClient.layer)
+    // Through the bounded pool (Deno's own fetch keeps every idle connection it ever opened).
+    const client = yield* Effect.provide(
+      HttpClient.HttpClient,
+      Layer.provideMerge(FetchHttpClient.layer, Layer.succeed(FetchHttpClient.Fetch, Fetch.boundedFetch as typeof fetch))
+    )
     const fail = (reason: TransportError["reason"], message: string, reply?: Reply.Reply) =>
       new TransportError({ transport: name, reason, message, reply })
 

@@ -127,3 +127,40 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("HTTP hoo
     }
   }, 120_000)
 })
+
+describe.skipIf(process.platform !== "linux")("the webhook transport's connections", () => {
+  // The webhook transport posts through the same bounded fetch: under Deno, 100 sessions
+  // delivering at once left every connection they opened idle afterwards, past the 16 its
+  // transport's share of the reserve counts.
+  it("keeps no more idle connections to the webhook than its share of the reserve (16) once the deliveries are done", async () => {
+    const hook = spawnLogged(python, ["-c", hookService])
+    const hookPort = await listeningPort(hook.pid, "the webhook service")
+    const cli = await spawnCli(currentRuntime, [
+      "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--webhook", `http://127.0.0.1:${hookPort}/mail`, "--log-format", "json"
+    ])
+    try {
+      const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
+      const sessions = 100
+      const replies = await Promise.all(Array.from({ length: sessions }, async (_, i) => {
+        const c = await connect(port, { timeoutMs: 30_000 })
+        try {
+          await c.read(30_000)
+          await c.command("EHLO client.test", 30_000)
+          await c.command(`MAIL FROM:<a${i}@example.com>`, 30_000)
+          await c.command("RCPT TO:<b@example.com>", 30_000)
+          await c.command("DATA", 30_000)
+          return await c.command("Subject: webhook\r\n\r\nhello\r\n.", 30_000)
+        } finally {
+          c.close()
+        }
+      }))
+      expect(replies.filter((r) => !r.startsWith("250 ")), cli.output().slice(-2_000)).toEqual([])
+      await new Promise((r) => setTimeout(r, 500))
+      // Bun keeps up to 64 idle, Node as many as it had requests at once: within a session each.
+      expect(connectionsTo(cli.pid, hookPort)).toBeLessThanOrEqual(currentRuntime === "deno" ? maxIdlePerHost : sessions)
+    } finally {
+      await cli.kill()
+      await hook.stop()
+    }
+  }, 120_000)
+})
