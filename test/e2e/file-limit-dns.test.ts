@@ -18,31 +18,11 @@ import * as Keys from "../../src/dkim/Keys.ts"
 import { type Dnsmasq, startDnsmasq, txt } from "../support/dnsmasq.ts"
 import { currentRuntime, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
+import { socketsOf } from "../support/descriptors.ts"
 
 const prlimit = fs.existsSync("/usr/bin/prlimit") ? "/usr/bin/prlimit" : undefined
 const dnsmasqInstalled = fs.existsSync("/usr/sbin/dnsmasq") || fs.existsSync("/usr/bin/dnsmasq")
 
-/** Descriptors of `pid` that are sockets of the given kind (`UDP`), read from /proc. */
-const sockets = (pid: number, kind: "UDP" | "TCP"): number => {
-  const inodes = new Set<string>()
-  for (const file of [`/proc/${pid}/net/${kind.toLowerCase()}`, `/proc/${pid}/net/${kind.toLowerCase()}6`]) {
-    if (!fs.existsSync(file)) continue
-    for (const line of fs.readFileSync(file, "utf8").split("\n").slice(1)) {
-      const inode = line.trim().split(/\s+/)[9]
-      if (inode !== undefined && inode !== "0") inodes.add(inode)
-    }
-  }
-  let n = 0
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))
-      if (m !== null && inodes.has(m[1]!)) n++
-    } catch {
-      // Closed meanwhile.
-    }
-  }
-  return n
-}
 
 const seal = Keys.keygen({ algorithm: "ed25519", domain: "bridge.test", selector: "arc1" })
 
@@ -94,7 +74,7 @@ describe.skipIf(prlimit === undefined || !dnsmasqInstalled || process.platform !
         expect(await c.command("DATA")).toMatch(/^354 /)
         clients.push(c)
       }
-      const idle = sockets(cli.pid, "UDP")
+      const idle = socketsOf(cli.pid, ["udp", "udp6"])
       for (const c of clients) c.send("From: a@hostile.test\r\nSubject: ptr\r\n\r\nhello\r\n.\r\n")
       const replies = Promise.all(clients.map((c) => c.read(30_000)))
       // The most UDP sockets held at once while the sessions' lookups wait for the silent server.
@@ -104,7 +84,7 @@ describe.skipIf(prlimit === undefined || !dnsmasqInstalled || process.platform !
         done = true
       })
       while (!done) {
-        most = Math.max(most, sockets(cli.pid, "UDP") - idle)
+        most = Math.max(most, socketsOf(cli.pid, ["udp", "udp6"]) - idle)
         await new Promise((r) => setTimeout(r, 25))
       }
       expect((await replies).filter((r) => !r.startsWith("250 ")), cli.output().slice(-2_000)).toEqual([])

@@ -15,6 +15,7 @@ import * as path from "node:path"
 import { maxIdlePerHost } from "../../src/runtime/Fetch.ts"
 import { listeningPort, spawnLogged } from "../support/process.ts"
 import { currentRuntime, spawnCli } from "../support/runtimes.ts"
+import { connectionsTo } from "../support/descriptors.ts"
 import { connect } from "../support/SmtpClient.ts"
 
 const prlimit = fs.existsSync("/usr/bin/prlimit") ? "/usr/bin/prlimit" : undefined
@@ -40,25 +41,6 @@ ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer(("127.0.0.1", 0), Hook).serve_forever()
 `
 
-/** Descriptors of `pid` that are TCP connections to `port` on loopback, read from /proc. */
-const connectionsTo = (pid: number, port: number): number => {
-  const inodes = new Set<string>()
-  for (const line of fs.readFileSync(`/proc/${pid}/net/tcp`, "utf8").split("\n").slice(1)) {
-    const fields = line.trim().split(/\s+/)
-    const remote = fields[2]
-    if (remote !== undefined && Number.parseInt(remote.split(":")[1]!, 16) === port && fields[9] !== "0") inodes.add(fields[9]!)
-  }
-  let n = 0
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))
-      if (m !== null && inodes.has(m[1]!)) n++
-    } catch {
-      // Closed meanwhile.
-    }
-  }
-  return n
-}
 
 describe.skipIf(prlimit === undefined || process.platform !== "linux")("HTTP hooks' connections per session", () => {
   it("holds no more connections to the hook service than the session cap counts for them, at every stage, twice over", async () => {

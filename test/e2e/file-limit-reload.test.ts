@@ -19,6 +19,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { currentRuntime, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
+import { sendOne } from "../support/descriptors.ts"
 
 const prlimit = fs.existsSync("/usr/bin/prlimit") ? "/usr/bin/prlimit" : undefined
 
@@ -85,16 +86,7 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("a reload
       // Every session delivers a spilled message at once: the old ones through the four milters.
       // 1 MiB each: long enough to deliver that the sessions hold their files together.
       const body = `Subject: after the reload\r\n\r\n${`${"x".repeat(1022)}\r\n`.repeat(1024)}.`
-      const sent = await Promise.all(clients.map(async (c, i) => {
-        const replies = [
-          await c.command("EHLO client.test"),
-          await c.command(`MAIL FROM:<a${i}@example.com>`),
-          await c.command("RCPT TO:<b@example.com>"),
-          await c.command("DATA"),
-          await c.command(body, 30_000)
-        ]
-        return replies.map((r) => r.slice(0, 4)).join("")
-      }))
+      const sent = await Promise.all(clients.map((c, i) => sendOne(c, i, body, 30_000)))
       const failed = sent.filter((s) => s !== "250-250 250 354 250 ")
       expect({ greeted, failed }, `${greeted} of 60 greeted after the reload, room for ${room}\n${cli.output().slice(-1_500)}`).toEqual({ greeted: room, failed: [] })
       expect(fs.readdirSync(`/proc/${cli.pid}/fd`).length).toBeLessThan(300)

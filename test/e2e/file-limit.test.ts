@@ -18,6 +18,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { currentRuntime, spawnCli } from "../support/runtimes.ts"
 import { type Client, connect } from "../support/SmtpClient.ts"
+import { sendOne } from "../support/descriptors.ts"
 
 /**
  * The first line the bridge sends to a new connection (bounded). The client never closes its side
@@ -397,16 +398,7 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("sessions
         expect(c.line).toBe("421 4.7.0 Too many connections, try again later")
       }
       expect(fs.readdirSync(`/proc/${cli.pid}/fd`).length).toBeLessThan(300)
-      const sent = await Promise.all(clients.map(async (c, i) => {
-        const replies = [
-          await c.command("EHLO client.test"),
-          await c.command(`MAIL FROM:<a${i}@example.com>`),
-          await c.command("RCPT TO:<b@example.com>"),
-          await c.command("DATA"),
-          await c.command(`Subject: through four milters ${i}\r\n\r\nhello\r\n.`, 20_000)
-        ]
-        return replies.map((r) => r.slice(0, 4)).join("")
-      }))
+      const sent = await Promise.all(clients.map((c, i) => sendOne(c, i, `Subject: through four milters ${i}\r\n\r\nhello\r\n.`, 20_000)))
       expect(sent.filter((s) => s !== "250-250 250 354 250 "), cli.output().slice(-2_000)).toEqual([])
       expect(fs.readdirSync(path.join(dir, "Maildir", "new"))).toHaveLength(Number(taken))
       for (const c of clients.splice(0)) c.close()
