@@ -392,7 +392,7 @@ export const decodeOptions = <A, I>(plugin: string, schema: Schema.Schema<A, I, 
 const isDefinition = <A, I, R>(u: Plugin<unknown> | Definition<A, I, R>): u is Definition<A, I, R> =>
   "make" in u && typeof u.make === "function" && Schema.isSchema(u.options)
 
-// Decoded here as well as in `setup`: the count is needed before any plugin is set up, and bad
+// Decoded here as well as in `setup`: the count is needed before the plugins are set up, and bad
 // options are reported by the config check, not by a `files` that reads a field they lack. A
 // `files` that throws on options that decode is the plugin's bug: its `setup` fails with it, naming
 // the plugin (counted as none, the server ran with a cap that left out what the plugin opens).
