@@ -19,7 +19,6 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -29,8 +28,7 @@ import type { Reply } from "../protocol/Reply.ts"
 import type { Content, EditError, Field, MessageError } from "./Message.ts"
 import type { SessionInfo, TransactionInfo } from "./Session.ts"
 import type { Verdict } from "./Verdict.ts"
-import * as Issue from "../util/Issue.ts"
-import * as Redact from "../util/Redact.ts"
+import { checkOptions, decodeOptions, OptionsKey, type PluginOptions } from "./PluginOptions.ts"
 
 export interface ConnectContext {
   readonly session: SessionInfo
@@ -278,17 +276,9 @@ export const hookNames: ReadonlyArray<HookName> = [
   "disconnect"
 ]
 
-/**
- * Where a plugin made by an options factory keeps its options as given, so that the config loader
- * (and `check-config`) can check them before anything starts. A symbol, so it is never a hook.
- */
-export const OptionsKey: unique symbol = Symbol.for("smtp-bridge/Plugin/options")
-
-/** The options a plugin was given and the check of them (from its schema). */
-export interface PluginOptions {
-  readonly input: unknown
-  readonly decode: (input: unknown) => Effect.Effect<unknown, ParseResult.ParseIssue>
-}
+// Where they were defined before their own module: import sites keep naming Plugin.ts.
+export { decodeOptions, OptionsKey, PluginOptionsError } from "./PluginOptions.ts"
+export type { PluginOptions } from "./PluginOptions.ts"
 
 /**
  * What a hook fails with when it knows why: the pipeline logs the plugin, the hook and the
@@ -358,37 +348,6 @@ export interface Definition<A, I, R = never> {
   readonly make: (options: A) => Made<R>
 }
 
-/** A bad option, as one line naming the plugin and the option. */
-export class PluginOptionsError extends Schema.TaggedError<PluginOptionsError>()("PluginOptionsError", {
-  plugin: Schema.String,
-  message: Schema.String
-}) {}
-
-// A filter of the author's that throws is reported as a problem with the options, never a crash.
-const check = <A, I>(schema: Schema.Schema<A, I, never>) => (input: unknown): Effect.Effect<A, ParseResult.ParseIssue> =>
-  // Suspended: the parser runs synchronously when called, so a throwing filter throws right there.
-  Effect.suspend(() => ParseResult.decodeUnknown(schema)(input, { onExcessProperty: "error" })).pipe(
-    Effect.catchAllDefect((defect) =>
-      Effect.fail(new ParseResult.Type(schema.ast, input, `the options schema failed: ${defect instanceof Error ? defect.message : String(defect)}`))
-    )
-  )
-
-/** One line for a bad option, its value hidden when the option's name says it is a secret (`password`, `token`). */
-const describeIssue = (issue: ParseResult.ParseIssue): string => {
-  const problem = Issue.first(issue)
-  return Issue.line({ ...problem, actual: Redact.value(Issue.formatPath(problem.path), problem.actual) })
-}
-
-/**
- * Decodes `input` with a plugin's options schema; a bad option fails as one line naming the
- * plugin and the option (`greylist: delay: expected ..., got "soon"`).
- */
-export const decodeOptions = <A, I>(plugin: string, schema: Schema.Schema<A, I, never>, input: unknown): Effect.Effect<A, PluginOptionsError> =>
-  Effect.mapError(
-    check(schema)(input),
-    (issue) => new PluginOptionsError({ plugin, message: `${plugin}: ${describeIssue(issue)}` })
-  )
-
 const isDefinition = <A, I, R>(u: Plugin<unknown> | Definition<A, I, R>): u is Definition<A, I, R> =>
   "make" in u && typeof u.make === "function" && Schema.isSchema(u.options)
 
@@ -446,7 +405,7 @@ export function definePlugin<A, I, R>(plugin: Plugin<unknown> | Definition<A, I,
       name: definition.name,
       ...(definition.timeout === undefined ? {} : { timeout: definition.timeout }),
       ...(files === undefined ? {} : { files }),
-      [OptionsKey]: { input, decode: check(definition.options) },
+      [OptionsKey]: { input, decode: checkOptions(definition.options) },
       setup: Effect.gen(function*() {
         if (failed !== undefined) return yield* Effect.die(new Error(failed))
         const { setup, ...hooks } = definition.make(yield* decodeOptions(definition.name, definition.options, input))
