@@ -80,30 +80,22 @@ interface Live {
   retired: boolean
 }
 
+/** What a generation's plugins hold for its life (a policy service's pool, Redis): `files.held`. */
+const pluginsHeld = (gen: Generation): number => gen.pipeline.plugins.reduce((n, p) => n + (p.files?.held ?? 0), 0)
+
 /**
  * Descriptors set aside from the sessions': listeners and the connections each has accepted but not
  * yet closed, upstream sessions (each relay's pool, a webhook's connections), what plugins hold
- * for the server's life (a policy service's pool, Redis), DNS, logs.
+ * for the server's life, DNS, logs.
  */
 const reservedFiles = (gen: Generation): number =>
   64 + gen.config.listeners.length * FileLimit.perListener +
   Object.values(gen.config.transports).reduce((n, t) => n + (t.type === "smtp" || t.type === "lmtp" ? t.poolSize : t.type === "webhook" ? Fetch.maxIdlePerHost : 0), 0) +
-  gen.pipeline.plugins.reduce((n, p) => n + (p.files?.held ?? 0), 0)
+  pluginsHeld(gen)
 
 /** Descriptors one session may hold: its own, and what plugins open for it (a connection to each milter). */
 const filesPerSession = (gen: Generation): number =>
   FileLimit.perSession + gen.pipeline.plugins.reduce((n, p) => n + (p.files?.perSession ?? 0), 0)
-
-/**
- * Sessions this process can hold: `limits.maxConnections`, or fewer when the open-files limit
- * cannot carry that many. Past that limit `accept` fails, and the runtimes do not survive it alike
- * (Bun spins a core, Deno's listener stops accepting for good): refusing with 421 is better.
- */
-const sessionsWithin = (gen: Generation): number => {
-  const limit = FileLimit.openFiles()
-  const configured = gen.config.limits.maxConnections
-  return limit === undefined ? configured : Math.min(configured, FileLimit.sessionsAllowed(limit, reservedFiles(gen), filesPerSession(gen)))
-}
 
 const loadTls = (config: BridgeConfig): Effect.Effect<Socket.SecureContext | undefined, Socket.SocketError> =>
   config.tls === undefined ? Effect.succeed(undefined) : Effect.try({
@@ -146,21 +138,27 @@ export const make = (options: {
         const parsedTrust = Cidr.parseList(gen.config.trust)
         const exempt = "error" in parsedTrust ? [] : parsedTrust.ok
         const networkOf = (ip: string) => Cidr.aggregate(ip, gen.config.limits.ipv4NetworkPrefix, gen.config.limits.ipv6NetworkPrefix)
-        const maxConnections = sessionsWithin(gen)
-        if (maxConnections < gen.config.limits.maxConnections) {
+        // Sessions this process can hold: limits.maxConnections, or fewer when the open-files limit
+        // cannot carry that many. Past that limit `accept` fails, and the runtimes do not survive
+        // it alike (Bun spins a core, Deno's listener stops accepting for good): 421 is better.
+        const limit = FileLimit.openFiles()
+        const each = filesPerSession(gen)
+        const reserved = reservedFiles(gen)
+        const configured = gen.config.limits.maxConnections
+        const maxConnections = limit === undefined ? configured : Math.min(configured, FileLimit.sessionsAllowed(limit, reserved, each))
+        if (maxConnections < configured) {
           yield* Effect.logWarning(
-            `limits.maxConnections is ${gen.config.limits.maxConnections}, but this process may open only ${FileLimit.openFiles()} files ` +
-              `(about ${filesPerSession(gen)} per session, plus ${reservedFiles(gen)} for listeners, upstream sessions, plugins and DNS): ` +
+            `limits.maxConnections is ${configured}, but this process may open only ${limit} files ` +
+              `(about ${each} per session, plus ${reserved} for listeners, upstream sessions, plugins and DNS): ` +
               `at most ${maxConnections} sessions are taken, 421 4.7.0 past them. ` +
               `Raise the open-files limit (systemd LimitNOFILE=, ulimit -n) or lower limits.maxConnections`
           )
         }
-        const limit = FileLimit.openFiles()
         const live: Live = {
           maxConnections,
-          each: filesPerSession(gen),
-          budget: limit === undefined ? undefined : limit - reservedFiles(gen),
-          held: gen.pipeline.plugins.reduce((n, p) => n + (p.files?.held ?? 0), 0),
+          each,
+          budget: limit === undefined ? undefined : limit - reserved,
+          held: pluginsHeld(gen),
           tls,
           active: 0,
           retired: false,
