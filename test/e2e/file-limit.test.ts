@@ -60,6 +60,10 @@ const greetedAgain = async (port: number): Promise<string> => {
 
 const prlimit = fs.existsSync("/usr/bin/prlimit") ? "/usr/bin/prlimit" : undefined
 
+/** The CLI under `prlimit --nofile=files:files` (soft and hard), with `args`. */
+const spawnUnder = (files: number, args: ReadonlyArray<string>) =>
+  spawnCli(currentRuntime, args, { prefix: [prlimit!, `--nofile=${files}:${files}`, "--"] })
+
 // 300 files, 64 set aside (no relay pool: the default transport is the Maildir), three a session.
 // Under Deno, four a session (its file reads run on a duplicate descriptor) and 128 more set aside
 // for the connections its listener accepted and has not closed yet.
@@ -68,9 +72,9 @@ const sessionsAt300 = currentRuntime === "deno" ? 27 : 78
 describe.skipIf(prlimit === undefined || process.platform !== "linux")("a process with few open files", () => {
   it("takes only the sessions its descriptors allow (a warning names limits.maxConnections), refuses the rest with 421 4.7.0 and closes them at once, and still delivers after the flood", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
-    const cli = await spawnCli(currentRuntime, [
+    const cli = await spawnUnder(300, [
       "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--maildir", path.join(dir, "Maildir"), "--log-format", "json"
-    ], { prefix: [prlimit!, "--nofile=300:300", "--"] })
+    ])
     const held: Array<net.Socket> = []
     try {
       const [, bound] = await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000)
@@ -136,6 +140,15 @@ const atData = async (port: number): Promise<Client> => {
   return c
 }
 
+/** `n` sessions at the DATA prompt, opened 50 at a time. */
+const allAtData = async (port: number, n: number): Promise<Array<Client>> => {
+  const clients: Array<Client> = []
+  for (let batch = 0; batch < n; batch += 50) {
+    clients.push(...await Promise.all(Array.from({ length: Math.min(50, n - batch) }, () => atData(port))))
+  }
+  return clients
+}
+
 describe.skipIf(prlimit === undefined || process.platform !== "linux")("sessions at the cap, each delivering a message spilled to disk", () => {
   // A session delivering a message spilled to disk holds its socket, the spilled file (read) and
   // the Maildir's file in tmp/ (written) at once: three descriptors, four under Deno (which reads
@@ -149,14 +162,12 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("sessions
     fs.writeFileSync(config, `export default ${JSON.stringify({
       listen: ["127.0.0.1:0"], trust: ["127.0.0.0/8"], maildir: path.join(dir, "Maildir"), limits: { spillThreshold: 0 }
     })}\n`)
-    const cli = await spawnCli(currentRuntime, ["serve", "--config", config, "--log-format", "json"], { prefix: [prlimit!, "--nofile=1000:1000", "--"] })
+    const cli = await spawnUnder(1000, ["serve", "--config", config, "--log-format", "json"])
     const clients: Array<Client> = []
     try {
       const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
       const sessions = Number((await cli.waitForLog(/at most (\d+) sessions are taken/, 5_000))[1])
-      for (let batch = 0; batch < sessions; batch += 50) {
-        clients.push(...await Promise.all(Array.from({ length: Math.min(50, sessions - batch) }, () => atData(port))))
-      }
+      clients.push(...await allAtData(port, sessions))
       const body = `Subject: spilled\r\n\r\n${`${"x".repeat(78)}\r\n`.repeat(100)}`
       for (const c of clients) c.send(body)
       const replies = await Promise.all(clients.map((c) => c.command(".", 20_000)))
@@ -183,17 +194,15 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("new conn
   // newcomers unanswered, some deliveries 451 4.3.0). Bun closes each refused connection at once.
   it("answers each one (421 4.7.0 or 220) and still accepts afterwards: the cap leaves room for the connections being refused", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
-    const cli = await spawnCli(currentRuntime, [
+    const cli = await spawnUnder(400, [
       "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--maildir", path.join(dir, "Maildir"), "--log-format", "json"
-    ], { prefix: [prlimit!, "--nofile=400:400", "--"] })
+    ])
     const clients: Array<Client> = []
     const held: Array<net.Socket> = []
     try {
       const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
       const sessions = Number((await cli.waitForLog(/at most (\d+) sessions are taken/, 5_000))[1])
-      for (let batch = 0; batch < sessions; batch += 50) {
-        clients.push(...await Promise.all(Array.from({ length: Math.min(50, sessions - batch) }, () => atData(port))))
-      }
+      clients.push(...await allAtData(port, sessions))
       // 1 MiB each: spilled to disk, and long enough to deliver that many connections arrive meanwhile.
       const body = `Subject: spilled\r\n\r\n${`${"x".repeat(1022)}\r\n`.repeat(1024)}`
       for (const c of clients) c.send(body)
@@ -238,9 +247,9 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("a flood 
   it("answers each one 421 4.7.0 and closes it at once: the refusals hold no descriptor, and another address is still greeted", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
     // No trusted network: 127.0.0.1 is held to maxConnectionsPerIp (50).
-    const cli = await spawnCli(currentRuntime, [
+    const cli = await spawnUnder(600, [
       "serve", "--listen", "127.0.0.1:0", "--maildir", path.join(dir, "Maildir"), "--log-format", "json"
-    ], { prefix: [prlimit!, "--nofile=600:600", "--"] })
+    ])
     const held: Array<net.Socket> = []
     try {
       const port = Number((await cli.waitForLog(/listening on 127\.0\.0\.1:(\d+)/, 30_000))[1])
@@ -297,7 +306,7 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("a reload
         listen: ["127.0.0.1:0"], trust: ["127.0.0.0/8"], maildir: path.join(dir, "Maildir"), limits: { maxConnections }
       })}\n`)
     write(20)
-    const cli = await spawnCli(currentRuntime, ["serve", "--config", config, "--log-format", "json"], { prefix: [prlimit!, "--nofile=300:300", "--"] })
+    const cli = await spawnUnder(300, ["serve", "--config", config, "--log-format", "json"])
     const clients: Array<Client> = []
     const held: Array<net.Socket> = []
     const first = (port: number): Promise<string> =>
@@ -372,10 +381,10 @@ describe.skipIf(prlimit === undefined || process.platform !== "linux")("sessions
     const milter = await startEditorMilter()
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "file-limit-"))
     const socket = `inet:127.0.0.1:${milter.port}`
-    const cli = await spawnCli(currentRuntime, [
+    const cli = await spawnUnder(300, [
       "serve", "--listen", "127.0.0.1:0", "--trust", "127.0.0.0/8", "--maildir", path.join(dir, "Maildir"), "--log-format", "json",
       "--milter", socket, "--milter", socket, "--milter", socket, "--milter", socket
-    ], { prefix: [prlimit!, "--nofile=300:300", "--"] })
+    ])
     const held: Array<net.Socket> = []
     const clients: Array<Client> = []
     try {
